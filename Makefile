@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Both create the environment first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Local copies of the data sets that `tunelab data fetch` may copy from (besides system packages).
+ifneq ($(wildcard ../shared/data),)
+export TUNELAB_LOCAL_COPIES ?= $(abspath ../shared/data)
+endif
+
+.PHONY: venv demo test bench
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# A search of the Fashion-MNIST CNN sized for a 2-core CPU (about 10 minutes), then retrain and report.
+demo: venv
+	$(BIN)/tunelab data fetch fashion_mnist
+	rm -rf results/demo
+	$(BIN)/tunelab search fashion_cnn --name demo --trials 8 --max-epochs 4 --subset 0.5 --concurrency 2
+	$(BIN)/tunelab retrain demo --seeds 1 --epochs 8
+	$(BIN)/tunelab report demo
+	@echo "Leaderboard: results/demo/leaderboard.md"
+	@echo "Report:      results/demo/report/report.md (and report.html)"
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/overhead.py

@@ -1,0 +1,53 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tunelab.data import locate
+from tunelab.data.idx import write_idx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_mnist_like(folder: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:
+    """A tiny data set in the IDX .gz format: each class is a bright square at its own place, plus noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            r, k = divmod(int(c), 5)
+            images[i, 4 + 10 * r : 12 + 10 * r, 1 + 5 * k : 6 + 5 * k] = 230
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fixture_root(tmp_path_factory) -> Path:
+    """A data root with generated Fashion-MNIST and MNIST files in their own format."""
+    root = tmp_path_factory.mktemp("data")
+    write_mnist_like(root / "fashion-mnist")
+    write_mnist_like(root / "mnist", seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fashion_root(fixture_root) -> Path:
+    """The real Fashion-MNIST when TUNELAB_DATA has it (CI points it at the shared copies), else the fixture."""
+    real = os.environ.get("TUNELAB_DATA")
+    if real and locate("fashion_mnist", Path(real)) == Path(real) / "fashion-mnist":
+        return Path(real)
+    return fixture_root
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """An isolated environment for the CLI: no W&B key, results in tmp_path, no local copies."""
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "TUNELAB_LOCAL_COPIES", "RAY_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: W&B has no key
+    monkeypatch.setenv("TUNELAB_RESULTS", str(tmp_path / "results"))
+    return tmp_path

@@ -1,0 +1,98 @@
+"""Model-side helpers shared by the trainables: minibatches, augmentation, optimizers and LR schedules.
+
+Data stays on its device as uint8; batches are index slices of it, converted and augmented whole.
+"""
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+EVAL_BATCH = 1024  # images per forward pass when predicting without gradients
+AUGMENTS = ("none", "flip", "crop", "flip_crop")
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images to float32 in [0, 1]."""
+    return x.float().div_(255)
+
+
+def batches(n: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A shuffled split of range(n) into index tensors of batch_size (the last may be smaller)."""
+    return torch.randperm(n, device=device).split(batch_size)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's outputs for uint8 images x, in eval mode and in large batches."""
+    model.eval()
+    return torch.cat([model(to_float(xb)) for xb in x.split(EVAL_BATCH)])
+
+
+def random_flip(x: torch.Tensor) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
+    return torch.where(flip, x.flip(3), x)
+
+
+def random_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Zero-pad each image by pad px and crop it back at a random offset: a shift of up to pad px each way."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1, 1, 1), device=x.device)
+    rows = (dy + torch.arange(h, device=x.device).view(1, 1, h, 1)).expand(n, c, h, w + 2 * pad)
+    cols = (dx + torch.arange(w, device=x.device).view(1, 1, 1, w)).expand(n, c, h, w)
+    return padded.gather(2, rows).gather(3, cols)
+
+
+def augment(x: torch.Tensor, kind: str, pad: int) -> torch.Tensor:
+    """A batch of float images augmented as ``kind`` (one of AUGMENTS) says."""
+    if kind in ("flip", "flip_crop"):
+        x = random_flip(x)
+    if kind in ("crop", "flip_crop"):
+        x = random_crop(x, pad)
+    return x
+
+
+def check_choice(config: dict, key: str, choices: Iterable) -> None:
+    if config[key] not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(map(str, choices))}, not {config[key]!r}")
+
+
+def make_optimizer(config: dict, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """config["optimizer"]: "sgd" (Nesterov momentum when momentum > 0), "adam" or "adamw"."""
+    lr, wd = config["lr"], config["weight_decay"]
+    match config["optimizer"]:
+        case "sgd":
+            m = config["momentum"]
+            return torch.optim.SGD(params, lr=lr, momentum=m, nesterov=m > 0, weight_decay=wd)
+        case "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        case "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"optimizer must be sgd, adam or adamw, not {config['optimizer']!r}")
+
+
+def one_cycle(t: float) -> float:
+    """Linear warm-up from lr/25 over the first 30 %, then cosine annealing to 0."""
+    return 0.04 + 0.96 * t / 0.3 if t < 0.3 else 0.5 * (1 + math.cos(math.pi * (t - 0.3) / 0.7))
+
+
+# LR multipliers as functions of training progress t in [0, 1]
+SCHEDULES: dict[str, Callable[[float], float]] = {
+    "constant": lambda t: 1.0,
+    "cosine": lambda t: 0.5 * (1 + math.cos(math.pi * t)),
+    "step": lambda t: 0.1 ** ((t >= 0.5) + (t >= 0.75)),  # /10 at half and at three quarters
+    "onecycle": one_cycle,
+}
+
+
+def make_scheduler(config: dict, optimizer: torch.optim.Optimizer, n_train: int) -> LambdaLR:
+    """config["schedule"] stepped once per batch over config["epochs"] epochs (then held at its end)."""
+    check_choice(config, "schedule", SCHEDULES)
+    factor = SCHEDULES[config["schedule"]]
+    total = config["epochs"] * math.ceil(n_train / config["batch_size"])
+    return LambdaLR(optimizer, lambda step: factor(min(step / total, 1.0)))

@@ -1,0 +1,146 @@
+"""A convolutional autoencoder for small grayscale images (the Fashion-MNIST assignment).
+
+Encoder: ``depth`` blocks of convolution + activation + 2x2 max-pool, channels width * 2**i, then an
+optional 1x1 convolution to ``code_channels``. The decoder mirrors it, upsampling by transposed
+convolutions or by resizing + convolution, back to the exact input size (28 -> 14 -> 7 -> 3 -> 7 -> 14 ->
+28). The last layer outputs logits; the sigmoid lives in the loss. The assignment's baseline is the
+defaults: Conv(16)+pool, Conv(32)+pool, Conv(64)+pool, SELU, mirrored with transposed convolutions.
+"""
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
+
+from trainables import common
+from tunelab.data import Data
+
+DATASET = "fashion_mnist"
+METRIC = "val_mse"
+MODE = "min"
+
+DEFAULTS: dict[str, int | float | bool | str] = {
+    "width": 16,  # channels of the first encoder block, doubled per block
+    "depth": 3,  # encoder blocks, each halving the image (1-3 for 28 px images)
+    "kernel_size": 3,  # 3 or 5, "same" padding
+    "activation": "selu",  # relu, selu or elu, after every convolution but the output
+    "code_channels": 0,  # channels of a 1x1 convolution closing the encoder (0 = none)
+    "upsample": "transpose",  # decoder upsampling: transpose (stride-2 transposed conv), nearest or bilinear
+    "loss": "bce",  # training loss on pixels in [0, 1]: bce (with logits) or mse (of the sigmoid)
+    "optimizer": "adam",  # sgd, adam or adamw
+    "lr": 2e-3,  # peak learning rate
+    "momentum": 0.9,  # SGD's Nesterov momentum (0 = plain SGD)
+    "weight_decay": 0.0,  # L2 penalty (sgd, adam) or decoupled weight decay (adamw)
+    "schedule": "cosine",  # LR schedule per batch: constant, cosine, step or onecycle
+    "batch_size": 128,  # images per training step
+    "epochs": 10,  # epochs the LR schedule spans (the harness sets it to the run's length)
+}
+
+ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU, "elu": nn.ELU}
+UPSAMPLES = ("transpose", "nearest", "bilinear")
+LOSSES = ("bce", "mse")
+
+
+class AutoEncoder(nn.Module):
+    """Encoder and decoder; ``loss`` names the loss it trains with, which ``evaluate`` reports as "loss"."""
+
+    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, loss: str):
+        super().__init__()
+        self.encoder, self.decoder, self.loss = encoder, decoder, loss
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def transpose_padding(k: int, size_in: int, size_out: int) -> tuple[int, int]:
+    """padding and output_padding that make a stride-2 transposed convolution map size_in to size_out."""
+    d = 2 * (size_in - 1) + k - size_out  # = 2 * padding - output_padding
+    return (d + 1) // 2, d % 2
+
+
+def upsampler(kind: str, c_in: int, c_out: int, k: int, size_in: tuple, size_out: tuple) -> nn.Module:
+    if kind == "transpose":
+        (p_h, op_h), (p_w, op_w) = (transpose_padding(k, a, b) for a, b in zip(size_in, size_out))
+        return nn.ConvTranspose2d(c_in, c_out, k, stride=2, padding=(p_h, p_w), output_padding=(op_h, op_w))
+    return nn.Sequential(nn.Upsample(size=size_out, mode=kind), nn.Conv2d(c_in, c_out, k, padding=k // 2))
+
+
+def make_model(config: dict, shape: tuple) -> AutoEncoder:
+    """The autoencoder for images of ``shape`` (C, H, W); it takes floats in [0, 1] and returns logits."""
+    k, act = config["kernel_size"], ACTIVATIONS[config["activation"]]
+    c_in, size = shape[0], tuple(shape[1:])
+    encoder, sizes = [], []  # sizes: each encoder block's input size, the decoder's targets
+    for i in range(config["depth"]):
+        c_out = config["width"] * 2**i
+        encoder += [nn.Conv2d(c_in, c_out, k, padding=k // 2), act(), nn.MaxPool2d(2)]
+        sizes.append(size)
+        c_in, size = c_out, (size[0] // 2, size[1] // 2)
+    if config["code_channels"]:
+        encoder += [nn.Conv2d(c_in, config["code_channels"], 1), act()]
+        c_in = config["code_channels"]
+    decoder = []
+    for i in reversed(range(config["depth"])):
+        c_out = config["width"] * 2 ** (i - 1) if i else shape[0]
+        decoder.append(upsampler(config["upsample"], c_in, c_out, k, size, sizes[i]))
+        decoder += [act()] if i else []
+        c_in, size = c_out, sizes[i]
+    return AutoEncoder(nn.Sequential(*encoder), nn.Sequential(*decoder), config["loss"])
+
+
+def losses(logits: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-pixel mean losses of reconstruction logits against images x in [0, 1]."""
+    return {"mse": F.mse_loss(torch.sigmoid(logits), x), "bce": F.binary_cross_entropy_with_logits(logits, x)}
+
+
+def build(config: dict, data: Data) -> dict:
+    for key, choices in (("activation", ACTIVATIONS), ("upsample", UPSAMPLES), ("loss", LOSSES)):
+        common.check_choice(config, key, choices)
+    if config["kernel_size"] % 2 == 0 or config["kernel_size"] < 3:
+        raise ValueError(f"kernel_size must be odd and at least 3, not {config['kernel_size']}")
+    x, _ = data.splits["train"]
+    model = make_model(config, x.shape[1:]).to(data.device)
+    optimizer = common.make_optimizer(config, model.parameters())
+    return {"model": model, "optimizer": optimizer, "scheduler": common.make_scheduler(config, optimizer, len(x))}
+
+
+def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
+    model, optimizer, scheduler = parts["model"], parts["optimizer"], parts["scheduler"]
+    x, _ = data.splits["train"]
+    model.train()
+    loss_sum, mse_sum = torch.zeros((), device=data.device), torch.zeros((), device=data.device)
+    for idx in common.batches(len(x), config["batch_size"], data.device):
+        xb = common.to_float(x[idx])
+        m = losses(model(xb), xb)
+        optimizer.zero_grad(set_to_none=True)
+        m[config["loss"]].backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum = loss_sum + m[config["loss"]].detach() * len(idx)
+        mse_sum = mse_sum + m["mse"].detach() * len(idx)
+    return {"loss": loss_sum.item() / len(x), "mse": mse_sum.item() / len(x)}
+
+
+def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
+    x, _ = data.splits[split]
+    model = parts["model"]
+    m = {k: v.item() for k, v in losses(common.predict(model, x), common.to_float(x)).items()}
+    return {"loss": m[model.loss], **m}
+
+
+def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
+    x = data.splits["test"][0][:10]
+    recon = torch.sigmoid(common.predict(parts["model"], x)).cpu()
+    fig = Figure(figsize=(12, 2.8), layout="constrained")
+    axes = fig.subplots(2, len(x), squeeze=False)
+    for row, images in zip(axes, (common.to_float(x).cpu(), recon)):
+        for ax, image in zip(row, images):
+            ax.imshow(image.permute(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("input")
+    axes[1, 0].set_ylabel("reconstruction")
+    path = Path(outdir) / "reconstructions.png"
+    fig.savefig(path, dpi=100)
+    return {"Test images (top) and their reconstructions (bottom)": path}

@@ -1,0 +1,173 @@
+"""The command line: tunelab list | search | resume | leaderboard | retrain | report | data."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from tunelab import UserError, __version__
+
+
+def _cmd_list(args) -> None:
+    import trainables
+    from tunelab import data, spaces
+
+    print("Experiments (search_spaces/):")
+    for name, path in spaces.experiments().items():
+        try:
+            spec = spaces.load(name)
+            print(f"  {name:24s} {spec.trainable:18s} {spec.dataset:14s} {spec.metric} ({spec.mode})")
+        except UserError as e:
+            print(f"  {name:24s} INVALID: {str(e).splitlines()[0]}")
+    print("\nTrainables:")
+    for name, module in trainables.REGISTRY.items():
+        print(f"  {name:24s} {module.DATASET:14s} {module.METRIC} ({module.MODE})")
+    _cmd_data_list(args, heading="\nData sets")
+
+
+def _cmd_data_list(args, heading: str = "Data sets") -> None:
+    from tunelab import data
+
+    root = data.data_root(args.data_dir)
+    print(f"{heading} (data root {root}):")
+    for name in data.SOURCES:
+        found = data.locate(name, root)
+        print(f"  {name:24s} {'present: ' + str(found) if found else 'missing: tunelab data fetch ' + name}")
+
+
+def _cmd_data_fetch(args) -> None:
+    from tunelab import data
+
+    print(f"{args.dataset}: {data.fetch(args.dataset, data.data_root(args.data_dir))}")
+
+
+def _cmd_data_path(args) -> None:
+    from tunelab import data
+
+    print(data.require(args.dataset, data.data_root(args.data_dir)))
+
+
+def _run(args):
+    from tunelab import runs
+
+    return runs.open_run(args.run, runs.results_root(args.results_dir))
+
+
+def _cmd_search(args) -> None:
+    from tunelab import data, leaderboard, runs, search, spaces
+
+    options = runs.Options(
+        trials=args.trials, max_epochs=args.max_epochs, time_budget=args.time_budget,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
+        concurrency=args.concurrency, subset=args.subset, address=args.address, wandb=args.wandb,
+    )  # fmt: skip
+    spec = options.apply(spaces.load(args.experiment))
+    folder = runs.results_root(args.results_dir) / (args.name or spec.name)
+    if (folder / runs.INFO_FILE).exists():
+        raise UserError(f"{folder} already holds a search; continue it with `tunelab resume {folder.name}`, "
+                        f"or start another with --name")  # fmt: skip
+    run = runs.Run(folder, spec, options, data.data_root(args.data_dir))
+    search.search(run)
+    _finish(run, leaderboard)
+
+
+def _cmd_resume(args) -> None:
+    from tunelab import leaderboard, search
+
+    run = _run(args)
+    search.resume(run)
+    _finish(run, leaderboard)
+
+
+def _finish(run, leaderboard) -> None:
+    print("\n" + leaderboard.render(run, top=5))
+    print(f"\nLeaderboard: {run.dir / 'leaderboard.csv'}\nBest config: {run.dir / 'best.yaml'}")
+
+
+def _cmd_leaderboard(args) -> None:
+    from tunelab import leaderboard
+
+    print(leaderboard.render(_run(args), top=args.top))
+
+
+def _cmd_retrain(args) -> None:
+    from tunelab import retrain
+
+    run = _run(args)
+    summary = retrain.retrain(run, top_k=args.top_k, seeds=args.seeds, epochs=args.epochs, wandb=args.wandb)
+    print("\n" + summary.to_markdown(index=False, floatfmt=".4f"))
+    print(f"\nRetrain results: {run.dir / 'retrain' / 'retrain.csv'}")
+
+
+def _cmd_report(args) -> None:
+    from tunelab import report
+
+    print(f"Report: {report.write(_run(args), wandb=args.wandb)}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tunelab", description="Hyperparameter search for course-assignment models on Ray Tune.")
+    p.add_argument("--version", action="version", version=f"tunelab {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--data-dir", help="data root (default: $TUNELAB_DATA or ./datasets)")
+    p.add_argument("--results-dir", help="results root (default: $TUNELAB_RESULTS or ./results)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help):
+        c = sub.add_parser(name, help=help, description=help)
+        c.set_defaults(func=func)
+        return c
+
+    command("list", _cmd_list, "list experiments, trainables and data sets")
+    s = command("search", _cmd_search, "run a hyperparameter search for an experiment")
+    s.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
+    s.add_argument("--trials", type=int, help="number of trials (the file's run_cap)")
+    s.add_argument("--max-epochs", type=int, help="epochs per trial")
+    s.add_argument("--time-budget", type=float, metavar="S", help="stop starting trials after S seconds")
+    s.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial (also torch's threads)")
+    s.add_argument("--gpus-per-trial", type=float, metavar="G", help="GPUs per trial; fractions pack trials on one GPU")
+    s.add_argument("--concurrency", type=int, metavar="K", help="at most K trials at once")
+    s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    s.add_argument("--subset", type=float, default=1.0, metavar="F", help="train on a fraction F of the data (smoke runs)")
+    s.add_argument("--seed", type=int, help="seed of the sampler and the trials")
+    s.add_argument("--name", metavar="RUN", help="name of the run's results folder (default: the experiment)")
+    res = command("resume", _cmd_resume, "continue an interrupted search")
+    lb = command("leaderboard", _cmd_leaderboard, "show a run's leaderboard")
+    lb.add_argument("--top", type=int, default=10, metavar="K")
+    r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
+    r.add_argument("--top-k", type=int, default=1, metavar="K", help="retrain the K best configs")
+    r.add_argument("--seeds", type=int, default=3, metavar="S", help="seeds per config")
+    r.add_argument("--epochs", type=int, metavar="E", help="epochs (default: the search's max epochs)")
+    rep = command("report", _cmd_report, "write the run's report: figures, report.md and report.html")
+    for c in (res, lb, r, rep):
+        c.add_argument("run", metavar="RUN", help="the run (the experiment's name unless search had --name)")
+    for c in (s, res, r, rep):
+        c.add_argument("--wandb", choices=["online", "offline", "disabled"], help="W&B mode (default: online with an API key, else offline)")
+
+    d = command("data", None, "list, fetch or locate data sets")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dsub.add_parser("list", help="data sets and whether each is present").set_defaults(func=_cmd_data_list)
+    for name, func, help in (("fetch", _cmd_data_fetch, "copy a local copy or download a data set into the data root"),
+                             ("path", _cmd_data_path, "print where a data set is read from")):  # fmt: skip
+        c = dsub.add_parser(name, help=help, description=help)
+        c.add_argument("dataset")
+        c.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"tunelab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; `tunelab resume` continues a search", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

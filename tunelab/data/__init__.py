@@ -1,0 +1,123 @@
+"""Data sets: where to find them, how to fetch them, and how a trial gets them as device tensors.
+
+A data set is looked for, in order, in the data root (``--data-dir``, ``TUNELAB_DATA`` or ``./datasets``),
+in known local copies (system packages, and the folders in ``TUNELAB_LOCAL_COPIES``), and, by
+``tunelab data fetch`` only, at its official download address.
+"""
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab import UserError
+from tunelab.data.sources import SOURCES, Source
+
+VAL_FRACTION = 0.1  # share of the training set held out as the fixed validation slice
+SPLIT_SEED = 0  # the validation slice is the same for every search, seed and run
+
+
+@dataclass
+class Data:
+    """A data set's splits as tensors on one device: images uint8 (N, C, H, W), labels int64 (N,)."""
+
+    name: str
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    classes: list[str]
+    device: torch.device
+
+
+def data_root(cli_value: str | None = None) -> Path:
+    return Path(cli_value or os.environ.get("TUNELAB_DATA") or "datasets")
+
+
+def source(name: str) -> Source:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise UserError(f"unknown data set {name!r}; known: {', '.join(sorted(SOURCES))}") from None
+
+
+def candidate_dirs(name: str, root: Path) -> list[Path]:
+    """Folders that may hold the data set's files, in the order they are tried."""
+    src = source(name)
+    copies = [Path(p) for p in os.environ.get("TUNELAB_LOCAL_COPIES", "").split(os.pathsep) if p]
+    return [root / src.folder, *src.system_copies, *(c / src.folder for c in copies)]
+
+
+def locate(name: str, root: Path) -> Path | None:
+    """The first folder holding all of the data set's files, or None."""
+    src = source(name)
+    return next((d for d in candidate_dirs(name, root) if all((d / f).is_file() for f in src.files)), None)
+
+
+def require(name: str, root: Path) -> Path:
+    """Like ``locate``, but a missing data set is an error that says where we looked and how to get it."""
+    found = locate(name, root)
+    if found is None:
+        src = source(name)
+        looked = "\n".join(f"  {d}" for d in candidate_dirs(name, root))
+        raise UserError(
+            f"data set {name!r} not found. Looked for {', '.join(src.files)} in:\n{looked}\n"
+            f"Get it with `tunelab data fetch {name}` (downloads from {src.urls[0]}), {src.hint}, "
+            f"or set TUNELAB_DATA to a folder that holds {src.folder}/."
+        )
+    return found
+
+
+def fetch(name: str, root: Path) -> Path:
+    """Make the data set available under the data root: copy a local copy or download, verify content."""
+    src = source(name)
+    target = root / src.folder
+    if locate(name, root) == target:
+        return target
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write the data root {root}: {e.strerror}") from None
+    errors = []
+    for f in src.files:
+        if (target / f).is_file():
+            continue
+        local = next((d / f for d in candidate_dirs(name, root)[1:] if (d / f).is_file()), None)
+        errors += src.get(f, local, target / f)
+    if errors:
+        raise UserError(f"could not fetch {name!r}:\n  " + "\n  ".join(errors) + f"\n{src.hint}.")
+    return target
+
+
+@lru_cache(maxsize=4)
+def _arrays(name: str, folder: Path) -> dict[str, np.ndarray]:
+    return source(name).read(folder)
+
+
+def load(
+    name: str,
+    root: Path,
+    purpose: str = "search",
+    subset: float = 1.0,
+    device: torch.device | str = "cpu",
+) -> Data:
+    """The data set for a search (train minus validation, and validation) or for a retrain and report
+    (all of train, and the official test set), cut to a fraction ``subset`` of each split."""
+    arrays = _arrays(name, require(name, root))
+    x, y = arrays["train_x"], arrays["train_y"]
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(y))
+    n_val = int(len(y) * VAL_FRACTION)
+    if purpose == "search":
+        val, train = order[:n_val], order[n_val:]
+        splits = {"train": (x[train], y[train]), "val": (x[val], y[val])}
+    elif purpose == "retrain":
+        splits = {"train": (x, y), "test": (arrays["test_x"], arrays["test_y"])}
+    else:
+        raise ValueError(f"purpose must be 'search' or 'retrain', not {purpose!r}")
+    device = torch.device(device)
+
+    def tensors(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        n = max(1, int(len(ys) * subset))
+        return torch.from_numpy(xs[:n]).to(device), torch.from_numpy(ys[:n]).long().to(device)
+
+    return Data(name, {k: tensors(*v) for k, v in splits.items()}, source(name).classes, device)

@@ -1,0 +1,113 @@
+"""The data sets tunelab knows: their files, official download addresses, known local copies and readers."""
+
+import gzip
+import hashlib
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tunelab.data.idx import read_idx
+
+DOWNLOAD_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Source:
+    folder: str  # the data set's folder under the data root
+    urls: tuple[str, ...]  # base addresses of the official files, tried in order
+    content_sha256: dict[str, str]  # file -> sha256 of its decompressed content (archives get recompressed)
+    classes: list[str]
+    hint: str  # how else to get it, for error messages
+    system_copies: tuple[Path, ...] = field(default=())
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.content_sha256)
+
+    def read(self, folder: Path) -> dict[str, np.ndarray]:
+        """The IDX quartet as arrays: train_x, train_y, test_x, test_y (images N x 1 x 28 x 28, uint8)."""
+        from tunelab import UserError
+
+        arrays = {}
+        for split, prefix in (("train", "train"), ("test", "t10k")):
+            x = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
+            y = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
+            if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or y.max(initial=0) >= len(self.classes):
+                raise UserError(
+                    f"{folder}: {prefix} images {x.shape} and labels {y.shape} (max {y.max(initial=0)}) do not "
+                    f"match; delete the folder and fetch the data set again"
+                )
+            arrays[f"{split}_x"], arrays[f"{split}_y"] = x[:, None], y
+        return arrays
+
+    def get(self, name: str, local: Path | None, dest: Path) -> list[str]:
+        """Copy ``name`` from a local copy or download it to ``dest``; return what went wrong, if anything."""
+        tmp = dest.with_suffix(".part")
+        if local is not None:
+            shutil.copyfile(local, tmp)
+            origin = str(local)
+        else:
+            origin = None
+            for base in self.urls:
+                try:
+                    with urllib.request.urlopen(base + name, timeout=DOWNLOAD_TIMEOUT_S) as r, open(tmp, "wb") as f:
+                        shutil.copyfileobj(r, f)
+                    origin = base + name
+                    break
+                except (urllib.error.URLError, OSError) as e:
+                    last = f"{name}: download from {base} failed ({getattr(e, 'reason', e)})"
+            if origin is None:
+                tmp.unlink(missing_ok=True)
+                return [last]
+        try:
+            digest = hashlib.sha256(gzip.decompress(tmp.read_bytes())).hexdigest()
+        except (OSError, EOFError) as e:
+            digest = f"unreadable ({e})"
+        if digest != self.content_sha256[name]:
+            tmp.unlink()
+            return [f"{name} from {origin}: content checksum {digest} is not the published one"]
+        tmp.replace(dest)
+        return []
+
+
+def _idx_files(train_x: str, train_y: str, test_x: str, test_y: str) -> dict[str, str]:
+    return {
+        "train-images-idx3-ubyte.gz": train_x,
+        "train-labels-idx1-ubyte.gz": train_y,
+        "t10k-images-idx3-ubyte.gz": test_x,
+        "t10k-labels-idx1-ubyte.gz": test_y,
+    }
+
+
+SOURCES: dict[str, Source] = {
+    "fashion_mnist": Source(
+        folder="fashion-mnist",
+        urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        content_sha256=_idx_files(
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ),
+        classes=["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],  # fmt: skip
+        hint="or on Debian/Ubuntu `apt-get install dataset-fashion-mnist`",
+        system_copies=(Path("/usr/share/datasets/fashion-mnist"),),
+    ),
+    "mnist": Source(
+        folder="mnist",
+        urls=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+        content_sha256=_idx_files(
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ),
+        classes=[str(d) for d in range(10)],
+        hint="or copy the four IDX .gz files from any MNIST mirror into the folder",
+    ),
+}

@@ -1,0 +1,107 @@
+"""Ray Tune's results -> one row per trial, best first -> leaderboard.csv / leaderboard.md / best.yaml."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from ray.tune import ExperimentAnalysis
+
+from tunelab import UserError
+from tunelab.runs import Run
+
+_STATUS = {"TERMINATED": "completed", "ERROR": "failed", "RUNNING": "interrupted", "PENDING": "pending", "PAUSED": "interrupted"}
+
+
+def histories(run: Run) -> dict[str, pd.DataFrame]:
+    """Each trial's per-epoch metrics, by trial id."""
+    return {trial_id: df for trial_id, (_, df) in _trials(run).items()}
+
+
+def _trials(run: Run) -> dict:
+    try:
+        analysis = ExperimentAnalysis(str(run.dir.resolve()))
+    except (ValueError, FileNotFoundError):
+        raise UserError(f"{run.dir} holds no search results yet; run `tunelab search {run.spec.name}`") from None
+    frames = analysis.trial_dataframes
+    return {t.trial_id: (t, frames.get(t.storage.trial_fs_path, pd.DataFrame())) for t in analysis.trials}
+
+
+def table(run: Run) -> pd.DataFrame:
+    spec = run.spec
+    rows = []
+    for trial_id, (trial, df) in _trials(run).items():
+        row = {"trial_id": trial_id, "status": _STATUS.get(trial.status, trial.status.lower())}
+        best = df.iloc[0:0]
+        if spec.metric in df:
+            ranked = df.dropna(subset=[spec.metric])
+            best = ranked.loc[[ranked[spec.metric].idxmax() if spec.mode == "max" else ranked[spec.metric].idxmin()]] if len(ranked) else best
+        for m in spec.metrics:
+            row[m] = float(best[m].iloc[0]) if len(best) and m in best else math.nan
+        epochs = int(df["epoch"].max()) if "epoch" in df and len(df) else 0
+        if row["status"] == "completed" and epochs < spec.max_epochs:
+            row["status"] = "stopped early"
+        row |= {
+            "epochs": epochs,
+            "best_epoch": int(best["epoch"].iloc[0]) if len(best) else 0,
+            "params": int(df["params"].iloc[-1]) if "params" in df and len(df) else 0,
+            "duration_s": round(float(df["time_total_s"].iloc[-1]), 1) if "time_total_s" in df and len(df) else 0.0,
+        }
+        row |= {f"config/{k}": v for k, v in trial.config.items()}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(spec.metric, ascending=spec.mode == "min", na_position="last", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def write(run: Run) -> pd.DataFrame:
+    """Write leaderboard.csv, leaderboard.md and best.yaml; return the table."""
+    frame = table(run)
+    frame.to_csv(run.dir / "leaderboard.csv", index=False)
+    (run.dir / "leaderboard.md").write_text(_markdown(frame, run) + "\n")
+    ok = frame[frame[run.spec.metric].notna()] if not frame.empty else frame
+    if len(ok):
+        best = ok.iloc[0]
+        sampled = {k.removeprefix("config/"): _plain(v) for k, v in best.items() if k.startswith("config/") and pd.notna(v)}
+        info = {
+            "run": run.name,
+            "experiment": run.spec.name,
+            "trainable": run.spec.trainable,
+            "dataset": run.spec.dataset,
+            "trial_id": best["trial_id"],
+            "metric": run.spec.metric,
+            "value": float(best[run.spec.metric]),
+            "best_epoch": int(best["best_epoch"]),
+            "config": run.spec.config(sampled),
+        }
+        (run.dir / "best.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+    return frame
+
+
+def load(run: Run) -> pd.DataFrame:
+    path = run.dir / "leaderboard.csv"
+    return pd.read_csv(path) if path.is_file() else write(run)
+
+
+def config_of(row: pd.Series, run: Run) -> dict:
+    """The complete config of a leaderboard row."""
+    return run.spec.config({k.removeprefix("config/"): _plain(v) for k, v in row.items() if k.startswith("config/") and pd.notna(v)})
+
+
+def _plain(v):
+    """numpy scalars -> Python values (for YAML and for configs)."""
+    return v.item() if hasattr(v, "item") else v
+
+
+def _markdown(frame: pd.DataFrame, run: Run, top: int | None = None) -> str:
+    if frame.empty:
+        return f"# {run.name}\n\nNo trials yet."
+    shown = frame.head(top) if top else frame
+    shown = shown.rename(columns=lambda c: c.removeprefix("config/"))
+    return f"# Leaderboard: {run.name}\n\n{run.spec.metric} ({run.spec.mode}), best first.\n\n" + shown.to_markdown(index=False, floatfmt=".4g")
+
+
+def render(run: Run, top: int) -> str:
+    return _markdown(load(run), run, top)

@@ -1,0 +1,181 @@
+"""A run's report: search figures, the retrained model's figures, tables -> report.md and report.html."""
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import torchinfo  # noqa: E402
+
+import trainables  # noqa: E402
+from tunelab import data as datasets, leaderboard, retrain, tracking, training  # noqa: E402
+from tunelab.runs import Run  # noqa: E402
+
+
+def write(run: Run, wandb: str | None = None) -> Path:
+    out = run.dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    spec = run.spec
+    board = leaderboard.load(run)
+    histories = leaderboard.histories(run)
+    blocks: list[tuple] = [("h1", f"tunelab report: {run.name}")]
+    blocks.append(("p", f"Experiment `{spec.name}`: trainable `{spec.trainable}` on `{spec.dataset}`, "
+                        f"{spec.method} search of {len(board)} trials, up to {spec.max_epochs} epochs each, "
+                        f"optimising {spec.metric} ({spec.mode}) on the validation split."))  # fmt: skip
+    blocks += _search_section(run, board, histories, out)
+    retrained = retrain.load(run)
+    if retrained is None:
+        blocks.append(("p", f"No retrained model yet: run `tunelab retrain {run.name}` for test metrics and figures."))
+    else:
+        blocks += _retrain_section(run, retrained, out)
+    images = {rest[0]: rest[1] for kind, *rest in blocks if kind == "img"}
+
+    (out / "report.md").write_text(_markdown(blocks, out))
+    (out / "report.html").write_text(_html(blocks, out))
+    mode = tracking.configure(wandb or run.options.wandb, run.dir)
+    with tracking.run(mode, spec.project, run.name, "report", f"{run.name}-report", {"run": run.name}) as log:
+        log.log_images(images)
+    return out / "report.md"
+
+
+def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -> list[tuple]:
+    spec = run.spec
+    blocks = [("h2", "Search")]
+    ok = board[board[spec.metric].notna()]
+    if ok.empty:
+        return blocks + [("p", "No trial finished an epoch.")]
+    best = ok.iloc[0]
+    counts = board["status"].value_counts().to_dict()
+    blocks.append(("p", f"Trials: {', '.join(f'{n} {s}' for s, n in counts.items())}. "
+                        f"Best: trial {best['trial_id']} with {spec.metric} = {best[spec.metric]:.4f} at epoch {best['best_epoch']}."))  # fmt: skip
+    baseline = _baseline_row(board, spec)
+    if baseline is not None and pd.notna(baseline[spec.metric]):
+        blocks.append(("p", f"Baseline (the assignment's configuration, trial {baseline['trial_id']}): "
+                            f"{spec.metric} = {baseline[spec.metric]:.4f}; the search's best differs by "
+                            f"{best[spec.metric] - baseline[spec.metric]:+.4f}."))  # fmt: skip
+    blocks.append(("table", board.head(10).rename(columns=lambda c: c.removeprefix("config/"))))
+    blocks.append(("img", "Learning curves of the best trial", _learning_curves(histories[best["trial_id"]], out / "learning_curves.png")))
+    blocks.append(("img", f"{spec.metric} per epoch of every trial", _all_trials(histories, spec.metric, out / "search_trials.png")))
+    importance = _importance(run, ok, out / "importance.png")
+    if importance:
+        blocks.append(("img", "Hyperparameter importance (Optuna, fANOVA)", importance))
+    return blocks
+
+
+def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple]:
+    spec = run.spec
+    blocks = [("h2", "Retrained on train+validation, tested on the official test set"), ("table", retrain.summary(retrained)),
+              ("table", retrained)]  # fmt: skip
+    weights = retrain.weights_path(run, 1, 0)
+    if not weights.is_file():
+        return blocks
+    module = trainables.get(spec.trainable)
+    data = datasets.load(spec.dataset, run.data_dir, "retrain", run.options.subset, training.device())
+    config = leaderboard.config_of(leaderboard.load(run).iloc[0], run)
+    parts = training.build(module, config, data, 0)
+    parts["model"].load_state_dict(torch.load(weights, map_location=data.device, weights_only=True))
+    parts["model"].eval()
+    blocks.append(("h3", "Layers of the best model"))
+    blocks.append(("table", layer_table(parts["model"], data.splits["test"][0][:1].float())))
+    for caption, path in module.figures(parts, data, out).items():
+        blocks.append(("img", caption, path))
+    return blocks
+
+
+def layer_table(model: torch.nn.Module, example: torch.Tensor) -> pd.DataFrame:
+    """Every layer with its output shape and parameter count, and the total (via torchinfo)."""
+    stats = torchinfo.summary(model, input_data=example, verbose=0, depth=8)
+    rows = [{"layer": f"{'  ' * (l.depth - 1)}{l.var_name}", "type": l.class_name, "output shape": str(l.output_size),
+             "parameters": l.num_params} for l in stats.summary_list if l.depth > 0 and not l.children]  # fmt: skip
+    rows.append({"layer": "total", "type": "", "output shape": "", "parameters": stats.total_params})
+    return pd.DataFrame(rows)
+
+
+def _baseline_row(board: pd.DataFrame, spec) -> pd.Series | None:
+    if not spec.baseline:
+        return None
+    match = board
+    for k, v in spec.baseline.items():
+        match = match[match[f"config/{k}"] == v]
+    return match.iloc[0] if len(match) else None
+
+
+def _learning_curves(history: pd.DataFrame, path: Path) -> Path:
+    kinds = sorted({c.split("_", 1)[1] for c in history if c.startswith(("train_", "val_")) and c != "time_this_iter_s"})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for split in ("train", "val"):
+            if f"{split}_{kind}" in history:
+                ax.plot(history["epoch"], history[f"{split}_{kind}"], marker="o", label=split)
+        ax.set(xlabel="epoch", ylabel=kind, title=kind)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _all_trials(histories: dict, metric: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for trial_id, h in histories.items():
+        if metric in h:
+            ax.plot(h["epoch"], h[metric], marker=".", alpha=0.7, label=trial_id)
+    ax.set(xlabel="epoch", ylabel=metric, title="every trial (early-stopped ones end early)")
+    ax.grid(alpha=0.3)
+    if len(histories) <= 12:
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _importance(run: Run, ok: pd.DataFrame, path: Path) -> Path | None:
+    """Optuna's fANOVA importance of the searched hyperparameters, from the finished trials."""
+    spec = run.spec
+    if len(ok) < 4 or not spec.params:
+        return None
+    study = optuna.create_study(direction="maximize" if spec.mode == "max" else "minimize")
+    for _, row in ok.iterrows():
+        params = {k: leaderboard._plain(row[f"config/{k}"]) for k in spec.params}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=spec.params, value=float(row[spec.metric])))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ax = optuna.visualization.matplotlib.plot_param_importances(study)
+    return _save(ax.figure, path)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _markdown(blocks: list[tuple], out: Path) -> str:
+    parts = []
+    for kind, *rest in blocks:
+        if kind.startswith("h"):
+            parts.append(f"{'#' * int(kind[1])} {rest[0]}")
+        elif kind == "p":
+            parts.append(rest[0])
+        elif kind == "table":
+            parts.append(rest[0].to_markdown(index=False, floatfmt=".4g"))
+        elif kind == "img":
+            parts.append(f"![{rest[0]}]({Path(rest[1]).relative_to(out)})\n\n*{rest[0]}*")
+    return "\n\n".join(parts) + "\n"
+
+
+def _html(blocks: list[tuple], out: Path) -> str:
+    parts = ["<!doctype html><meta charset='utf-8'><title>tunelab report</title>",
+             "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse;font-size:90%}"
+             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"]  # fmt: skip
+    for kind, *rest in blocks:
+        if kind.startswith("h"):
+            parts.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{html.escape(rest[0])}</p>")
+        elif kind == "table":
+            parts.append(rest[0].to_html(index=False, float_format="{:.4g}".format))
+        elif kind == "img":
+            parts.append(f"<figure><img src='{Path(rest[1]).relative_to(out)}'><figcaption>{html.escape(rest[0])}</figcaption></figure>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,362 @@
+"""Search-space files: YAML in the Weights & Biases sweep schema (plus tunelab's own keys) -> a validated Spec.
+
+Every mistake is reported with the file, the key and what is allowed; nothing in the file is evaluated.
+"""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna.distributions as od
+import yaml
+
+import trainables
+from tunelab import UserError
+
+SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+
+WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
+              "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
+TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline"}
+METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
+PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
+DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
+                 "log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values")  # fmt: skip
+REFUSED = {  # W&B distributions that a bounded Optuna sampler cannot reproduce faithfully
+    d: "it is unbounded or not log/uniform-shaped, which Optuna's samplers cannot reproduce"
+    for d in ("normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta", "inv_log_uniform", "q_log_uniform")
+}
+
+
+@dataclass
+class Spec:
+    """A validated experiment: what to train, on what, what to search and how."""
+
+    name: str
+    path: Path
+    trainable: str
+    dataset: str
+    method: str  # bayes | random | grid
+    metrics: list[str]  # one metric, or several for a multi-objective search
+    modes: list[str]  # "max" | "min", one per metric
+    params: dict[str, od.BaseDistribution]  # searched hyperparameters
+    constants: dict[str, Any]  # fixed overrides of the trainable's defaults
+    max_epochs: int = 10
+    run_cap: int = 10
+    time_budget_s: float | None = None
+    cpus: float = 1.0
+    gpus: float = 0.0
+    seed: int = 0
+    hyperband: dict[str, int] | None = None  # {"min_iter", "eta"} -> ASHA
+    baseline: dict[str, Any] | None = None  # a config evaluated first
+    project: str = "tunelab"
+    raw: dict = field(default_factory=dict, repr=False)  # the file as read, for the results folder
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def mode(self) -> str:
+        return self.modes[0]
+
+    def config(self, sampled: dict[str, Any]) -> dict[str, Any]:
+        """The complete config of one trial: the trainable's defaults, the constants, the sampled values."""
+        return {**trainables.get(self.trainable).DEFAULTS, **self.constants, **sampled, "epochs": self.max_epochs}
+
+
+def experiments() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SPACES_DIR.glob("*.yaml"))}
+
+
+def find(experiment: str) -> Path:
+    """The file of an experiment given by name (a file in search_spaces/) or by path."""
+    path = Path(experiment)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    known = experiments()
+    if experiment not in known:
+        raise UserError(f"unknown experiment {experiment!r}; known: {', '.join(known) or '(none)'} (files in {SPACES_DIR})")
+    return known[experiment]
+
+
+def load(experiment: str) -> Spec:
+    path = find(experiment)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+    return parse(raw, path)
+
+
+def parse(raw: Any, path: Path) -> Spec:
+    errors: list[str] = []
+
+    def err(key: str, msg: str) -> None:
+        errors.append(f"{path}: {key}: {msg}")
+
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the file must be a mapping of keys (method, metric, parameters, ...)")
+    for key in sorted(set(raw) - WANDB_KEYS - TUNELAB_KEYS):
+        err(key, f"unknown key; allowed: {', '.join(sorted(WANDB_KEYS | TUNELAB_KEYS))}")
+
+    trainable_name = raw.get("trainable")
+    try:
+        module = trainables.get(trainable_name) if isinstance(trainable_name, str) else None
+        if module is None:
+            err("trainable", f"required: one of {', '.join(sorted(trainables.REGISTRY))}")
+    except trainables.UnknownTrainable as e:
+        module = None
+        err("trainable", e.args[0])
+    defaults = module.DEFAULTS if module else {}
+
+    from tunelab.data.sources import SOURCES
+
+    dataset = raw.get("dataset", module.DATASET if module else None)
+    if dataset not in SOURCES:
+        err("dataset", f"unknown data set {dataset!r}; known: {', '.join(sorted(SOURCES))}")
+
+    method = raw.get("method", "bayes")
+    if method not in METHODS:
+        err("method", f"{method!r} is not allowed; allowed: {', '.join(f'{k} ({v})' for k, v in METHODS.items())}")
+
+    metrics, modes = _metrics(raw.get("metric"), module, err)
+    params, constants = {}, {}
+    parameters = raw.get("parameters", {})
+    if not isinstance(parameters, dict):
+        err("parameters", "must be a mapping of hyperparameter names to value/values/distribution")
+        parameters = {}
+    for name, p in parameters.items():
+        key = f"parameters.{name}"
+        if module and name not in defaults:
+            err(key, f"{trainable_name} has no hyperparameter {name!r}; it has: {', '.join(defaults)}")
+            continue
+        parsed = _parameter(p, defaults.get(name), method, lambda m, k=key: err(k, m))
+        if isinstance(parsed, od.BaseDistribution):
+            params[name] = parsed
+        elif parsed is not _INVALID:
+            constants[name] = parsed
+
+    def number(key: str, default, kind=int, low=1):
+        value = raw.get(key, default)
+        if value is None and default is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (kind is int and value != int(value)):
+            err(key, f"must be {'an integer' if kind is int else 'a number'} >= {low}, not {value!r}")
+            return default
+        return kind(value)
+
+    resources = raw.get("resources", {}) or {}
+    if not isinstance(resources, dict) or set(resources) - {"cpu", "gpu"}:
+        err("resources", "must be a mapping with the keys cpu and gpu (numbers; gpu may be a fraction)")
+        resources = {}
+    cpus, gpus = resources.get("cpu", 1), resources.get("gpu", 0)
+    for k, v in (("cpu", cpus), ("gpu", gpus)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            err(f"resources.{k}", f"must be a number >= 0, not {v!r}")
+
+    max_epochs = number("max_epochs", 10)
+    spec = Spec(
+        name=path.stem,
+        path=path,
+        trainable=trainable_name,
+        dataset=dataset,
+        method=method,
+        metrics=metrics,
+        modes=modes,
+        params=params,
+        constants=constants,
+        max_epochs=max_epochs,
+        run_cap=number("run_cap", _grid_size(params) if method == "grid" else 10),
+        time_budget_s=number("time_budget_s", None, float),
+        cpus=float(cpus) if isinstance(cpus, (int, float)) else 1.0,
+        gpus=float(gpus) if isinstance(gpus, (int, float)) else 0.0,
+        seed=number("seed", 0, int, 0),
+        hyperband=_hyperband(raw.get("early_terminate"), err),
+        baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err) if module else None,
+        project=str(raw.get("project") or "tunelab"),
+        raw=raw,
+    )
+    if errors:
+        raise UserError("\n".join(errors))
+    return spec
+
+
+_INVALID = object()
+_TYPES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
+
+
+def _type_ok(value: Any, default: Any) -> bool:
+    """Whether ``value`` may replace ``default`` (an int is a fine float; a bool is not a number)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def _parameter(p: Any, default: Any, method: str, err) -> Any:
+    """An Optuna distribution, a constant value, or _INVALID after reporting what is wrong."""
+    if not isinstance(p, dict):
+        err(f"must be a mapping with value, values or distribution (e.g. {{values: [1, 2]}}), not {p!r}")
+        return _INVALID
+    unknown = set(p) - PARAM_KEYS
+    if unknown:
+        err(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(PARAM_KEYS))} (nested parameters are not supported)")
+        return _INVALID
+    dist = p.get("distribution") or ("constant" if "value" in p else "categorical" if "values" in p else None)
+    if dist is None and {"min", "max"} <= set(p):
+        dist = "int_uniform" if all(isinstance(p[k], int) and not isinstance(p[k], bool) for k in ("min", "max")) else "uniform"
+    if dist in REFUSED:
+        err(f"distribution {dist!r} is not supported: {REFUSED[dist]}; use one of {', '.join(DISTRIBUTIONS)}")
+        return _INVALID
+    if dist not in DISTRIBUTIONS:
+        err(f"unknown distribution {dist!r}; allowed: {', '.join(DISTRIBUTIONS)}")
+        return _INVALID
+    expect = f"{_TYPES.get(type(default), type(default).__name__)} (the default is {default!r})"
+
+    if dist == "constant":
+        if "value" not in p:
+            err("distribution constant needs 'value'")
+            return _INVALID
+        if not _type_ok(p["value"], default):
+            err(f"value {p['value']!r} has the wrong type; expected {expect}")
+            return _INVALID
+        return p["value"]
+    if dist == "categorical":
+        values = p.get("values")
+        if not isinstance(values, list) or not values:
+            err("distribution categorical needs a non-empty list 'values'")
+            return _INVALID
+        wrong = [v for v in values if not _type_ok(v, default)]
+        if wrong:
+            err(f"values {wrong!r} have the wrong type; expected {expect}")
+            return _INVALID
+        if "probabilities" in p:
+            err("'probabilities' cannot be honoured by Optuna's samplers; remove it")
+            return _INVALID
+        return od.CategoricalDistribution(values)
+
+    lo, hi, q = p.get("min"), p.get("max"), p.get("q", 1)
+    bounds = [lo, hi, q]
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in bounds):
+        err(f"distribution {dist} needs numbers min and max (and optionally q); got min={lo!r}, max={hi!r}, q={q!r}")
+        return _INVALID
+    if lo > hi:
+        err(f"min ({lo}) > max ({hi}); min must not exceed max")
+        return _INVALID
+    if q <= 0:
+        err(f"q must be > 0, not {q}")
+        return _INVALID
+    integer = isinstance(default, int) and not isinstance(default, bool)
+    if not isinstance(default, (int, float)) or isinstance(default, bool):
+        err(f"distribution {dist} gives numbers, but this hyperparameter is {expect}; use values: [...]")
+        return _INVALID
+    if dist in ("log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values") and lo <= 0:
+        err(f"distribution {dist} needs min > 0, not {lo}")
+        return _INVALID
+    if method == "grid" and dist not in ("int_uniform", "q_uniform"):
+        err(f"method grid needs discrete values; distribution {dist} is continuous (use values: [...], int_uniform or q_uniform)")
+        return _INVALID
+
+    if dist == "int_uniform":
+        if not (isinstance(lo, int) and isinstance(hi, int)):
+            err(f"int_uniform needs integer min and max, not {lo!r} and {hi!r}")
+            return _INVALID
+        return od.IntDistribution(lo, hi)
+    if integer and dist not in ("q_uniform", "q_log_uniform_values") or integer and not all(isinstance(v, int) for v in bounds):
+        err(f"this hyperparameter is {expect}; use int_uniform, q_uniform or q_log_uniform_values with integer min, max and q")
+        return _INVALID
+    if dist == "uniform":
+        return od.FloatDistribution(lo, hi)
+    if dist == "q_uniform":
+        if integer:
+            return od.IntDistribution(lo, hi, step=q)
+        return od.FloatDistribution(lo, hi, step=q)
+    if dist == "log_uniform":  # W&B's min and max are exponents here
+        return od.FloatDistribution(math.exp(lo), math.exp(hi), log=True)
+    if dist in ("log_uniform_values", "inv_log_uniform_values"):  # 1/X log-uniform <=> X log-uniform
+        return od.FloatDistribution(lo, hi, log=True)
+    # q_log_uniform_values: Optuna has no stepped log scale except integers with step 1.
+    if q != 1 or not (isinstance(lo, int) and isinstance(hi, int)):
+        err("q_log_uniform_values is supported with integer min and max and q: 1 (a log-scale integer); "
+            "for other steps list the values: [...]")
+        return _INVALID
+    return od.IntDistribution(lo, hi, log=True)
+
+
+def _metrics(metric: Any, module, err) -> tuple[list[str], list[str]]:
+    default = ([module.METRIC], [module.MODE]) if module else (["val_loss"], ["min"])
+    if metric is None:
+        return default
+    entries = metric if isinstance(metric, list) else [metric]
+    names, modes = [], []
+    for i, m in enumerate(entries):
+        key = "metric" if not isinstance(metric, list) else f"metric[{i}]"
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or m.get("goal", "maximize") not in ("maximize", "minimize"):
+            err(key, "must be {name: <metric>, goal: maximize|minimize} (or a list of them for a multi-objective search)")
+            return default
+        names.append(m["name"])
+        modes.append("max" if m.get("goal", "maximize") == "maximize" else "min")
+    return names, modes
+
+
+def _hyperband(et: Any, err) -> dict[str, int] | None:
+    if et is None:
+        return None
+    if not isinstance(et, dict) or et.get("type") != "hyperband":
+        err("early_terminate", "must be {type: hyperband, min_iter: N, eta: N} (or max_iter and s instead of min_iter)")
+        return None
+    eta = et.get("eta", 3)
+    if "min_iter" in et:
+        min_iter = et["min_iter"]
+    elif "max_iter" in et:
+        min_iter = max(1, round(et["max_iter"] / eta ** et.get("s", 0)))
+    else:
+        err("early_terminate", "hyperband needs min_iter (or max_iter and s)")
+        return None
+    if not all(isinstance(v, int) and v >= 1 for v in (min_iter, eta)) or eta < 2:
+        err("early_terminate", f"min_iter must be an integer >= 1 and eta an integer >= 2, not {min_iter!r} and {eta!r}")
+        return None
+    return {"min_iter": min_iter, "eta": eta}
+
+
+def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: dict, err) -> dict | None:
+    """The baseline as a point of the search space: its values, and the defaults for searched keys it omits."""
+    if baseline is None:
+        return None
+    if not isinstance(baseline, dict):
+        err("baseline", "must be a mapping of searched hyperparameters to values")
+        return None
+    for k in baseline:
+        if k not in params:
+            err(f"baseline.{k}", f"not a searched hyperparameter (searched: {', '.join(params) or 'none'}); "
+                "fix other hyperparameters with parameters: {k: {value: ...}}")
+    point = {k: baseline.get(k, defaults.get(k)) for k in params}
+    for k, v in point.items():
+        d = params[k]
+        try:
+            inside = _type_ok(v, defaults[k]) and d._contains(d.to_internal_repr(v))
+        except (ValueError, TypeError):
+            inside = False
+        if not inside:
+            origin = "" if k in baseline else " (the default, as the baseline does not set it)"
+            err(f"baseline.{k}", f"{v!r}{origin} is outside the searched range {d}")
+    return point
+
+
+def _grid_size(params: dict[str, od.BaseDistribution]) -> int:
+    return math.prod(len(grid_values(d)) for d in params.values())
+
+
+def grid_values(d: od.BaseDistribution) -> list:
+    """Every value of a discrete distribution, for the grid sampler."""
+    if isinstance(d, od.CategoricalDistribution):
+        return list(d.choices)
+    if isinstance(d, od.IntDistribution):
+        return list(range(d.low, d.high + 1, d.step))
+    n = int(round((d.high - d.low) / d.step))
+    return [d.low + i * d.step for i in range(n + 1)]

@@ -1,0 +1,57 @@
+"""The epoch loop shared by search trials and retraining: build a trainable, train, evaluate, check."""
+
+import math
+import time
+from types import ModuleType
+
+import torch
+
+from tunelab.data import Data
+
+
+class Diverged(FloatingPointError):
+    """A metric became NaN or infinite: the run is marked failed."""
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build(module: ModuleType, config: dict, data: Data, seed: int) -> dict:
+    torch.manual_seed(seed)
+    return module.build(config, data)
+
+
+def param_count(parts: dict) -> int:
+    return sum(p.numel() for p in parts["model"].parameters())
+
+
+def epoch(module: ModuleType, parts: dict, data: Data, config: dict, eval_split: str | None) -> dict[str, float]:
+    """Train one epoch and evaluate on ``eval_split`` (if any): metrics prefixed train_/<split>_, plus epoch_s."""
+    start = time.perf_counter()
+    metrics = {f"train_{k}": v for k, v in module.train_epoch(parts, data, config).items()}
+    check_finite(metrics)
+    if eval_split:
+        metrics |= evaluate(module, parts, data, eval_split)
+    return metrics | {"epoch_s": time.perf_counter() - start}
+
+
+def evaluate(module: ModuleType, parts: dict, data: Data, split: str) -> dict[str, float]:
+    metrics = {f"{split}_{k}": v for k, v in module.evaluate(parts, data, split).items()}
+    check_finite(metrics)
+    return metrics
+
+
+def check_finite(metrics: dict[str, float]) -> None:
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:
+        raise Diverged(f"{', '.join(bad)} became {metrics[bad[0]]} (the loss diverged)")
+
+
+def state(parts: dict) -> dict:
+    return {name: part.state_dict() for name, part in parts.items()}
+
+
+def restore(parts: dict, saved: dict) -> None:
+    for name, part in parts.items():
+        part.load_state_dict(saved[name])

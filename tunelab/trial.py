@@ -1,0 +1,61 @@
+"""One Ray Tune trial: the only place that calls Ray's report and checkpoint API.
+
+It merges the sampled values over the complete config, loads the data once, runs the epochs, and reports
+metrics and a checkpoint after each; a restarted trial continues from its latest checkpoint.
+"""
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from ray import tune
+
+import trainables
+from tunelab import data as datasets, training
+
+STATE_FILE = "state.pt"
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What every trial of a search shares (travels to the workers through Ray's object store)."""
+
+    trainable: str
+    dataset: str
+    data_dir: str
+    subset: float
+    base_config: dict  # the trainable's defaults, the file's constants, epochs
+    metric: str
+    mode: str
+    threads: int
+    seed: int
+
+
+def run_trial(sampled: dict, job: TrialJob) -> None:
+    torch.set_num_threads(job.threads)
+    config = {**job.base_config, **sampled}
+    module = trainables.get(job.trainable)
+    data = datasets.load(job.dataset, Path(job.data_dir), "search", job.subset, training.device())
+    parts = training.build(module, config, data, job.seed)
+    params = training.param_count(parts)
+    sign = 1 if job.mode == "max" else -1
+    start, best, best_epoch = 0, None, 0
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            saved = torch.load(Path(d) / STATE_FILE, map_location=data.device, weights_only=True)
+        training.restore(parts, saved["parts"])
+        start, best, best_epoch = saved["epoch"], saved["best"], saved["best_epoch"]
+
+    for epoch in range(start + 1, config["epochs"] + 1):
+        metrics = training.epoch(module, parts, data, config, "val")
+        value = metrics.get(job.metric)
+        if value is not None and (best is None or sign * value > sign * best):
+            best, best_epoch = value, epoch
+        metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params}
+        with tempfile.TemporaryDirectory() as d:
+            state = {"parts": training.state(parts), "epoch": epoch, "best": best, "best_epoch": best_epoch}
+            torch.save(state, Path(d) / STATE_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
