@@ -47,11 +47,13 @@ def test_search_splits_hold_out_validation_and_never_contain_test(fixture_root):
     assert search.splits["train"][0].dtype == torch.uint8 and search.splits["train"][0].shape[1:] == (1, 28, 28)
 
 
-def test_subset_cuts_every_split(fixture_root):
-    full = data.load("fashion_mnist", fixture_root, "search")
-    part = data.load("fashion_mnist", fixture_root, "search", subset=0.25)
-    for split in full.splits:
-        assert len(part.splits[split][1]) == int(len(full.splits[split][1]) * 0.25)
+def test_subset_cuts_train_and_validation_but_never_the_test_set(fixture_root):
+    for purpose, cut in (("search", ("train", "val")), ("retrain", ("train",))):
+        full = data.load("fashion_mnist", fixture_root, purpose)
+        part = data.load("fashion_mnist", fixture_root, purpose, subset=0.25)
+        for split, (_, labels) in full.splits.items():
+            expected = int(len(labels) * 0.25) if split in cut else len(labels)
+            assert len(part.splits[split][1]) == expected
 
 
 def test_fetch_copies_a_verified_local_copy_and_rejects_other_content(tmp_path, monkeypatch, fixture_root):

@@ -24,7 +24,7 @@ def _trials(run: Run) -> dict:
     except (ValueError, FileNotFoundError):
         raise UserError(f"{run.dir} holds no search results yet; run `tunelab search {run.spec.name}`") from None
     frames = analysis.trial_dataframes
-    return {t.trial_id: (t, frames.get(t.storage.trial_fs_path, pd.DataFrame())) for t in analysis.trials}
+    return {t.trial_id: (t, frames.get(t.trial_id, pd.DataFrame())) for t in analysis.trials}
 
 
 def table(run: Run) -> pd.DataFrame:

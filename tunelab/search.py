@@ -42,6 +42,7 @@ class Progress(tune.Callback):
 
 
 def _searcher(spec: Spec) -> OptunaSearch:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     multi = len(spec.metrics) > 1
     if spec.method == "grid":
         sampler = optuna.samplers.GridSampler({k: grid_values(d) for k, d in spec.params.items()}, seed=spec.seed)
@@ -89,7 +90,9 @@ def _run_config(run: Run, mode: str) -> tune.RunConfig:
 
 
 def _init_ray(address: str | None) -> None:
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Our Progress callback is the live output: Ray's own tables and checkpoint-frequency warnings are off.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
              configure_logging=True)  # fmt: skip
 
@@ -120,6 +123,7 @@ def search(run: Run) -> None:
                 num_samples=spec.run_cap,
                 time_budget_s=spec.time_budget_s,
                 reuse_actors=False,
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
             ),
             run_config=_run_config(run, mode),
         )

@@ -102,7 +102,8 @@ def load(
     device: torch.device | str = "cpu",
 ) -> Data:
     """The data set for a search (train minus validation, and validation) or for a retrain and report
-    (all of train, and the official test set), cut to a fraction ``subset`` of each split."""
+    (all of train, and the official test set). ``subset`` cuts train and validation to a fraction (smoke
+    runs); the test set is always whole."""
     arrays = _arrays(name, require(name, root))
     x, y = arrays["train_x"], arrays["train_y"]
     order = np.random.default_rng(SPLIT_SEED).permutation(len(y))
@@ -116,8 +117,13 @@ def load(
         raise ValueError(f"purpose must be 'search' or 'retrain', not {purpose!r}")
     device = torch.device(device)
 
-    def tensors(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        n = max(1, int(len(ys) * subset))
+    def tensors(xs: np.ndarray, ys: np.ndarray, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+        n = max(1, int(len(ys) * fraction))
         return torch.from_numpy(xs[:n]).to(device), torch.from_numpy(ys[:n]).long().to(device)
 
-    return Data(name, {k: tensors(*v) for k, v in splits.items()}, source(name).classes, device)
+    return Data(
+        name,
+        {k: tensors(*v, 1.0 if k == "test" else subset) for k, v in splits.items()},
+        source(name).classes,
+        device,
+    )
