@@ -25,7 +25,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "convs_per_block": 1,  # convolutions per block (1-3)
     "kernel_size": 3,  # 3 or 5, "same" padding
     "batch_norm": True,  # batch norm after every convolution
-    "dropout": 0.25,  # dropout rate before each dense layer
+    "dropout": 0.25,  # dropout rate before the output layer
     "hidden": 128,  # width of a dense ReLU layer before the output (0 = none)
     "augment": "flip_crop",  # none, flip, crop or flip_crop (random left-right flip, random shift)
     "crop_pad": 2,  # largest shift in px of the crop augmentation
@@ -60,19 +60,20 @@ def make_model(config: dict, images: torch.Tensor, n_classes: int) -> nn.Sequent
     c_in, (h, w) = images.shape[1], images.shape[2:]
     for block in range(config["depth"]):
         c_out = config["width"] * 2**block
-        for _ in range(config["convs_per_block"]):
+        for i in range(config["convs_per_block"]):
             layers.append(nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=not bn))
+            # the block's max-pool goes before its last BN + ReLU: the same up to BN's sign, 4x less work
+            layers += [nn.MaxPool2d(2)] if i == config["convs_per_block"] - 1 else []
             layers += [nn.BatchNorm2d(c_out)] if bn else []
             layers.append(nn.ReLU(inplace=True))
             c_in = c_out
-        layers.append(nn.MaxPool2d(2))
         h, w = h // 2, w // 2
-    layers += [nn.Flatten(), nn.Dropout(config["dropout"])]
+    layers.append(nn.Flatten())
     features = c_in * h * w
     if config["hidden"]:
-        layers += [nn.Linear(features, config["hidden"]), nn.ReLU(inplace=True), nn.Dropout(config["dropout"])]
+        layers += [nn.Linear(features, config["hidden"]), nn.ReLU(inplace=True)]
         features = config["hidden"]
-    layers.append(nn.Linear(features, n_classes))
+    layers += [nn.Dropout(config["dropout"]), nn.Linear(features, n_classes)]
     return nn.Sequential(*layers)
 
 

@@ -62,7 +62,7 @@ def _cmd_search(args) -> None:
     )  # fmt: skip
     spec = options.apply(spaces.load(args.experiment))
     folder = runs.results_root(args.results_dir) / (args.name or spec.name)
-    if (folder / runs.INFO_FILE).exists():
+    if (folder / "tuner.pkl").exists():  # Ray's state: a search started here
         raise UserError(f"{folder} already holds a search; continue it with `tunelab resume {folder.name}`, "
                         f"or start another with --name")  # fmt: skip
     run = runs.Run(folder, spec, options, data.data_root(args.data_dir))
@@ -81,6 +81,9 @@ def _cmd_resume(args) -> None:
 def _finish(run, leaderboard) -> None:
     print("\n" + leaderboard.render(run, top=5))
     print(f"\nLeaderboard: {run.dir / 'leaderboard.csv'}\nBest config: {run.dir / 'best.yaml'}")
+    unfinished = leaderboard.load(run)["status"].isin(["pending", "interrupted"]).sum()
+    if unfinished:
+        print(f"\n{unfinished} trial(s) did not finish: `tunelab resume {run.name}` continues the search")
 
 
 def _cmd_leaderboard(args) -> None:
@@ -104,16 +107,25 @@ def _cmd_report(args) -> None:
     print(f"Report: {report.write(_run(args), wandb=args.wandb)}")
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], not {text}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunelab", description="Hyperparameter search for course-assignment models on Ray Tune.")
     p.add_argument("--version", action="version", version=f"tunelab {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("--data-dir", help="data root (default: $TUNELAB_DATA or ./datasets)")
-    p.add_argument("--results-dir", help="results root (default: $TUNELAB_RESULTS or ./results)")
+    roots = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
+    for parser_, default in ((p, None), (roots, argparse.SUPPRESS)):
+        parser_.add_argument("--data-dir", default=default, help="data root (default: $TUNELAB_DATA or ./datasets)")
+        parser_.add_argument("--results-dir", default=default, help="results root (default: $TUNELAB_RESULTS or ./results)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, func, help):
-        c = sub.add_parser(name, help=help, description=help)
+        c = sub.add_parser(name, help=help, description=help, parents=[roots])
         c.set_defaults(func=func)
         return c
 
@@ -122,12 +134,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
     s.add_argument("--trials", type=int, help="number of trials (the file's run_cap)")
     s.add_argument("--max-epochs", type=int, help="epochs per trial")
-    s.add_argument("--time-budget", type=float, metavar="S", help="stop starting trials after S seconds")
+    s.add_argument("--time-budget", type=float, metavar="S", help="end the search after S seconds (results so far are kept)")
     s.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial (also torch's threads)")
     s.add_argument("--gpus-per-trial", type=float, metavar="G", help="GPUs per trial; fractions pack trials on one GPU")
     s.add_argument("--concurrency", type=int, metavar="K", help="at most K trials at once")
     s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
-    s.add_argument("--subset", type=float, default=1.0, metavar="F", help="train on a fraction F of the data (smoke runs)")
+    s.add_argument("--subset", type=_fraction, default=1.0, metavar="F", help="train on a fraction F of the data (smoke runs)")
     s.add_argument("--seed", type=int, help="seed of the sampler and the trials")
     s.add_argument("--name", metavar="RUN", help="name of the run's results folder (default: the experiment)")
     res = command("resume", _cmd_resume, "continue an interrupted search")
@@ -145,10 +157,10 @@ def parser() -> argparse.ArgumentParser:
 
     d = command("data", None, "list, fetch or locate data sets")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    dsub.add_parser("list", help="data sets and whether each is present").set_defaults(func=_cmd_data_list)
+    dsub.add_parser("list", help="data sets and whether each is present", parents=[roots]).set_defaults(func=_cmd_data_list)
     for name, func, help in (("fetch", _cmd_data_fetch, "copy a local copy or download a data set into the data root"),
                              ("path", _cmd_data_path, "print where a data set is read from")):  # fmt: skip
-        c = dsub.add_parser(name, help=help, description=help)
+        c = dsub.add_parser(name, help=help, description=help, parents=[roots])
         c.add_argument("dataset")
         c.set_defaults(func=func)
     return p
@@ -164,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tunelab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted; `tunelab resume` continues a search", file=sys.stderr)
+        print("\ninterrupted: `tunelab resume RUN` continues a search where it stopped", file=sys.stderr)
         return 130
     return 0
 

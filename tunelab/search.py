@@ -4,6 +4,7 @@ import logging
 import math
 import os
 import time
+import warnings
 
 import optuna
 import ray
@@ -29,6 +30,9 @@ class Progress(tune.Callback):
     def _line(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.0f}s] {text}", flush=True)
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._line(f"trial {trial.trial_id} started: {', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in trial.config.items())}")
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._line(f"trial {trial.trial_id} epoch {result.get('epoch')}: {self.metric}={result.get(self.metric, float('nan')):.4f}")
 
@@ -43,6 +47,7 @@ class Progress(tune.Callback):
 
 def _searcher(spec: Spec) -> OptunaSearch:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's group=True
     multi = len(spec.metrics) > 1
     if spec.method == "grid":
         sampler = optuna.samplers.GridSampler({k: grid_values(d) for k, d in spec.params.items()}, seed=spec.seed)
@@ -100,7 +105,7 @@ def _init_ray(address: str | None) -> None:
 def search(run: Run) -> None:
     """Run a new search and write its leaderboard."""
     spec = run.spec
-    datasets.require(spec.dataset, run.data_dir)
+    datasets.check(spec.dataset, run.data_dir)
     mode = tracking.configure(run.options.wandb, run.dir)
     run.save()
     searcher = _searcher(spec)
@@ -108,7 +113,7 @@ def search(run: Run) -> None:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=run.options.concurrency)
     single = len(spec.metrics) == 1
     scheduler = None
-    if spec.hyperband and single:
+    if spec.hyperband and single and spec.max_epochs > spec.hyperband["min_iter"]:
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs,
                                   grace_period=spec.hyperband["min_iter"], reduction_factor=spec.hyperband["eta"])  # fmt: skip
     _init_ray(run.options.address)
@@ -130,12 +135,12 @@ def search(run: Run) -> None:
         tuner.fit()
     finally:
         ray.shutdown()
-    leaderboard.write(run)
+        leaderboard.write(run)  # also after Ctrl-C: what finished is on the leaderboard
 
 
 def resume(run: Run) -> None:
     """Continue an interrupted search: finished trials and the sampler's history are kept."""
-    datasets.require(run.spec.dataset, run.data_dir)
+    datasets.check(run.spec.dataset, run.data_dir)
     tracking.configure(run.options.wandb, run.dir)
     _init_ray(run.options.address)
     try:
@@ -143,4 +148,4 @@ def resume(run: Run) -> None:
         tuner.fit()
     finally:
         ray.shutdown()
-    leaderboard.write(run)
+        leaderboard.write(run)

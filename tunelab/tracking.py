@@ -32,7 +32,6 @@ def configure(mode: str | None, run_dir: Path) -> str:
         raise UserError(f"--wandb {mode!r} is not allowed; allowed: {', '.join(MODES)}")
     if mode == "online" and not _has_key():
         raise UserError("--wandb online needs an API key: set WANDB_API_KEY or run `wandb login` (or use --wandb offline)")
-    run_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(WANDB_MODE=mode, WANDB_DIR=str(run_dir.resolve()), WANDB_SILENT="true", WANDB_CONSOLE="off")
     return mode
 

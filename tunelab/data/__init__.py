@@ -89,6 +89,11 @@ def fetch(name: str, root: Path) -> Path:
     return target
 
 
+def check(name: str, root: Path) -> None:
+    """Read the data set once, so that a missing or corrupt file is reported before a search starts."""
+    _arrays(name, require(name, root))
+
+
 @lru_cache(maxsize=4)
 def _arrays(name: str, folder: Path) -> dict[str, np.ndarray]:
     return source(name).read(folder)

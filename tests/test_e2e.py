@@ -1,0 +1,105 @@
+"""End to end with real Ray (local), real Optuna and W&B offline: search -> leaderboard -> retrain -> report,
+and a search interrupted part-way that resumes."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import trainables
+from tunelab.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def subset_for(root: Path) -> str:
+    """A sliver of the real data, or all of the small generated fixture."""
+    return "0.03" if len(list((root / "fashion-mnist").glob("*.gz"))) == 4 and (root / "fashion-mnist" / "train-images-idx3-ubyte.gz").stat().st_size > 10**6 else "1.0"
+
+
+def offline_runs(results: Path, run: str) -> list[Path]:
+    return sorted((results / run / "wandb").glob("offline-run-*"))
+
+
+def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
+    results = env / "results"
+    argv = ["--data-dir", str(fashion_root), "search", "fashion_cnn", "--trials", "3", "--max-epochs", "2",
+            "--subset", subset_for(fashion_root), "--wandb", "offline"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "epoch 2: val_acc=" in out and "# Leaderboard: fashion_cnn" in out
+
+    run = results / "fashion_cnn"
+    board = pd.read_csv(run / "leaderboard.csv")
+    for column in ("trial_id", "status", "val_acc", "epochs", "best_epoch", "params", "duration_s", "config/lr", "config/depth"):
+        assert column in board
+    assert len(board) == 3 and set(board["status"]) <= {"completed", "stopped early"}
+    assert board["val_acc"].is_monotonic_decreasing and board["val_acc"].between(0, 1).all()
+    assert board["val_acc"].iloc[0] > 0.3  # well above chance (0.1) after two epochs
+    assert (board["params"] > 0).all() and (board["epochs"] >= 1).all() and (board["best_epoch"] <= board["epochs"]).all()
+    assert (run / "leaderboard.md").read_text().startswith("# Leaderboard: fashion_cnn")
+
+    best = yaml.safe_load((run / "best.yaml").read_text())
+    assert set(best["config"]) == set(trainables.get("cnn_classifier").DEFAULTS)
+    assert best["value"] == pytest.approx(board["val_acc"].iloc[0]) and best["trial_id"] == board["trial_id"].iloc[0]
+    assert len(offline_runs(results, "fashion_cnn")) == 3  # one W&B run per trial
+
+    assert main(["--data-dir", str(fashion_root), "retrain", "fashion_cnn", "--seeds", "2", "--epochs", "1"]) == 0
+    retrained = pd.read_csv(run / "retrain" / "retrain.csv")
+    assert list(retrained["seed"]) == [0, 1] and (retrained["status"] == "completed").all()
+    assert retrained["test_acc"].between(0.2, 1).all() and retrained["test_loss"].gt(0).all()
+    module = trainables.get("cnn_classifier")
+    model = module.build(best["config"] | {"epochs": 1}, _tiny_data())["model"]
+    model.load_state_dict(torch.load(run / "retrain" / "rank1_seed0.pt", weights_only=True))
+    assert "test_acc" in capsys.readouterr().out
+
+    assert main(["--data-dir", str(fashion_root), "report", "fashion_cnn"]) == 0
+    report = (run / "report" / "report.md").read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert {"learning_curves.png", "confusion_matrix.png", "test_predictions.png"} <= set(figures)
+    for name in figures:
+        assert (run / "report" / name).stat().st_size > 5000
+    assert "| total" in report and "test_acc" in report
+    assert (run / "report" / "report.html").read_text().count("<img") == len(figures)
+    assert len(offline_runs(results, "fashion_cnn")) == 3 + 2 + 1  # trials, retrain seeds, report
+
+
+def _tiny_data():
+    from tunelab.data import Data
+
+    x = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
+    return Data("fashion_mnist", {"train": (x, torch.zeros(4, dtype=torch.long))}, [str(i) for i in range(10)], torch.device("cpu"))
+
+
+def test_interrupted_search_resumes_and_keeps_its_finished_trials(env, fashion_root):
+    cmd = [sys.executable, "-m", "tunelab.cli", "--data-dir", str(fashion_root), "search", "fashion_cnn",
+           "--trials", "4", "--max-epochs", "1", "--concurrency", "1", "--subset", subset_for(fashion_root), "--wandb", "disabled"]  # fmt: skip
+    search = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    lines = []
+    for line in search.stdout:
+        lines.append(line)
+        if line.count(" finished (") and sum("finished (" in l for l in lines) >= 2:
+            search.send_signal(signal.SIGINT)  # Ctrl-C after two finished trials
+            break
+    rest, _ = search.communicate(timeout=300)
+    run = env / "results" / "fashion_cnn"
+    before = pd.read_csv(run / "leaderboard.csv")
+    finished = before[before["status"] == "completed"]
+    assert 2 <= len(finished) < 4, "".join(lines) + rest
+
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "resume", "fashion_cnn"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = pd.read_csv(run / "leaderboard.csv").set_index("trial_id")
+    assert len(after) == 4 and (after["status"] == "completed").all()
+    for _, row in finished.iterrows():  # finished trials keep their results
+        assert after.loc[row["trial_id"], "val_acc"] == pytest.approx(row["val_acc"])
+    configs = after.filter(like="config/").astype(str).agg("|".join, axis=1)
+    assert configs.is_unique  # no finished config was tried again

@@ -1,0 +1,124 @@
+"""Protocol tests for every trainable in the registry, on a tiny in-memory data set.
+
+Like timm's tests over its model registry: a new trainable gets them for free.
+"""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import trainables
+from trainables import cnn_classifier, common, conv_autoencoder
+from tunelab.data import Data
+
+NAMES = sorted(trainables.REGISTRY)
+
+
+@pytest.fixture
+def data() -> Data:
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen)
+        return images, torch.randint(0, 10, (n,), generator=gen)
+
+    splits = {"train": split(64), "val": split(32), "test": split(32)}
+    return Data("tiny", splits, [f"class {i}" for i in range(10)], torch.device("cpu"))
+
+
+def one_batch_config(module, data: Data) -> dict:
+    """The defaults, with the whole training split as one batch and no weight decay."""
+    return {**module.DEFAULTS, "batch_size": len(data.splits["train"][1]), "weight_decay": 0.0, "epochs": 1}
+
+
+def assert_finite(metrics: dict) -> None:
+    assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), metrics
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declarations(name):
+    module = trainables.get(name)
+    assert isinstance(module.DATASET, str)
+    assert module.METRIC.startswith("val_") and module.MODE in ("max", "min")
+    assert "epochs" in module.DEFAULTS and "batch_size" in module.DEFAULTS
+    for key, value in module.DEFAULTS.items():
+        assert type(value) in (int, float, bool, str), (key, value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_build_and_restore_parts(name, data):
+    module = trainables.get(name)
+    config = one_batch_config(module, data)
+    parts, fresh = module.build(config, data), module.build(config, data)
+    assert isinstance(parts["model"], nn.Module)
+    for key, part in parts.items():
+        fresh[key].load_state_dict(part.state_dict())  # what a checkpoint restore does
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_train_epoch_updates_every_parameter(name, data):
+    module = trainables.get(name)
+    config = one_batch_config(module, data)
+    parts = module.build(config, data)
+    before = {n: p.detach().clone() for n, p in parts["model"].named_parameters()}
+    assert_finite(module.train_epoch(parts, data, config))
+    unchanged = [n for n, p in parts["model"].named_parameters() if torch.equal(before[n], p)]
+    assert not unchanged, f"no gradient reached {unchanged}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluate(name, data):
+    module = trainables.get(name)
+    parts = module.build(one_batch_config(module, data), data)
+    for split in ("val", "test"):
+        metrics = module.evaluate(parts, data, split)
+        assert_finite(metrics)
+        assert module.METRIC.removeprefix("val_") in metrics
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_figures(name, data, tmp_path):
+    module = trainables.get(name)
+    parts = module.build(one_batch_config(module, data), data)
+    written = module.figures(parts, data, tmp_path)
+    assert written
+    for caption, path in written.items():
+        assert caption and path.parent == tmp_path and path.suffix == ".png"
+        assert path.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_choice_fails_at_build(name, data):
+    module = trainables.get(name)
+    with pytest.raises(ValueError, match="optimizer"):
+        module.build({**one_batch_config(module, data), "optimizer": "lbfgs"}, data)
+
+
+def test_autoencoder_baseline_is_the_assignments():
+    baseline = {"width": 16, "depth": 3, "kernel_size": 3, "activation": "selu", "code_channels": 0}
+    model = conv_autoencoder.make_model({**conv_autoencoder.DEFAULTS, **baseline, "upsample": "transpose"}, (1, 28, 28))
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+    assert [m.out_channels for m in model.encoder if isinstance(m, nn.Conv2d)] == [16, 32, 64]
+    assert [m.out_channels for m in model.decoder if isinstance(m, nn.ConvTranspose2d)] == [32, 16, 1]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.encoder) == 3
+    assert sum(isinstance(m, nn.SELU) for m in model.modules()) == 5  # all convolutions but the output
+
+
+@pytest.mark.parametrize("upsample", conv_autoencoder.UPSAMPLES)
+@pytest.mark.parametrize("depth,kernel_size,code_channels", [(1, 3, 0), (2, 5, 8), (3, 5, 4)])
+def test_autoencoder_restores_the_input_size(upsample, depth, kernel_size, code_channels):
+    config = {**conv_autoencoder.DEFAULTS, "upsample": upsample, "depth": depth, "kernel_size": kernel_size}
+    model = conv_autoencoder.make_model({**config, "code_channels": code_channels}, (1, 28, 28))
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("kind", common.AUGMENTS)
+def test_classifier_augmentation_keeps_shape_and_dtype(kind, data):
+    x = common.to_float(data.splits["train"][0])
+    out = common.augment(x, kind, pad=cnn_classifier.DEFAULTS["crop_pad"])
+    assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+    assert 0 <= out.min() and out.max() <= 1
+    if kind == "flip":
+        assert all(torch.equal(o, i) or torch.equal(o, i.flip(2)) for o, i in zip(out, x))
