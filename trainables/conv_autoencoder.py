@@ -7,6 +7,7 @@ convolutions or by resizing + convolution, back to the exact input size (28 -> 1
 defaults: Conv(16)+pool, Conv(32)+pool, Conv(64)+pool, SELU, mirrored with transposed convolutions.
 """
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -61,6 +62,7 @@ def transpose_padding(k: int, size_in: int, size_out: int) -> tuple[int, int]:
 
 
 def upsampler(kind: str, c_in: int, c_out: int, k: int, size_in: tuple, size_out: tuple) -> nn.Module:
+    """A decoder step from c_in channels of size_in to c_out channels of size_out (about twice the size)."""
     if kind == "transpose":
         (p_h, op_h), (p_w, op_w) = (transpose_padding(k, a, b) for a, b in zip(size_in, size_out))
         return nn.ConvTranspose2d(c_in, c_out, k, stride=2, padding=(p_h, p_w), output_padding=(op_h, op_w))
@@ -69,7 +71,7 @@ def upsampler(kind: str, c_in: int, c_out: int, k: int, size_in: tuple, size_out
 
 def make_model(config: dict, shape: tuple) -> AutoEncoder:
     """The autoencoder for images of ``shape`` (C, H, W); it takes floats in [0, 1] and returns logits."""
-    k, act = config["kernel_size"], ACTIVATIONS[config["activation"]]
+    k, act = config["kernel_size"], partial(ACTIVATIONS[config["activation"]], inplace=True)
     c_in, size = shape[0], tuple(shape[1:])
     encoder, sizes = [], []  # sizes: each encoder block's input size, the decoder's targets
     for i in range(config["depth"]):
@@ -100,7 +102,8 @@ def build(config: dict, data: Data) -> dict:
     if config["kernel_size"] % 2 == 0 or config["kernel_size"] < 3:
         raise ValueError(f"kernel_size must be odd and at least 3, not {config['kernel_size']}")
     x, _ = data.splits["train"]
-    model = make_model(config, x.shape[1:]).to(data.device)
+    # channels-last memory makes oneDNN's CPU (transposed) convolutions and pooling ~2x faster
+    model = make_model(config, x.shape[1:]).to(data.device, memory_format=torch.channels_last)
     optimizer = common.make_optimizer(config, model.parameters())
     return {"model": model, "optimizer": optimizer, "scheduler": common.make_scheduler(config, optimizer, len(x))}
 
@@ -131,12 +134,12 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     x = data.splits["test"][0][:10]
-    recon = torch.sigmoid(common.predict(parts["model"], x)).cpu()
+    recon = torch.sigmoid(common.predict(parts["model"], x)).cpu().numpy()
     fig = Figure(figsize=(12, 2.8), layout="constrained")
     axes = fig.subplots(2, len(x), squeeze=False)
-    for row, images in zip(axes, (common.to_float(x).cpu(), recon)):
+    for row, images in zip(axes, (common.to_float(x).cpu().numpy(), recon)):
         for ax, image in zip(row, images):
-            ax.imshow(image.permute(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(image.transpose(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("input")
