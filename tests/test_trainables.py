@@ -127,3 +127,20 @@ def test_classifier_augmentation_keeps_shape_and_dtype(kind, data):
     assert 0 <= out.min() and out.max() <= 1
     if kind == "flip":
         assert all(torch.equal(o, i) or torch.equal(o, i.flip(2)) for o, i in zip(out, x))
+
+
+@pytest.mark.parametrize("schedule", common.SCHEDULES)
+def test_schedule_spans_the_configured_epochs(schedule):
+    config = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}
+    config |= {"schedule": schedule, "epochs": 3, "batch_size": 10}
+    optimizer = common.make_optimizer(config, [nn.Parameter(torch.zeros(1))])
+    scheduler = common.make_scheduler(config, optimizer, n_train=95)  # 10 steps per epoch
+    lrs = []
+    for _ in range(40):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert max(lrs) == pytest.approx(0.1)
+    assert lrs[30:] == [lrs[30]] * 10  # held at its end value after the configured epochs
+    if schedule in ("cosine", "onecycle"):
+        assert lrs[30] == pytest.approx(0.0)
