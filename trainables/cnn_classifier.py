@@ -8,8 +8,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
-from sklearn.metrics import ConfusionMatrixDisplay
 from torch import nn
 
 from trainables import common
@@ -113,6 +111,10 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
 
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
+    # plotting libraries load only for the report, not in every trial worker
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     x, y = data.splits["test"]
     pred = common.predict(parts["model"], x).argmax(1).cpu().numpy()
     y = y.cpu().numpy()

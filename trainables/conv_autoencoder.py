@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
 
 from trainables import common
@@ -133,6 +132,9 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
 
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
+    # plotting libraries load only for the report, not in every trial worker
+    from matplotlib.figure import Figure
+
     x = data.splits["test"][0][:10]
     recon = torch.sigmoid(common.predict(parts["model"], x)).cpu().numpy()
     fig = Figure(figsize=(12, 2.8), layout="constrained")
