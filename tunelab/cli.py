@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tunelab: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("\ninterrupted: `tunelab resume RUN` continues a search where it stopped", file=sys.stderr)
         return 130

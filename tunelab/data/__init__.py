@@ -94,6 +94,16 @@ def check(name: str, root: Path) -> None:
     _arrays(name, require(name, root))
 
 
+def _train_val(arrays: dict[str, np.ndarray]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The data set's own validation split when it has one, else a fixed seeded slice of train."""
+    x, y = arrays["train_x"], arrays["train_y"]
+    if "val_x" in arrays:
+        return (x, y), (arrays["val_x"], arrays["val_y"])
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(y))
+    n_val = int(len(y) * VAL_FRACTION)
+    return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
+
+
 @lru_cache(maxsize=4)
 def _arrays(name: str, folder: Path) -> dict[str, np.ndarray]:
     return source(name).read(folder)
@@ -106,18 +116,16 @@ def load(
     subset: float = 1.0,
     device: torch.device | str = "cpu",
 ) -> Data:
-    """The data set for a search (train minus validation, and validation) or for a retrain and report
-    (all of train, and the official test set). ``subset`` cuts train and validation to a fraction (smoke
-    runs); the test set is always whole."""
+    """The data set for a search (train and validation) or for a retrain and report (train and validation
+    together, and the official test set). ``subset`` cuts train and validation to a fraction (smoke runs);
+    the test set is always whole."""
     arrays = _arrays(name, require(name, root))
-    x, y = arrays["train_x"], arrays["train_y"]
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(y))
-    n_val = int(len(y) * VAL_FRACTION)
+    train, val = _train_val(arrays)
     if purpose == "search":
-        val, train = order[:n_val], order[n_val:]
-        splits = {"train": (x[train], y[train]), "val": (x[val], y[val])}
+        splits = {"train": train, "val": val}
     elif purpose == "retrain":
-        splits = {"train": (x, y), "test": (arrays["test_x"], arrays["test_y"])}
+        whole = tuple(np.concatenate(pair) for pair in zip(train, val))
+        splits = {"train": whole, "test": (arrays["test_x"], arrays["test_y"])}
     else:
         raise ValueError(f"purpose must be 'search' or 'retrain', not {purpose!r}")
     device = torch.device(device)
