@@ -43,11 +43,19 @@ def fashion_root(fixture_root) -> Path:
     return fixture_root
 
 
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory) -> Path:
+    """One cache for the whole session, so weights tunelab pretrains are computed once per test run."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """An isolated environment for the CLI: no W&B key, results in tmp_path, no local copies."""
+def env(tmp_path, monkeypatch, cache_root):
+    """An isolated environment for the CLI: no W&B key, results in tmp_path, no local copies, the
+    session's cache."""
     for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "TUNELAB_LOCAL_COPIES", "RAY_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: W&B has no key
     monkeypatch.setenv("TUNELAB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("TUNELAB_CACHE", str(cache_root))
     return tmp_path
