@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/tunelab data fetch fashion_mnist
 	rm -rf results/demo
-	$(BIN)/tunelab search fashion_cnn_quick --name demo --subset 0.5 --concurrency 2 --time-budget 420
-	$(BIN)/tunelab retrain demo --seeds 1 --epochs 8
+	$(BIN)/tunelab search fashion_cnn_quick --name demo --subset 0.5 --concurrency 2 --time-budget 360
+	$(BIN)/tunelab retrain demo --seeds 1 --epochs 15
 	$(BIN)/tunelab report demo
 	@echo "Leaderboard: results/demo/leaderboard.md"
 	@echo "Report:      results/demo/report/report.md (and report.html)"
