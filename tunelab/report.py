@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
@@ -113,6 +114,7 @@ def _learning_curves(history: pd.DataFrame, path: Path) -> Path:
             if f"{split}_{kind}" in history:
                 ax.plot(history["epoch"], history[f"{split}_{kind}"], marker="o", label=split)
         ax.set(xlabel="epoch", ylabel=kind, title=kind)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -124,6 +126,7 @@ def _all_trials(histories: dict, metric: str, path: Path) -> Path:
         if metric in h:
             ax.plot(h["epoch"], h[metric], marker=".", alpha=0.7, label=trial_id)
     ax.set(xlabel="epoch", ylabel=metric, title="every trial (early-stopped ones end early)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if len(histories) <= 12:
         ax.legend(fontsize=7)
