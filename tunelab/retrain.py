@@ -54,6 +54,8 @@ def _train(module, config: dict, data, seed: int, log) -> dict:
         for epoch in range(1, config["epochs"] + 1):
             metrics = training.epoch(module, parts, data, config, None)
             log.log(metrics | {"epoch": epoch})
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch_s")
+            print(f"  epoch {epoch}/{config['epochs']}: {shown} ({metrics['epoch_s']:.0f} s)", flush=True)
         test = training.evaluate(module, parts, data, "test")
     except training.Diverged as e:
         return {"status": f"failed: {e}", "duration_s": round(time.perf_counter() - start, 1)}
