@@ -20,7 +20,7 @@ def histories(run: Run) -> dict[str, pd.DataFrame]:
 
 def _trials(run: Run) -> dict:
     try:
-        analysis = ExperimentAnalysis(str(run.dir.resolve()))
+        analysis = ExperimentAnalysis(run.experiment_path)
     except (ValueError, FileNotFoundError):
         raise UserError(f"{run.dir} holds no search results yet; run `tunelab search {run.spec.name}`") from None
     frames = analysis.trial_dataframes

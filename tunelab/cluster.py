@@ -1,0 +1,53 @@
+"""Running a search on a Ray cluster: which cluster, where its results live, how the code reaches the nodes.
+
+- The cluster: ``--address`` or ``RAY_ADDRESS``; neither means a local Ray started for the search.
+- The storage: Ray keeps a run's trials, checkpoints and state under ``--storage/<run>``, a shared file
+  system or a bucket (``s3://...``, ``gs://...``) that the driver and every node can reach; by default
+  the run's own results folder, which only the driver's machine sees.
+- The code: the driver's copies of ``tunelab`` and ``trainables`` travel to the nodes in Ray's runtime
+  environment, so every node runs exactly the driver's code (the nodes' install provides the libraries).
+- The data: on a cluster the driver reads the data set and ships it through Ray's object store, so the
+  worker nodes need no copy of their own.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import ray
+
+from tunelab import UserError
+
+PACKAGES = ("tunelab", "trainables")  # what the nodes import from the driver's copy
+
+
+def address(cli_value: str | None) -> str | None:
+    """The cluster to run on: ``--address``, else ``RAY_ADDRESS``, else None (a local Ray)."""
+    return cli_value or os.environ.get("RAY_ADDRESS") or None
+
+
+def storage(cli_value: str | None) -> str | None:
+    """``--storage`` as Ray takes it: a URI unchanged, a local path made absolute."""
+    if not cli_value or "://" in cli_value:
+        return cli_value
+    return str(Path(cli_value).expanduser().resolve())
+
+
+def runtime_env() -> dict:
+    """Ray's runtime environment for a search on a cluster: the driver's tunelab and trainables."""
+    root = Path(__file__).resolve().parents[1]
+    return {"py_modules": [str(root / p) for p in PACKAGES], "excludes": ["__pycache__", "*.pyc"]}
+
+
+def init(address: str | None) -> None:
+    """Start a local Ray (no address) or connect to the cluster at ``address``, shipping the code."""
+    # Our Progress callback is the live output: Ray's own tables and checkpoint-frequency warnings are off.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
+    where = {"include_dashboard": False} if address is None else {"address": address, "runtime_env": runtime_env()}
+    try:
+        ray.init(**where, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    except (ConnectionError, TimeoutError) as e:
+        raise UserError(f"cannot reach the Ray cluster at {address!r} (--address or RAY_ADDRESS): {e}; "
+                        "is it up? (`ray status` on its head node)") from None  # fmt: skip
