@@ -1,13 +1,16 @@
-"""cluster.yaml: valid for Ray's cluster launcher (Ray's own schema and defaults), shaped as tunelab needs it."""
+"""cluster.yaml: valid for Ray's cluster launcher (Ray's own schema and defaults), shaped as tunelab needs it;
+and the options that point a search at a cluster. (The searches on a cluster are in test_cluster.py.)"""
 
 import copy
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from tests.conftest import REPO
+from tunelab import cluster
 
 TEXT = (REPO / "cluster.yaml").read_text()
 
@@ -51,3 +54,23 @@ def test_every_node_installs_this_repository(config):
 
 def test_no_credentials():
     assert not re.search(r"(?i)wandb_api_key|aws_(access|secret)|AKIA[0-9A-Z]{16}|secret|password|token", TEXT)
+
+
+def test_address_from_the_flag_else_ray_address(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert cluster.address(None) is None  # a local Ray
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert cluster.address(None) == "10.0.0.1:6379"
+    assert cluster.address("auto") == "auto"
+
+
+def test_storage_uri_kept_local_path_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cluster.storage("s3://bucket/tunelab") == "s3://bucket/tunelab"
+    assert cluster.storage("shared/runs") == str(tmp_path.resolve() / "shared" / "runs")
+    assert cluster.storage(None) is None
+
+
+def test_the_code_shipped_to_the_nodes_is_this_checkout():
+    modules = [Path(p) for p in cluster.runtime_env()["py_modules"]]
+    assert modules == [REPO / "tunelab", REPO / "trainables"] and all((m / "__init__.py").is_file() for m in modules)
