@@ -25,6 +25,7 @@ from ray.cluster_utils import Cluster
 
 from tests.conftest import REPO, write_mnist_like
 from tunelab import leaderboard, runs
+from tunelab.cluster import STATE_PERIOD_S
 from tunelab.search import MAX_FAILURES
 
 pytestmark = pytest.mark.slow
@@ -104,7 +105,7 @@ def report(name: str, **counts) -> None:
 def test_half_a_gpu_per_trial_runs_trials_on_both_workers_at_once(cluster, env, data_root):
     start_time = time.monotonic()
     storage = env / "shared"
-    finish(search_args(cluster, data_root, storage, "--wandb", "disabled"))
+    finish(search_args(cluster, data_root, storage, "--concurrency", "4", "--wandb", "disabled"))
 
     run = the_run(env)
     assert Path(run.experiment_path) == (storage / "run").resolve() and (storage / "run" / "tuner.pkl").is_file()
@@ -126,7 +127,7 @@ def test_half_a_gpu_per_trial_runs_trials_on_both_workers_at_once(cluster, env, 
 def test_trials_of_a_killed_worker_node_continue_from_their_checkpoints_on_another(cluster, env, data_root):
     start_time = time.monotonic()
     storage, epochs = env / "shared", 6
-    search = start(search_args(cluster, data_root, storage, "--max-epochs", str(epochs), "--wandb", "disabled"))
+    search = start(search_args(cluster, data_root, storage, "--max-epochs", str(epochs), "--concurrency", "4", "--wandb", "disabled"))
     victim = None
     deadline = time.monotonic() + 240
     while victim is None and search.poll() is None and time.monotonic() < deadline:
@@ -158,6 +159,7 @@ def test_trials_of_a_killed_worker_node_continue_from_their_checkpoints_on_anoth
     assert moved <= killed and all("Failure # 1" in (storage / "run" / f"trial_{t}" / "error.txt").read_text() for t in killed)
     lost = len(board) - (board["status"] == "completed").sum()
     assert len(board) == 4 and lost == 0
+    assert all(len(list(d.glob("checkpoint_*"))) == 1 for d in (storage / "run").glob("trial_*"))  # the latest kept
     report("worker node killed", trials=len(board), killed=len(killed), recovered_from_checkpoint=len(moved),
            recovered=sum(board.loc[t, "status"] == "completed" for t in killed), lost=lost,
            wall_s=round(time.monotonic() - start_time))  # fmt: skip
@@ -167,6 +169,7 @@ def test_a_trial_that_keeps_crashing_is_marked_failed_and_the_others_finish(clus
     start_time = time.monotonic()
     space = yaml.safe_load(SPACE.read_text())
     space["method"] = "grid"
+    del space["run_cap"]  # one trial per grid point
     space["parameters"] |= {"lr": {"values": [0.003, 1.0e12, 0.01]}, "dropout": {"value": 0.1}}  # lr 1e12 diverges
     path = env / "crashing.yaml"
     path.write_text(yaml.safe_dump(space))
@@ -188,15 +191,20 @@ def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root):
     storage, epochs = env / "shared", 3
     search = start(search_args(cluster, data_root, storage, "--max-epochs", str(epochs), "--concurrency", "2",
                                "--wandb", "offline"))  # fmt: skip
-    lines = []
-    for line in search.stdout:
+    lines, second_finished = [], None
+    for line in search.stdout:  # wait for two finished trials and a later one part-way (with a checkpoint)
         lines.append(line)
-        if len(trials_that(lines, "finished")) == 2:
-            search.send_signal(signal.SIGKILL)  # no chance to clean up or save anything
+        finished = trials_that(lines, "finished")
+        if len(finished) >= 2 and second_finished is None:
+            second_finished = time.monotonic()
+        if second_finished and trials_that(lines, "epoch") - finished:
             break
+    time.sleep(max(0.0, second_finished + STATE_PERIOD_S + 1 - time.monotonic()))  # Ray's saved state has them
+    search.send_signal(signal.SIGKILL)  # no chance to clean up
+    lines += search.stdout.readlines()
     search.wait(timeout=60)
     finished, reported = trials_that(lines, "finished"), trials_that(lines, "epoch")
-    assert len(finished) == 2, "".join(lines)
+    assert len(finished) >= 2 and trials_that(lines, "started") - finished, "".join(lines)
     run = the_run(env)
     kept = {t: df for t, df in leaderboard.histories(run).items() if t in finished}
     assert set(kept) == set(finished)  # the state on the storage knows the finished trials

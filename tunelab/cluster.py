@@ -6,6 +6,10 @@
   the run's own results folder, which only the driver's machine sees.
 - The code: the driver's copies of ``tunelab`` and ``trainables`` travel to the nodes in Ray's runtime
   environment, so every node runs exactly the driver's code (the nodes' install provides the libraries).
+- The checkpoints: Ray's saved state of a search (which it resumes from after the driver dies) lags the
+  trials by up to a second, so a trial's older checkpoints must outlive it: Ray deleting them as soon as a
+  newer one arrives (``num_to_keep``) can leave the state pointing at a deleted checkpoint, and the trial
+  then fails on resume. Ray keeps them all while the search runs; the older ones are deleted when it ends.
 - The data: on a cluster the driver reads the data set and ships it through Ray's object store, so the
   worker nodes need no copy of their own.
 """
@@ -14,11 +18,13 @@ import logging
 import os
 from pathlib import Path
 
+import pyarrow.fs
 import ray
 
 from tunelab import UserError
 
 PACKAGES = ("tunelab", "trainables")  # what the nodes import from the driver's copy
+STATE_PERIOD_S = 1  # how often Ray saves the search's state to the storage (its default: every 10 s or more)
 
 
 def address(cli_value: str | None) -> str | None:
@@ -45,9 +51,23 @@ def init(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
     where = {"include_dashboard": False} if address is None else {"address": address, "runtime_env": runtime_env()}
     try:
         ray.init(**where, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
     except (ConnectionError, TimeoutError) as e:
         raise UserError(f"cannot reach the Ray cluster at {address!r} (--address or RAY_ADDRESS): {e}; "
                         "is it up? (`ray status` on its head node)") from None  # fmt: skip
+
+
+def keep_latest_checkpoints(experiment_path: str) -> None:
+    """Delete every checkpoint of a finished or interrupted search but each trial's latest (which resume needs)."""
+    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if "://" in experiment_path else Path(experiment_path).as_uri())
+    checkpoints = {}
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
+        parent, _, name = info.path.rpartition("/")
+        if info.type == pyarrow.fs.FileType.Directory and name.startswith("checkpoint_"):
+            checkpoints.setdefault(parent, []).append(info.path)
+    for paths in checkpoints.values():
+        for path in sorted(paths)[:-1]:
+            fs.delete_dir(path)

@@ -85,9 +85,8 @@ def _run_config(run: Run, mode: str) -> tune.RunConfig:
     return tune.RunConfig(
         name=run.name,
         storage_path=run.options.storage or str(run.dir.parent.resolve()),
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
-        ),  # the best and the latest
+        # Ray keeps every checkpoint while the search runs (see tunelab.cluster.keep_latest_checkpoints).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         callbacks=[Progress(spec), *tracking.trial_callbacks(mode, spec.project, run.name)],
         verbose=0,
@@ -130,6 +129,7 @@ def search(run: Run) -> None:
             run_config=_run_config(run, mode),
         )
         tuner.fit()
+        cluster.keep_latest_checkpoints(run.experiment_path)
     finally:
         ray.shutdown()
         leaderboard.write(run)  # also after Ctrl-C: what finished is on the leaderboard
@@ -143,6 +143,7 @@ def resume(run: Run) -> None:
     try:
         tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True)
         tuner.fit()
+        cluster.keep_latest_checkpoints(run.experiment_path)
     finally:
         ray.shutdown()
         leaderboard.write(run)
