@@ -105,7 +105,7 @@ def report(name: str, **counts) -> None:
 def test_half_a_gpu_per_trial_runs_trials_on_both_workers_at_once(cluster, env, data_root):
     start_time = time.monotonic()
     storage = env / "shared"
-    finish(search_args(cluster, data_root, storage, "--concurrency", "4", "--wandb", "disabled"))
+    finish(search_args(cluster, data_root, storage, "--max-epochs", "2", "--concurrency", "4", "--wandb", "disabled"))
 
     run = the_run(env)
     assert Path(run.experiment_path) == (storage / "run").resolve() and (storage / "run" / "tuner.pkl").is_file()
@@ -173,7 +173,8 @@ def test_a_trial_that_keeps_crashing_is_marked_failed_and_the_others_finish(clus
     space["parameters"] |= {"lr": {"values": [0.003, 1.0e12, 0.01]}, "dropout": {"value": 0.1}}  # lr 1e12 diverges
     path = env / "crashing.yaml"
     path.write_text(yaml.safe_dump(space))
-    out = finish(search_args(cluster, data_root, env / "shared", "--max-epochs", "2", "--wandb", "disabled", space=path))
+    out = finish(search_args(cluster, data_root, env / "shared", "--max-epochs", "2", "--concurrency", "3", "--wandb", "disabled",
+                             space=path))  # fmt: skip
 
     board = leaderboard.load(the_run(env)).set_index("config/lr")
     assert len(board) == 3
