@@ -74,3 +74,16 @@ def test_storage_uri_kept_local_path_made_absolute(tmp_path, monkeypatch):
 def test_the_code_shipped_to_the_nodes_is_this_checkout():
     modules = [Path(p) for p in cluster.runtime_env()["py_modules"]]
     assert modules == [REPO / "tunelab", REPO / "trainables"] and all((m / "__init__.py").is_file() for m in modules)
+
+
+def test_an_unreachable_cluster_is_a_clear_error_at_once(env, capsys, fixture_root):
+    import socket
+
+    from tunelab.cli import main
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["--data-dir", str(fixture_root), "search", "fashion_cnn", "--address", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in err and "Traceback" not in err

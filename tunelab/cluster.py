@@ -16,6 +16,7 @@
 
 import logging
 import os
+import socket
 from pathlib import Path
 
 import pyarrow.fs
@@ -54,10 +55,19 @@ def init(address: str | None) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
     where = {"include_dashboard": False} if address is None else {"address": address, "runtime_env": runtime_env()}
     try:
+        if address is not None:
+            check_reachable(address)
         ray.init(**where, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
-    except (ConnectionError, TimeoutError) as e:
+    except (ConnectionError, TimeoutError, OSError) as e:
         raise UserError(f"cannot reach the Ray cluster at {address!r} (--address or RAY_ADDRESS): {e}; "
                         "is it up? (`ray status` on its head node)") from None  # fmt: skip
+
+
+def check_reachable(address: str, timeout_s: float = 5) -> None:
+    """Fail fast on a HOST:PORT that does not answer (Ray itself retries for minutes); "auto" is Ray's to find."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if sep and port.isdigit():
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
 
 
 def keep_latest_checkpoints(experiment_path: str) -> None:
