@@ -53,27 +53,34 @@ def _run(args):
 
 
 def _cmd_search(args) -> None:
-    from tunelab import data, leaderboard, runs, search, spaces
+    from tunelab import cluster, data, leaderboard, runs, search, spaces
 
     options = runs.Options(
         trials=args.trials, max_epochs=args.max_epochs, time_budget=args.time_budget,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
-        concurrency=args.concurrency, subset=args.subset, address=args.address, wandb=args.wandb,
+        concurrency=args.concurrency, subset=args.subset, address=cluster.address(args.address),
+        storage=cluster.storage(args.storage), wandb=args.wandb,
     )  # fmt: skip
     spec = options.apply(spaces.load(args.experiment))
     folder = runs.results_root(args.results_dir) / (args.name or spec.name)
-    if (folder / "tuner.pkl").exists():  # Ray's state: a search started here
-        raise UserError(f"{folder} already holds a search; continue it with `tunelab resume {folder.name}`, "
-                        f"or start another with --name")  # fmt: skip
     run = runs.Run(folder, spec, options, data.data_root(args.data_dir))
+    if search.started(run):
+        raise UserError(f"{run.experiment_path} already holds a search; continue it with `tunelab resume {folder.name}`, "
+                        f"or start another with --name")  # fmt: skip
     search.search(run)
     _finish(run, leaderboard)
 
 
 def _cmd_resume(args) -> None:
-    from tunelab import leaderboard, search
+    import dataclasses
+
+    from tunelab import cluster, leaderboard, search
 
     run = _run(args)
+    moved = {"address": cluster.address(args.address), "storage": cluster.storage(args.storage)}
+    if any(moved.values()):
+        run.options = dataclasses.replace(run.options, **{k: v for k, v in moved.items() if v})
+        run.save()
     search.resume(run)
     _finish(run, leaderboard)
 
@@ -138,11 +145,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial (also torch's threads)")
     s.add_argument("--gpus-per-trial", type=float, metavar="G", help="GPUs per trial; fractions pack trials on one GPU")
     s.add_argument("--concurrency", type=int, metavar="K", help="at most K trials at once")
-    s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     s.add_argument("--subset", type=_fraction, default=1.0, metavar="F", help="train on a fraction F of the data (smoke runs)")
     s.add_argument("--seed", type=int, help="seed of the sampler and the trials")
     s.add_argument("--name", metavar="RUN", help="name of the run's results folder (default: the experiment)")
     res = command("resume", _cmd_resume, "continue an interrupted search")
+    s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    s.add_argument("--storage", metavar="PATH|URI", help="where Ray keeps the trials and checkpoints: a shared file "
+                   "system or a bucket (s3://..., gs://...) that every node reaches; needed on a multi-node cluster "
+                   "(default: the results folder)")  # fmt: skip
+    res.add_argument("--address", help="the Ray cluster to continue on (default: $RAY_ADDRESS, else the search's)")
+    res.add_argument("--storage", metavar="PATH|URI", help="the search's --storage, if its contents have moved")
     lb = command("leaderboard", _cmd_leaderboard, "show a run's leaderboard")
     lb.add_argument("--top", type=int, default=10, metavar="K")
     r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")

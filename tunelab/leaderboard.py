@@ -20,9 +20,9 @@ def histories(run: Run) -> dict[str, pd.DataFrame]:
 
 def _trials(run: Run) -> dict:
     try:
-        analysis = ExperimentAnalysis(str(run.dir.resolve()))
+        analysis = ExperimentAnalysis(run.experiment_path)
     except (ValueError, FileNotFoundError):
-        raise UserError(f"{run.dir} holds no search results yet; run `tunelab search {run.spec.name}`") from None
+        raise UserError(f"{run.experiment_path} holds no search results yet; run `tunelab search {run.spec.name}`") from None
     frames = analysis.trial_dataframes
     return {t.trial_id: (t, frames.get(t.trial_id, pd.DataFrame())) for t in analysis.trials}
 

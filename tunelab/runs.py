@@ -1,6 +1,7 @@
 """The results layout: one folder per search run under the results root, and what a run remembers.
 
-results/<run>/            Ray's trial folders and state, tunelab.yaml (the spec and options of the run)
+results/<run>/            Ray's trial folders and state (unless --storage puts them elsewhere), tunelab.yaml
+                          (the spec and options of the run)
 results/<run>/leaderboard.csv, leaderboard.md, best.yaml
 results/<run>/retrain/    retrain.csv and the retrained weights
 results/<run>/report/     report.md, report.html and the figures
@@ -34,7 +35,8 @@ class Options:
     seed: int | None = None
     concurrency: int | None = None
     subset: float = 1.0
-    address: str | None = None
+    address: str | None = None  # a Ray cluster (tunelab.cluster)
+    storage: str | None = None  # where Ray keeps the trials: a shared file system or a bucket (tunelab.cluster)
     wandb: str | None = None
 
     def apply(self, spec: spaces.Spec) -> spaces.Spec:
@@ -55,6 +57,11 @@ class Run:
     @property
     def name(self) -> str:
         return self.dir.name
+
+    @property
+    def experiment_path(self) -> str:
+        """Where Ray keeps the run's trials, checkpoints and state: ``<storage>/<run>``, or the run's folder."""
+        return f"{self.options.storage.rstrip('/')}/{self.name}" if self.options.storage else str(self.dir.resolve())
 
     def save(self) -> None:
         info = {"experiment": self.spec.name, "spec_file": str(self.spec.path.resolve()), "spec": self.spec.raw,

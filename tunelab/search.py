@@ -1,8 +1,6 @@
 """Builds and runs the Ray Tune search of one run: Optuna sampler, ASHA, resources, storage, callbacks."""
 
-import logging
 import math
-import os
 import time
 import warnings
 
@@ -13,7 +11,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from tunelab import data as datasets, leaderboard, tracking
+from tunelab import cluster, data as datasets, leaderboard, tracking
 from tunelab.runs import Run
 from tunelab.spaces import Spec, grid_values
 from tunelab.trial import TrialJob, run_trial
@@ -77,30 +75,27 @@ def _trainable(run: Run):
         threads=max(1, math.floor(spec.cpus)),
         seed=spec.seed,
     )
-    return tune.with_resources(tune.with_parameters(run_trial, job=job), {"cpu": spec.cpus, "gpu": spec.gpus})
+    shipped = datasets.read(spec.dataset, run.data_dir) if run.options.address else None  # see tunelab.cluster
+    trial = tune.with_parameters(run_trial, job=job, shipped=shipped)
+    return tune.with_resources(trial, {"cpu": spec.cpus, "gpu": spec.gpus})
 
 
 def _run_config(run: Run, mode: str) -> tune.RunConfig:
     spec = run.spec
     return tune.RunConfig(
         name=run.name,
-        storage_path=str(run.dir.parent.resolve()),
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
-        ),  # the best and the latest
+        storage_path=run.options.storage or str(run.dir.parent.resolve()),
+        # Ray keeps every checkpoint while the search runs (see tunelab.cluster.keep_latest_checkpoints).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         callbacks=[Progress(spec), *tracking.trial_callbacks(mode, spec.project, run.name)],
         verbose=0,
     )
 
 
-def _init_ray(address: str | None) -> None:
-    # Our Progress callback is the live output: Ray's own tables and checkpoint-frequency warnings are off.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             configure_logging=True)  # fmt: skip
+def started(run: Run) -> bool:
+    """Whether Ray's state of a search is already where this run keeps its trials."""
+    return tune.Tuner.can_restore(run.experiment_path)
 
 
 def search(run: Run) -> None:
@@ -117,7 +112,7 @@ def search(run: Run) -> None:
     if spec.hyperband and single and spec.max_epochs > spec.hyperband["min_iter"]:
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs,
                                   grace_period=spec.hyperband["min_iter"], reduction_factor=spec.hyperband["eta"])  # fmt: skip
-    _init_ray(run.options.address)
+    cluster.init(run.options.address)
     try:
         tuner = tune.Tuner(
             _trainable(run),
@@ -134,6 +129,7 @@ def search(run: Run) -> None:
             run_config=_run_config(run, mode),
         )
         tuner.fit()
+        cluster.keep_latest_checkpoints(run.experiment_path)
     finally:
         ray.shutdown()
         leaderboard.write(run)  # also after Ctrl-C: what finished is on the leaderboard
@@ -143,10 +139,11 @@ def resume(run: Run) -> None:
     """Continue an interrupted search: finished trials and the sampler's history are kept."""
     datasets.check(run.spec.dataset, run.data_dir)
     tracking.configure(run.options.wandb, run.dir)
-    _init_ray(run.options.address)
+    cluster.init(run.options.address)
     try:
-        tuner = tune.Tuner.restore(str(run.dir.resolve()), trainable=_trainable(run), resume_unfinished=True)
+        tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True)
         tuner.fit()
+        cluster.keep_latest_checkpoints(run.experiment_path)
     finally:
         ray.shutdown()
         leaderboard.write(run)

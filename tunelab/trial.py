@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 
@@ -32,14 +33,16 @@ class TrialJob:
     seed: int
 
 
-def run_trial(sampled: dict, job: TrialJob) -> None:
+def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None:
+    """``shipped``: the data set's arrays from the driver (on a cluster), else the trial reads the data root."""
     torch.set_num_threads(job.threads)
     config = {**job.base_config, **sampled}
     module = trainables.get(job.trainable)
-    data = datasets.load(job.dataset, Path(job.data_dir), "search", job.subset, training.device())
+    data = datasets.load(job.dataset, Path(job.data_dir), "search", job.subset, training.device(), shipped)
     parts = training.build(module, config, data, job.seed)
     params = training.param_count(parts)
     sign = 1 if job.mode == "max" else -1
+    node = ray.get_runtime_context().get_node_id()  # where each epoch ran: a trial moves when its node fails
     start, best, best_epoch = 0, None, 0
 
     checkpoint = tune.get_checkpoint()
@@ -54,7 +57,7 @@ def run_trial(sampled: dict, job: TrialJob) -> None:
         value = metrics.get(job.metric)
         if value is not None and (best is None or sign * value > sign * best):
             best, best_epoch = value, epoch
-        metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params}
+        metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params, "node_id": node}
         with tempfile.TemporaryDirectory() as d:
             state = {"parts": training.state(parts), "epoch": epoch, "best": best, "best_epoch": best_epoch}
             torch.save(state, Path(d) / STATE_FILE)

@@ -91,7 +91,12 @@ def fetch(name: str, root: Path) -> Path:
 
 def check(name: str, root: Path) -> None:
     """Read the data set once, so that a missing or corrupt file is reported before a search starts."""
-    _arrays(name, require(name, root))
+    read(name, root)
+
+
+def read(name: str, root: Path) -> dict[str, np.ndarray]:
+    """The data set's arrays as its source reads them (cached per process)."""
+    return _arrays(name, require(name, root))
 
 
 def _train_val(arrays: dict[str, np.ndarray]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
@@ -115,11 +120,16 @@ def load(
     purpose: str = "search",
     subset: float = 1.0,
     device: torch.device | str = "cpu",
+    shipped: dict[str, np.ndarray] | None = None,
 ) -> Data:
     """The data set for a search (train and validation) or for a retrain and report (train and validation
     together, and the official test set). ``subset`` cuts train and validation to a fraction (smoke runs);
-    the test set is always whole."""
-    arrays = _arrays(name, require(name, root))
+    the test set is always whole. ``shipped``: the arrays as ``read`` returned them on another machine
+    (a Ray cluster's driver), used instead of the data root."""
+    if shipped is not None:  # Ray's object store hands out read-only arrays
+        arrays = {k: np.array(v) for k, v in shipped.items()}
+    else:
+        arrays = read(name, root)
     train, val = _train_val(arrays)
     if purpose == "search":
         splits = {"train": train, "val": val}

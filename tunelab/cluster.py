@@ -1,0 +1,83 @@
+"""Running a search on a Ray cluster: which cluster, where its results live, how the code reaches the nodes.
+
+- The cluster: ``--address`` or ``RAY_ADDRESS``; neither means a local Ray started for the search.
+- The storage: Ray keeps a run's trials, checkpoints and state under ``--storage/<run>``, a shared file
+  system or a bucket (``s3://...``, ``gs://...``) that the driver and every node can reach; by default
+  the run's own results folder, which only the driver's machine sees.
+- The code: the driver's copies of ``tunelab`` and ``trainables`` travel to the nodes in Ray's runtime
+  environment, so every node runs exactly the driver's code (the nodes' install provides the libraries).
+- The checkpoints: Ray's saved state of a search (which it resumes from after the driver dies) lags the
+  trials by up to a second, so a trial's older checkpoints must outlive it: Ray deleting them as soon as a
+  newer one arrives (``num_to_keep``) can leave the state pointing at a deleted checkpoint, and the trial
+  then fails on resume. Ray keeps them all while the search runs; the older ones are deleted when it ends.
+- The data: on a cluster the driver reads the data set and ships it through Ray's object store, so the
+  worker nodes need no copy of their own.
+"""
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import pyarrow.fs
+import ray
+
+from tunelab import UserError
+
+PACKAGES = ("tunelab", "trainables")  # what the nodes import from the driver's copy
+STATE_PERIOD_S = 1  # how often Ray saves the search's state to the storage (its default: every 10 s or more)
+
+
+def address(cli_value: str | None) -> str | None:
+    """The cluster to run on: ``--address``, else ``RAY_ADDRESS``, else None (a local Ray)."""
+    return cli_value or os.environ.get("RAY_ADDRESS") or None
+
+
+def storage(cli_value: str | None) -> str | None:
+    """``--storage`` as Ray takes it: a URI unchanged, a local path made absolute."""
+    if not cli_value or "://" in cli_value:
+        return cli_value
+    return str(Path(cli_value).expanduser().resolve())
+
+
+def runtime_env() -> dict:
+    """Ray's runtime environment for a search on a cluster: the driver's tunelab and trainables."""
+    root = Path(__file__).resolve().parents[1]
+    return {"py_modules": [str(root / p) for p in PACKAGES], "excludes": ["__pycache__", "*.pyc"]}
+
+
+def init(address: str | None) -> None:
+    """Start a local Ray (no address) or connect to the cluster at ``address``, shipping the code."""
+    # Our Progress callback is the live output: Ray's own tables and checkpoint-frequency warnings are off.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
+    where = {"include_dashboard": False} if address is None else {"address": address, "runtime_env": runtime_env()}
+    try:
+        if address is not None:
+            check_reachable(address)
+        ray.init(**where, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    except (ConnectionError, TimeoutError, OSError) as e:
+        raise UserError(f"cannot reach the Ray cluster at {address!r} (--address or RAY_ADDRESS): {e}; "
+                        "is it up? (`ray status` on its head node)") from None  # fmt: skip
+
+
+def check_reachable(address: str, timeout_s: float = 5) -> None:
+    """Fail fast on a HOST:PORT that does not answer (Ray itself retries for minutes); "auto" is Ray's to find."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if sep and port.isdigit():
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+
+
+def keep_latest_checkpoints(experiment_path: str) -> None:
+    """Delete every checkpoint of a finished or interrupted search but each trial's latest (which resume needs)."""
+    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if "://" in experiment_path else Path(experiment_path).as_uri())
+    checkpoints = {}
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
+        parent, _, name = info.path.rpartition("/")
+        if info.type == pyarrow.fs.FileType.Directory and name.startswith("checkpoint_"):
+            checkpoints.setdefault(parent, []).append(info.path)
+    for paths in checkpoints.values():
+        for path in sorted(paths)[:-1]:
+            fs.delete_dir(path)
