@@ -13,6 +13,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+import trainables
 from tunelab import data as datasets, leaderboard, tracking
 from tunelab.runs import Run
 from tunelab.spaces import Spec, grid_values
@@ -103,10 +104,16 @@ def _init_ray(address: str | None) -> None:
              configure_logging=True)  # fmt: skip
 
 
+def _check_data(run: Run) -> None:
+    """Read the data sets the trials will read, so that a missing one is reported before the search starts."""
+    for name in (run.spec.dataset, *getattr(trainables.get(run.spec.trainable), "EXTRA_DATASETS", ())):
+        datasets.check(name, run.data_dir)
+
+
 def search(run: Run) -> None:
     """Run a new search and write its leaderboard."""
     spec = run.spec
-    datasets.check(spec.dataset, run.data_dir)
+    _check_data(run)
     mode = tracking.configure(run.options.wandb, run.dir)
     run.save()
     searcher = _searcher(spec)
@@ -141,7 +148,7 @@ def search(run: Run) -> None:
 
 def resume(run: Run) -> None:
     """Continue an interrupted search: finished trials and the sampler's history are kept."""
-    datasets.check(run.spec.dataset, run.data_dir)
+    _check_data(run)
     tracking.configure(run.options.wandb, run.dir)
     _init_ray(run.options.address)
     try:
