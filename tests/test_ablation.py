@@ -31,7 +31,8 @@ def test_compare_must_be_a_searched_list_of_values(tmp_path, compare):
 
 
 @pytest.mark.slow
-def test_ablation_search_retrain_report(env, fixture_root, capsys):
+def test_ablation_search_retrain_report(env, fixture_root, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "local")  # a fresh local Ray even where `ray start` left a cluster running
     space = env / "ablation.yaml"  # one learning rate, a short pretraining: four trials
     parameters = ablation_space()["parameters"] | {"lr": {"values": [1.0]}, "pretrain_epochs": {"value": 2}}
     space.write_text(yaml.safe_dump(ablation_space(parameters=parameters)))

@@ -103,7 +103,8 @@ def mnist_weights(data: Data, epochs: int) -> dict[str, torch.Tensor]:
                 train_epoch(parts, mnist, config)
                 acc = evaluate(parts, mnist, "val")["acc"]
                 if acc > best["val_acc"]:
-                    best = {"val_acc": acc, "epoch": epoch, "model": {k: v.clone() for k, v in parts["model"].state_dict().items()}}
+                    weights = {k: v.clone() for k, v in parts["model"].state_dict().items()}
+                    best = {"val_acc": acc, "epoch": epoch, "model": weights}
         return best
 
     return cache.cached(f"examples_net-{PRETRAIN_DATASET}-{digest}-{epochs}ep", pretrain)["model"]
@@ -120,7 +121,8 @@ def build(config: dict, data: Data) -> dict:
     # channels-last memory makes oneDNN's CPU convolutions faster
     model = model.to(data.device, memory_format=torch.channels_last)
     optimizer = common.make_optimizer(config, [p for p in model.parameters() if p.requires_grad])
-    return {"model": model, "optimizer": optimizer, "scheduler": StepLR(optimizer, step_size=1, gamma=config["lr_decay"])}
+    scheduler = StepLR(optimizer, step_size=1, gamma=config["lr_decay"])  # stepped after every epoch
+    return {"model": model, "optimizer": optimizer, "scheduler": scheduler}
 
 
 def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
@@ -130,7 +132,8 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     if config["variant"] == "augment":
         from torchvision.transforms import v2
 
-        augment = v2.Compose([v2.RandomApply([t], p=config["augment_p"]) for t in augmentations(tuple(x.shape[2:])).values()])
+        transforms = augmentations(tuple(x.shape[2:])).values()
+        augment = v2.Compose([v2.RandomApply([t], p=config["augment_p"]) for t in transforms])
     model.train()
     loss_sum, correct = torch.zeros((), device=data.device), torch.zeros((), device=data.device)
     for idx in common.batches(len(y), config["batch_size"], data.device):

@@ -80,14 +80,18 @@ def section(model: nn.Module, data: Data, out: Path) -> list[tuple]:
     images = activation_maximisation(model, tuple(x.shape[1:]), len(data.classes), data.device)
     confidence = torch.softmax(common.predict(model, (images * 255).round().to(torch.uint8)), 1).diagonal()
     table = pd.DataFrame({"class": data.classes, "test images": matrix.sum(1), "test accuracy": accuracy,
-                          "softmax of its class on its activation-maximisation image": confidence.cpu().numpy()})  # fmt: skip
+                          "its image's softmax": confidence.cpu().numpy()})  # fmt: skip
+    tsne = _tsne(model, data, out / "tsne.png")
+    grid = _am_figure(images, matrix, accuracy, data.classes, out / "activation_maximisation.png")
+    sample = min(TSNE_SAMPLE, len(data.splits["train"][1]))
     return [
         ("h3", "Inside the classifier"),
-        ("img", f"t-SNE of the penultimate-layer features of {min(TSNE_SAMPLE, len(data.splits['train'][1]))} "
-                "training images, coloured by class", _tsne(model, data, out / "tsne.png")),  # fmt: skip
-        ("img", "Activation maximisation (one image per class, from an empty image; gradient ascent on the class's "
+        ("img", f"t-SNE of the penultimate-layer features of {sample} training images, coloured by class", tsne),
+        ("img", "Activation maximisation (one image per class, from an empty image: gradient ascent on the class's "
                 "logit with jitter, blur and L2) beside the test confusion matrix; titles give each class's test "
-                "accuracy", _am_figure(images, matrix, accuracy, data.classes, out / "activation_maximisation.png")),  # fmt: skip
+                "accuracy", grid),  # fmt: skip
+        ("p", "Per class: test accuracy, and the softmax probability the model gives its class on the class's "
+              "activation-maximisation image."),  # fmt: skip
         ("table", table),
     ]
 
@@ -110,7 +114,8 @@ def _tsne(model: nn.Module, data: Data, path: Path) -> Path:
         at = labels == c
         ax.scatter(points[at, 0], points[at, 1], s=6, color=colours(c % colours.N), label=name)
     ax.legend(markerscale=3, fontsize=8, loc="best")
-    ax.set(xticks=[], yticks=[], title=f"t-SNE of {features.shape[1]}-d penultimate features ({len(labels)} training images)")
+    title = f"t-SNE of {features.shape[1]}-d penultimate features ({len(labels)} training images)"
+    ax.set(xticks=[], yticks=[], title=title)
     fig.savefig(path, dpi=110)
     return path
 
