@@ -4,6 +4,7 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
 
 - ``DATASET``: the data set it trains on by default (a name in ``tunelab.data``).
 - ``METRIC``, ``MODE``: the metric a search optimises by default and ``"max"`` or ``"min"``.
+- ``EXTRA_DATASETS`` (optional): other data sets it reads (e.g. to pretrain on), checked before a search.
 - ``DEFAULTS``: every hyperparameter with a typed default; a search space may override some of them,
   and a key that is not here is an error.
 - ``build(config, data) -> parts``: a dict of named objects that have ``state_dict()`` and
@@ -19,11 +20,12 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
 
 from types import ModuleType
 
-from trainables import cnn_classifier, conv_autoencoder
+from trainables import cnn_classifier, conv_autoencoder, examples_net
 
 REGISTRY: dict[str, ModuleType] = {
     "cnn_classifier": cnn_classifier,
     "conv_autoencoder": conv_autoencoder,
+    "examples_net": examples_net,
 }
 
 

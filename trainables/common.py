@@ -63,7 +63,7 @@ def check_choice(config: dict, key: str, choices: Iterable) -> None:
 
 
 def make_optimizer(config: dict, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """config["optimizer"]: "sgd" (Nesterov momentum when momentum > 0), "adam" or "adamw"."""
+    """config["optimizer"]: "sgd" (Nesterov momentum when momentum > 0), "adam", "adamw" or "adadelta"."""
     lr, wd = config["lr"], config["weight_decay"]
     match config["optimizer"]:
         case "sgd":
@@ -73,7 +73,9 @@ def make_optimizer(config: dict, params: Iterable[nn.Parameter]) -> torch.optim.
             return torch.optim.Adam(params, lr=lr, weight_decay=wd)
         case "adamw":
             return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"optimizer must be sgd, adam or adamw, not {config['optimizer']!r}")
+        case "adadelta":
+            return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"optimizer must be sgd, adam, adamw or adadelta, not {config['optimizer']!r}")
 
 
 def one_cycle(t: float) -> float:

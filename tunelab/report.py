@@ -14,7 +14,7 @@ import torch  # noqa: E402
 import torchinfo  # noqa: E402
 
 import trainables  # noqa: E402
-from tunelab import data as datasets, leaderboard, retrain, tracking, training  # noqa: E402
+from tunelab import analysis, comparison, data as datasets, leaderboard, retrain, tracking, training  # noqa: E402
 from tunelab.runs import Run  # noqa: E402
 
 
@@ -29,6 +29,8 @@ def write(run: Run, wandb: str | None = None) -> Path:
                         f"{spec.method} search of {len(board)} trials, up to {spec.max_epochs} epochs each, "
                         f"optimising {spec.metric} ({spec.mode}) on the validation split."))  # fmt: skip
     blocks += _search_section(run, board, histories, out)
+    if spec.compare:
+        blocks += comparison.section(spec, board, histories, out)
     retrained = retrain.load(run)
     if retrained is None:
         blocks.append(("p", f"No retrained model yet: run `tunelab retrain {run.name}` for test metrics and figures."))
@@ -85,7 +87,7 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
     blocks.append(("table", layer_table(parts["model"], data.splits["test"][0][:1].float())))
     for caption, path in module.figures(parts, data, out).items():
         blocks.append(("img", caption, path))
-    return blocks
+    return blocks + analysis.section(parts["model"], data, out)
 
 
 def layer_table(model: torch.nn.Module, example: torch.Tensor) -> pd.DataFrame:

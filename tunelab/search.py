@@ -11,6 +11,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+import trainables
 from tunelab import cluster, data as datasets, leaderboard, tracking
 from tunelab.runs import Run
 from tunelab.spaces import Spec, grid_values
@@ -98,10 +99,16 @@ def started(run: Run) -> bool:
     return tune.Tuner.can_restore(run.experiment_path)
 
 
+def _check_data(run: Run) -> None:
+    """Read the data sets the trials will read, so that a missing one is reported before the search starts."""
+    for name in (run.spec.dataset, *getattr(trainables.get(run.spec.trainable), "EXTRA_DATASETS", ())):
+        datasets.check(name, run.data_dir)
+
+
 def search(run: Run) -> None:
     """Run a new search and write its leaderboard."""
     spec = run.spec
-    datasets.check(spec.dataset, run.data_dir)
+    _check_data(run)
     mode = tracking.configure(run.options.wandb, run.dir)
     run.save()
     searcher = _searcher(spec)
@@ -137,7 +144,7 @@ def search(run: Run) -> None:
 
 def resume(run: Run) -> None:
     """Continue an interrupted search: finished trials and the sampler's history are kept."""
-    datasets.check(run.spec.dataset, run.data_dir)
+    _check_data(run)
     tracking.configure(run.options.wandb, run.dir)
     cluster.init(run.options.address)
     try:

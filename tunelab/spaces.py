@@ -18,7 +18,7 @@ SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
 WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
               "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
-TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline"}
+TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "compare"}
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
 PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
@@ -50,6 +50,7 @@ class Spec:
     seed: int = 0
     hyperband: dict[str, int] | None = None  # {"min_iter", "eta"} -> ASHA
     baseline: dict[str, Any] | None = None  # a config evaluated first
+    compare: str | None = None  # a searched hyperparameter whose values the report compares
     project: str = "tunelab"
     raw: dict = field(default_factory=dict, repr=False)  # the file as read, for the results folder
 
@@ -177,6 +178,7 @@ def parse(raw: Any, path: Path) -> Spec:
         seed=number("seed", 0, int, 0),
         hyperband=_hyperband(raw.get("early_terminate"), err),
         baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err) if module else None,
+        compare=_compare(raw.get("compare"), params, err),
         project=str(raw.get("project") or "tunelab"),
         raw=raw,
     )
@@ -346,6 +348,15 @@ def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: d
             origin = "" if k in baseline else " (the default, as the baseline does not set it)"
             err(f"baseline.{k}", f"{v!r}{origin} is outside the searched range {d}")
     return point
+
+
+def _compare(name: Any, params: dict[str, od.BaseDistribution], err) -> str | None:
+    if name is not None and not (isinstance(name, str) and isinstance(params.get(name), od.CategoricalDistribution)):
+        searched = [k for k, d in params.items() if isinstance(d, od.CategoricalDistribution)]
+        err("compare", f"{name!r} is not a hyperparameter searched over a list of values; "
+            f"searched that way: {', '.join(searched) or 'none'}")  # fmt: skip
+        return None
+    return name
 
 
 def _grid_size(params: dict[str, od.BaseDistribution]) -> int:

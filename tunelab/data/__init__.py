@@ -28,6 +28,7 @@ class Data:
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
     classes: list[str]
     device: torch.device
+    root: Path | None = None  # the data root it was loaded from (a trainable may load another data set there)
 
 
 def data_root(cli_value: str | None = None) -> Path:
@@ -149,4 +150,5 @@ def load(
         {k: tensors(*v, 1.0 if k == "test" else subset) for k, v in splits.items()},
         source(name).classes,
         device,
+        root,
     )

@@ -1,0 +1,58 @@
+"""The fashion_ablation experiment: its search file, and search -> retrain -> report end to end on the
+generated fixture (real Ray, real Optuna, W&B offline)."""
+
+import re
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tunelab import UserError, spaces
+from tunelab.cli import main
+
+
+def ablation_space(**changes) -> dict:
+    return yaml.safe_load((REPO / "search_spaces" / "fashion_ablation.yaml").read_text()) | changes
+
+
+def test_the_variant_is_a_grid_dimension_compared_in_the_report():
+    spec = spaces.load("fashion_ablation")
+    assert spec.method == "grid" and spec.compare == "variant" and spec.max_epochs == 10
+    assert list(spec.params["variant"].choices) == ["baseline", "augment", "batch_norm", "finetune"]
+    assert spec.run_cap == 4 * len(spec.params["lr"].choices)
+
+
+@pytest.mark.parametrize("compare", ["lr_decay", "colour", ["variant"]])
+def test_compare_must_be_a_searched_list_of_values(tmp_path, compare):
+    raw = ablation_space(compare=compare, parameters={"variant": {"values": ["baseline"]}, "lr_decay": {"value": 0.7}})
+    with pytest.raises(UserError, match="compare: .* is not a hyperparameter searched over a list of values; searched that way: variant"):
+        spaces.parse(raw, tmp_path / "exp.yaml")
+
+
+@pytest.mark.slow
+def test_ablation_search_retrain_report(env, fixture_root, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "local")  # a fresh local Ray even where `ray start` left a cluster running
+    space = env / "ablation.yaml"  # one learning rate, a short pretraining: four trials
+    parameters = ablation_space()["parameters"] | {"lr": {"values": [1.0]}, "pretrain_epochs": {"value": 2}}
+    space.write_text(yaml.safe_dump(ablation_space(parameters=parameters)))
+    data = ["--data-dir", str(fixture_root)]
+    assert main([*data, "search", str(space), "--name", "ablation", "--max-epochs", "2", "--wandb", "disabled"]) == 0
+    run = env / "results" / "ablation"
+    board = pd.read_csv(run / "leaderboard.csv").set_index("config/variant")
+    assert sorted(board.index) == ["augment", "baseline", "batch_norm", "finetune"]
+    assert (board["status"] == "completed").all() and (board["epochs"] == 2).all()
+    assert board.loc["baseline", "params"] == 1_199_882
+    # the fixture's classes sit where MNIST's do: the MNIST-trained network classifies it before fine-tuning
+    first = pd.read_csv(next(run.glob(f"trial_{board.loc['finetune', 'trial_id']}/progress.csv")))
+    assert first["val_acc"].iloc[0] > 0.9
+
+    assert main([*data, "retrain", "ablation", "--seeds", "1", "--epochs", "1", "--wandb", "disabled"]) == 0
+    assert main([*data, "report", "ablation", "--wandb", "disabled"]) == 0
+    report = (run / "report" / "report.md").read_text()
+    figures = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report))
+    assert {"compare_train.png", "compare_val.png", "augmentations.png", "tsne.png", "activation_maximisation.png"} <= figures
+    comparison = report.split("## Comparison of variant")[1].split("![")[0]
+    for variant in ("baseline", "augment", "batch_norm", "finetune"):
+        assert f"| {variant} " in comparison
+    assert "| total" in report and "test accuracy" in report

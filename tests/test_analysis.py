@@ -1,0 +1,61 @@
+"""The classifier analysis of the report: penultimate features, t-SNE, activation maximisation."""
+
+import pytest
+import torch
+
+from trainables import common, conv_autoencoder, examples_net
+from tunelab import analysis, data as datasets
+from tunelab.data import Data
+
+
+@pytest.fixture(scope="module")
+def data(fixture_root) -> Data:
+    """The generated fixture: class c is a bright square at its own place (see conftest)."""
+    return datasets.load("fashion_mnist", fixture_root, "retrain")
+
+
+@pytest.fixture(scope="module")
+def model(data) -> torch.nn.Module:
+    """pytorch/examples' network trained on the fixture for one epoch (it learns it perfectly)."""
+    torch.manual_seed(0)
+    config = {**examples_net.DEFAULTS, "epochs": 1}
+    parts = examples_net.build(config, data)
+    examples_net.train_epoch(parts, data, config)
+    return parts["model"].eval()
+
+
+def test_penultimate_features_are_the_input_of_the_last_linear_layer(model, data):
+    x = data.splits["test"][0][:5]
+    features = analysis.penultimate_features(model, x)
+    with torch.no_grad():
+        expected = model[:-1](common.to_float(x))  # everything before fc2: fc1, ReLU, dropout (off in eval)
+    assert features.shape == (5, 128) and torch.allclose(features, expected)
+
+
+def test_activation_maximisation_draws_each_class(model):
+    images = analysis.activation_maximisation(model, (1, 28, 28), 10, torch.device("cpu"))
+    assert images.shape == (10, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    with torch.no_grad():
+        assert (model(images).argmax(1) == torch.arange(10)).all()
+    for c, image in enumerate(images[:, 0]):
+        r, k = divmod(c, 5)  # where the fixture draws class c's square
+        assert image[4 + 10 * r : 12 + 10 * r, 1 + 5 * k : 6 + 5 * k].mean() > 0.8 > 0.4 > image.mean()
+
+
+def test_section_writes_the_figures_and_per_class_accuracy(model, data, tmp_path):
+    blocks = analysis.section(model, data, tmp_path)
+    images = {rest[1].name for kind, *rest in blocks if kind == "img"}
+    assert images == {"tsne.png", "activation_maximisation.png"}
+    for name in images:
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    table = next(rest[0] for kind, *rest in blocks if kind == "table")
+    pred = common.predict(model, data.splits["test"][0]).argmax(1)
+    y = data.splits["test"][1]
+    expected = [(pred[y == c] == c).float().mean().item() for c in range(10)]
+    assert table["test accuracy"].tolist() == pytest.approx(expected)
+    assert table["test images"].sum() == len(y) and min(expected) > 0.9
+
+
+def test_no_section_for_a_model_that_is_not_a_classifier(data, tmp_path):
+    model = conv_autoencoder.make_model(conv_autoencoder.DEFAULTS, (1, 28, 28))
+    assert analysis.section(model, data, tmp_path) == []

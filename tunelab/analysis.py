@@ -1,0 +1,141 @@
+"""Looking inside a trained image classifier, for the report of any classifier experiment.
+
+- t-SNE (scikit-learn) of the penultimate features (the input of the last linear layer: fc1's activations in
+  pytorch/examples' network) of a sample of training images, coloured by class;
+- activation maximisation: from an empty image, gradient ascent on one class's output (logit), with random
+  jitter, Gaussian blur and an L2 penalty as regularisers; one image per class in a grid, beside the test
+  set's confusion matrix, with each class's test accuracy.
+
+A model counts as an image classifier when it maps the test images to one output per class.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from trainables import common
+from tunelab.data import Data
+
+TSNE_SAMPLE = 2000  # training images in the t-SNE plot
+AM_STEPS = 300  # gradient-ascent steps of activation maximisation
+AM_LR = 0.05  # Adam's step size on the image (pixels in [0, 1])
+AM_JITTER = 2  # largest random shift in px before each step
+AM_BLUR_EVERY = 4  # blur the image every this many steps
+AM_BLUR_SIGMA = 0.5  # px
+AM_L2 = 0.01  # penalty on the squared pixel values, per pixel
+
+
+def is_image_classifier(model: nn.Module, data: Data) -> bool:
+    out = common.predict(model, data.splits["test"][0][:2])
+    has_linear = any(isinstance(m, nn.Linear) for m in model.modules())
+    return has_linear and out.ndim == 2 and out.shape[1] == len(data.classes)
+
+
+@torch.no_grad()
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of the model's last linear layer for uint8 images x (in eval mode)."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    captured = []
+    hook = last.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].flatten(1)))
+    try:
+        common.predict(model, x)
+    finally:
+        hook.remove()
+    return torch.cat(captured)
+
+
+def activation_maximisation(model: nn.Module, shape: tuple, n_classes: int, device: torch.device) -> torch.Tensor:
+    """One image per class (n_classes x C x H x W, in [0, 1]) that its class's logit is maximised on."""
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    model.eval()
+    image = torch.zeros((n_classes, *shape), device=device, requires_grad=True)  # the empty image
+    optimizer = torch.optim.Adam([image], lr=AM_LR)
+    classes = torch.arange(n_classes, device=device)
+    for step in range(AM_STEPS):
+        dy, dx = torch.randint(-AM_JITTER, AM_JITTER + 1, (2,)).tolist()
+        logits = model(torch.roll(image, (dy, dx), dims=(2, 3)))
+        objective = logits[classes, classes].sum() - AM_L2 * image.pow(2).sum()
+        (image.grad,) = torch.autograd.grad(-objective, [image])  # the model's own gradients are untouched
+        optimizer.step()
+        with torch.no_grad():
+            if step % AM_BLUR_EVERY == 0:
+                image.copy_(gaussian_blur(image, kernel_size=[3, 3], sigma=[AM_BLUR_SIGMA]))
+            image.clamp_(0, 1)
+    return image.detach()
+
+
+def section(model: nn.Module, data: Data, out: Path) -> list[tuple]:
+    """The report's blocks (see tunelab.report) for a classifier; none for other models."""
+    if not is_image_classifier(model, data):
+        return []
+    from sklearn.metrics import confusion_matrix
+
+    x, y = data.splits["test"]
+    logits = common.predict(model, x)
+    matrix = confusion_matrix(y.cpu().numpy(), logits.argmax(1).cpu().numpy(), labels=range(len(data.classes)))
+    accuracy = matrix.diagonal() / matrix.sum(1).clip(min=1)
+    images = activation_maximisation(model, tuple(x.shape[1:]), len(data.classes), data.device)
+    table = pd.DataFrame({"class": data.classes, "test images": matrix.sum(1), "test accuracy": accuracy})
+    tsne = _tsne(model, data, out / "tsne.png")
+    grid = _am_figure(images, matrix, accuracy, data.classes, out / "activation_maximisation.png")
+    sample = min(TSNE_SAMPLE, len(data.splits["train"][1]))
+    return [
+        ("h3", "Inside the classifier"),
+        ("img", f"t-SNE of the penultimate-layer features of {sample} training images, coloured by class", tsne),
+        ("img", "Activation maximisation (one image per class, from an empty image: gradient ascent on the class's "
+                "logit with jitter, blur and L2) beside the test confusion matrix; titles give each class's test "
+                "accuracy", grid),  # fmt: skip
+        ("table", table),
+    ]
+
+
+def _tsne(model: nn.Module, data: Data, path: Path) -> Path:
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from sklearn.manifold import TSNE
+
+    x, y = data.splits["train"]
+    pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:TSNE_SAMPLE].to(x.device)
+    features = penultimate_features(model, x[pick]).cpu().numpy()
+    labels = y[pick].cpu().numpy()
+    perplexity = min(30.0, (len(labels) - 1) / 3)
+    points = TSNE(perplexity=perplexity, init="pca", random_state=0).fit_transform(features)
+    fig = Figure(figsize=(8, 7), layout="constrained")
+    ax = fig.subplots()
+    colours = colormaps["tab10" if len(data.classes) <= 10 else "tab20"]
+    for c, name in enumerate(data.classes):
+        at = labels == c
+        ax.scatter(points[at, 0], points[at, 1], s=6, color=colours(c % colours.N), label=name)
+    ax.legend(markerscale=3, fontsize=8, loc="best")
+    title = f"t-SNE of {features.shape[1]}-d penultimate features ({len(labels)} training images)"
+    ax.set(xticks=[], yticks=[], title=title)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _am_figure(images: torch.Tensor, matrix, accuracy, classes: list[str], path: Path) -> Path:
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    n = len(classes)
+    cols = min(n, 5)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(2.0 * cols + 8, max(2.3 * rows, 7)), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[2.0 * cols, 8])
+    axes = left.subplots(rows, cols, squeeze=False).flatten()
+    for ax in axes:
+        ax.axis("off")
+    for ax, image, name, acc in zip(axes, images.cpu().numpy(), classes, accuracy):
+        ax.imshow(image.transpose(1, 2, 0).squeeze(-1), cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=1)
+        ax.set_title(f"{name}\ntest acc {acc:.1%}", fontsize=9)
+    left.suptitle("Activation maximisation")
+    ax = right.subplots()
+    ConfusionMatrixDisplay(matrix, display_labels=classes).plot(ax=ax, colorbar=False, cmap="Blues")
+    for label in ax.get_xticklabels():
+        label.set(rotation=40, ha="right", rotation_mode="anchor")
+    ax.set_title(f"Test set, accuracy {matrix.diagonal().sum() / matrix.sum():.2%}")
+    fig.savefig(path, dpi=110)
+    return path
