@@ -1,6 +1,7 @@
 """Running a search on a Ray cluster: which cluster, where its results live, how the code reaches the nodes.
 
-- The cluster: ``--address`` or ``RAY_ADDRESS``; neither means a local Ray started for the search.
+- The cluster: ``--address`` or ``RAY_ADDRESS``; neither means a local Ray started for the search (never
+  another Ray instance that runs on the same machine).
 - The storage: Ray keeps a run's trials, checkpoints and state under ``--storage/<run>``, a shared file
   system or a bucket (``s3://...``, ``gs://...``) that the driver and every node can reach; by default
   the run's own results folder, which only the driver's machine sees.
@@ -53,7 +54,8 @@ def init(address: str | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
-    where = {"include_dashboard": False} if address is None else {"address": address, "runtime_env": runtime_env()}
+    # "local": a Ray of the search's own, never another Ray instance that happens to run on this machine
+    where = {"address": "local", "include_dashboard": False} if address is None else {"address": address, "runtime_env": runtime_env()}
     try:
         if address is not None:
             check_reachable(address)
