@@ -64,7 +64,7 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
     assert main(["--data-dir", str(fashion_root), "report", "fashion_cnn"]) == 0
     report = (run / "report" / "report.md").read_text()
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert {"learning_curves.png", "confusion_matrix.png", "test_predictions.png"} <= set(figures)
+    assert {"learning_curves.png", "test_predictions.png", "activation_maximisation.png", "tsne.png"} <= set(figures)
     for name in figures:
         assert (run / "report" / name).stat().st_size > 5000
     assert "| total" in report and "test_acc" in report

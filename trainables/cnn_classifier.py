@@ -111,31 +111,17 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
 
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
-    # plotting libraries load only for the report, not in every trial worker
-    from matplotlib.figure import Figure
-    from sklearn.metrics import ConfusionMatrixDisplay
+    """A grid of test images with their predicted labels (the report's classifier analysis adds the
+    confusion matrix, per-class accuracy, t-SNE and activation maximisation for every classifier)."""
+    from matplotlib.figure import Figure  # plotting loads only for the report, not in every trial worker
 
     x, y = data.splits["test"]
-    pred = common.predict(parts["model"], x).argmax(1).cpu().numpy()
-    y = y.cpu().numpy()
-    outdir = Path(outdir)
-
-    fig = Figure(figsize=(8, 7), layout="constrained")
-    ax = fig.subplots()
-    ConfusionMatrixDisplay.from_predictions(
-        y, pred, labels=range(len(data.classes)), display_labels=data.classes, ax=ax, colorbar=False, cmap="Blues"
-    )
-    for label in ax.get_xticklabels():
-        label.set(rotation=40, ha="right", rotation_mode="anchor")
-    ax.set_title(f"Test set, accuracy {(pred == y).mean():.2%}")
-    confusion = outdir / "confusion_matrix.png"
-    fig.savefig(confusion, dpi=120)
-
+    pred = common.predict(parts["model"], x[:24]).argmax(1).cpu().numpy()
     fig = Figure(figsize=(12, 9), layout="constrained")
-    for ax, image, p, t in zip(fig.subplots(4, 6).flat, x[:24].cpu().numpy(), pred, y):
+    for ax, image, p, t in zip(fig.subplots(4, 6).flat, x[:24].cpu().numpy(), pred, y[:24].cpu().numpy()):
         ax.imshow(image.transpose(1, 2, 0).squeeze(-1), cmap="gray")
         ax.set_title(f"{data.classes[p]}\n(true: {data.classes[t]})", fontsize=9, color="black" if p == t else "red")
         ax.axis("off")
-    grid = outdir / "test_predictions.png"
+    grid = Path(outdir) / "test_predictions.png"
     fig.savefig(grid, dpi=100)
-    return {"Confusion matrix of the test set": confusion, "Test images: predicted (true) label, errors in red": grid}
+    return {"Test images: predicted (true) label, errors in red": grid}
