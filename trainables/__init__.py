@@ -19,11 +19,14 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
 
 from types import ModuleType
 
-from trainables import cnn_classifier, conv_autoencoder
+from trainables import cnn_classifier, conv_autoencoder, mlp_autoencoder, multitask_ae, thought_vector_ae
 
 REGISTRY: dict[str, ModuleType] = {
     "cnn_classifier": cnn_classifier,
     "conv_autoencoder": conv_autoencoder,
+    "mlp_autoencoder": mlp_autoencoder,
+    "thought_vector_ae": thought_vector_ae,
+    "multitask_ae": multitask_ae,
 }
 
 

@@ -18,7 +18,7 @@ SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
 WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
               "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
-TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline"}
+TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "compare_with"}
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
 PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
@@ -51,6 +51,7 @@ class Spec:
     hyperband: dict[str, int] | None = None  # {"min_iter", "eta"} -> ASHA
     baseline: dict[str, Any] | None = None  # a config evaluated first
     project: str = "tunelab"
+    compare_with: list[str] = field(default_factory=list)  # runs whose retrained models the report sets beside this one's
     raw: dict = field(default_factory=dict, repr=False)  # the file as read, for the results folder
 
     @property
@@ -178,6 +179,7 @@ def parse(raw: Any, path: Path) -> Spec:
         hyperband=_hyperband(raw.get("early_terminate"), err),
         baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err) if module else None,
         project=str(raw.get("project") or "tunelab"),
+        compare_with=_compare_with(raw.get("compare_with", []), trainable_name, module, err),
         raw=raw,
     )
     if errors:
@@ -346,6 +348,16 @@ def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: d
             origin = "" if k in baseline else " (the default, as the baseline does not set it)"
             err(f"baseline.{k}", f"{v!r}{origin} is outside the searched range {d}")
     return point
+
+
+def _compare_with(names: Any, trainable: str, module, err) -> list[str]:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        err("compare_with", f"must be a list of run names (e.g. [mnist_mlp_ae]), not {names!r}")
+        return []
+    if names and module and not hasattr(module, "compare"):
+        err("compare_with", f"{trainable} draws no comparison figures; remove compare_with")
+        return []
+    return names
 
 
 def _grid_size(params: dict[str, od.BaseDistribution]) -> int:
