@@ -15,6 +15,8 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
   name: ``val_acc``, ``test_loss``, ...).
 - ``figures(parts, data, outdir) -> {caption: path}``: the report's model-specific PNGs, drawn from
   ``data.splits["test"]``.
+- optional ``compare(models, data, outdir) -> {caption: path}``: figures that put the same test images
+  through several models (``{run name: model}``), for an experiment's ``compare_with``.
 """
 
 from types import ModuleType

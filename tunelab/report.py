@@ -1,6 +1,7 @@
 """A run's report: search figures, the retrained model's figures, tables -> report.md and report.html."""
 
 import html
+import math
 from pathlib import Path
 
 import matplotlib
@@ -153,8 +154,12 @@ def _baseline_row(board: pd.DataFrame, spec) -> pd.Series | None:
 
 def _learning_curves(history: pd.DataFrame, path: Path) -> Path:
     kinds = sorted({c.split("_", 1)[1] for c in history if c.startswith(("train_", "val_")) and c != "time_this_iter_s"})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.6), squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
+    cols = min(len(kinds), 3)
+    rows = math.ceil(len(kinds) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(kinds):]:
+        ax.remove()
+    for ax, kind in zip(axes.flat, kinds):
         for split in ("train", "val"):
             if f"{split}_{kind}" in history:
                 ax.plot(history["epoch"], history[f"{split}_{kind}"], marker="o", label=split)
