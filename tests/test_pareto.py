@@ -101,3 +101,24 @@ def test_compare_with_needs_a_trainable_that_draws_comparisons():
     assert parse(compare_with=["mnist_mlp_ae"]).compare_with == ["mnist_mlp_ae"]
     with pytest.raises(UserError, match="cnn_classifier draws no comparison figures"):
         parse(trainable="cnn_classifier", dataset="fashion_mnist", compare_with=["other"])
+
+
+def test_targets_narrow_the_hand_in_to_the_trials_that_reach_them():
+    order, on_front = pareto.rank(POINTS, MODES, [0.975, None])  # only trial 0 reaches 97.5 %
+    assert order[0] == 0 and on_front.tolist() == [True, True, True, False, False]
+    assert pareto.on_target(POINTS, MODES, [0.95, 200_000]).tolist() == [False, True, False, True, False]
+    assert pareto.rank(POINTS, MODES, [0.999, None])[0][0] == pareto.rank(POINTS, MODES)[0][0]  # none reach it
+
+
+def test_ties_in_distance_go_to_the_better_first_objective():
+    points = np.array([[0.90, 100.0], [0.95, 200.0]])  # both at distance 1 from the ideal point
+    assert pareto.rank(points, MODES)[0].tolist() == [1, 0]
+
+
+def test_targets_must_name_metrics_of_the_search():
+    metric = [{"name": "val_pixel_acc", "goal": "maximize"}, {"name": "params", "goal": "minimize"}]
+    assert parse(metric=metric, targets={"val_pixel_acc": 0.98}).targets == {"val_pixel_acc": 0.98}
+    with pytest.raises(UserError, match="targets.val_acc: not a metric of this search"):
+        parse(metric=metric, targets={"val_acc": 0.98})
+    with pytest.raises(UserError, match="targets.params: must be a number"):
+        parse(metric=metric, targets={"params": "small"})

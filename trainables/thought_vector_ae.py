@@ -21,6 +21,7 @@ DEFAULTS: dict[str, int | float | bool | str] = mlp_autoencoder.DEFAULTS | {  # 
     "hidden": 0,  # no hidden layer: 784 -> 256 -> 784
     "code": 256,  # units of the thought vector
     "code_activation": "tanh",  # the thought vector's activation
+    "lr": 3e-3,  # peak learning rate (Adam)
     "schedule": "cosine",  # LR schedule per batch: constant, cosine, step or onecycle
 }
 

@@ -58,8 +58,11 @@ def table(run: Run) -> pd.DataFrame:
     if frame.empty:
         return frame
     if multi:
-        order, on_front = pareto.rank(frame[spec.metrics].to_numpy(float), spec.modes)
+        values, targets = frame[spec.metrics].to_numpy(float), [spec.targets.get(m) for m in spec.metrics]
+        order, on_front = pareto.rank(values, spec.modes, targets)
         frame.insert(2 + len(spec.metrics), "pareto", on_front)
+        if spec.targets:
+            frame.insert(3 + len(spec.metrics), "on_target", pareto.on_target(values, spec.modes, targets))
         return frame.iloc[order].reset_index(drop=True)
     frame = frame.sort_values(spec.metric, ascending=spec.mode == "min", na_position="last", kind="stable")
     return frame.reset_index(drop=True)
@@ -119,7 +122,8 @@ def order_note(spec) -> str:
     if len(spec.metrics) == 1:
         return f"{spec.metric} ({spec.mode}), best first."
     objectives = ", ".join(f"{m} ({mode})" for m, mode in zip(spec.metrics, spec.modes))
-    return (f"Objectives {objectives}, each trial at its last epoch. Pareto-optimal trials (`pareto`) first, "
+    targets = f" (those reaching the targets {spec.targets} first)" if spec.targets else ""
+    return (f"Objectives {objectives}, each trial at its last epoch. Pareto-optimal trials (`pareto`) first{targets}, "
             f"nearest the ideal point first: the first row is the one to hand in. Then the others by {spec.metric}.")  # fmt: skip
 
 

@@ -4,7 +4,9 @@ A trial is one point in objective space, e.g. (validation pixel accuracy, parame
 seconds). It is Pareto-optimal when no other trial is at least as good in every objective and better in
 one. Of the Pareto-optimal trials, tunelab hands in the one nearest the ideal point: each objective is
 scaled to [0, 1] over the front (0 = the front's best value, 1 = its worst), and the trial with the smallest
-Euclidean distance to all zeros wins: a balanced compromise rather than the extreme of one objective.
+Euclidean distance to all zeros wins (ties: the better first objective): a balanced compromise rather than
+the extreme of one objective. Targets (e.g. pixel accuracy at least 0.98) narrow the choice: when some
+Pareto-optimal trials reach every target, the hand-in is the one of them nearest their ideal point.
 
 Early stopping (``ParetoASHA``) follows MO-ASHA (Schmucker et al. 2021, "Multi-objective Asynchronous
 Successive Halving"): the rungs are ASHA's (after min_iter, min_iter * eta, ... epochs), but at a rung the
@@ -23,7 +25,8 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 RULE = ("The trial to hand in is the Pareto-optimal one nearest the ideal point, each objective scaled to [0, 1] "
-        "over the front; early stopping keeps the trials in the top 1/eta Pareto layers at each rung (tunelab.pareto).")  # fmt: skip
+        "over the front (over the trials that reach the targets, if any do); early stopping keeps the trials in "
+        "the top 1/eta Pareto layers at each rung (tunelab.pareto).")  # fmt: skip
 
 
 def _oriented(values: np.ndarray, modes: list[str]) -> np.ndarray:
@@ -53,18 +56,33 @@ def ideal_distance(values: np.ndarray, modes: list[str]) -> np.ndarray:
     return np.sqrt((((best - v) / span) ** 2).sum(axis=1))
 
 
-def rank(values: np.ndarray, modes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(order, on_front): rows in the order to present them (the front first, nearest the ideal point
-    first; the hand-in trial is order[0]; the rest by the first objective), and which rows are on the front.
-    Rows with a missing value are last and never on the front."""
+def on_target(values: np.ndarray, modes: list[str], targets: list[float | None]) -> np.ndarray:
+    """Whether each row reaches every target (at least it for a maximised objective, at most for a minimised
+    one); None: no target for that objective."""
+    goal = np.array([np.nan if t is None else t for t in targets], dtype=float)
+    v, t = _oriented(values, modes), _oriented(goal[None, :], modes)
+    return np.where(np.isnan(t), True, v >= t).all(axis=1)
+
+
+def rank(values: np.ndarray, modes: list[str], targets: list[float | None] | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(order, on_front): rows in the order to present them, and which rows are on the front. First the
+    front: those on target before the others, each group nearest its ideal point first (order[0] is the
+    trial to hand in); then the rest by the first objective. Rows with a missing value are last and never
+    on the front."""
     values = np.asarray(values, dtype=float).reshape(len(values), len(modes))
     finite = np.flatnonzero(np.isfinite(values).all(axis=1))
     on_front = np.zeros(len(values), dtype=bool)
     if finite.size:
         on_front[finite] = layers(values[finite], modes) == 0
-    front = np.flatnonzero(on_front)
-    front = front[np.argsort(ideal_distance(values[front], modes), kind="stable")] if front.size else front
     first = _oriented(values[:, :1], modes[:1])[:, 0]
+    reached = on_target(values, modes, targets or [None] * len(modes))
+    front = []
+    for group in (on_front & reached, on_front & ~reached):
+        rows = np.flatnonzero(group)
+        if rows.size:
+            front.append(rows[np.lexsort((-first[rows], ideal_distance(values[rows], modes)))])
+    front = np.concatenate(front) if front else np.array([], dtype=int)
     rest = np.setdiff1d(np.arange(len(values)), front)
     incomplete = ~np.isfinite(values[rest]).all(axis=1)
     rest = rest[np.lexsort((np.where(np.isnan(first[rest]), np.inf, -first[rest]), incomplete))]
@@ -104,9 +122,9 @@ class ParetoASHA(FIFOScheduler):
         return f"Pareto-layer ASHA on {', '.join(self.metrics)}: rungs at epochs {list(self.rungs)}"
 
 
-def plot_front(board, metrics: list[str], modes: list[str], path: Path) -> Path:
-    """The first objective against each other one: every trial, the Pareto-optimal ones marked, the hand-in
-    trial (the board's first row) named. ``board`` is a leaderboard with a boolean ``pareto`` column."""
+def plot_front(board, metrics: list[str], modes: list[str], targets: dict[str, float], path: Path) -> Path:
+    """The first objective against each other one: every trial, the Pareto-optimal ones marked, the targets
+    dashed, the hand-in trial (the board's first row) named. ``board``: a leaderboard with a ``pareto`` column."""
     import matplotlib.pyplot as plt
 
     others = metrics[1:]
@@ -123,6 +141,10 @@ def plot_front(board, metrics: list[str], modes: list[str], path: Path) -> Path:
         positive = (board[other] > 0).all() and board[other].max() > 20 * board[other].min()
         ax.set(xlabel=f"{other} ({mode}, better {'right' if mode == 'max' else 'left'})",
                ylabel=f"{metrics[0]} ({modes[0]})", xscale="log" if positive else "linear")  # fmt: skip
+        if metrics[0] in targets:
+            ax.axhline(targets[metrics[0]], color="tab:green", linestyle="--", label=f"target {metrics[0]}")
+        if other in targets:
+            ax.axvline(targets[other], color="tab:green", linestyle=":", label=f"target {other}")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"Pareto front of {len(board)} trials: {len(front)} Pareto-optimal, hand-in trial {chosen['trial_id']}")

@@ -62,8 +62,10 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
                             f"{_values(baseline, spec.metrics)}; the search's {'hand-in' if multi else 'best'} differs by "
                             f"{', '.join(_number(best[m] - baseline[m], '+') for m in spec.metrics)}."))  # fmt: skip
     if multi:
-        blocks.append(("p", leaderboard.order_note(spec) + " " + pareto.RULE))
-        front = pareto.plot_front(board, spec.metrics, spec.modes, out / "pareto_front.png")
+        reached = "" if not spec.targets else " It reaches the targets." if best["on_target"] else (
+            " No Pareto-optimal trial reaches the targets: it is chosen from the whole front.")  # fmt: skip
+        blocks.append(("p", leaderboard.order_note(spec) + " " + pareto.RULE + reached))
+        front = pareto.plot_front(board, spec.metrics, spec.modes, spec.targets, out / "pareto_front.png")
         blocks.append(("img", f"Pareto front: {spec.metric} against each other objective; the star is the trial to hand in, "
                               f"trial {best['trial_id']}", front))  # fmt: skip
     blocks.append(("table", board.head(10).rename(columns=lambda c: c.removeprefix("config/"))))

@@ -18,7 +18,8 @@ SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
 WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
               "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
-TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "compare_with"}
+TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "compare_with",
+                "targets"}  # fmt: skip
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
 PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
@@ -52,6 +53,7 @@ class Spec:
     baseline: dict[str, Any] | None = None  # a config evaluated first
     project: str = "tunelab"
     compare_with: list[str] = field(default_factory=list)  # runs whose retrained models the report sets beside this one's
+    targets: dict[str, float] = field(default_factory=dict)  # metric -> value the trial to hand in should reach
     raw: dict = field(default_factory=dict, repr=False)  # the file as read, for the results folder
 
     @property
@@ -180,6 +182,7 @@ def parse(raw: Any, path: Path) -> Spec:
         baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err) if module else None,
         project=str(raw.get("project") or "tunelab"),
         compare_with=_compare_with(raw.get("compare_with", []), trainable_name, module, err),
+        targets=_targets(raw.get("targets", {}), metrics, err),
         raw=raw,
     )
     if errors:
@@ -358,6 +361,22 @@ def _compare_with(names: Any, trainable: str, module, err) -> list[str]:
         err("compare_with", f"{trainable} draws no comparison figures; remove compare_with")
         return []
     return names
+
+
+def _targets(targets: Any, metrics: list[str], err) -> dict[str, float]:
+    """Values that the trial to hand in should reach: at least for a maximised metric, at most for a minimised one."""
+    if not isinstance(targets, dict):
+        err("targets", f"must be a mapping of metrics to values (e.g. {{{metrics[0]}: 0.98}}), not {targets!r}")
+        return {}
+    valid = {}
+    for name, value in targets.items():
+        if name not in metrics:
+            err(f"targets.{name}", f"not a metric of this search; the metrics are {', '.join(metrics)}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            err(f"targets.{name}", f"must be a number, not {value!r}")
+        else:
+            valid[name] = float(value)
+    return valid
 
 
 def _grid_size(params: dict[str, od.BaseDistribution]) -> int:
