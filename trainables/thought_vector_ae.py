@@ -30,6 +30,7 @@ TSNE_POINTS = 1500  # test images in the t-SNE map
 
 def tsne_map(parts: dict, data: Data, path: Path) -> Path:
     """A t-SNE map of the thought vectors of randomly chosen test images, coloured by their class."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
 
@@ -40,7 +41,7 @@ def tsne_map(parts: dict, data: Data, path: Path) -> Path:
     fig = Figure(figsize=(7.5, 6.5), layout="constrained")
     ax = fig.subplots()
     for c, name in enumerate(data.classes):
-        ax.scatter(*xy[y == c].T, s=6, color=f"C{c}", label=name)
+        ax.scatter(*xy[y == c].T, s=6, color=colormaps["tab10"](c % 10), label=name)
     ax.legend(title="class", markerscale=3, fontsize=8, loc="best")
     ax.set(xticks=[], yticks=[], title=f"t-SNE of the {codes.shape[1]}-unit thought vectors of {len(x)} test images")
     fig.savefig(path, dpi=110)

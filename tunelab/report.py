@@ -60,7 +60,7 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
     if baseline is not None and pd.notna(baseline[spec.metric]):
         blocks.append(("p", f"Baseline (the assignment's configuration, trial {baseline['trial_id']}): "
                             f"{_values(baseline, spec.metrics)}; the search's {'hand-in' if multi else 'best'} differs by "
-                            f"{', '.join(_number(best[m] - baseline[m], '+') for m in spec.metrics)}."))  # fmt: skip
+                            f"{_values(best[spec.metrics] - baseline[spec.metrics], spec.metrics, '+')}."))  # fmt: skip
     if multi:
         reached = "" if not spec.targets else " It reaches the targets." if best["on_target"] else (
             " No Pareto-optimal trial reaches the targets: it is chosen from the whole front.")  # fmt: skip
@@ -141,8 +141,8 @@ def _number(v: float, sign: str = "") -> str:
     return f"{v:{sign},.0f}" if abs(v) >= 1000 else f"{v:{sign}.4g}"
 
 
-def _values(row: pd.Series, metrics: list[str]) -> str:
-    return ", ".join(f"{m} = {_number(row[m])}" for m in metrics)
+def _values(row: pd.Series, metrics: list[str], sign: str = "") -> str:
+    return ", ".join(f"{m} = {_number(row[m], sign)}" for m in metrics)
 
 
 def _baseline_row(board: pd.DataFrame, spec) -> pd.Series | None:
@@ -193,8 +193,9 @@ def _importance(run: Run, ok: pd.DataFrame, path: Path) -> Path | None:
         params = {k: leaderboard._plain(row[f"config/{k}"]) for k in spec.params}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=spec.params, value=float(row[spec.metric])))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ax = optuna.visualization.matplotlib.plot_param_importances(study)
-    return _save(ax.figure, path)
+    with plt.rc_context():  # optuna's plots switch matplotlib to its ggplot style: not for the figures after it
+        ax = optuna.visualization.matplotlib.plot_param_importances(study)
+        return _save(ax.figure, path)
 
 
 def _save(fig, path: Path) -> Path:
