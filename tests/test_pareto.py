@@ -122,3 +122,11 @@ def test_targets_must_name_metrics_of_the_search():
         parse(metric=metric, targets={"val_acc": 0.98})
     with pytest.raises(UserError, match="targets.params: must be a number"):
         parse(metric=metric, targets={"params": "small"})
+
+
+def test_leaderboard_keeps_trial_ids_that_look_like_numbers_as_text(tmp_path):
+    from tunelab import leaderboard, runs
+
+    run = runs.Run(tmp_path, parse(), runs.Options(), tmp_path)
+    (tmp_path / "leaderboard.csv").write_text("trial_id,status,val_pixel_acc\n18201877,completed,0.9\n0a1b2c3d,completed,0.8\n")
+    assert leaderboard.load(run)["trial_id"].tolist() == ["18201877", "0a1b2c3d"]

@@ -96,7 +96,7 @@ def write(run: Run) -> pd.DataFrame:
 
 def load(run: Run) -> pd.DataFrame:
     path = run.dir / "leaderboard.csv"
-    return pd.read_csv(path) if path.is_file() else write(run)
+    return pd.read_csv(path, dtype={"trial_id": str}) if path.is_file() else write(run)  # ids like "18201877" stay text
 
 
 def config_of(row: pd.Series, run: Run) -> dict:
