@@ -16,16 +16,21 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
   name: ``val_acc``, ``test_loss``, ...).
 - ``figures(parts, data, outdir) -> {caption: path}``: the report's model-specific PNGs, drawn from
   ``data.splits["test"]``.
+- optional ``compare(models, data, outdir) -> {caption: path}``: figures that put the same test images
+  through several models (``{run name: model}``), for an experiment's ``compare_with``.
 """
 
 from types import ModuleType
 
-from trainables import cnn_classifier, conv_autoencoder, examples_net
+from trainables import cnn_classifier, conv_autoencoder, examples_net, mlp_autoencoder, multitask_ae, thought_vector_ae
 
 REGISTRY: dict[str, ModuleType] = {
     "cnn_classifier": cnn_classifier,
     "conv_autoencoder": conv_autoencoder,
     "examples_net": examples_net,
+    "mlp_autoencoder": mlp_autoencoder,
+    "thought_vector_ae": thought_vector_ae,
+    "multitask_ae": multitask_ae,
 }
 
 

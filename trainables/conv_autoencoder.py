@@ -1,20 +1,20 @@
-"""A convolutional autoencoder for small grayscale images (the Fashion-MNIST assignment).
+"""A convolutional autoencoder for small grayscale images (the Fashion-MNIST and MNIST assignments).
 
 Encoder: ``depth`` blocks of convolution + activation + 2x2 max-pool, channels width * 2**i, then an
 optional 1x1 convolution to ``code_channels``. The decoder mirrors it, upsampling by transposed
 convolutions or by resizing + convolution, back to the exact input size (28 -> 14 -> 7 -> 3 -> 7 -> 14 ->
 28). The last layer outputs logits; the sigmoid lives in the loss. The assignment's baseline is the
 defaults: Conv(16)+pool, Conv(32)+pool, Conv(64)+pool, SELU, mirrored with transposed convolutions.
+Training, metrics and figures are those of every autoencoder here (``trainables.reconstruction``).
 """
 
 from functools import partial
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from trainables import common
+from trainables import common, reconstruction
+from trainables.reconstruction import AutoEncoder, compare, evaluate, figures, train_epoch  # noqa: F401 (shared)
 from tunelab.data import Data
 
 DATASET = "fashion_mnist"
@@ -40,18 +40,6 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 
 ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU, "elu": nn.ELU}
 UPSAMPLES = ("transpose", "nearest", "bilinear")
-LOSSES = ("bce", "mse")
-
-
-class AutoEncoder(nn.Module):
-    """Encoder and decoder; ``loss`` names the loss it trains with, which ``evaluate`` reports as "loss"."""
-
-    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, loss: str):
-        super().__init__()
-        self.encoder, self.decoder, self.loss = encoder, decoder, loss
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
 
 
 def transpose_padding(k: int, size_in: int, size_out: int) -> tuple[int, int]:
@@ -90,62 +78,12 @@ def make_model(config: dict, shape: tuple) -> AutoEncoder:
     return AutoEncoder(nn.Sequential(*encoder), nn.Sequential(*decoder), config["loss"])
 
 
-def losses(logits: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-pixel mean losses of reconstruction logits against images x in [0, 1]."""
-    return {"mse": F.mse_loss(torch.sigmoid(logits), x), "bce": F.binary_cross_entropy_with_logits(logits, x)}
-
-
 def build(config: dict, data: Data) -> dict:
-    for key, choices in (("activation", ACTIVATIONS), ("upsample", UPSAMPLES), ("loss", LOSSES)):
+    for key, choices in (("activation", ACTIVATIONS), ("upsample", UPSAMPLES)):
         common.check_choice(config, key, choices)
     if config["kernel_size"] % 2 == 0 or config["kernel_size"] < 3:
         raise ValueError(f"kernel_size must be odd and at least 3, not {config['kernel_size']}")
     x, _ = data.splits["train"]
     # channels-last memory makes oneDNN's CPU (transposed) convolutions and pooling ~2x faster
     model = make_model(config, x.shape[1:]).to(data.device, memory_format=torch.channels_last)
-    optimizer = common.make_optimizer(config, model.parameters())
-    return {"model": model, "optimizer": optimizer, "scheduler": common.make_scheduler(config, optimizer, len(x))}
-
-
-def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
-    model, optimizer, scheduler = parts["model"], parts["optimizer"], parts["scheduler"]
-    x, _ = data.splits["train"]
-    model.train()
-    loss_sum, mse_sum = torch.zeros((), device=data.device), torch.zeros((), device=data.device)
-    for idx in common.batches(len(x), config["batch_size"], data.device):
-        xb = common.to_float(x[idx])
-        m = losses(model(xb), xb)
-        optimizer.zero_grad(set_to_none=True)
-        m[config["loss"]].backward()
-        optimizer.step()
-        scheduler.step()
-        loss_sum = loss_sum + m[config["loss"]].detach() * len(idx)
-        mse_sum = mse_sum + m["mse"].detach() * len(idx)
-    return {"loss": loss_sum.item() / len(x), "mse": mse_sum.item() / len(x)}
-
-
-def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
-    x, _ = data.splits[split]
-    model = parts["model"]
-    m = {k: v.item() for k, v in losses(common.predict(model, x), common.to_float(x)).items()}
-    return {"loss": m[model.loss], **m}
-
-
-def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
-    # plotting libraries load only for the report, not in every trial worker
-    from matplotlib.figure import Figure
-
-    x = data.splits["test"][0][:10]
-    recon = torch.sigmoid(common.predict(parts["model"], x)).cpu().numpy()
-    fig = Figure(figsize=(12, 2.8), layout="constrained")
-    axes = fig.subplots(2, len(x), squeeze=False)
-    for row, images in zip(axes, (common.to_float(x).cpu().numpy(), recon)):
-        for ax, image in zip(row, images):
-            ax.imshow(image.transpose(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    axes[0, 0].set_ylabel("input")
-    axes[1, 0].set_ylabel("reconstruction")
-    path = Path(outdir) / "reconstructions.png"
-    fig.savefig(path, dpi=100)
-    return {"Test images (top) and their reconstructions (bottom)": path}
+    return reconstruction.training_parts(model, config, len(x))

@@ -7,7 +7,7 @@ import pandas as pd
 import yaml
 from ray.tune import ExperimentAnalysis
 
-from tunelab import UserError
+from tunelab import UserError, pareto
 from tunelab.runs import Run
 
 _STATUS = {"TERMINATED": "completed", "ERROR": "failed", "RUNNING": "interrupted", "PENDING": "pending", "PAUSED": "interrupted"}
@@ -29,29 +29,41 @@ def _trials(run: Run) -> dict:
 
 def table(run: Run) -> pd.DataFrame:
     spec = run.spec
+    multi = len(spec.metrics) > 1
     rows = []
     for trial_id, (trial, df) in _trials(run).items():
         row = {"trial_id": trial_id, "status": _STATUS.get(trial.status, trial.status.lower())}
         best = df.iloc[0:0]
-        if spec.metric in df:
+        if multi and set(spec.metrics) <= set(df):
+            # several objectives: a trial is its last epoch, the model as trained and the time that took
+            best = df.dropna(subset=spec.metrics).tail(1)
+        elif not multi and spec.metric in df:
             ranked = df.dropna(subset=[spec.metric])
             best = ranked.loc[[ranked[spec.metric].idxmax() if spec.mode == "max" else ranked[spec.metric].idxmin()]] if len(ranked) else best
         for m in spec.metrics:
             row[m] = float(best[m].iloc[0]) if len(best) and m in best else math.nan
         epochs = int(df["epoch"].max()) if "epoch" in df and len(df) else 0
+        seconds = next((c for c in ("duration_s", "time_total_s") if c in df and len(df)), None)  # epochs, or wall time
         if row["status"] == "completed" and epochs < spec.max_epochs:
             row["status"] = "stopped early"
         row |= {
             "epochs": epochs,
             "best_epoch": int(best["epoch"].iloc[0]) if len(best) else 0,
             "params": int(df["params"].iloc[-1]) if "params" in df and len(df) else 0,
-            "duration_s": round(float(df["time_total_s"].iloc[-1]), 1) if "time_total_s" in df and len(df) else 0.0,
+            "duration_s": round(float(df[seconds].iloc[-1]), 3) if seconds else 0.0,
         }
         row |= {f"config/{k}": v for k, v in trial.config.items()}
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
+    if multi:
+        values, targets = frame[spec.metrics].to_numpy(float), [spec.targets.get(m) for m in spec.metrics]
+        order, on_front = pareto.rank(values, spec.modes, targets)
+        frame.insert(2 + len(spec.metrics), "pareto", on_front)
+        if spec.targets:
+            frame.insert(3 + len(spec.metrics), "on_target", pareto.on_target(values, spec.modes, targets))
+        return frame.iloc[order].reset_index(drop=True)
     frame = frame.sort_values(spec.metric, ascending=spec.mode == "min", na_position="last", kind="stable")
     return frame.reset_index(drop=True)
 
@@ -76,13 +88,15 @@ def write(run: Run) -> pd.DataFrame:
             "best_epoch": int(best["best_epoch"]),
             "config": run.spec.config(sampled),
         }
+        if len(run.spec.metrics) > 1:
+            info["objectives"] = {m: _plain(best[m]) for m in run.spec.metrics}
         (run.dir / "best.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
     return frame
 
 
 def load(run: Run) -> pd.DataFrame:
     path = run.dir / "leaderboard.csv"
-    return pd.read_csv(path) if path.is_file() else write(run)
+    return pd.read_csv(path, dtype={"trial_id": str}) if path.is_file() else write(run)  # ids like "18201877" stay text
 
 
 def config_of(row: pd.Series, run: Run) -> dict:
@@ -100,7 +114,17 @@ def _markdown(frame: pd.DataFrame, run: Run, top: int | None = None) -> str:
         return f"# {run.name}\n\nNo trials yet."
     shown = frame.head(top) if top else frame
     shown = shown.rename(columns=lambda c: c.removeprefix("config/"))
-    return f"# Leaderboard: {run.name}\n\n{run.spec.metric} ({run.spec.mode}), best first.\n\n" + shown.to_markdown(index=False, floatfmt=".4g")
+    return f"# Leaderboard: {run.name}\n\n{order_note(run.spec)}\n\n" + shown.to_markdown(index=False, floatfmt=".4g")
+
+
+def order_note(spec) -> str:
+    """How the leaderboard is ordered, in a sentence."""
+    if len(spec.metrics) == 1:
+        return f"{spec.metric} ({spec.mode}), best first."
+    objectives = ", ".join(f"{m} ({mode})" for m, mode in zip(spec.metrics, spec.modes))
+    targets = f" (those reaching the targets {spec.targets} first)" if spec.targets else ""
+    return (f"Objectives {objectives}, each trial at its last epoch. Pareto-optimal trials (`pareto`) first{targets}, "
+            f"nearest the ideal point first: the first row is the one to hand in. Then the others by {spec.metric}.")  # fmt: skip
 
 
 def render(run: Run, top: int) -> str:

@@ -1,6 +1,7 @@
 """A run's report: search figures, the retrained model's figures, tables -> report.md and report.html."""
 
 import html
+import math
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +15,7 @@ import torch  # noqa: E402
 import torchinfo  # noqa: E402
 
 import trainables  # noqa: E402
-from tunelab import analysis, comparison, data as datasets, leaderboard, retrain, tracking, training  # noqa: E402
+from tunelab import UserError, analysis, comparison, data as datasets, leaderboard, pareto, retrain, runs, tracking, training  # noqa: E402
 from tunelab.runs import Run  # noqa: E402
 
 
@@ -53,14 +54,23 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
     if ok.empty:
         return blocks + [("p", "No trial finished an epoch.")]
     best = ok.iloc[0]
+    multi = len(spec.metrics) > 1
     counts = board["status"].value_counts().to_dict()
     blocks.append(("p", f"Trials: {', '.join(f'{n} {s}' for s, n in counts.items())}. "
-                        f"Best: trial {best['trial_id']} with {spec.metric} = {best[spec.metric]:.4f} at epoch {best['best_epoch']}."))  # fmt: skip
+                        f"{'To hand in' if multi else 'Best'}: trial {best['trial_id']} with {_values(best, spec.metrics)} "
+                        f"at epoch {best['best_epoch']}."))  # fmt: skip
     baseline = _baseline_row(board, spec)
     if baseline is not None and pd.notna(baseline[spec.metric]):
         blocks.append(("p", f"Baseline (the assignment's configuration, trial {baseline['trial_id']}): "
-                            f"{spec.metric} = {baseline[spec.metric]:.4f}; the search's best differs by "
-                            f"{best[spec.metric] - baseline[spec.metric]:+.4f}."))  # fmt: skip
+                            f"{_values(baseline, spec.metrics)}; the search's {'hand-in' if multi else 'best'} differs by "
+                            f"{_values(best[spec.metrics] - baseline[spec.metrics], spec.metrics, '+')}."))  # fmt: skip
+    if multi:
+        reached = "" if not spec.targets else " It reaches the targets." if best["on_target"] else (
+            " No Pareto-optimal trial reaches the targets: it is chosen from the whole front.")  # fmt: skip
+        blocks.append(("p", leaderboard.order_note(spec) + " " + pareto.RULE + reached))
+        front = pareto.plot_front(board, spec.metrics, spec.modes, spec.targets, out / "pareto_front.png")
+        blocks.append(("img", f"Pareto front: {spec.metric} against each other objective; the star is the trial to hand in, "
+                              f"trial {best['trial_id']}", front))  # fmt: skip
     blocks.append(("table", board.head(10).rename(columns=lambda c: c.removeprefix("config/"))))
     blocks.append(("img", "Learning curves of the best trial", _learning_curves(histories[best["trial_id"]], out / "learning_curves.png")))
     blocks.append(("img", f"{spec.metric} per epoch of every trial", _all_trials(histories, spec.metric, out / "search_trials.png")))
@@ -74,20 +84,51 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
     spec = run.spec
     blocks = [("h2", "Retrained on train+validation, tested on the official test set"), ("table", retrain.summary(retrained)),
               ("table", retrained)]  # fmt: skip
-    weights = retrain.weights_path(run, 1, 0)
-    if not weights.is_file():
+    if not retrain.weights_path(run, 1, 0).is_file():
         return blocks
     module = trainables.get(spec.trainable)
     data = datasets.load(spec.dataset, run.data_dir, "retrain", run.options.subset, training.device())
-    config = leaderboard.config_of(leaderboard.load(run).iloc[0], run)
-    parts = training.build(module, config, data, 0)
-    parts["model"].load_state_dict(torch.load(weights, map_location=data.device, weights_only=True))
-    parts["model"].eval()
+    parts = _retrained(run, data)
     blocks.append(("h3", "Layers of the best model"))
     blocks.append(("table", layer_table(parts["model"], data.splits["test"][0][:1].float())))
     for caption, path in module.figures(parts, data, out).items():
         blocks.append(("img", caption, path))
+    if spec.compare_with:
+        blocks += _comparison(run, module, parts["model"], data, out)
     return blocks + analysis.section(parts["model"], data, out)
+
+
+def _retrained(run: Run, data: datasets.Data) -> dict:
+    """The parts of a run's best config with the weights of its first retrained seed, in eval mode."""
+    module = trainables.get(run.spec.trainable)
+    parts = training.build(module, leaderboard.config_of(leaderboard.load(run).iloc[0], run), data, 0)
+    weights = retrain.weights_path(run, 1, 0)
+    parts["model"].load_state_dict(torch.load(weights, map_location=data.device, weights_only=True))
+    parts["model"].eval()
+    return parts
+
+
+def _comparison(run: Run, module, model: torch.nn.Module, data: datasets.Data, out: Path) -> list[tuple]:
+    """The trainable's comparison figures of this run's model beside those of the runs in compare_with."""
+    models, missing = {run.name: model}, []
+    for name in run.spec.compare_with:
+        try:
+            other = runs.open_run(name, run.dir.parent)
+        except UserError:
+            missing.append(f"`{name}` (run `tunelab search {name}`, then retrain it)")
+            continue
+        if not retrain.weights_path(other, 1, 0).is_file():
+            missing.append(f"`{name}` (not retrained yet: `tunelab retrain {name}`)")
+        elif other.spec.dataset != run.spec.dataset or not hasattr(trainables.get(other.spec.trainable), "compare"):
+            missing.append(f"`{name}` (trains `{other.spec.trainable}` on `{other.spec.dataset}`: not comparable)")
+        else:
+            models[name] = _retrained(other, data)["model"]
+    blocks = [("h3", f"Compared with {', '.join(run.spec.compare_with)}")]
+    if missing:
+        blocks.append(("p", f"Left out of the comparison: {'; '.join(missing)}."))
+    if len(models) > 1:
+        blocks += [("img", caption, path) for caption, path in module.compare(models, data, out).items()]
+    return blocks
 
 
 def layer_table(model: torch.nn.Module, example: torch.Tensor) -> pd.DataFrame:
@@ -97,6 +138,14 @@ def layer_table(model: torch.nn.Module, example: torch.Tensor) -> pd.DataFrame:
              "parameters": l.num_params} for l in stats.summary_list if l.depth > 0 and not l.children]  # fmt: skip
     rows.append({"layer": "total", "type": "", "output shape": "", "parameters": stats.total_params})
     return pd.DataFrame(rows)
+
+
+def _number(v: float, sign: str = "") -> str:
+    return f"{v:{sign},.0f}" if abs(v) >= 1000 else f"{v:{sign}.4g}"
+
+
+def _values(row: pd.Series, metrics: list[str], sign: str = "") -> str:
+    return ", ".join(f"{m} = {_number(row[m], sign)}" for m in metrics)
 
 
 def _baseline_row(board: pd.DataFrame, spec) -> pd.Series | None:
@@ -110,8 +159,12 @@ def _baseline_row(board: pd.DataFrame, spec) -> pd.Series | None:
 
 def _learning_curves(history: pd.DataFrame, path: Path) -> Path:
     kinds = sorted({c.split("_", 1)[1] for c in history if c.startswith(("train_", "val_")) and c != "time_this_iter_s"})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.6), squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
+    cols = min(len(kinds), 3)
+    rows = math.ceil(len(kinds) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(kinds):]:
+        ax.remove()
+    for ax, kind in zip(axes.flat, kinds):
         for split in ("train", "val"):
             if f"{split}_{kind}" in history:
                 ax.plot(history["epoch"], history[f"{split}_{kind}"], marker="o", label=split)
@@ -145,8 +198,9 @@ def _importance(run: Run, ok: pd.DataFrame, path: Path) -> Path | None:
         params = {k: leaderboard._plain(row[f"config/{k}"]) for k in spec.params}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=spec.params, value=float(row[spec.metric])))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ax = optuna.visualization.matplotlib.plot_param_importances(study)
-    return _save(ax.figure, path)
+    with plt.rc_context():  # optuna's plots switch matplotlib to its ggplot style: not for the figures after it
+        ax = optuna.visualization.matplotlib.plot_param_importances(study)
+        return _save(ax.figure, path)
 
 
 def _save(fig, path: Path) -> Path:

@@ -79,4 +79,4 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def load(run: Run) -> pd.DataFrame | None:
     path = folder(run) / "retrain.csv"
-    return pd.read_csv(path) if path.is_file() else None
+    return pd.read_csv(path, dtype={"trial_id": str}) if path.is_file() else None

@@ -12,7 +12,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 import trainables
-from tunelab import cluster, data as datasets, leaderboard, tracking
+from tunelab import cluster, data as datasets, leaderboard, pareto, tracking
 from tunelab.runs import Run
 from tunelab.spaces import Spec, grid_values
 from tunelab.trial import TrialJob, run_trial
@@ -116,9 +116,12 @@ def search(run: Run) -> None:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=run.options.concurrency)
     single = len(spec.metrics) == 1
     scheduler = None
-    if spec.hyperband and single and spec.max_epochs > spec.hyperband["min_iter"]:
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs,
-                                  grace_period=spec.hyperband["min_iter"], reduction_factor=spec.hyperband["eta"])  # fmt: skip
+    if spec.hyperband and spec.max_epochs > spec.hyperband["min_iter"]:
+        grace, eta = spec.hyperband["min_iter"], spec.hyperband["eta"]
+        if single:
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs, grace_period=grace, reduction_factor=eta)
+        else:  # rungs ranked by Pareto layer: see tunelab.pareto
+            scheduler = pareto.ParetoASHA(spec.metrics, spec.modes, grace, eta, spec.max_epochs)
     cluster.init(run.options.address)
     try:
         tuner = tune.Tuner(

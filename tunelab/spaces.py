@@ -18,7 +18,8 @@ SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
 WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
               "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
-TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "compare"}
+TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "compare",
+                "compare_with", "targets"}  # fmt: skip
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
 PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
@@ -52,6 +53,8 @@ class Spec:
     baseline: dict[str, Any] | None = None  # a config evaluated first
     compare: str | None = None  # a searched hyperparameter whose values the report compares
     project: str = "tunelab"
+    compare_with: list[str] = field(default_factory=list)  # runs whose retrained models the report sets beside this one's
+    targets: dict[str, float] = field(default_factory=dict)  # metric -> value the trial to hand in should reach
     raw: dict = field(default_factory=dict, repr=False)  # the file as read, for the results folder
 
     @property
@@ -180,6 +183,8 @@ def parse(raw: Any, path: Path) -> Spec:
         baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err) if module else None,
         compare=_compare(raw.get("compare"), params, err),
         project=str(raw.get("project") or "tunelab"),
+        compare_with=_compare_with(raw.get("compare_with", []), trainable_name, module, err),
+        targets=_targets(raw.get("targets", {}), metrics, err),
         raw=raw,
     )
     if errors:
@@ -357,6 +362,32 @@ def _compare(name: Any, params: dict[str, od.BaseDistribution], err) -> str | No
             f"searched that way: {', '.join(searched) or 'none'}")  # fmt: skip
         return None
     return name
+
+
+def _compare_with(names: Any, trainable: str, module, err) -> list[str]:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        err("compare_with", f"must be a list of run names (e.g. [mnist_mlp_ae]), not {names!r}")
+        return []
+    if names and module and not hasattr(module, "compare"):
+        err("compare_with", f"{trainable} draws no comparison figures; remove compare_with")
+        return []
+    return names
+
+
+def _targets(targets: Any, metrics: list[str], err) -> dict[str, float]:
+    """Values that the trial to hand in should reach: at least for a maximised metric, at most for a minimised one."""
+    if not isinstance(targets, dict):
+        err("targets", f"must be a mapping of metrics to values (e.g. {{{metrics[0]}: 0.98}}), not {targets!r}")
+        return {}
+    valid = {}
+    for name, value in targets.items():
+        if name not in metrics:
+            err(f"targets.{name}", f"not a metric of this search; the metrics are {', '.join(metrics)}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            err(f"targets.{name}", f"must be a number, not {value!r}")
+        else:
+            valid[name] = float(value)
+    return valid
 
 
 def _grid_size(params: dict[str, od.BaseDistribution]) -> int:

@@ -43,22 +43,24 @@ def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None
     params = training.param_count(parts)
     sign = 1 if job.mode == "max" else -1
     node = ray.get_runtime_context().get_node_id()  # where each epoch ran: a trial moves when its node fails
-    start, best, best_epoch = 0, None, 0
+    start, best, best_epoch, duration = 0, None, 0, 0.0
 
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
             saved = torch.load(Path(d) / STATE_FILE, map_location=data.device, weights_only=True)
         training.restore(parts, saved["parts"])
-        start, best, best_epoch = saved["epoch"], saved["best"], saved["best_epoch"]
+        start, best, best_epoch, duration = saved["epoch"], saved["best"], saved["best_epoch"], saved["duration_s"]
 
     for epoch in range(start + 1, config["epochs"] + 1):
         metrics = training.epoch(module, parts, data, config, "val")
         value = metrics.get(job.metric)
         if value is not None and (best is None or sign * value > sign * best):
             best, best_epoch = value, epoch
-        metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params, "node_id": node}
+        duration += metrics["epoch_s"]  # seconds of epochs so far (with validation; without start-up, data loading)
+        metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params, "duration_s": duration, "node_id": node}
         with tempfile.TemporaryDirectory() as d:
-            state = {"parts": training.state(parts), "epoch": epoch, "best": best, "best_epoch": best_epoch}
+            state = {"parts": training.state(parts), "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                     "duration_s": duration}  # fmt: skip
             torch.save(state, Path(d) / STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))

@@ -1,0 +1,134 @@
+"""What the autoencoders share: the model wrapper, per-pixel metrics, the epoch loop, evaluation, and the
+figure of test images above their reconstructions.
+
+An ``AutoEncoder`` maps images in [0, 1] to reconstruction logits: the output sigmoid lives in the loss
+(BCE with logits) for stability. It may also carry a classifier that reads only the code, trained on
+``(1 - class_weight) * reconstruction loss + class_weight * cross-entropy`` (the multi-task autoencoder).
+Pixel accuracy is the share of output pixels equal to the input pixels once both are rounded to 0 or 1.
+"""
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables import common
+from tunelab.data import Data
+
+LOSSES = ("bce", "mse")
+SHOWN = 10  # test images in the reconstruction figures
+
+
+class AutoEncoder(nn.Module):
+    """Encoder and decoder, the reconstruction loss they train with, and an optional classifier of the code."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, loss: str, classifier: nn.Module | None = None,
+                 class_weight: float = 0.0):  # fmt: skip
+        super().__init__()
+        self.encoder, self.decoder, self.classifier = encoder, decoder, classifier
+        self.loss, self.class_weight = loss, class_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def batch_metrics(model: AutoEncoder, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Means over a batch of uint8 images: mse, bce, pixel_acc (and acc, class_loss with a classifier);
+    "loss" is what training minimises."""
+    x = common.to_float(images)
+    code = model.encoder(x)
+    logits = model.decoder(code)
+    p = torch.sigmoid(logits)
+    m = {"mse": F.mse_loss(p, x), "bce": F.binary_cross_entropy_with_logits(logits, x),
+         "pixel_acc": (p.round() == x.round()).float().mean()}  # fmt: skip
+    m["loss"] = m[model.loss]
+    if model.classifier is not None:
+        class_logits = model.classifier(code)
+        m["class_loss"] = F.cross_entropy(class_logits, labels)
+        m["acc"] = (class_logits.argmax(1) == labels).float().mean()
+        m["loss"] = (1 - model.class_weight) * m["loss"] + model.class_weight * m["class_loss"]
+    return m
+
+
+def training_parts(model: AutoEncoder, config: dict, n_train: int) -> dict:
+    """The parts of ``build``: the model, its optimizer and LR schedule."""
+    common.check_choice(config, "loss", LOSSES)
+    optimizer = common.make_optimizer(config, model.parameters())
+    return {"model": model, "optimizer": optimizer, "scheduler": common.make_scheduler(config, optimizer, n_train)}
+
+
+def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
+    model, optimizer, scheduler = parts["model"], parts["optimizer"], parts["scheduler"]
+    x, y = data.splits["train"]
+    model.train()
+    sums: dict[str, torch.Tensor] = {}
+    for idx in common.batches(len(x), config["batch_size"], data.device):
+        m = batch_metrics(model, x[idx], y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        m["loss"].backward()
+        optimizer.step()
+        scheduler.step()
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0) + v.detach() * len(idx)
+    return {k: v.item() / len(x) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
+    model = parts["model"]
+    x, y = data.splits[split]
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    for xb, yb in zip(x.split(common.EVAL_BATCH), y.split(common.EVAL_BATCH)):
+        for k, v in batch_metrics(model, xb, yb).items():
+            sums[k] = sums.get(k, 0) + v * len(xb)
+    return {k: v.item() / len(x) for k, v in sums.items()}
+
+
+def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
+    """Reconstructions in [0, 1] of uint8 images."""
+    return torch.sigmoid(common.predict(model, images))
+
+
+def shown_images(data: Data, k: int = SHOWN, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """k randomly chosen test images and their labels: the same ones for every model and run."""
+    x, y = data.splits["test"]
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:k].to(x.device)
+    return x[idx], y[idx]
+
+
+def image_rows(rows: dict[str, torch.Tensor], path: Path, title: str = "") -> Path:
+    """A grid of images in [0, 1] (N x C x H x W), one labelled row per entry of ``rows``."""
+    from matplotlib.figure import Figure
+
+    n = max(len(images) for images in rows.values())
+    fig = Figure(figsize=(1.2 * n + 1, 1.35 * len(rows) + 0.4 * bool(title)), layout="constrained")
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for row, (label, images) in zip(axes, rows.items()):
+        for ax, image in zip(row, images.cpu().numpy()):
+            ax.imshow(image.transpose(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(label, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
+    x, _ = shown_images(data)
+    accuracy = evaluate(parts, data, "test")["pixel_acc"]
+    path = image_rows({"input": common.to_float(x), "reconstruction": reconstruct(parts["model"], x)},
+                      Path(outdir) / "reconstructions.png", f"Pixel accuracy on the test set: {accuracy:.4f}")  # fmt: skip
+    return {"Randomly chosen test images (top) and their reconstructions (bottom)": path}
+
+
+def compare(models: dict[str, nn.Module], data: Data, outdir: Path) -> dict[str, Path]:
+    """The same test images reconstructed by each model, one row per model under the inputs."""
+    x, _ = shown_images(data)
+    rows = {"input": common.to_float(x)} | {name: reconstruct(model, x) for name, model in models.items()}
+    path = image_rows(rows, Path(outdir) / "compare_reconstructions.png")
+    return {f"The same test images reconstructed by {', '.join(models)}": path}
