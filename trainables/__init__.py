@@ -15,15 +15,22 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
   name: ``val_acc``, ``test_loss``, ...).
 - ``figures(parts, data, outdir) -> {caption: path}``: the report's model-specific PNGs, drawn from
   ``data.splits["test"]``.
+
+Optional:
+
+- ``example_input(parts, data)``: what the model takes, for layer tables (default: one test image).
+- ``predict_proba(parts, data, split) -> (probabilities, labels)``: numpy arrays, for ``tunelab compare``.
 """
 
 from types import ModuleType
 
-from trainables import cnn_classifier, conv_autoencoder
+from trainables import cnn_classifier, conv_autoencoder, text_cnn, text_rnn
 
 REGISTRY: dict[str, ModuleType] = {
     "cnn_classifier": cnn_classifier,
     "conv_autoencoder": conv_autoencoder,
+    "text_rnn": text_rnn,
+    "text_cnn": text_cnn,
 }
 
 

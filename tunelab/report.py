@@ -13,7 +13,7 @@ import torch  # noqa: E402
 import torchinfo  # noqa: E402
 
 import trainables  # noqa: E402
-from tunelab import data as datasets, leaderboard, retrain, tracking, training  # noqa: E402
+from tunelab import data as datasets, describe, leaderboard, retrain, tracking, training  # noqa: E402
 from tunelab.runs import Run  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
     parts["model"].load_state_dict(torch.load(weights, map_location=data.device, weights_only=True))
     parts["model"].eval()
     blocks.append(("h3", "Layers of the best model"))
-    blocks.append(("table", layer_table(parts["model"], data.splits["test"][0][:1].float())))
+    blocks.append(("table", layer_table(parts["model"], describe.example_input(module, parts, data))))
     for caption, path in module.figures(parts, data, out).items():
         blocks.append(("img", caption, path))
     return blocks

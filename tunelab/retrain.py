@@ -54,7 +54,7 @@ def _train(module, config: dict, data, seed: int, log) -> dict:
         for epoch in range(1, config["epochs"] + 1):
             metrics = training.epoch(module, parts, data, config, None)
             log.log(metrics | {"epoch": epoch})
-        test = training.evaluate(module, parts, data, "test")
+        test = {k: v for split in data.splits if split.startswith("test") for k, v in training.evaluate(module, parts, data, split).items()}
     except training.Diverged as e:
         return {"status": f"failed: {e}", "duration_s": round(time.perf_counter() - start, 1)}
     log.log(test)
