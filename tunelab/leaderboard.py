@@ -82,7 +82,8 @@ def write(run: Run) -> pd.DataFrame:
 
 def load(run: Run) -> pd.DataFrame:
     path = run.dir / "leaderboard.csv"
-    return pd.read_csv(path) if path.is_file() else write(run)
+    text = {f"config/{k}": str for k, v in run.spec.config({}).items() if isinstance(v, str)}  # "3" stays "3"
+    return pd.read_csv(path, dtype=text) if path.is_file() else write(run)
 
 
 def config_of(row: pd.Series, run: Run) -> dict:
