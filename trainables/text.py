@@ -225,7 +225,8 @@ def roc_figure(runs: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str
     for ax, (panel, column) in zip(axes, panels):
         t = column(truth)
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        ax.set(title=f"{panel} ({int(t.sum())} of {len(t)} positive)", xlabel="false positive rate", ylabel="true positive rate")
+        ax.set_title(f"{panel} ({int(t.sum())}/{len(t)} positive)", fontsize=10)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate")
         if not 0 < t.sum() < len(t):
             ax.text(0.5, 0.5, "no ROC: one outcome only", ha="center")
             continue
