@@ -220,7 +220,7 @@ def roc_figure(runs: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str
     panels += [("micro-average", np.ravel)] if len(names) > 1 else []
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(3.6 * cols, 3.4 * rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(max(3.6 * cols, 6), 3.4 * rows + 0.4), layout="constrained")  # room for the title
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, (panel, column) in zip(axes, panels):
         t = column(truth)
@@ -236,7 +236,7 @@ def roc_figure(runs: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str
         ax.legend(fontsize=8, loc="lower right")
     for ax in axes[len(panels) :]:
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=100)
     return path
 
