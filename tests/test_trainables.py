@@ -6,20 +6,34 @@ Like timm's tests over its model registry: a new trainable gets them for free.
 import io
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import trainables
 from trainables import cnn_classifier, common, conv_autoencoder
-from tunelab.data import Data
+from tunelab.data import SOURCES, Data
+from tunelab.data.text import TextSource
 
 NAMES = sorted(trainables.REGISTRY)
 
 
 @pytest.fixture
-def data() -> Data:
+def data(request) -> Data:
+    """Tiny images, or tiny texts for a trainable whose data set is text."""
     gen = torch.Generator().manual_seed(0)
+    name = getattr(request.node, "callspec", None) and request.node.callspec.params.get("name")
+    if name and isinstance(SOURCES[trainables.get(name).DATASET], TextSource):
+        words = np.array(["good", "bad", "film", "plot", "great", "awful", "the", "a", "!"], dtype=object)
+
+        def split(n: int) -> tuple:
+            lengths = torch.randint(1, 12, (n,), generator=gen)
+            texts = [" ".join(words[torch.randint(0, len(words), (int(k),), generator=gen)]) for k in lengths]
+            return np.array(texts, dtype=object), torch.arange(n) % 2
+
+        splits = {"train": split(64), "val": split(32), "test": split(32)}
+        return Data("tiny", splits, ["negative", "positive"], torch.device("cpu"))
 
     def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen)

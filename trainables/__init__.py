@@ -16,13 +16,19 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
   name: ``val_acc``, ``test_loss``, ...).
 - ``figures(parts, data, outdir) -> {caption: path}``: the report's model-specific PNGs, drawn from
   ``data.splits["test"]``.
-- optional ``compare(models, data, outdir) -> {caption: path}``: figures that put the same test images
-  through several models (``{run name: model}``), for an experiment's ``compare_with``.
+
+Optional:
+
+- ``compare(models, data, outdir) -> {caption: path}``: figures that put the same test images through
+  several models (``{run name: model}``), for an experiment's ``compare_with``.
+- ``example_input(parts, data)``: what the model takes, for layer tables (default: one test image).
+- ``predict_proba(parts, data, split) -> (probabilities, labels)``: numpy arrays, for ``tunelab compare``.
 """
 
 from types import ModuleType
 
-from trainables import cnn_classifier, conv_autoencoder, examples_net, mlp_autoencoder, multitask_ae, thought_vector_ae
+from trainables import (cnn_classifier, conv_autoencoder, examples_net, mlp_autoencoder, multitask_ae, text_cnn,
+                        text_rnn, thought_vector_ae)
 
 REGISTRY: dict[str, ModuleType] = {
     "cnn_classifier": cnn_classifier,
@@ -31,6 +37,8 @@ REGISTRY: dict[str, ModuleType] = {
     "mlp_autoencoder": mlp_autoencoder,
     "thought_vector_ae": thought_vector_ae,
     "multitask_ae": multitask_ae,
+    "text_rnn": text_rnn,
+    "text_cnn": text_cnn,
 }
 
 

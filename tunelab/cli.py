@@ -1,4 +1,4 @@
-"""The command line: tunelab list | search | resume | leaderboard | retrain | report | data."""
+"""The command line: tunelab list | search | resume | leaderboard | retrain | report | describe | compare | data."""
 
 import argparse
 import sys
@@ -114,6 +114,21 @@ def _cmd_report(args) -> None:
     print(f"Report: {report.write(_run(args), wandb=args.wandb)}")
 
 
+def _cmd_describe(args) -> None:
+    from tunelab import data, describe
+
+    print(describe.describe(args.trainable, args.config, args.dataset, data.data_root(args.data_dir)))
+
+
+def _cmd_compare(args) -> None:
+    from tunelab import compare, runs
+
+    root = runs.results_root(args.results_dir)
+    out = compare.compare(runs.open_run(args.run_a, root), runs.open_run(args.run_b, root), root)
+    print((out / "auc.md").read_text())
+    print(f"Figure: {out / 'roc.png'}\nTable:  {out / 'auc.csv'}")
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
@@ -166,6 +181,14 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("run", metavar="RUN", help="the run (the experiment's name unless search had --name)")
     for c in (s, res, r, rep):
         c.add_argument("--wandb", choices=["online", "offline", "disabled"], help="W&B mode (default: online with an API key, else offline)")
+
+    desc = command("describe", _cmd_describe, "a trainable's layers: every intermediate shape, parameters per layer and in total")
+    desc.add_argument("trainable", help="a trainable (see `tunelab list`)")
+    desc.add_argument("--config", metavar="FILE", help="YAML of hyperparameters (or a best.yaml / retrain/rank1.yaml)")
+    desc.add_argument("--dataset", help="the data set that sizes the model (default: the trainable's)")
+    cmp = command("compare", _cmd_compare, "ROC curves and AUCs of two runs' retrained models on the same test split")
+    cmp.add_argument("run_a", metavar="RUN_A")
+    cmp.add_argument("run_b", metavar="RUN_B")
 
     d = command("data", None, "list, fetch or locate data sets")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")

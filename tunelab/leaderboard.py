@@ -96,7 +96,9 @@ def write(run: Run) -> pd.DataFrame:
 
 def load(run: Run) -> pd.DataFrame:
     path = run.dir / "leaderboard.csv"
-    return pd.read_csv(path, dtype={"trial_id": str}) if path.is_file() else write(run)  # ids like "18201877" stay text
+    text = {f"config/{k}": str for k, v in run.spec.config({}).items() if isinstance(v, str)}  # "3" stays "3"
+    text["trial_id"] = str  # ids like "18201877" stay text
+    return pd.read_csv(path, dtype=text) if path.is_file() else write(run)
 
 
 def config_of(row: pd.Series, run: Run) -> dict:

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 import torchinfo  # noqa: E402
 
 import trainables  # noqa: E402
-from tunelab import UserError, analysis, comparison, data as datasets, leaderboard, pareto, retrain, runs, tracking, training  # noqa: E402
+from tunelab import UserError, analysis, comparison, data as datasets, describe, leaderboard, pareto, retrain, runs, tracking, training  # noqa: E402
 from tunelab.runs import Run  # noqa: E402
 
 
@@ -90,7 +90,7 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
     data = datasets.load(spec.dataset, run.data_dir, "retrain", run.options.subset, training.device())
     parts = _retrained(run, data)
     blocks.append(("h3", "Layers of the best model"))
-    blocks.append(("table", layer_table(parts["model"], data.splits["test"][0][:1].float())))
+    blocks.append(("table", layer_table(parts["model"], describe.example_input(module, parts, data))))
     for caption, path in module.figures(parts, data, out).items():
         blocks.append(("img", caption, path))
     if spec.compare_with:

@@ -56,7 +56,7 @@ def _train(module, config: dict, data, seed: int, log) -> dict:
             log.log(metrics | {"epoch": epoch})
             shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch_s")
             print(f"  epoch {epoch}/{config['epochs']}: {shown} ({metrics['epoch_s']:.0f} s)", flush=True)
-        test = training.evaluate(module, parts, data, "test")
+        test = {k: v for split in data.splits if split.startswith("test") for k, v in training.evaluate(module, parts, data, split).items()}
     except training.Diverged as e:
         return {"status": f"failed: {e}", "duration_s": round(time.perf_counter() - start, 1)}
     log.log(test)

@@ -22,7 +22,9 @@ SPLIT_SEED = 0  # the validation slice is the same for every search, seed and ru
 
 @dataclass
 class Data:
-    """A data set's splits as tensors on one device: images uint8 (N, C, H, W), labels int64 (N,)."""
+    """A data set's splits on one device: inputs are images as uint8 tensors (N, C, H, W) or texts as an
+    array of str (tokenised by the trainable, whose config says how); labels are int64 classes (N,) or soft
+    float32 labels (N, K). Besides train, val and test, a data set may have more test splits (test_<name>)."""
 
     name: str
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -52,7 +54,7 @@ def candidate_dirs(name: str, root: Path) -> list[Path]:
 def locate(name: str, root: Path) -> Path | None:
     """The first folder holding all of the data set's files, or None."""
     src = source(name)
-    return next((d for d in candidate_dirs(name, root) if all((d / f).is_file() for f in src.files)), None)
+    return next((d for d in candidate_dirs(name, root) if src.present(d)), None)
 
 
 def require(name: str, root: Path) -> Path:
@@ -63,7 +65,7 @@ def require(name: str, root: Path) -> Path:
         looked = "\n".join(f"  {d}" for d in candidate_dirs(name, root))
         raise UserError(
             f"data set {name!r} not found. Looked for {', '.join(src.files)} in:\n{looked}\n"
-            f"Get it with `tunelab data fetch {name}` (downloads from {src.urls[0]}), {src.hint}, "
+            f"Get it with `tunelab data fetch {name}`{f' (downloads from {src.urls[0]})' if src.urls else ''}, {src.hint}, "
             f"or set TUNELAB_DATA to a folder that holds {src.folder}/."
         )
     return found
@@ -136,18 +138,21 @@ def load(
         splits = {"train": train, "val": val}
     elif purpose == "retrain":
         whole = tuple(np.concatenate(pair) for pair in zip(train, val))
-        splits = {"train": whole, "test": (arrays["test_x"], arrays["test_y"])}
+        tests = [k.removesuffix("_x") for k in arrays if k.startswith("test") and k.endswith("_x")]
+        splits = {"train": whole} | {t: (arrays[f"{t}_x"], arrays[f"{t}_y"]) for t in tests}
     else:
         raise ValueError(f"purpose must be 'search' or 'retrain', not {purpose!r}")
     device = torch.device(device)
 
-    def tensors(xs: np.ndarray, ys: np.ndarray, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(xs: np.ndarray, ys: np.ndarray, fraction: float) -> tuple:
         n = max(1, int(len(ys) * fraction))
-        return torch.from_numpy(xs[:n]).to(device), torch.from_numpy(ys[:n]).long().to(device)
+        y = torch.from_numpy(ys[:n]).to(device)
+        texts = xs.dtype == object  # strings until a trainable tokenises them
+        return xs[:n] if texts else torch.from_numpy(xs[:n]).to(device), y if y.is_floating_point() else y.long()
 
     return Data(
         name,
-        {k: tensors(*v, 1.0 if k == "test" else subset) for k, v in splits.items()},
+        {k: tensors(*v, 1.0 if k.startswith("test") else subset) for k, v in splits.items()},
         source(name).classes,
         device,
         root,

@@ -1,0 +1,266 @@
+"""What the text trainables share: cleaning, a tokeniser built on the training split only, batches of token
+ids with their lengths, the losses for class and soft labels, the metrics, and the ROC figures.
+
+tunelab.data gives texts as strings. Tokenisation is part of a trial's config (words or characters,
+vocabulary size, minimum count, cleaning, length), so ``build`` makes a ``Tokenizer`` from the training
+split alone; the other splits map tokens it has not seen to <unk>. It is a part beside the model, so its
+vocabulary is checkpointed with it; it encodes each split once, padded with 0 and with the true lengths.
+"""
+
+import html
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables import common
+from tunelab.data import Data
+
+PAD, UNK = 0, 1
+EVAL_BATCH = 512  # texts per forward pass when predicting without gradients
+LEVELS = ("word", "char")
+LOSSES = ("soft_ce", "bce")
+
+DEFAULTS: dict[str, int | float | bool | str] = {
+    "level": "word",  # tokens: words (and punctuation) or characters
+    "vocab_size": 20000,  # most frequent training tokens kept, <pad> and <unk> included
+    "min_count": 2,  # a token needs this many occurrences in the training split
+    "max_len": 200,  # tokens kept per text (the rest is cut)
+    "lowercase": True,  # lowercase before tokenising
+    "clean_html": True,  # unescape HTML entities (&amp; -> &) and drop tags such as <br />
+    "clean_mentions": True,  # @user mentions -> "@user"
+    "clean_links": True,  # http(s)://... and www.... links -> "url"
+    "clean_repeats": True,  # a character repeated 3+ times -> twice (loooove -> loove)
+    "loss": "soft_ce",  # soft labels: soft_ce (cross-entropy with the normalised target) or bce (sigmoid per kind)
+    "optimizer": "adam",  # sgd, adam or adamw
+    "lr": 1e-3,  # peak learning rate
+    "momentum": 0.9,  # SGD's Nesterov momentum (0 = plain SGD)
+    "weight_decay": 0.0,  # L2 penalty (sgd, adam) or decoupled weight decay (adamw)
+    "schedule": "constant",  # LR schedule per batch: constant, cosine, step or onecycle
+    "grad_clip": 5.0,  # largest gradient norm (0 = no clipping)
+    "batch_size": 64,  # texts per training step
+    "epochs": 5,  # epochs the LR schedule spans (the harness sets it to the run's length)
+}
+
+CLEANERS: dict[str, Callable[[str], str]] = {
+    "html": lambda t: re.sub(r"<[^>]{1,20}>", " ", html.unescape(t)),
+    "mentions": lambda t: re.sub(r"@\w+", "@user", t),
+    "links": lambda t: re.sub(r"(?:https?://|www\.)\S+", "url", t),
+    "repeats": lambda t: re.sub(r"(.)\1{2,}", r"\1\1", t),
+}
+TOKENIZER_KEYS = ("level", "vocab_size", "min_count", "max_len", "lowercase", *(f"clean_{step}" for step in CLEANERS))
+WORD = re.compile(r"[\w']+|[^\w\s]")  # words (with apostrophes) and single punctuation marks or symbols
+
+
+class Tokenizer:
+    """Texts -> padded token ids and lengths, with a vocabulary built by ``fit`` on training texts."""
+
+    def __init__(self, config: dict):
+        common.check_choice(config, "level", LEVELS)
+        self.config = {k: config[k] for k in TOKENIZER_KEYS}
+        self.vocab: list[str] = []
+        self.index: dict[str, int] = {}
+        self._encoded: dict[str, tuple] = {}  # split -> (its texts, (ids, lengths))
+
+    def tokens(self, text: str) -> list[str]:
+        c = self.config
+        for step, clean in CLEANERS.items():
+            text = clean(text) if c[f"clean_{step}"] else text
+        text = text.lower() if c["lowercase"] else text
+        return list(text) if c["level"] == "char" else WORD.findall(text)
+
+    def fit(self, texts) -> "Tokenizer":
+        counts = Counter(tok for text in texts for tok in self.tokens(text))
+        kept = sorted((t for t, n in counts.items() if n >= self.config["min_count"]), key=lambda t: (-counts[t], t))
+        self.load_state_dict({"vocab": ["<pad>", "<unk>", *kept[: max(0, self.config["vocab_size"] - 2)]]})
+        return self
+
+    def encode(self, texts) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (N x longest, padded with 0) and lengths (at least 1: an empty text is one <unk>)."""
+        rows = [[self.index.get(t, UNK) for t in self.tokens(text)][: self.config["max_len"]] or [UNK] for text in texts]
+        ids = torch.zeros(len(rows), max(map(len, rows), default=1), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+        return ids, torch.tensor([len(r) for r in rows])
+
+    def encoded(self, data: Data, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split of ``data`` encoded, on its device; computed once per split."""
+        texts = data.splits[split][0]
+        if self._encoded.get(split, (None,))[0] is not texts:
+            self._encoded[split] = (texts, tuple(t.to(data.device) for t in self.encode(texts)))
+        return self._encoded[split][1]
+
+    def state_dict(self) -> dict:
+        return {"vocab": self.vocab}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vocab = list(state["vocab"])
+        self.index = {t: i for i, t in enumerate(self.vocab)}
+        self._encoded.clear()
+
+
+def trim(ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch cut to its longest text."""
+    return ids[:, : int(lengths.max())], lengths
+
+
+def build(config: dict, data: Data, make_model: Callable[[dict, int, int], nn.Module]) -> dict:
+    """Tokeniser from the training texts, then ``make_model(config, vocabulary size, outputs)``."""
+    common.check_choice(config, "loss", LOSSES)
+    tokenizer = Tokenizer(config).fit(data.splits["train"][0])
+    model = make_model(config, len(tokenizer.vocab), len(data.classes)).to(data.device)
+    model.loss = config["loss"]  # decides how its outputs become probabilities
+    optimizer = common.make_optimizer(config, model.parameters())
+    scheduler = common.make_scheduler(config, optimizer, len(data.splits["train"][1]))
+    return {"model": model, "tokenizer": tokenizer, "optimizer": optimizer, "scheduler": scheduler}
+
+
+def loss_of(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Cross-entropy for class labels; for soft labels (N x K floats) the configured ``loss``."""
+    if not y.is_floating_point():
+        return F.cross_entropy(logits, y)
+    if loss == "bce":
+        return F.binary_cross_entropy_with_logits(logits, y)
+    return F.cross_entropy(logits, y / y.sum(1, keepdim=True).clamp_min(1e-8))  # target as a distribution
+
+
+def probabilities(logits: torch.Tensor, soft: bool, loss: str) -> torch.Tensor:
+    return torch.sigmoid(logits) if soft and loss == "bce" else logits.softmax(1)
+
+
+def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
+    model, optimizer, scheduler = parts["model"], parts["optimizer"], parts["scheduler"]
+    ids, lengths = parts["tokenizer"].encoded(data, "train")
+    y = data.splits["train"][1]
+    model.train()
+    loss_sum = torch.zeros((), device=data.device)
+    for idx in common.batches(len(y), config["batch_size"], data.device):
+        loss = loss_of(model(*trim(ids[idx], lengths[idx])), y[idx], config["loss"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config["grad_clip"]:
+            nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+        optimizer.step()
+        scheduler.step()
+        loss_sum = loss_sum + loss.detach() * len(idx)
+    return {"loss": loss_sum.item() / len(y)}
+
+
+@torch.no_grad()
+def logits_of(parts: dict, data: Data, split: str) -> torch.Tensor:
+    model = parts["model"].eval()
+    ids, lengths = parts["tokenizer"].encoded(data, split)
+    return torch.cat([model(*trim(i, n)) for i, n in zip(ids.split(EVAL_BATCH), lengths.split(EVAL_BATCH))])
+
+
+def predict_proba(parts: dict, data: Data, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted probabilities (N x outputs) and the labels of a split, as numpy arrays."""
+    y = data.splits[split][1]
+    p = probabilities(logits_of(parts, data, split), y.is_floating_point(), parts["model"].loss)
+    return p.cpu().numpy(), y.cpu().numpy()
+
+
+def roc_columns(p: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Binary truths, scores and names of the columns a ROC curve is drawn for: every kind of a soft label
+    (positive where at least half of the annotators chose it), or the positive class of two classes."""
+    if y.ndim == 2:
+        return y >= 0.5, p, classes
+    if p.shape[1] == 2:
+        return (y == 1)[:, None], p[:, 1:], classes[1:]
+    return np.eye(p.shape[1], dtype=bool)[y], p, classes
+
+
+def aucs(truth: np.ndarray, scores: np.ndarray, names: list[str]) -> dict[str, float]:
+    """ROC-AUC per column, and for several columns their mean (macro) and the micro-average; a column
+    where only one outcome occurs has no AUC and is left out."""
+    from sklearn.metrics import roc_auc_score
+
+    def auc(t: np.ndarray, s: np.ndarray) -> dict:
+        return {"auc": float(roc_auc_score(t, s))} if 0 < t.sum() < len(t) else {}
+
+    per = {n: a["auc"] for n, t, s in zip(names, truth.T, scores.T) if (a := auc(t, s))}
+    if len(names) > 1:
+        per |= {"macro": float(np.mean(list(per.values())))} if per else {}
+        per |= {"micro": a["auc"]} if (a := auc(truth.ravel(), scores.ravel())) else {}
+    return per
+
+
+def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
+    """Soft labels: loss, RMSE over all kinds (the Kaggle metric), micro and macro ROC-AUC.
+    Class labels: loss, accuracy and ROC-AUC (of the positive class; macro over classes beyond two)."""
+    y = data.splits[split][1]
+    logits = logits_of(parts, data, split)
+    soft, loss = y.is_floating_point(), parts["model"].loss
+    p = probabilities(logits, soft, loss)
+    metrics = {"loss": loss_of(logits, y, loss).item()}
+    auc = aucs(*roc_columns(p.cpu().numpy(), y.cpu().numpy(), data.classes))
+    if soft:
+        metrics["rmse"] = (p - y).square().mean().sqrt().item()
+        return metrics | {f"auc_{k}": auc[k] for k in ("micro", "macro") if k in auc}
+    metrics["acc"] = (logits.argmax(1) == y).float().mean().item()
+    main = auc.get("macro") if len(data.classes) > 2 else auc.get(data.classes[1])
+    return metrics | ({"auc": main} if main is not None else {})
+
+
+def roc_figure(runs: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], path: Path, title: str) -> Path:
+    """ROC curves of one or more models on the same split, a panel per kind plus the micro-average (soft
+    labels) or one panel (two classes); AUCs in the legends. ``runs``: label -> (probabilities, labels)."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import roc_curve
+
+    columns = {label: roc_columns(p, y, classes) for label, (p, y) in runs.items()}
+    truth, _, names = next(iter(columns.values()))
+    panels = [(n, lambda a, i=i: a[:, i]) for i, n in enumerate(names)]
+    panels += [("micro-average", np.ravel)] if len(names) > 1 else []
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(max(3.6 * cols, 6), 3.4 * rows + 0.4), layout="constrained")  # room for the title
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (panel, column) in zip(axes, panels):
+        t = column(truth)
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{panel} ({int(t.sum())}/{len(t)} positive)", fontsize=10)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate")
+        if not 0 < t.sum() < len(t):
+            ax.text(0.5, 0.5, "no ROC: one outcome only", ha="center")
+            continue
+        for label, (_, scores, _) in columns.items():
+            fpr, tpr, _ = roc_curve(t, column(scores))
+            ax.plot(fpr, tpr, label=f"{label}: AUC {aucs(t[:, None], column(scores)[:, None], [panel])[panel]:.3f}")
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in axes[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
+    p, y = predict_proba(parts, data, "test")
+    outdir = Path(outdir)
+    roc = roc_figure({"test": (p, y)}, data.classes, outdir / "roc.png", "ROC curves on the test split")
+    written = {"ROC curves on the test split (kinds: positive where at least half of the annotators chose it)": roc}
+    if y.ndim == 1:
+        from matplotlib.figure import Figure
+        from sklearn.metrics import ConfusionMatrixDisplay
+
+        fig = Figure(figsize=(4.5, 4), layout="constrained")
+        ax = fig.subplots()
+        ConfusionMatrixDisplay.from_predictions(y, p.argmax(1), labels=range(len(data.classes)), display_labels=data.classes,
+                                                ax=ax, colorbar=False, cmap="Blues")  # fmt: skip
+        ax.set_title(f"Test split, accuracy {(p.argmax(1) == y).mean():.2%}")
+        fig.savefig(outdir / "confusion_matrix.png", dpi=110)
+        written["Confusion matrix of the test split"] = outdir / "confusion_matrix.png"
+    return written
+
+
+def example_input(parts: dict, data: Data) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two encoded training texts: what the model takes (for layer tables)."""
+    ids, lengths = parts["tokenizer"].encoded(data, "train")
+    return trim(ids[:2], lengths[:2])
