@@ -25,7 +25,8 @@ def write_space(tmp_path, **changes):
 
 
 def test_unknown_experiment(env, capsys):
-    assert "unknown experiment 'fashion_cnm'; known: fashion_cnn" in fails(capsys, "search", "fashion_cnm")
+    err = fails(capsys, "search", "fashion_cnm")
+    assert "unknown experiment 'fashion_cnm'; known: " in err and " fashion_cnn," in err
 
 
 def test_yaml_syntax_error(env, capsys):

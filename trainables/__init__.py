@@ -15,15 +15,18 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
   name: ``val_acc``, ``test_loss``, ...).
 - ``figures(parts, data, outdir) -> {caption: path}``: the report's model-specific PNGs, drawn from
   ``data.splits["test"]``.
+- optional ``prepare(values, data_dir)``: called before a search with every value each hyperparameter may take
+  (a list per key); raises ``tunelab.UserError`` for what cannot work (e.g. missing pretrained weights).
 """
 
 from types import ModuleType
 
-from trainables import cnn_classifier, conv_autoencoder
+from trainables import cnn_classifier, conv_autoencoder, transfer
 
 REGISTRY: dict[str, ModuleType] = {
     "cnn_classifier": cnn_classifier,
     "conv_autoencoder": conv_autoencoder,
+    "transfer": transfer,
 }
 
 

@@ -13,6 +13,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+import trainables
 from tunelab import data as datasets, leaderboard, tracking
 from tunelab.runs import Run
 from tunelab.spaces import Spec, grid_values
@@ -99,14 +100,26 @@ def _init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
+    # Given no address, Ray joins the local Ray started last (maybe another user's): "local" starts our own.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
              configure_logging=True)  # fmt: skip
+
+
+def _prepare(run: Run) -> None:
+    """The trainable's own checks before Ray starts, over every value the search may try."""
+    prepare = getattr(trainables.get(run.spec.trainable), "prepare", None)
+    if prepare:
+        values = {k: [v] for k, v in run.spec.config({}).items()}
+        values |= {k: list(d.choices) for k, d in run.spec.params.items() if isinstance(d, optuna.distributions.CategoricalDistribution)}
+        prepare(values, run.data_dir)
 
 
 def search(run: Run) -> None:
     """Run a new search and write its leaderboard."""
     spec = run.spec
     datasets.check(spec.dataset, run.data_dir)
+    _prepare(run)
     mode = tracking.configure(run.options.wandb, run.dir)
     run.save()
     searcher = _searcher(spec)

@@ -28,6 +28,7 @@ class Data:
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
     classes: list[str]
     device: torch.device
+    root: Path | None = None  # the data root it was read from
 
 
 def data_root(cli_value: str | None = None) -> Path:
@@ -51,7 +52,7 @@ def candidate_dirs(name: str, root: Path) -> list[Path]:
 def locate(name: str, root: Path) -> Path | None:
     """The first folder holding all of the data set's files, or None."""
     src = source(name)
-    return next((d for d in candidate_dirs(name, root) if all((d / f).is_file() for f in src.files)), None)
+    return next((d for d in candidate_dirs(name, root) if src.present(d)), None)
 
 
 def require(name: str, root: Path) -> Path:
@@ -62,8 +63,7 @@ def require(name: str, root: Path) -> Path:
         looked = "\n".join(f"  {d}" for d in candidate_dirs(name, root))
         raise UserError(
             f"data set {name!r} not found. Looked for {', '.join(src.files)} in:\n{looked}\n"
-            f"Get it with `tunelab data fetch {name}` (downloads from {src.urls[0]}), {src.hint}, "
-            f"or set TUNELAB_DATA to a folder that holds {src.folder}/."
+            f"Get it with {src.how_to_get(name)}, or set TUNELAB_DATA to a folder that holds {src.folder}/."
         )
     return found
 
@@ -85,7 +85,7 @@ def fetch(name: str, root: Path) -> Path:
         local = next((d / f for d in candidate_dirs(name, root)[1:] if (d / f).is_file()), None)
         errors += src.get(f, local, target / f)
     if errors:
-        raise UserError(f"could not fetch {name!r}:\n  " + "\n  ".join(errors) + f"\n{src.hint}.")
+        raise UserError(f"could not fetch {name!r}:\n  " + "\n  ".join(dict.fromkeys(errors)) + f"\n{src.hint}.")
     return target
 
 
@@ -139,4 +139,5 @@ def load(
         {k: tensors(*v, 1.0 if k == "test" else subset) for k, v in splits.items()},
         source(name).classes,
         device,
+        root,
     )
