@@ -66,6 +66,3 @@ def test_fashion_transfer_from_tunelabs_mnist_cnn(env, fixture_root, cache_root)
     board = pd.read_csv(env / "results" / "fashion_transfer" / "leaderboard.csv")
     assert sorted(board["config/freeze"]) == ["finetune_last_block", "linear_probe"] and (board["status"] == "completed").all()
     assert (board["val_acc"] > 0.3).all()  # generated classes are easy even from MNIST features
-    assert main(["--data-dir", str(fixture_root), "retrain", "fashion_transfer", "--seeds", "1", "--wandb", "disabled"]) == 0
-    assert main(["--data-dir", str(fixture_root), "report", "fashion_transfer", "--wandb", "disabled"]) == 0
-    assert {"confusion_matrix.png", "class_balance.png"} <= set(figures_of(env / "results" / "fashion_transfer" / "report" / "report.md"))
