@@ -248,10 +248,10 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     for c, name in enumerate(data.classes):
         counts = [int((y_split == c).sum()) for y_split in labels.values()]
         bars = ax.bar([i + (c - (len(data.classes) - 1) / 2) * width for i in range(len(labels))], counts, width, label=name)
-        shares = [f"{n / max(1, len(y_split)):.0%}" for n, y_split in zip(counts, labels.values())]
-        ax.bar_label(bars, shares, fontsize=7 if len(data.classes) > 4 else 9)
+        if len(data.classes) <= 4:  # more would crowd the bars
+            ax.bar_label(bars, [f"{n / max(1, len(y_split)):.0%}" for n, y_split in zip(counts, labels.values())])
     ax.set_xticks(range(len(labels)), [f"{split}\n({len(y_split)} images)" for split, y_split in labels.items()])
-    ax.set(ylabel="images", title="Class balance of each split (bar labels: share of the split)")
+    ax.set(ylabel="images", title="Class balance of each split" + (" (labels: share of the split)" if len(data.classes) <= 4 else ""))
     ax.legend(fontsize=8, ncols=2 if len(data.classes) > 4 else 1)
     written["Class balance of each split"] = outdir / "class_balance.png"
     fig.savefig(outdir / "class_balance.png", dpi=120)

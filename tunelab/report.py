@@ -140,7 +140,8 @@ def _importance(run: Run, ok: pd.DataFrame, path: Path) -> Path | None:
         params = {k: leaderboard._plain(row[f"config/{k}"]) for k in spec.params}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=spec.params, value=float(row[spec.metric])))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ax = optuna.visualization.matplotlib.plot_param_importances(study)
+    with plt.rc_context():  # optuna switches matplotlib to its ggplot style for good: keep it to this figure
+        ax = optuna.visualization.matplotlib.plot_param_importances(study)
     return _save(ax.figure, path)
 
 
