@@ -23,12 +23,14 @@ Optional:
   several models (``{run name: model}``), for an experiment's ``compare_with``.
 - ``example_input(parts, data)``: what the model takes, for layer tables (default: one test image).
 - ``predict_proba(parts, data, split) -> (probabilities, labels)``: numpy arrays, for ``tunelab compare``.
+- ``prepare(values, data_dir)``: called before a search with every value each hyperparameter may take
+  (a list per key); raises ``tunelab.UserError`` for what cannot work (e.g. missing pretrained weights).
 """
 
 from types import ModuleType
 
 from trainables import (cnn_classifier, conv_autoencoder, examples_net, mlp_autoencoder, multitask_ae, text_cnn,
-                        text_rnn, thought_vector_ae)
+                        text_rnn, thought_vector_ae, transfer)
 
 REGISTRY: dict[str, ModuleType] = {
     "cnn_classifier": cnn_classifier,
@@ -39,6 +41,7 @@ REGISTRY: dict[str, ModuleType] = {
     "multitask_ae": multitask_ae,
     "text_rnn": text_rnn,
     "text_cnn": text_cnn,
+    "transfer": transfer,
 }
 
 

@@ -198,9 +198,9 @@ def _importance(run: Run, ok: pd.DataFrame, path: Path) -> Path | None:
         params = {k: leaderboard._plain(row[f"config/{k}"]) for k in spec.params}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=spec.params, value=float(row[spec.metric])))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with plt.rc_context():  # optuna's plots switch matplotlib to its ggplot style: not for the figures after it
+    with plt.rc_context():  # optuna switches matplotlib to its ggplot style for good: keep it to this figure
         ax = optuna.visualization.matplotlib.plot_param_importances(study)
-        return _save(ax.figure, path)
+    return _save(ax.figure, path)
 
 
 def _save(fig, path: Path) -> Path:

@@ -105,10 +105,20 @@ def _check_data(run: Run) -> None:
         datasets.check(name, run.data_dir)
 
 
+def _prepare(run: Run) -> None:
+    """The trainable's own checks before Ray starts, over every value the search may try."""
+    prepare = getattr(trainables.get(run.spec.trainable), "prepare", None)
+    if prepare:
+        values = {k: [v] for k, v in run.spec.config({}).items()}
+        values |= {k: list(d.choices) for k, d in run.spec.params.items() if isinstance(d, optuna.distributions.CategoricalDistribution)}
+        prepare(values, run.data_dir)
+
+
 def search(run: Run) -> None:
     """Run a new search and write its leaderboard."""
     spec = run.spec
     _check_data(run)
+    _prepare(run)
     mode = tracking.configure(run.options.wandb, run.dir)
     run.save()
     searcher = _searcher(spec)

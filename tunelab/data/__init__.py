@@ -65,8 +65,7 @@ def require(name: str, root: Path) -> Path:
         looked = "\n".join(f"  {d}" for d in candidate_dirs(name, root))
         raise UserError(
             f"data set {name!r} not found. Looked for {', '.join(src.files)} in:\n{looked}\n"
-            f"Get it with `tunelab data fetch {name}`{f' (downloads from {src.urls[0]})' if src.urls else ''}, {src.hint}, "
-            f"or set TUNELAB_DATA to a folder that holds {src.folder}/."
+            f"Get it with {src.how_to_get(name)}, or set TUNELAB_DATA to a folder that holds {src.folder}/."
         )
     return found
 
@@ -88,7 +87,7 @@ def fetch(name: str, root: Path) -> Path:
         local = next((d / f for d in candidate_dirs(name, root)[1:] if (d / f).is_file()), None)
         errors += src.get(f, local, target / f)
     if errors:
-        raise UserError(f"could not fetch {name!r}:\n  " + "\n  ".join(errors) + f"\n{src.hint}.")
+        raise UserError(f"could not fetch {name!r}:\n  " + "\n  ".join(dict.fromkeys(errors)) + f"\n{src.hint}.")
     return target
 
 

