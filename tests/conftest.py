@@ -56,12 +56,10 @@ def _session_cache(monkeypatch, cache_root):
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, cache_root):
-    """An isolated environment for the CLI: no W&B key, results in tmp_path, no local copies, the
-    session's cache."""
+def env(tmp_path, monkeypatch):
+    """An isolated environment for the CLI: no W&B key, results in tmp_path, no local copies."""
     for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "TUNELAB_LOCAL_COPIES", "RAY_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: W&B has no key
     monkeypatch.setenv("TUNELAB_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("TUNELAB_CACHE", str(cache_root))
     return tmp_path
