@@ -49,6 +49,13 @@ def cache_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(autouse=True)
+def isolated_cache(monkeypatch, cache_root):
+    """Every test caches what tunelab computes once (pretrained weights, Fréchet classifiers) in the
+    session's cache, never in the user's."""
+    monkeypatch.setenv("TUNELAB_CACHE", str(cache_root))
+
+
 @pytest.fixture
 def env(tmp_path, monkeypatch, cache_root):
     """An isolated environment for the CLI: no W&B key, results in tmp_path, no local copies, the

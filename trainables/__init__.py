@@ -15,15 +15,21 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
   name: ``val_acc``, ``test_loss``, ...).
 - ``figures(parts, data, outdir) -> {caption: path}``: the report's model-specific PNGs, drawn from
   ``data.splits["test"]``.
+
+A model whose input is not an image (a GAN's generator takes noise) has an ``example_input()`` method that
+returns the arguments of one forward call, for the report's layer table.
 """
 
 from types import ModuleType
 
-from trainables import cnn_classifier, conv_autoencoder
+from trainables import cgan, cnn_classifier, conv_autoencoder, gan, vae
 
 REGISTRY: dict[str, ModuleType] = {
     "cnn_classifier": cnn_classifier,
     "conv_autoencoder": conv_autoencoder,
+    "vae": vae,
+    "gan": gan,
+    "cgan": cgan,
 }
 
 

@@ -81,13 +81,15 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
     parts["model"].load_state_dict(torch.load(weights, map_location=data.device, weights_only=True))
     parts["model"].eval()
     blocks.append(("h3", "Layers of the best model"))
-    blocks.append(("table", layer_table(parts["model"], data.splits["test"][0][:1].float())))
+    model = parts["model"]
+    example = model.example_input() if hasattr(model, "example_input") else data.splits["test"][0][:1].float()
+    blocks.append(("table", layer_table(model, example)))
     for caption, path in module.figures(parts, data, out).items():
         blocks.append(("img", caption, path))
     return blocks
 
 
-def layer_table(model: torch.nn.Module, example: torch.Tensor) -> pd.DataFrame:
+def layer_table(model: torch.nn.Module, example: torch.Tensor | tuple) -> pd.DataFrame:
     """Every layer with its output shape and parameter count, and the total (via torchinfo)."""
     stats = torchinfo.summary(model, input_data=example, verbose=0, depth=8)
     rows = [{"layer": f"{'  ' * (l.depth - 1)}{l.var_name}", "type": l.class_name, "output shape": str(l.output_size),
