@@ -28,7 +28,8 @@ def classifier(data: Data) -> nn.Sequential:
     digest = hashlib.sha256(x.cpu().numpy().tobytes())
     digest.update(y.cpu().numpy().tobytes())
     name = f"frechet_classifier_{data.name}_{digest.hexdigest()[:16]}"
-    model = cnn_classifier.make_model(CLASSIFIER, x, len(data.classes)).to(data.device)
+    # two images give the input shape; the input normalisation's statistics come with the weights
+    model = cnn_classifier.make_model(CLASSIFIER, x[:2], len(data.classes)).to(data.device)
     model.load_state_dict(cache.cached(name, lambda: _train(data)))
     return model.eval()
 
@@ -61,7 +62,7 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     root_a = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
     inner = root_a @ cov_b @ root_a
     cross = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp(min=0).sqrt().sum()
-    return (diff @ diff + cov_a.trace() + cov_b.trace() - 2 * cross).item()
+    return max((diff @ diff + cov_a.trace() + cov_b.trace() - 2 * cross).item(), 0.0)  # >= 0 but for rounding
 
 
 def scores(fake: torch.Tensor, data: Data, split: str, labels: torch.Tensor | None = None) -> dict[str, float]:
