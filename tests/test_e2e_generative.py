@@ -9,12 +9,14 @@ import pandas as pd
 import pytest
 
 from test_e2e import subset_for
+from tunelab import leaderboard, runs
 from tunelab.cli import main
 
 pytestmark = pytest.mark.slow
 
 
 def search_retrain_report(experiment: str, root: Path, capsys) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The run's per-epoch search metrics (all trials), its retrain table and its report."""
     roots = ["--data-dir", str(root)]
     assert main(roots + ["search", experiment, "--trials", "1", "--max-epochs", "1", "--subset", subset_for(root),
                          "--wandb", "disabled"]) == 0  # fmt: skip
@@ -24,24 +26,25 @@ def search_retrain_report(experiment: str, root: Path, capsys) -> tuple[pd.DataF
     report = (run / "report" / "report.md").read_text()
     for name in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
         assert (run / "report" / name).stat().st_size > 5000, name
-    return pd.read_csv(run / "leaderboard.csv"), pd.read_csv(run / "retrain" / "retrain.csv"), report
+    epochs = pd.concat(leaderboard.histories(runs.open_run(run.name, run.parent)).values())
+    return epochs, pd.read_csv(run / "retrain" / "retrain.csv"), report
 
 
 def test_gan_then_cgan_beside_it(env, fashion_root, capsys):
-    board, retrained, report = search_retrain_report("fashion_gan", fashion_root, capsys)
-    assert board["val_frechet"].gt(0).all() and board["val_frechet_real"].gt(0).all()
+    epochs, retrained, report = search_retrain_report("fashion_gan", fashion_root, capsys)
+    assert epochs["val_frechet"].gt(0).all() and epochs["val_frechet_real"].gt(0).all()
     assert retrained["test_frechet"].gt(retrained["test_frechet_real"]).all()  # one epoch: far from real images
     assert "samples.png" in report and "learning_curves.png" in report and "| total" in report
 
-    board, retrained, report = search_retrain_report("fashion_cgan", fashion_root, capsys)
-    assert board["val_class_acc"].between(0, 1).all()
+    epochs, retrained, report = search_retrain_report("fashion_cgan", fashion_root, capsys)
+    assert epochs["val_class_acc"].between(0, 1).all()
     assert retrained["test_class_acc_real"].gt(0.5).all()  # the classifier itself knows the classes
     assert "class_samples.png" in report and "beside the samples of the GAN run fashion_gan" in report
 
 
 def test_vae(env, fashion_root, capsys):
-    board, retrained, report = search_retrain_report("mnist_vae", fashion_root, capsys)
-    assert board["val_nelbo"].gt(0).all()
+    epochs, retrained, report = search_retrain_report("mnist_vae", fashion_root, capsys)
+    assert epochs["val_nelbo"].gt(0).all()
     row = retrained.iloc[0]
     assert row["test_nelbo"] == pytest.approx(row["test_recon"] + row["test_kl"], rel=1e-4)
     assert row["test_frechet"] > 0 and row["test_frechet_real"] > 0

@@ -36,7 +36,8 @@ def classifier(data: Data) -> nn.Sequential:
 
 def _train(data: Data) -> dict:
     train_only = Data(data.name, {"train": data.splits["train"]}, data.classes, data.device)
-    with torch.random.fork_rng():  # the caller's random stream is the same whether the cache had it or not
+    # the caller's random stream is the same whether the cache had it or not; callers may be in no_grad mode
+    with torch.random.fork_rng(), torch.enable_grad():
         torch.manual_seed(0)
         parts = cnn_classifier.build(CLASSIFIER, train_only)
         for _ in range(CLASSIFIER["epochs"]):
