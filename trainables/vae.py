@@ -173,8 +173,11 @@ def _manifold(model: VAE, n: int) -> torch.Tensor:
 
 
 def _scatter(ax, points, labels, classes: list[str], title: str) -> None:
+    from matplotlib import colormaps
+
+    colors = colormaps["tab10" if len(classes) <= 10 else "tab20"]  # a colour per class, whatever the style
     for c, name in enumerate(classes):
-        ax.scatter(*points[labels == c].T, s=4, alpha=0.6, label=name)
+        ax.scatter(*points[labels == c].T, s=4, alpha=0.6, color=colors(c % colors.N), label=name)
     ax.legend(markerscale=4, fontsize=8, loc="best")
     ax.set_title(title)
 
