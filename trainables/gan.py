@@ -90,7 +90,11 @@ class Discriminator(nn.Module):
         )
         features = 2 * width * (h // 4) * (w // 4)
         self.score = sn(nn.Linear(features, 1))
-        self.embed = sn(nn.Embedding(n_classes, features)) if n_classes else None
+        self.embed = None
+        if n_classes:  # initialised at the score layer's scale: N(0, 1) would swamp the score at the start
+            self.embed = nn.Embedding(n_classes, features)
+            nn.init.uniform_(self.embed.weight, -features**-0.5, features**-0.5)
+            self.embed = sn(self.embed)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(images * 2 - 1)
