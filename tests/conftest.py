@@ -50,16 +50,24 @@ def cache_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _session_cache(monkeypatch, cache_root):
-    """Every test keeps what tunelab caches in the session's cache, never in the user's."""
+def isolated_cache(monkeypatch, cache_root):
+    """Every test caches what tunelab computes once (pretrained weights, Fréchet classifiers) in the
+    session's cache, never in the user's."""
     monkeypatch.setenv("TUNELAB_CACHE", str(cache_root))
 
 
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, home):
     """An isolated environment for the CLI: no W&B key, results in tmp_path, no local copies."""
     for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "TUNELAB_LOCAL_COPIES", "RAY_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: W&B has no key
+    # No ~/.netrc, so W&B has no key. One home for the session: Ray keeps the token of the first local Ray
+    # in ~/.ray/auth_token and in memory, and a later Ray in the same process needs the same file.
+    monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("TUNELAB_RESULTS", str(tmp_path / "results"))
     return tmp_path

@@ -29,8 +29,8 @@ Optional:
 
 from types import ModuleType
 
-from trainables import (cnn_classifier, conv_autoencoder, examples_net, mlp_autoencoder, multitask_ae, text_cnn,
-                        text_rnn, thought_vector_ae, transfer)
+from trainables import (cgan, cnn_classifier, conv_autoencoder, examples_net, gan, mlp_autoencoder, multitask_ae,
+                        text_cnn, text_rnn, thought_vector_ae, transfer, vae)
 
 REGISTRY: dict[str, ModuleType] = {
     "cnn_classifier": cnn_classifier,
@@ -42,6 +42,9 @@ REGISTRY: dict[str, ModuleType] = {
     "text_rnn": text_rnn,
     "text_cnn": text_cnn,
     "transfer": transfer,
+    "vae": vae,
+    "gan": gan,
+    "cgan": cgan,
 }
 
 

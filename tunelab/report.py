@@ -131,7 +131,7 @@ def _comparison(run: Run, module, model: torch.nn.Module, data: datasets.Data, o
     return blocks
 
 
-def layer_table(model: torch.nn.Module, example: torch.Tensor) -> pd.DataFrame:
+def layer_table(model: torch.nn.Module, example: torch.Tensor | tuple) -> pd.DataFrame:
     """Every layer with its output shape and parameter count, and the total (via torchinfo)."""
     stats = torchinfo.summary(model, input_data=example, verbose=0, depth=8)
     rows = [{"layer": f"{'  ' * (l.depth - 1)}{l.var_name}", "type": l.class_name, "output shape": str(l.output_size),
