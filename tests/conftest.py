@@ -56,18 +56,20 @@ def isolated_cache(monkeypatch, cache_root):
     monkeypatch.setenv("TUNELAB_CACHE", str(cache_root))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("home")
+    """One home for the whole session: no ~/.netrc, so W&B has no key; and one ~/.ray/auth_token, which Ray
+    reads once per process and which every Ray the session starts (local or a test cluster) must share."""
+    path = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(path))
+        yield path
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, home):
+def env(tmp_path, monkeypatch):
     """An isolated environment for the CLI: no W&B key, results in tmp_path, no local copies."""
     for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "TUNELAB_LOCAL_COPIES", "RAY_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
-    # No ~/.netrc, so W&B has no key. One home for the session: Ray keeps the token of the first local Ray
-    # in ~/.ray/auth_token and in memory, and a later Ray in the same process needs the same file.
-    monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("TUNELAB_RESULTS", str(tmp_path / "results"))
     return tmp_path

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from trainables import common, conv_autoencoder, examples_net
+import trainables
+from trainables import common, examples_net
 from tunelab import analysis, data as datasets
 from tunelab.data import Data
 
@@ -56,6 +57,9 @@ def test_section_writes_the_figures_and_per_class_accuracy(model, data, tmp_path
     assert table["test images"].sum() == len(y) and min(expected) > 0.9
 
 
-def test_no_section_for_a_model_that_is_not_a_classifier(data, tmp_path):
-    model = conv_autoencoder.make_model(conv_autoencoder.DEFAULTS, (1, 28, 28))
-    assert analysis.section(model, data, tmp_path) == []
+@pytest.mark.parametrize("name", [n for n, m in trainables.REGISTRY.items() if getattr(m, "IMAGE_CLASSIFIER", False)])
+def test_what_declares_itself_an_image_classifier_maps_images_to_class_logits(name, data):
+    module = trainables.get(name)
+    model = module.build({**module.DEFAULTS, "epochs": 1}, data)["model"]
+    assert common.predict(model, data.splits["test"][0][:3]).shape == (3, len(data.classes))
+    assert isinstance([m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1], torch.nn.Linear)

@@ -19,6 +19,8 @@ Every trainable is a plain-PyTorch module (no Ray, no W&B) with this protocol:
 
 Optional:
 
+- ``IMAGE_CLASSIFIER = True``: ``parts["model"]`` maps uint8 images to class logits through a last linear
+  layer; the report then adds the classifier analysis (t-SNE, activation maximisation, confusion matrix).
 - ``compare(models, data, outdir) -> {caption: path}``: figures that put the same test images through
   several models (``{run name: model}``), for an experiment's ``compare_with``.
 - ``example_input(parts, data)``: what the model takes, for layer tables (default: one test image).

@@ -16,6 +16,7 @@ from tunelab.data import Data
 DATASET = "fashion_mnist"
 METRIC = "val_acc"
 MODE = "max"
+IMAGE_CLASSIFIER = True  # the report adds t-SNE, activation maximisation, confusion matrix
 
 DEFAULTS: dict[str, int | float | bool | str] = {
     "depth": 2,  # conv blocks, each ending in a 2x2 max-pool (1-3 for 28 px images)

@@ -30,6 +30,7 @@ from tunelab.data import Data
 DATASET = "fashion_mnist"
 METRIC = "val_acc"
 MODE = "max"
+IMAGE_CLASSIFIER = True  # the report adds t-SNE, activation maximisation, confusion matrix
 PRETRAIN_DATASET = "mnist"  # what the finetune variant pretrains on
 EXTRA_DATASETS = (PRETRAIN_DATASET,)
 VARIANTS = ("baseline", "augment", "batch_norm", "finetune")

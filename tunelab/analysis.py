@@ -27,12 +27,6 @@ AM_BLUR_SIGMA = 0.5  # px
 AM_L2 = 0.01  # penalty on the squared pixel values, per pixel
 
 
-def is_image_classifier(model: nn.Module, data: Data) -> bool:
-    out = common.predict(model, data.splits["test"][0][:2])
-    has_linear = any(isinstance(m, nn.Linear) for m in model.modules())
-    return has_linear and out.ndim == 2 and out.shape[1] == len(data.classes)
-
-
 @torch.no_grad()
 def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The input of the model's last linear layer for uint8 images x (in eval mode)."""
@@ -68,9 +62,7 @@ def activation_maximisation(model: nn.Module, shape: tuple, n_classes: int, devi
 
 
 def section(model: nn.Module, data: Data, out: Path) -> list[tuple]:
-    """The report's blocks (see tunelab.report) for a classifier; none for other models."""
-    if not is_image_classifier(model, data):
-        return []
+    """The report's blocks (see tunelab.report) for a classifier of uint8 images that ends in a linear layer."""
     from sklearn.metrics import confusion_matrix
 
     x, y = data.splits["test"]

@@ -95,7 +95,9 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
         blocks.append(("img", caption, path))
     if spec.compare_with:
         blocks += _comparison(run, module, parts["model"], data, out)
-    return blocks + analysis.section(parts["model"], data, out)
+    if getattr(module, "IMAGE_CLASSIFIER", False):
+        blocks += analysis.section(parts["model"], data, out)
+    return blocks
 
 
 def _retrained(run: Run, data: datasets.Data) -> dict:
