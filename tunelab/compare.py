@@ -5,8 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-import yaml
 
 import trainables
 from trainables import text
@@ -20,12 +18,8 @@ def _predictions(run: Run) -> tuple[np.ndarray, np.ndarray, dict, datasets.Data]
     if not hasattr(module, "predict_proba"):
         known = ", ".join(n for n, m in trainables.REGISTRY.items() if hasattr(m, "predict_proba"))
         raise UserError(f"run {run.name!r}: compare needs a trainable with predict_proba ({known}), not {run.spec.trainable}")
-    weights, chosen = retrain.weights_path(run, 1, 0), retrain.folder(run) / "rank1.yaml"
-    if not (weights.is_file() and chosen.is_file()):
-        raise UserError(f"run {run.name!r} has no retrained model yet; run `tunelab retrain {run.name}` first")
     data = datasets.load(run.spec.dataset, run.data_dir, "retrain", run.options.subset, training.device())
-    parts = training.build(module, yaml.safe_load(chosen.read_text())["config"], data, 0)
-    parts["model"].load_state_dict(torch.load(weights, map_location=data.device, weights_only=True))
+    parts = retrain.retrained_parts(run, data)
     p, y = module.predict_proba(parts, data, "test")
     return p, y, training.evaluate(module, parts, data, "test"), data
 

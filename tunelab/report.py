@@ -88,7 +88,7 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
         return blocks
     module = trainables.get(spec.trainable)
     data = datasets.load(spec.dataset, run.data_dir, "retrain", run.options.subset, training.device())
-    parts = _retrained(run, data)
+    parts = retrain.retrained_parts(run, data)
     blocks.append(("h3", "Layers of the best model"))
     blocks.append(("table", layer_table(parts["model"], describe.example_input(module, parts, data))))
     for caption, path in module.figures(parts, data, out).items():
@@ -98,16 +98,6 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
     if getattr(module, "IMAGE_CLASSIFIER", False):
         blocks += analysis.section(parts["model"], data, out)
     return blocks
-
-
-def _retrained(run: Run, data: datasets.Data) -> dict:
-    """The parts of a run's best config with the weights of its first retrained seed, in eval mode."""
-    module = trainables.get(run.spec.trainable)
-    parts = training.build(module, leaderboard.config_of(leaderboard.load(run).iloc[0], run), data, 0)
-    weights = retrain.weights_path(run, 1, 0)
-    parts["model"].load_state_dict(torch.load(weights, map_location=data.device, weights_only=True))
-    parts["model"].eval()
-    return parts
 
 
 def _comparison(run: Run, module, model: torch.nn.Module, data: datasets.Data, out: Path) -> list[tuple]:
@@ -124,7 +114,7 @@ def _comparison(run: Run, module, model: torch.nn.Module, data: datasets.Data, o
         elif other.spec.dataset != run.spec.dataset or not hasattr(trainables.get(other.spec.trainable), "compare"):
             missing.append(f"`{name}` (trains `{other.spec.trainable}` on `{other.spec.dataset}`: not comparable)")
         else:
-            models[name] = _retrained(other, data)["model"]
+            models[name] = retrain.retrained_parts(other, data)["model"]
     blocks = [("h3", f"Compared with {', '.join(run.spec.compare_with)}")]
     if missing:
         blocks.append(("p", f"Left out of the comparison: {'; '.join(missing)}."))

@@ -20,6 +20,17 @@ def weights_path(run: Run, rank: int, seed: int) -> Path:
     return folder(run) / f"rank{rank}_seed{seed}.pt"
 
 
+def retrained_parts(run: Run, data: datasets.Data, rank: int = 1, seed: int = 0) -> dict:
+    """The parts of a retrained model, built from its rank<k>.yaml config with its weights, in eval mode."""
+    weights, chosen = weights_path(run, rank, seed), folder(run) / f"rank{rank}.yaml"
+    if not (weights.is_file() and chosen.is_file()):
+        raise UserError(f"run {run.name!r} has no retrained model yet; run `tunelab retrain {run.name}` first")
+    parts = training.build(trainables.get(run.spec.trainable), yaml.safe_load(chosen.read_text())["config"], data, 0)
+    parts["model"].load_state_dict(torch.load(weights, map_location=data.device, weights_only=True))
+    parts["model"].eval()
+    return parts
+
+
 def retrain(run: Run, top_k: int = 1, seeds: int = 3, epochs: int | None = None, wandb: str | None = None) -> pd.DataFrame:
     """Write retrain/retrain.csv (one row per rank and seed) and the weights; return mean and std per rank."""
     spec = run.spec
