@@ -15,6 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
+from trainables import common
 from tunelab import UserError, cache
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # mean and std of images in [0, 1]
@@ -119,12 +120,4 @@ def pretrain_mnist_cnn(config: dict, data_root: Path | None) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     mnist = datasets.load("mnist", data_root or datasets.data_root(), "search", device=device)
     print(f"training tunelab's MNIST CNN once ({config['epochs']} epochs; kept in {cache.cache_dir()})", flush=True)
-    torch.manual_seed(0)
-    parts = cnn_classifier.build(config, mnist)
-    best, best_acc = None, -1.0
-    for _ in range(config["epochs"]):
-        cnn_classifier.train_epoch(parts, mnist, config)
-        acc = cnn_classifier.evaluate(parts, mnist, "val")["acc"]
-        if acc > best_acc:
-            best, best_acc = {k: v.detach().cpu().clone() for k, v in parts["model"].state_dict().items()}, acc
-    return best
+    return common.best_epoch_weights(cnn_classifier, config, mnist)

@@ -5,6 +5,7 @@ Data stays on its device as uint8; batches are index slices of it, converted and
 
 import math
 from collections.abc import Callable, Iterable
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -98,3 +99,17 @@ def make_scheduler(config: dict, optimizer: torch.optim.Optimizer, n_train: int)
     factor = SCHEDULES[config["schedule"]]
     total = config["epochs"] * math.ceil(n_train / config["batch_size"])
     return LambdaLR(optimizer, lambda step: factor(min(step / total, 1.0)))
+
+
+def best_epoch_weights(module: ModuleType, config: dict, data) -> dict[str, torch.Tensor]:
+    """A trainable trained from seed 0 for config["epochs"] epochs: the weights (on the CPU) of its epoch with the
+    best validation accuracy. The caller's random stream is the same afterwards (for weights tunelab pretrains)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        parts, best, best_acc = module.build(config, data), None, -1.0
+        for _ in range(config["epochs"]):
+            module.train_epoch(parts, data, config)
+            acc = module.evaluate(parts, data, "val")["acc"]
+            if acc > best_acc:
+                best, best_acc = {k: v.detach().cpu().clone() for k, v in parts["model"].state_dict().items()}, acc
+    return best

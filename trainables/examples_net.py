@@ -15,6 +15,7 @@ their log-softmax for ``nll_loss``; cross-entropy on logits is the same loss).
 """
 
 import hashlib
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -97,16 +98,7 @@ def mnist_weights(data: Data, epochs: int) -> dict[str, torch.Tensor]:
 
     def pretrain() -> dict:
         config = {**DEFAULTS, "variant": "baseline", "epochs": epochs}
-        with torch.random.fork_rng():  # the caller's random stream is the same with or without the cache
-            torch.manual_seed(0)
-            parts, best = build(config, mnist), {"val_acc": -1.0}
-            for epoch in range(1, epochs + 1):
-                train_epoch(parts, mnist, config)
-                acc = evaluate(parts, mnist, "val")["acc"]
-                if acc > best["val_acc"]:
-                    weights = {k: v.clone() for k, v in parts["model"].state_dict().items()}
-                    best = {"val_acc": acc, "epoch": epoch, "model": weights}
-        return best
+        return {"model": common.best_epoch_weights(sys.modules[__name__], config, mnist)}
 
     return cache.cached(f"examples_net-{PRETRAIN_DATASET}-{digest}-{epochs}ep", pretrain)["model"]
 
