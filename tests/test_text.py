@@ -28,6 +28,16 @@ def test_vocabulary_comes_from_the_training_split_only():
     assert tok.encode(texts("a " * 500))[0].shape == (1, CONFIG["max_len"])
 
 
+def test_long_texts_keep_their_first_or_last_tokens():
+    long = texts("a b c d e")
+    first = text.Tokenizer(dict(CONFIG, max_len=2)).fit(long)
+    last = text.Tokenizer(dict(CONFIG, max_len=2, keep="last")).fit(long)
+    assert [first.vocab[i] for i in first.encode(long)[0][0]] == ["a", "b"]
+    assert [last.vocab[i] for i in last.encode(long)[0][0]] == ["d", "e"]
+    with pytest.raises(ValueError, match="keep"):
+        text.Tokenizer(dict(CONFIG, keep="middle"))
+
+
 def test_character_alphabet():
     tok = text.Tokenizer(dict(CONFIG, level="char")).fit(texts("Hi!", "hi"))
     assert set(tok.vocab[2:]) == {"h", "i", "!"}

@@ -1,7 +1,8 @@
 """A DCGAN-style generative adversarial network for small grayscale images (``cgan`` is its conditional form).
 
 Generator: z -> linear -> (2w, H/4, W/4) -> BN, ReLU -> 4x4 transposed conv, stride 2 -> (w, H/2, W/2) ->
-BN, ReLU -> 4x4 transposed conv, stride 2 -> sigmoid: an image in [0, 1]. Discriminator: 4x4 conv, stride
+BN, ReLU -> 4x4 transposed conv, stride 2 -> (w, H, W) -> BN, ReLU -> 3x3 conv -> sigmoid: an image in
+[0, 1] (the last convolution at full size smooths the transposed convolutions' checkerboard). Discriminator: 4x4 conv, stride
 2 -> LeakyReLU(0.2) -> 4x4 conv, stride 2 -> normalisation -> LeakyReLU(0.2) -> linear score. The
 objective is searchable (the original GAN's non-saturating loss, WGAN-GP or hinge), as are both learning
 rates, Adam's betas, the widths and the discriminator steps per generator step.
@@ -64,7 +65,10 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width, c, 4, stride=2, padding=1),
+            nn.ConvTranspose2d(width, width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, c, 3, padding=1),
             nn.Sigmoid(),
         )
 

@@ -25,6 +25,7 @@ from tunelab.data import Data
 PAD, UNK = 0, 1
 EVAL_BATCH = 512  # texts per forward pass when predicting without gradients
 LEVELS = ("word", "char")
+KEEPS = ("first", "last")
 LOSSES = ("soft_ce", "bce")
 
 DEFAULTS: dict[str, int | float | bool | str] = {
@@ -32,6 +33,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "vocab_size": 20000,  # most frequent training tokens kept, <pad> and <unk> included
     "min_count": 2,  # a token needs this many occurrences in the training split
     "max_len": 200,  # tokens kept per text (the rest is cut)
+    "keep": "first",  # which max_len tokens of a longer text are kept: first or last (reviews end with their verdict)
     "lowercase": True,  # lowercase before tokenising
     "clean_html": True,  # unescape HTML entities (&amp; -> &) and drop tags such as <br />
     "clean_mentions": True,  # @user mentions -> "@user"
@@ -54,7 +56,7 @@ CLEANERS: dict[str, Callable[[str], str]] = {
     "links": lambda t: re.sub(r"(?:https?://|www\.)\S+", "url", t),
     "repeats": lambda t: re.sub(r"(.)\1{2,}", r"\1\1", t),
 }
-TOKENIZER_KEYS = ("level", "vocab_size", "min_count", "max_len", "lowercase", *(f"clean_{step}" for step in CLEANERS))
+TOKENIZER_KEYS = ("level", "vocab_size", "min_count", "max_len", "keep", "lowercase", *(f"clean_{step}" for step in CLEANERS))
 WORD = re.compile(r"[\w']+|[^\w\s]")  # words (with apostrophes) and single punctuation marks or symbols
 
 
@@ -63,6 +65,7 @@ class Tokenizer:
 
     def __init__(self, config: dict):
         common.check_choice(config, "level", LEVELS)
+        common.check_choice(config, "keep", KEEPS)
         self.config = {k: config[k] for k in TOKENIZER_KEYS}
         self.vocab: list[str] = []
         self.index: dict[str, int] = {}
@@ -83,7 +86,9 @@ class Tokenizer:
 
     def encode(self, texts) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (N x longest, padded with 0) and lengths (at least 1: an empty text is one <unk>)."""
-        rows = [[self.index.get(t, UNK) for t in self.tokens(text)][: self.config["max_len"]] or [UNK] for text in texts]
+        n, last = self.config["max_len"], self.config["keep"] == "last"
+        rows = [[self.index.get(t, UNK) for t in self.tokens(text)] for text in texts]
+        rows = [(row[-n:] if last else row[:n]) or [UNK] for row in rows]
         ids = torch.zeros(len(rows), max(map(len, rows), default=1), dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)

@@ -103,7 +103,7 @@ def _cmd_retrain(args) -> None:
     from tunelab import retrain
 
     run = _run(args)
-    summary = retrain.retrain(run, top_k=args.top_k, seeds=args.seeds, epochs=args.epochs, wandb=args.wandb)
+    summary = retrain.retrain(run, args.top_k, args.seeds, args.epochs, args.wandb, args.subset)
     print("\n" + summary.to_markdown(index=False, floatfmt=".4f"))
     print(f"\nRetrain results: {run.dir / 'retrain' / 'retrain.csv'}")
 
@@ -163,11 +163,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--subset", type=_fraction, default=1.0, metavar="F", help="train on a fraction F of the data (smoke runs)")
     s.add_argument("--seed", type=int, help="seed of the sampler and the trials")
     s.add_argument("--name", metavar="RUN", help="name of the run's results folder (default: the experiment)")
-    res = command("resume", _cmd_resume, "continue an interrupted search")
     s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     s.add_argument("--storage", metavar="PATH|URI", help="where Ray keeps the trials and checkpoints: a shared file "
                    "system or a bucket (s3://..., gs://...) that every node reaches; needed on a multi-node cluster "
                    "(default: the results folder)")  # fmt: skip
+    res = command("resume", _cmd_resume, "continue an interrupted search")
     res.add_argument("--address", help="the Ray cluster to continue on (default: $RAY_ADDRESS, else the search's)")
     res.add_argument("--storage", metavar="PATH|URI", help="the search's --storage, if its contents have moved")
     lb = command("leaderboard", _cmd_leaderboard, "show a run's leaderboard")
@@ -176,6 +176,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--top-k", type=int, default=1, metavar="K", help="retrain the K best configs")
     r.add_argument("--seeds", type=int, default=3, metavar="S", help="seeds per config")
     r.add_argument("--epochs", type=int, metavar="E", help="epochs (default: the search's max epochs)")
+    r.add_argument("--subset", type=_fraction, metavar="F", help="train on a fraction F of train+validation "
+                   "(default: the search's --subset; 1 for all of it)")  # fmt: skip
     rep = command("report", _cmd_report, "write the run's report: figures, report.md and report.html")
     for c in (res, lb, r, rep):
         c.add_argument("run", metavar="RUN", help="the run (the experiment's name unless search had --name)")

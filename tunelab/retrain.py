@@ -31,23 +31,28 @@ def retrained_parts(run: Run, data: datasets.Data, rank: int = 1, seed: int = 0)
     return parts
 
 
-def retrain(run: Run, top_k: int = 1, seeds: int = 3, epochs: int | None = None, wandb: str | None = None) -> pd.DataFrame:
-    """Write retrain/retrain.csv (one row per rank and seed) and the weights; return mean and std per rank."""
+def retrain(
+    run: Run, top_k: int = 1, seeds: int = 3, epochs: int | None = None, wandb: str | None = None, subset: float | None = None
+) -> pd.DataFrame:
+    """Write retrain/retrain.csv (one row per rank and seed) and the weights; return mean and std per rank.
+    ``subset``: the fraction of train+validation to train on (default: the search's); the test set is whole."""
     spec = run.spec
     board = leaderboard.load(run)
     ranked = board[board[spec.metric].notna()].head(top_k)
     if ranked.empty:
         raise UserError(f"run {run.name!r} has no finished trial to retrain; see `tunelab leaderboard {run.name}`")
     module = trainables.get(spec.trainable)
-    data = datasets.load(spec.dataset, run.data_dir, "retrain", run.options.subset, training.device())
+    subset = run.options.subset if subset is None else subset
+    data = datasets.load(spec.dataset, run.data_dir, "retrain", subset, training.device())
     mode = tracking.configure(wandb or run.options.wandb, run.dir)
     folder(run).mkdir(parents=True, exist_ok=True)
     rows = []
     for rank, (_, row) in enumerate(ranked.iterrows(), start=1):
         config = leaderboard.config_of(row, run) | ({"epochs": epochs} if epochs else {})
-        (folder(run) / f"rank{rank}.yaml").write_text(yaml.safe_dump({"trial_id": row["trial_id"], "config": config}, sort_keys=False))
+        (folder(run) / f"rank{rank}.yaml").write_text(yaml.safe_dump({"trial_id": row["trial_id"], "subset": subset, "config": config}, sort_keys=False))
         for seed in range(seeds):
-            print(f"retrain rank {rank} (trial {row['trial_id']}) seed {seed}: {config['epochs']} epochs", flush=True)
+            n_train = len(data.splits["train"][1])
+            print(f"retrain rank {rank} (trial {row['trial_id']}) seed {seed}: {config['epochs']} epochs on {n_train:,} examples", flush=True)
             with tracking.run(mode, spec.project, run.name, "retrain", f"{run.name}-rank{rank}-seed{seed}", config) as log:
                 result = _train(module, config, data, seed, log)
             if "model" in result:
