@@ -5,7 +5,8 @@ BN, ReLU -> 4x4 transposed conv, stride 2 -> (w, H, W) -> BN, ReLU -> 3x3 conv -
 [0, 1] (the last convolution, at full size, smooths the transposed convolutions' checkerboard).
 Discriminator: 4x4 conv, stride 2 -> LeakyReLU(0.2) -> 4x4 conv, stride 2 -> normalisation ->
 LeakyReLU(0.2) -> linear score. The objective is searchable (the original GAN's non-saturating loss,
-WGAN-GP or hinge), as are both learning rates, Adam's betas, the widths and the discriminator steps per generator step.
+WGAN-GP or hinge), as are both learning rates, Adam's betas, the widths and the discriminator steps per
+generator step.
 
 ``parts["model"]`` is the ``GAN``, both networks in one module: it is saved, and its ``sample`` is what
 ``evaluate`` scores: the Fréchet distance of as many generated images as the split has to the split's
