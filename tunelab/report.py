@@ -82,7 +82,7 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
 
 def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple]:
     spec = run.spec
-    blocks = [("h2", "Retrained on train+validation, tested on the official test set"), ("table", retrain.summary(retrained)),
+    blocks = [("h2", "Retrained on train+validation, tested on the test set"), ("table", retrain.summary(retrained)),
               ("table", retrained)]  # fmt: skip
     if not retrain.weights_path(run, 1, 0).is_file():
         return blocks
