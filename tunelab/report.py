@@ -126,10 +126,19 @@ def _comparison(run: Run, module, model: torch.nn.Module, data: datasets.Data, o
 def layer_table(model: torch.nn.Module, example: torch.Tensor | tuple) -> pd.DataFrame:
     """Every layer with its output shape and parameter count, and the total (via torchinfo)."""
     stats = torchinfo.summary(model, input_data=example, verbose=0, depth=8)
-    rows = [{"layer": f"{'  ' * (l.depth - 1)}{l.var_name}", "type": l.class_name, "output shape": str(l.output_size),
+    rows = [{"layer": _path(l), "type": l.class_name, "output shape": str(l.output_size),
              "parameters": l.num_params} for l in stats.summary_list if l.depth > 0 and not l.children]  # fmt: skip
     rows.append({"layer": "total", "type": "", "output shape": "", "parameters": stats.total_params})
     return pd.DataFrame(rows)
+
+
+def _path(layer) -> str:
+    """A layer's dotted name inside the model (generator.net.0), as its state_dict names it."""
+    names = []
+    while layer is not None and layer.depth > 0:
+        names.append(layer.var_name)
+        layer = layer.parent_info
+    return ".".join(reversed(names))
 
 
 def _number(v: float, sign: str = "") -> str:
