@@ -108,3 +108,16 @@ def test_interrupted_search_resumes_and_keeps_its_finished_trials(env, fashion_r
         assert after.loc[row["trial_id"], "val_acc"] == pytest.approx(row["val_acc"])
     configs = after.filter(like="config/").astype(str).agg("|".join, axis=1)
     assert configs.is_unique  # no finished config was tried again
+
+
+def test_a_search_whose_time_budget_ends_running_trials_returns_with_their_wandb_runs(env, fashion_root):
+    """Trials still running when the budget ends are stopped; their W&B runs end too and the search
+    returns (it used to wait for them for half an hour)."""
+    cmd = [sys.executable, "-m", "tunelab.cli", "--data-dir", str(fashion_root), "search", "fashion_cnn", "--trials", "2",
+           "--max-epochs", "500", "--concurrency", "2", "--time-budget", "20", "--subset", subset_for(fashion_root),
+           "--wandb", "offline"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    board = pd.read_csv(env / "results" / "fashion_cnn" / "leaderboard.csv")
+    assert len(board) == 2 and (board["epochs"] < 500).all() and board["val_acc"].notna().all()
+    assert len(offline_runs(env / "results", "fashion_cnn")) == 2

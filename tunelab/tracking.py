@@ -42,7 +42,16 @@ def trial_callbacks(mode: str, project: str, group: str) -> list:
         return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    return [WandbLoggerCallback(project=project, group=group, job_type="search", mode=mode, dir=os.environ["WANDB_DIR"])]
+    class EndingWandbLoggerCallback(WandbLoggerCallback):
+        """Ends the W&B runs of trials still running when the search ends (its time budget, Ctrl-C): Ray's
+        callback waits for them to end by themselves, up to 30 minutes, before the search returns."""
+
+        def on_experiment_end(self, trials, **info):
+            for trial in list(self._trial_logging_actors):
+                self._signal_logging_actor_stop(trial=trial)
+            super().on_experiment_end(trials, **info)
+
+    return [EndingWandbLoggerCallback(project=project, group=group, job_type="search", mode=mode, dir=os.environ["WANDB_DIR"])]
 
 
 class _Run:
