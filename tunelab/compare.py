@@ -18,7 +18,7 @@ def _predictions(run: Run) -> tuple[np.ndarray, np.ndarray, dict, datasets.Data]
     if not hasattr(module, "predict_proba"):
         known = ", ".join(n for n, m in trainables.REGISTRY.items() if hasattr(m, "predict_proba"))
         raise UserError(f"run {run.name!r}: compare needs a trainable with predict_proba ({known}), not {run.spec.trainable}")
-    data = datasets.load(run.spec.dataset, run.data_dir, "retrain", run.options.subset, training.device())
+    data = retrain.data(run)
     parts = retrain.retrained_parts(run, data)
     p, y = module.predict_proba(parts, data, "test")
     return p, y, training.evaluate(module, parts, data, "test"), data

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 import torchinfo  # noqa: E402
 
 import trainables  # noqa: E402
-from tunelab import UserError, analysis, comparison, data as datasets, describe, leaderboard, pareto, retrain, runs, tracking, training  # noqa: E402
+from tunelab import UserError, analysis, comparison, data as datasets, describe, leaderboard, pareto, retrain, runs, tracking  # noqa: E402
 from tunelab.runs import Run  # noqa: E402
 
 
@@ -87,7 +87,7 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
     if not retrain.weights_path(run, 1, 0).is_file():
         return blocks
     module = trainables.get(spec.trainable)
-    data = datasets.load(spec.dataset, run.data_dir, "retrain", run.options.subset, training.device())
+    data = retrain.data(run)
     parts = retrain.retrained_parts(run, data)
     blocks.append(("h3", "Layers of the best model"))
     blocks.append(("table", layer_table(parts["model"], describe.example_input(module, parts, data))))

@@ -20,6 +20,15 @@ def weights_path(run: Run, rank: int, seed: int) -> Path:
     return folder(run) / f"rank{rank}_seed{seed}.pt"
 
 
+def data(run: Run) -> datasets.Data:
+    """The data set as the run's retrain saw it (its fraction of train+validation, so a text model's
+    vocabulary is rebuilt the same), with the whole test set."""
+    chosen = folder(run) / "rank1.yaml"
+    saved = yaml.safe_load(chosen.read_text()) if chosen.is_file() else {}
+    subset = saved.get("subset", run.options.subset)
+    return datasets.load(run.spec.dataset, run.data_dir, "retrain", subset, training.device())
+
+
 def retrained_parts(run: Run, data: datasets.Data, rank: int = 1, seed: int = 0) -> dict:
     """The parts of a retrained model, built from its rank<k>.yaml config with its weights, in eval mode."""
     weights, chosen = weights_path(run, rank, seed), folder(run) / f"rank{rank}.yaml"
