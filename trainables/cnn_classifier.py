@@ -88,21 +88,15 @@ def build(config: dict, data: Data) -> dict:
 
 
 def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
-    model, optimizer, scheduler = parts["model"], parts["optimizer"], parts["scheduler"]
+    model = parts["model"]
     x, y = data.splits["train"]
     model.train()
-    loss_sum, correct = torch.zeros((), device=data.device), torch.zeros((), device=data.device)
-    for idx in common.batches(len(y), config["batch_size"], data.device):
-        xb = common.augment(common.to_float(x[idx]), config["augment"], config["crop_pad"])
-        logits = model(xb)
-        loss = F.cross_entropy(logits, y[idx], label_smoothing=config["label_smoothing"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        loss_sum = loss_sum + loss.detach() * len(idx)
-        correct = correct + (logits.argmax(1) == y[idx]).sum()
-    return {"loss": loss_sum.item() / len(y), "acc": correct.item() / len(y)}
+    return common.classifier_epoch(
+        y, config["batch_size"],
+        lambda idx: model(common.augment(common.to_float(x[idx]), config["augment"], config["crop_pad"])),
+        lambda logits, labels: F.cross_entropy(logits, labels, label_smoothing=config["label_smoothing"]),
+        parts["optimizer"], parts["scheduler"],
+    )  # fmt: skip
 
 
 def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:

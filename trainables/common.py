@@ -33,6 +33,30 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([model(to_float(xb)) for xb in x.split(EVAL_BATCH)])
 
 
+def classifier_epoch(
+    y: torch.Tensor,
+    batch_size: int,
+    logits_of: Callable[[torch.Tensor], torch.Tensor],
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: LambdaLR | None = None,
+) -> dict[str, float]:
+    """One epoch of a classifier in shuffled minibatches: ``logits_of(indices)`` gives a batch's logits and
+    ``loss_of(logits, labels)`` its loss; ``scheduler`` (if any) steps per batch. Mean loss and accuracy."""
+    loss_sum, correct = torch.zeros((), device=y.device), torch.zeros((), device=y.device)
+    for idx in batches(len(y), batch_size, y.device):
+        logits = logits_of(idx)
+        loss = loss_of(logits, y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum = loss_sum + loss.detach() * len(idx)
+        correct = correct + (logits.argmax(1) == y[idx]).sum()
+    return {"loss": loss_sum.item() / len(y), "acc": correct.item() / len(y)}
+
+
 def random_flip(x: torch.Tensor) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
     flip = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5

@@ -119,7 +119,7 @@ def build(config: dict, data: Data) -> dict:
 
 
 def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
-    model, optimizer = parts["model"], parts["optimizer"]
+    model = parts["model"]
     x, y = data.splits["train"]
     augment = None
     if config["variant"] == "augment":
@@ -128,20 +128,16 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
         transforms = augmentations(tuple(x.shape[2:])).values()
         augment = v2.Compose([v2.RandomApply([t], p=config["augment_p"]) for t in transforms])
     model.train()
-    loss_sum, correct = torch.zeros((), device=data.device), torch.zeros((), device=data.device)
-    for idx in common.batches(len(y), config["batch_size"], data.device):
+
+    def logits_of(idx: torch.Tensor) -> torch.Tensor:
         xb = common.to_float(x[idx])
         if augment:  # torchvision draws one set of random parameters per call: one call per image
             xb = torch.stack([augment(image) for image in xb])
-        logits = model(xb)
-        loss = F.cross_entropy(logits, y[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum = loss_sum + loss.detach() * len(idx)
-        correct = correct + (logits.argmax(1) == y[idx]).sum()
-    parts["scheduler"].step()
-    return {"loss": loss_sum.item() / len(y), "acc": correct.item() / len(y)}
+        return model(xb)
+
+    metrics = common.classifier_epoch(y, config["batch_size"], logits_of, F.cross_entropy, parts["optimizer"])
+    parts["scheduler"].step()  # the example's StepLR: once per epoch
+    return metrics
 
 
 evaluate = cnn_classifier.evaluate  # loss and accuracy of a classifier

@@ -153,22 +153,15 @@ def class_weights(y: torch.Tensor, n_classes: int, power: float) -> torch.Tensor
 
 
 def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
-    model, optimizer, scheduler = parts["model"], parts["optimizer"], parts["scheduler"]
+    model = parts["model"]
     x, y = data.splits["train"]
     inputs = _inputs(model, x)
     weight = class_weights(y, len(data.classes), config["class_weight"])
     model.train()
-    loss_sum, correct = torch.zeros((), device=data.device), torch.zeros((), device=data.device)
-    for idx in common.batches(len(y), config["batch_size"], data.device):
-        logits = model.trainable(inputs[idx].float())
-        loss = F.cross_entropy(logits, y[idx], weight=weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        loss_sum = loss_sum + loss.detach() * len(idx)
-        correct = correct + (logits.argmax(1) == y[idx]).sum()
-    return {"loss": loss_sum.item() / len(y), "acc": correct.item() / len(y)}
+    return common.classifier_epoch(
+        y, config["batch_size"], lambda idx: model.trainable(inputs[idx].float()),
+        lambda logits, labels: F.cross_entropy(logits, labels, weight=weight), parts["optimizer"], parts["scheduler"],
+    )  # fmt: skip
 
 
 def roc_auc(score: torch.Tensor, positive: torch.Tensor) -> float:
