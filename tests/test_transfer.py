@@ -78,6 +78,17 @@ def test_pretrained_backbone_carries_the_packaged_imagenet_weights():
     assert torch.equal(stem, shipped["_conv_stem.weight"]) and not torch.equal(scratch.trainable[1][0].weight, stem)
 
 
+def test_a_backbone_trained_from_scratch_predicts_in_eval_mode_what_it_learned():
+    """Its batch norms' running statistics follow the training batches within a few dozen steps (with
+    TensorFlow's momentum they stayed at their initial values, and evaluation was at chance)."""
+    data = tiny()
+    cfg = config(freeze="scratch", epochs=12, lr=3e-3, batch_size=8)
+    parts = transfer.build(cfg, data)
+    for _ in range(cfg["epochs"]):  # 72 steps
+        transfer.train_epoch(parts, data, cfg)
+    assert transfer.evaluate(parts, data, "val")["acc"] >= 0.9
+
+
 def test_a_saved_model_restores_its_predictions():
     data = tiny()
     parts = transfer.build(config(freeze="finetune_last_block"), data)

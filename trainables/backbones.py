@@ -61,6 +61,10 @@ def _efficientnet_lite0(pretrained: bool, size: int) -> Backbone:
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0", image_size=size)  # its "same" padding is set per input size
+    # The package keeps TensorFlow's batch-norm momentum (0.01 in PyTorch's terms): running statistics that take
+    # hundreds of steps to follow the data, so a short run from scratch evaluated at chance. PyTorch's default:
+    for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.momentum = 0.1
     if pretrained:
         net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
     rate = net._global_params.drop_connect_rate
