@@ -110,6 +110,33 @@ def test_interrupted_search_resumes_and_keeps_its_finished_trials(env, fashion_r
     assert configs.is_unique  # no finished config was tried again
 
 
+def test_the_checkpoint_that_rays_state_names_is_the_one_kept(tmp_path):
+    """A trial stopped as its search ends can write a checkpoint that Ray never registers. The one Ray's state
+    names, which resume restores, is kept (keeping the newest on disk instead made resume fail on a search
+    stopped with Ctrl-C: "Could not recover from checkpoint as it does not exist on storage anymore")."""
+    import tempfile
+
+    import ray
+    from ray import tune
+
+    from tunelab import cluster
+
+    def trainable(config):
+        for epoch in range(3):
+            with tempfile.TemporaryDirectory() as d:
+                tune.report({"epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(d))
+
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        results = tune.Tuner(trainable, run_config=tune.RunConfig(storage_path=str(tmp_path), name="run")).fit()
+    finally:
+        ray.shutdown()
+    trial = Path(results[0].path)
+    (trial / "checkpoint_000003").mkdir()  # written after Ray last saved its state
+    cluster.keep_latest_checkpoints(results)
+    assert [d.name for d in trial.glob("checkpoint_*")] == [Path(results[0].checkpoint.path).name] == ["checkpoint_000002"]
+
+
 def test_a_search_whose_time_budget_ends_running_trials_returns_with_their_wandb_runs(env, fashion_root):
     """Trials still running when the budget ends are stopped and keep what they reported; their W&B runs
     are written and the search returns. (Once, on imdb_rnn, Ray's W&B callback waited for the runs of such

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow.fs
 import ray
+from ray.tune import ResultGrid
 
 from tunelab import UserError
 
@@ -72,14 +73,12 @@ def check_reachable(address: str, timeout_s: float = 5) -> None:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
 
 
-def keep_latest_checkpoints(experiment_path: str) -> None:
-    """Delete every checkpoint of a finished or interrupted search but each trial's latest (which resume needs)."""
-    fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path if "://" in experiment_path else Path(experiment_path).as_uri())
-    checkpoints = {}
-    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
-        parent, _, name = info.path.rpartition("/")
-        if info.type == pyarrow.fs.FileType.Directory and name.startswith("checkpoint_"):
-            checkpoints.setdefault(parent, []).append(info.path)
-    for paths in checkpoints.values():
-        for path in sorted(paths)[:-1]:
-            fs.delete_dir(path)
+def keep_latest_checkpoints(results: ResultGrid) -> None:
+    """Delete every checkpoint of a finished or interrupted search but each trial's latest as Ray's saved state
+    names it, which resume restores. A trial stopped as the search ended may have written a newer one that Ray
+    never registered: that one goes too (keeping it instead left resume pointing at a deleted checkpoint)."""
+    for result in results:
+        keep = result.checkpoint.path if result.checkpoint else None
+        for info in result.filesystem.get_file_info(pyarrow.fs.FileSelector(result.path, allow_not_found=True)):
+            if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_") and info.path != keep:
+                result.filesystem.delete_dir(info.path)

@@ -148,8 +148,7 @@ def search(run: Run) -> None:
             ),
             run_config=_run_config(run, mode),
         )
-        tuner.fit()
-        cluster.keep_latest_checkpoints(run.experiment_path)
+        cluster.keep_latest_checkpoints(tuner.fit())
     finally:
         ray.shutdown()
         leaderboard.write(run)  # also after Ctrl-C: what finished is on the leaderboard
@@ -162,8 +161,7 @@ def resume(run: Run) -> None:
     cluster.init(run.options.address)
     try:
         tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True)
-        tuner.fit()
-        cluster.keep_latest_checkpoints(run.experiment_path)
+        cluster.keep_latest_checkpoints(tuner.fit())
     finally:
         ray.shutdown()
         leaderboard.write(run)
