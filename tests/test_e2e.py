@@ -53,11 +53,12 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
     assert best["value"] == pytest.approx(board["val_acc"].iloc[0]) and best["trial_id"] == board["trial_id"].iloc[0]
     assert len(offline_runs(results, "fashion_cnn")) == 3  # one W&B run per trial
 
-    # retrain on another fraction than the search's: 5 % of train+validation, the test set whole
-    assert main(["--data-dir", str(fashion_root), "retrain", "fashion_cnn", "--seeds", "2", "--epochs", "1", "--subset", "0.05"]) == 0
+    # retrain on another fraction than the search's: 5 % of train+validation, the test set whole; as many epochs as
+    # the trials had, so the best config is trained as far as the search judged it
+    assert main(["--data-dir", str(fashion_root), "retrain", "fashion_cnn", "--seeds", "2", "--epochs", "2", "--subset", "0.05"]) == 0
     n_train = int(len(datasets.read("fashion_mnist", fashion_root)["train_y"]) * 0.05)
     out = capsys.readouterr().out
-    assert f"1 epochs on {n_train:,} examples" in out and "test_acc" in out
+    assert f"2 epochs on {n_train:,} examples" in out and "test_acc" in out
     assert yaml.safe_load((run / "retrain" / "rank1.yaml").read_text())["subset"] == 0.05
     retrained = pd.read_csv(run / "retrain" / "retrain.csv")
     assert list(retrained["seed"]) == [0, 1] and (retrained["status"] == "completed").all()
