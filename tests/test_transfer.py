@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainables import backbones, transfer
+from trainables import backbones, common, transfer
 from tunelab import UserError
 from tunelab.data import Data
 
@@ -97,7 +97,7 @@ def test_a_saved_model_restores_its_predictions():
     fresh["model"].load_state_dict(parts["model"].state_dict())
     x = data.splits["test"][0]
     assert torch.allclose(transfer.predict(fresh["model"], x), transfer.predict(parts["model"], x))
-    live = fresh["model"].eval()(x.float())  # through the whole network, not the cached features
+    live = fresh["model"].eval()(common.to_float(x))  # through the whole network, not the cached features
     assert torch.allclose(transfer.predict(parts["model"], x), live, atol=1e-2)
 
 

@@ -55,7 +55,7 @@ def test_chest_xray_search_retrain_report(env):
 
     assert main([*common, "report", "chest_xray_transfer"]) == 0
     figures = figures_of(run / "report" / "report.md")
-    assert {"roc_curve.png", "confusion_matrix.png", "class_balance.png"} <= set(figures)
+    assert {"roc_curve.png", "confusion_matrix.png", "class_balance.png", "tsne.png", "activation_maximisation.png"} <= set(figures)
     assert all((run / "report" / f).stat().st_size > 5000 for f in figures)
 
 

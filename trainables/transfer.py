@@ -25,6 +25,7 @@ from tunelab.data import Data
 DATASET = "fashion_mnist"
 METRIC = "val_acc"
 MODE = "max"
+IMAGE_CLASSIFIER = True  # the report adds t-SNE, activation maximisation, confusion matrix
 
 FREEZES = ("linear_probe", "finetune_last_block", "finetune_all", "scratch")
 FROZEN_PARTS = {"linear_probe": 3, "finetune_last_block": 2, "finetune_all": 0, "scratch": 0}  # of prep, prefix, last, head
@@ -45,13 +46,13 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 
 
 class Prep(nn.Module):
-    """Images as floats in 0..255 -> the backbone's input: ``size`` px square, its channels, normalised."""
+    """Images as floats in [0, 1] -> the backbone's input: ``size`` px square, its channels, normalised."""
 
     def __init__(self, size: int, channels: int, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
         self.size, self.channels = size, channels
-        self.register_buffer("mean", 255 * torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", 255 * torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.size, self.size):
@@ -127,7 +128,12 @@ def _batch_size(model: TransferNet) -> int:
 @torch.no_grad()
 def _forward(module: nn.Module, x: torch.Tensor, batch: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     module.eval()
-    return torch.cat([module(xb.float()).to(dtype) for xb in x.split(batch)])
+    return torch.cat([module(_as_float(xb)).to(dtype) for xb in x.split(batch)])
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 1], cached features as float32."""
+    return common.to_float(x) if x.dtype == torch.uint8 else x.float()
 
 
 def _inputs(model: TransferNet, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +165,7 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     weight = class_weights(y, len(data.classes), config["class_weight"])
     model.train()
     return common.classifier_epoch(
-        y, config["batch_size"], lambda idx: model.trainable(inputs[idx].float()),
+        y, config["batch_size"], lambda idx: model.trainable(_as_float(inputs[idx])),
         lambda logits, labels: F.cross_entropy(logits, labels, weight=weight), parts["optimizer"], parts["scheduler"],
     )  # fmt: skip
 

@@ -46,6 +46,8 @@ def table(run: Run) -> pd.DataFrame:
         seconds = next((c for c in ("duration_s", "time_total_s") if c in df and len(df)), None)  # epochs, or wall time
         if row["status"] == "completed" and epochs < spec.max_epochs:
             row["status"] = "stopped early"
+        elif row["status"] == "pending" and epochs:  # Ray saves a trial stopped by Ctrl-C as pending
+            row["status"] = "interrupted"
         row |= {
             "epochs": epochs,
             "best_epoch": int(best["epoch"].iloc[0]) if len(best) else 0,
