@@ -170,19 +170,14 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     )  # fmt: skip
 
 
-def roc_auc(score: torch.Tensor, positive: torch.Tensor) -> float:
-    """The area under the ROC curve: how often a positive scores above a negative (ties count half)."""
-    negatives, positives = score[~positive].sort().values, score[positive]
-    below = torch.searchsorted(negatives, positives) + torch.searchsorted(negatives, positives, right=True)
-    return below.double().sum().item() / (2 * len(positives) * len(negatives))
-
-
 def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
     x, y = data.splits[split]
     return metrics(predict(parts["model"], x), y, len(data.classes))
 
 
 def metrics(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+
     pred = logits.argmax(1)
     result = {"loss": F.cross_entropy(logits, y).item(), "acc": (pred == y).float().mean().item()}
     positive = y == 1
@@ -190,7 +185,7 @@ def metrics(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, 
         sensitivity = (pred[positive] == 1).float().mean().item()
         specificity = (pred[~positive] == 0).float().mean().item()
         result |= {"sensitivity": sensitivity, "specificity": specificity, "balanced_acc": (sensitivity + specificity) / 2,
-                   "auc": roc_auc(logits[:, 1] - logits[:, 0], positive)}  # fmt: skip
+                   "auc": float(roc_auc_score(positive.cpu().numpy(), (logits[:, 1] - logits[:, 0]).cpu().numpy()))}  # fmt: skip
     return result
 
 
