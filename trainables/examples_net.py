@@ -77,15 +77,17 @@ def make_model(batch_norm: bool, shape: tuple, n_classes: int) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
-def augmentations(size: tuple[int, int]) -> dict:
-    """The augment variant's torchvision transformations of float images of ``size``, by name."""
-    from torchvision.transforms import v2  # loaded only when augmenting
+def augmentations(size: tuple[int, int], p: float = 1.0) -> dict:
+    """The augment variant's transformations of batches of float images of ``size``, by name, each applied to an
+    image with probability ``p``. Kornia draws the random parameters per image, on the batch's device."""
+    import kornia.augmentation as K  # loaded only when augmenting
 
     return {
-        "horizontal flip": v2.RandomHorizontalFlip(p=1.0),
-        "random crop (4 px zero padding)": v2.RandomCrop(size, padding=4),
-        "rotation (up to 15°)": v2.RandomRotation(15),
-        "random erasing (2-15 % of the image)": v2.RandomErasing(p=1.0, scale=(0.02, 0.15), value=0),
+        "horizontal flip": K.RandomHorizontalFlip(p=p),
+        # a crop of the image padded with 4 px of zeros, as a shift (Kornia's RandomCrop draws p per batch)
+        "random crop (4 px zero padding)": K.RandomAffine(0.0, translate=(4 / size[1], 4 / size[0]), resample="nearest", p=p),
+        "rotation (up to 15°)": K.RandomRotation(15.0, p=p),
+        "random erasing (2-15 % of the image)": K.RandomErasing(scale=(0.02, 0.15), value=0.0, p=p),
     }
 
 
@@ -123,17 +125,12 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     x, y = data.splits["train"]
     augment = None
     if config["variant"] == "augment":
-        from torchvision.transforms import v2
-
-        transforms = augmentations(tuple(x.shape[2:])).values()
-        augment = v2.Compose([v2.RandomApply([t], p=config["augment_p"]) for t in transforms])
+        augment = nn.Sequential(*augmentations(tuple(x.shape[2:]), config["augment_p"]).values())
     model.train()
 
     def logits_of(idx: torch.Tensor) -> torch.Tensor:
         xb = common.to_float(x[idx])
-        if augment:  # torchvision draws one set of random parameters per call: one call per image
-            xb = torch.stack([augment(image) for image in xb])
-        return model(xb)
+        return model(augment(xb) if augment else xb)
 
     metrics = common.classifier_epoch(y, config["batch_size"], logits_of, F.cross_entropy, parts["optimizer"])
     parts["scheduler"].step()  # the example's StepLR: once per epoch
@@ -151,7 +148,7 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     draws = 5
     with torch.random.fork_rng():
         torch.manual_seed(0)  # the same draws in every report
-        rows = [(name, [t(image) for _ in range(draws)]) for name, t in augmentations(tuple(image.shape[1:])).items()]
+        rows = [(name, t(image.expand(draws, -1, -1, -1))) for name, t in augmentations(tuple(image.shape[1:])).items()]
     fig = Figure(figsize=(1.6 * (draws + 1), 1.7 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), draws + 1, squeeze=False)
     for ax_row, (name, images) in zip(axes, rows):
