@@ -44,7 +44,14 @@ def test_activation_maximisation_draws_each_class(model):
 
 
 def test_section_writes_the_figures_and_per_class_accuracy(model, data, tmp_path):
-    blocks = analysis.section(model, data, tmp_path)
+    seen = []  # images the trainable's own predict was given (transfer's reuses cached backbone outputs)
+
+    def predict(model, x):
+        seen.append(len(x))
+        return common.predict(model, x)
+
+    blocks = analysis.section(model, data, tmp_path, predict)
+    assert seen == [len(data.splits["test"][1]), min(analysis.TSNE_SAMPLE, len(data.splits["train"][1]))]
     images = {rest[1].name for kind, *rest in blocks if kind == "img"}
     assert images == {"tsne.png", "activation_maximisation.png"}
     for name in images:

@@ -9,6 +9,7 @@
 A model counts as an image classifier when it maps the test images to one output per class.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -25,16 +26,17 @@ AM_JITTER = 2  # largest random shift in px before each step
 AM_BLUR_EVERY = 4  # blur the image every this many steps
 AM_BLUR_SIGMA = 0.5  # px
 AM_L2 = 0.01  # penalty on the squared pixel values, per pixel
+Predict = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (model, uint8 images) -> logits, in eval mode
 
 
 @torch.no_grad()
-def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The input of the model's last linear layer for uint8 images x (in eval mode)."""
+def penultimate_features(model: nn.Module, x: torch.Tensor, predict: Predict = common.predict) -> torch.Tensor:
+    """The input of the model's last linear layer for uint8 images x (in eval mode), as ``predict`` runs it."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     captured = []
     hook = last.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].flatten(1)))
     try:
-        common.predict(model, x)
+        predict(model, x)
     finally:
         hook.remove()
     return torch.cat(captured)
@@ -61,17 +63,18 @@ def activation_maximisation(model: nn.Module, shape: tuple, n_classes: int, devi
     return image.detach()
 
 
-def section(model: nn.Module, data: Data, out: Path) -> list[tuple]:
-    """The report's blocks (see tunelab.report) for a classifier of uint8 images that ends in a linear layer."""
+def section(model: nn.Module, data: Data, out: Path, predict: Predict = common.predict) -> list[tuple]:
+    """The report's blocks (see tunelab.report) for a classifier of uint8 images that ends in a linear layer.
+    ``predict``: the trainable's own, where it has one (transfer's reuses the frozen backbone's cached outputs)."""
     from sklearn.metrics import confusion_matrix
 
     x, y = data.splits["test"]
-    logits = common.predict(model, x)
+    logits = predict(model, x)
     matrix = confusion_matrix(y.cpu().numpy(), logits.argmax(1).cpu().numpy(), labels=range(len(data.classes)))
     accuracy = matrix.diagonal() / matrix.sum(1).clip(min=1)
     images = activation_maximisation(model, tuple(x.shape[1:]), len(data.classes), data.device)
     table = pd.DataFrame({"class": data.classes, "test images": matrix.sum(1), "test accuracy": accuracy})
-    tsne = _tsne(model, data, out / "tsne.png")
+    tsne = _tsne(model, data, out / "tsne.png", predict)
     grid = _am_figure(images, matrix, accuracy, data.classes, out / "activation_maximisation.png")
     sample = min(TSNE_SAMPLE, len(data.splits["train"][1]))
     return [
@@ -84,14 +87,14 @@ def section(model: nn.Module, data: Data, out: Path) -> list[tuple]:
     ]
 
 
-def _tsne(model: nn.Module, data: Data, path: Path) -> Path:
+def _tsne(model: nn.Module, data: Data, path: Path, predict: Predict) -> Path:
     from matplotlib import colormaps
     from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
 
     x, y = data.splits["train"]
     pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:TSNE_SAMPLE].to(x.device)
-    features = penultimate_features(model, x[pick]).cpu().numpy()
+    features = penultimate_features(model, x[pick], predict).cpu().numpy()
     labels = y[pick].cpu().numpy()
     perplexity = min(30.0, (len(labels) - 1) / 3)
     points = TSNE(perplexity=perplexity, init="pca", random_state=0).fit_transform(features)

@@ -15,6 +15,7 @@ import torch  # noqa: E402
 import torchinfo  # noqa: E402
 
 import trainables  # noqa: E402
+from trainables import common  # noqa: E402
 from tunelab import UserError, analysis, comparison, data as datasets, describe, leaderboard, pareto, retrain, runs, tracking  # noqa: E402
 from tunelab.runs import Run  # noqa: E402
 
@@ -96,7 +97,7 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
     if spec.compare_with:
         blocks += _comparison(run, module, parts["model"], data, out)
     if getattr(module, "IMAGE_CLASSIFIER", False):
-        blocks += analysis.section(parts["model"], data, out)
+        blocks += analysis.section(parts["model"], data, out, getattr(module, "predict", common.predict))
     return blocks
 
 
