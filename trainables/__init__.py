@@ -21,6 +21,8 @@ Optional:
 
 - ``IMAGE_CLASSIFIER = True``: ``parts["model"]`` maps uint8 images to class logits through a last linear
   layer; the report then adds the classifier analysis (t-SNE, activation maximisation, confusion matrix).
+- ``predict(model, x) -> logits``: how the analysis runs such a model on uint8 images ``x`` (default:
+  ``trainables.common.predict``; transfer's reuses the frozen backbone's cached outputs).
 - ``compare(models, data, outdir) -> {caption: path}``: figures that put the same test images through
   several models (``{run name: model}``), for an experiment's ``compare_with``.
 - ``example_input(parts, data)``: what the model takes, for layer tables (default: one test image).
