@@ -6,16 +6,19 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import ray
 import torch
 import yaml
+from ray import tune
 
 import trainables
-from tunelab import data as datasets
+from tunelab import cluster, data as datasets
 from tunelab.cli import main
 
 pytestmark = pytest.mark.slow
@@ -115,13 +118,6 @@ def test_the_checkpoint_that_rays_state_names_is_the_one_kept(tmp_path):
     """A trial stopped as its search ends can write a checkpoint that Ray never registers. The one Ray's state
     names, which resume restores, is kept (keeping the newest on disk instead made resume fail on a search
     stopped with Ctrl-C: "Could not recover from checkpoint as it does not exist on storage anymore")."""
-    import tempfile
-
-    import ray
-    from ray import tune
-
-    from tunelab import cluster
-
     def trainable(config):
         for epoch in range(3):
             with tempfile.TemporaryDirectory() as d:
