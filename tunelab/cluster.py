@@ -16,9 +16,12 @@
 """
 
 import logging
+import math
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow.fs
 import ray
@@ -64,6 +67,29 @@ def init(address: str | None) -> None:
     except (ConnectionError, TimeoutError, OSError) as e:
         raise UserError(f"cannot reach the Ray cluster at {address!r} (--address or RAY_ADDRESS): {e}; "
                         "is it up? (`ray status` on its head node)") from None  # fmt: skip
+
+
+@contextmanager
+def connected(address: str | None, cpus: float, gpus: float) -> Iterator[int]:
+    """Ray started or joined for one search whose trials each take ``cpus`` and ``gpus``; yields how many such
+    trials fit on the cluster at once. A request that no node can serve is refused before anything starts."""
+    init(address)
+    try:
+        yield check_resources(cpus, gpus)
+    finally:
+        ray.shutdown()
+
+
+def check_resources(cpus: float, gpus: float) -> int:
+    """How many trials of ``cpus`` and ``gpus`` fit on the live nodes at once; none is a clear error."""
+    wanted = {"CPU": cpus, "GPU": gpus}
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    slots = sum(min(math.floor(node.get(k, 0) / v) for k, v in wanted.items() if v > 0) for node in nodes)
+    if slots == 0:
+        have = "; ".join(f"{node.get('CPU', 0):g} CPUs, {node.get('GPU', 0):g} GPUs" for node in nodes)
+        raise UserError(f"a trial asks for {cpus:g} CPUs and {gpus:g} GPUs (--cpus-per-trial, --gpus-per-trial), "
+                        f"but no node has that much: {have}")  # fmt: skip
+    return slots
 
 
 def check_reachable(address: str, timeout_s: float = 5) -> None:

@@ -89,7 +89,7 @@ def _run_config(run: Run, mode: str) -> tune.RunConfig:
         # Ray keeps every checkpoint while the search runs (see tunelab.cluster.keep_latest_checkpoints).
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-        callbacks=[Progress(spec), *tracking.trial_callbacks(mode, spec.project, run.name)],
+        callbacks=[Progress(spec), *tracking.trial_callbacks(mode, spec.project, run.name, spec.config({}))],
         verbose=0,
     )
 
@@ -114,54 +114,54 @@ def _prepare(run: Run) -> None:
         prepare(values, run.data_dir)
 
 
+def _scheduler(spec: Spec):
+    """ASHA over the epochs (for several objectives, over Pareto layers: see tunelab.pareto), or None."""
+    if not spec.hyperband or spec.max_epochs <= spec.hyperband["min_iter"]:
+        return None
+    grace, eta = spec.hyperband["min_iter"], spec.hyperband["eta"]
+    if len(spec.metrics) > 1:
+        return pareto.ParetoASHA(spec.metrics, spec.modes, grace, eta, spec.max_epochs)
+    return ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs, grace_period=grace, reduction_factor=eta)
+
+
 def search(run: Run) -> None:
     """Run a new search and write its leaderboard."""
     spec = run.spec
     _check_data(run)
     _prepare(run)
     mode = tracking.configure(run.options.wandb, run.dir)
-    run.save()
-    searcher = _searcher(spec)
-    if run.options.concurrency:
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=run.options.concurrency)
-    single = len(spec.metrics) == 1
-    scheduler = None
-    if spec.hyperband and spec.max_epochs > spec.hyperband["min_iter"]:
-        grace, eta = spec.hyperband["min_iter"], spec.hyperband["eta"]
-        if single:
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs, grace_period=grace, reduction_factor=eta)
-        else:  # rungs ranked by Pareto layer: see tunelab.pareto
-            scheduler = pareto.ParetoASHA(spec.metrics, spec.modes, grace, eta, spec.max_epochs)
-    cluster.init(run.options.address)
-    try:
+    with cluster.connected(run.options.address, spec.cpus, spec.gpus) as slots:
+        run.save()
+        # Ray starts as many trials together as the limiter allows (one at a time without it)
+        searcher = ConcurrencyLimiter(_searcher(spec), max_concurrent=run.options.concurrency or slots)
+        single = len(spec.metrics) == 1
         tuner = tune.Tuner(
             _trainable(run),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                scheduler=scheduler,
+                scheduler=_scheduler(spec),
                 metric=spec.metric if single else None,
                 mode=spec.mode if single else None,
                 num_samples=spec.run_cap,
                 time_budget_s=spec.time_budget_s,
-                reuse_actors=False,
+                reuse_actors=True,  # a trial's worker process, its imports and its loaded data serve the next trial
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
             ),
             run_config=_run_config(run, mode),
         )
-        cluster.keep_latest_checkpoints(tuner.fit())
-    finally:
-        ray.shutdown()
-        leaderboard.write(run)  # also after Ctrl-C: what finished is on the leaderboard
+        _fit(run, tuner)
 
 
 def resume(run: Run) -> None:
     """Continue an interrupted search: finished trials and the sampler's history are kept."""
     _check_data(run)
     tracking.configure(run.options.wandb, run.dir)
-    cluster.init(run.options.address)
+    with cluster.connected(run.options.address, run.spec.cpus, run.spec.gpus):
+        _fit(run, tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True))
+
+
+def _fit(run: Run, tuner: tune.Tuner) -> None:
     try:
-        tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True)
         cluster.keep_latest_checkpoints(tuner.fit())
     finally:
-        ray.shutdown()
-        leaderboard.write(run)
+        leaderboard.write(run)  # also after Ctrl-C: what finished is on the leaderboard

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from ray.tune import Callback
+
 from tunelab import UserError
 
 MODES = ("online", "offline", "disabled")
@@ -36,22 +38,55 @@ def configure(mode: str | None, run_dir: Path) -> str:
     return mode
 
 
-def trial_callbacks(mode: str, project: str, group: str) -> list:
-    """Ray Tune callbacks that log one W&B run per trial (config and per-epoch metrics), grouped by run."""
-    if mode == "disabled":
-        return []
-    from ray.air.integrations.wandb import WandbLoggerCallback
+def trial_callbacks(mode: str, project: str, group: str, base_config: dict) -> list:
+    """Ray Tune callbacks that log one W&B run per trial (its whole config and per-epoch metrics), grouped by
+    run; the runs live in the driver's process, so no trial starts a process of its own for them."""
+    return [] if mode == "disabled" else [TrialRuns(mode, project, group, base_config)]
 
-    class EndingWandbLoggerCallback(WandbLoggerCallback):
-        """Ends the W&B runs of trials still running when the search ends (its time budget, Ctrl-C): Ray's
-        callback waits for them to end by themselves, up to 30 minutes, before the search returns."""
 
-        def on_experiment_end(self, trials, **info):
-            for trial in list(self._trial_logging_actors):
-                self._signal_logging_actor_stop(trial=trial)
-            super().on_experiment_end(trials, **info)
+class TrialRuns(Callback):
+    """One W&B run per trial, opened when the trial starts and finished when it ends or the search does (its
+    time budget, Ctrl-C). A restarted or resumed trial continues its run (its id is the trial's)."""
 
-    return [EndingWandbLoggerCallback(project=project, group=group, job_type="search", mode=mode, dir=os.environ["WANDB_DIR"])]
+    SKIPPED = {"config", "trial_id", "date", "hostname", "node_ip", "node_id", "pid", "done", "should_checkpoint"}
+
+    def __init__(self, mode: str, project: str, group: str, base_config: dict):
+        self.mode, self.project, self.group, self.base_config = mode, project, group, base_config
+        self._runs: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict:  # Ray saves its callbacks with the search's state; open runs stay here
+        return self.__dict__ | {"_runs": {}}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id in self._runs:
+            return
+        import wandb
+
+        self._runs[trial.trial_id] = wandb.init(
+            project=self.project, group=self.group, job_type="search", name=trial.trial_id, id=trial.trial_id,
+            config=self.base_config | trial.config, mode=self.mode, dir=os.environ.get("WANDB_DIR"),
+            reinit="create_new", resume="allow", settings=wandb.Settings(silent=True, console="off"),
+        )  # fmt: skip
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run = self._runs.get(trial.trial_id)
+        if run is not None:
+            run.log({k: v for k, v in result.items() if k not in self.SKIPPED and isinstance(v, (int, float))})
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial.trial_id, 0)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial.trial_id, 1)
+
+    def on_experiment_end(self, trials, **info):
+        for trial_id in list(self._runs):
+            self._finish(trial_id, 0)
+
+    def _finish(self, trial_id: str, exit_code: int) -> None:
+        run = self._runs.pop(trial_id, None)
+        if run is not None:
+            run.finish(exit_code=exit_code)
 
 
 class _Run:

@@ -1,9 +1,13 @@
 """One Ray Tune trial: the only place that calls Ray's report and checkpoint API.
 
-It merges the sampled values over the complete config, loads the data once, runs the epochs, and reports
-metrics and a checkpoint after each; a restarted trial continues from its latest checkpoint.
+It merges the sampled values over the complete config, runs the epochs, and reports metrics and a checkpoint
+after each; a restarted trial continues from its latest checkpoint. Trials reuse their worker process (Ray's
+``reuse_actors``): the data set stays loaded on the trial's device for the next trial that reads it, and
+nothing else carries over: each trial seeds the random streams and sets torch's threads anew.
 """
 
+import gc
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,16 +37,38 @@ class TrialJob:
     seed: int
 
 
+_loaded: dict[tuple, datasets.Data] = {}  # the worker's data set, by what it was loaded as
+
+
+def _data(job: TrialJob, shipped: dict | None) -> datasets.Data:
+    """The trial's data on its device: loaded by the worker's first trial of that data set and subset."""
+    key = (job.dataset, job.data_dir, job.subset, str(training.device()))
+    if key not in _loaded:
+        _loaded.clear()  # one data set per worker: another's tensors are freed first
+        _loaded[key] = datasets.load(job.dataset, Path(job.data_dir), "search", job.subset, training.device(), shipped)
+    return _loaded[key]
+
+
+def _clean_start(job: TrialJob) -> None:
+    """What a previous trial in this worker may have changed: threads, its models' memory on the GPU and its peak."""
+    torch.set_num_threads(job.threads)
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
 def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None:
     """``shipped``: the data set's arrays from the driver (on a cluster), else the trial reads the data root."""
-    torch.set_num_threads(job.threads)
+    _clean_start(job)
     config = {**job.base_config, **sampled}
     module = trainables.get(job.trainable)
-    data = datasets.load(job.dataset, Path(job.data_dir), "search", job.subset, training.device(), shipped)
+    data = _data(job, shipped)
     parts = training.build(module, config, data, job.seed)
     params = training.param_count(parts)
     sign = 1 if job.mode == "max" else -1
     node = ray.get_runtime_context().get_node_id()  # where each epoch ran: a trial moves when its node fails
+    worker = os.getpid()  # and in which worker process (reused by later trials)
     start, best, best_epoch, duration = 0, None, 0, 0.0
 
     checkpoint = tune.get_checkpoint()
@@ -58,7 +84,10 @@ def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None
         if value is not None and (best is None or sign * value > sign * best):
             best, best_epoch = value, epoch
         duration += metrics["epoch_s"]  # seconds of epochs so far (with validation; without start-up, data loading)
-        metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params, "duration_s": duration, "node_id": node}
+        metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params, "duration_s": duration, "node_id": node,
+                    "worker_pid": worker}
+        if data.device.type == "cuda":  # what packing trials on one GPU must fit
+            metrics["gpu_mem_peak_mb"] = torch.cuda.max_memory_allocated(data.device) / 2**20
         with tempfile.TemporaryDirectory() as d:
             state = {"parts": training.state(parts), "epoch": epoch, "best": best, "best_epoch": best_epoch,
                      "duration_s": duration}  # fmt: skip
