@@ -7,7 +7,7 @@ ifneq ($(wildcard ../shared/data),)
 export TUNELAB_LOCAL_COPIES ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv demo test bench
+.PHONY: venv demo test bench bench-gpu
 
 venv: $(VENV)/.installed
 
@@ -22,7 +22,7 @@ demo: venv
 	$(BIN)/tunelab data fetch fashion_mnist
 	rm -rf results/demo
 	$(BIN)/tunelab search fashion_cnn_quick --name demo --subset 0.5 --concurrency 2 --time-budget 360
-	$(BIN)/tunelab retrain demo --seeds 1 --epochs 15
+	$(BIN)/tunelab retrain demo --seeds 1 --epochs 15 --subset 1
 	$(BIN)/tunelab report demo
 	@echo "Leaderboard: results/demo/leaderboard.md"
 	@echo "Report:      results/demo/report/report.md (and report.html)"
@@ -30,6 +30,15 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+# The CPU benchmarks (sized for about 20 minutes on 2 cores; run them on a quiet machine, one at a time); each prints its
+# ratios against a baseline measured in the same run. `--quick` on any of them is a smoke run.
 bench: venv
+	$(BIN)/tunelab data fetch fashion_mnist
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/efficiency.py
+
+# Trials per minute of a search on one GPU, whole vs packed (needs CUDA; `bench/gpu.py --quick` runs anywhere).
+bench-gpu: venv
+	$(BIN)/tunelab data fetch fashion_mnist
+	$(BIN)/python bench/gpu.py

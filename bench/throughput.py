@@ -97,7 +97,7 @@ def measure(loops: dict, config: dict, data, n: int, rounds: int) -> dict[str, l
     burst of load from elsewhere on the machine hits all loops alike rather than one of them."""
     built = {name: make(config, sliced(data, 0, n)) for name, make in loops.items()}
     for loop in built.values():
-        loop(sliced(data, n, n + WARMUP_IMAGES))
+        loop(sliced(data, n, min(n + WARMUP_IMAGES, len(data.splits["train"][1]))))
     rates: dict[str, list[float]] = {name: [] for name in built}
     chunk = n // rounds
     for r in range(rounds):
@@ -118,6 +118,10 @@ def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     data = datasets.load("fashion_mnist", datasets.data_root(), "search")
+    available = len(data.splits["train"][1]) - WARMUP_IMAGES
+    if n > available:  # a small data set (a test's generated one): time what there is
+        n = max(available, len(data.splits["train"][1]) // 2)
+        print(f"only {n} images to time in this data set (the rest warms up)")
     loops = {
         "DataLoader, num_workers=1": lambda c, d: dataloader_loop(c, d, workers=1),
         "DataLoader, num_workers=0": lambda c, d: dataloader_loop(c, d, workers=0),

@@ -44,22 +44,29 @@ class Progress(tune.Callback):
         self._line(f"trial {trial.trial_id} FAILED after {MAX_FAILURES} retries (see {trial.local_path}/error.txt); the search goes on")
 
 
+def sampler(spec: Spec) -> optuna.samplers.BaseSampler:
+    """The file's method as an Optuna sampler, seeded."""
+    if spec.method == "grid":
+        return optuna.samplers.GridSampler({k: grid_values(d) for k, d in spec.params.items()}, seed=spec.seed)
+    if spec.method == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    # TPE samples at random until it has n_startup_trials results (Optuna's default, 10, is most of a short
+    # search); the constant liar keeps trials that run at once from being sampled at the same point
+    startup = min(10, max(2, spec.run_cap // 4))
+    return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=startup, multivariate=True, group=True,
+                                      constant_liar=True)  # fmt: skip
+
+
 def _searcher(spec: Spec) -> OptunaSearch:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's group=True
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's group, constant_liar
     multi = len(spec.metrics) > 1
-    if spec.method == "grid":
-        sampler = optuna.samplers.GridSampler({k: grid_values(d) for k, d in spec.params.items()}, seed=spec.seed)
-    elif spec.method == "random":
-        sampler = optuna.samplers.RandomSampler(seed=spec.seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, group=True)
     return OptunaSearch(
         space=spec.params,
         metric=spec.metrics if multi else spec.metric,
         mode=spec.modes if multi else spec.mode,
         points_to_evaluate=[spec.baseline] if spec.baseline and spec.method != "grid" else None,
-        sampler=sampler,
+        sampler=sampler(spec),
     )
 
 

@@ -1,0 +1,31 @@
+"""The benchmarks' smoke runs: each bench's ``--quick`` in a subprocess exits 0 and prints its ratio line, so that
+none of them rots again when the engine changes. Their figures are not checked: a smoke run's mean nothing."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+TIMEOUT_S = 600  # each takes a minute or two on a quiet 2-core CPU; a loaded one can take several times that
+RATIO = r"(>= |<= |~)?\d+\.\d\dx"
+BENCHES = {  # bench -> the line that carries its ratio
+    "overhead.py": rf"^tunelab wall / plain wall: {RATIO}",
+    "efficiency.py": rf"^TPE\+ASHA / random, time to target: {RATIO}",
+    "gpu.py": rf"^packed / whole trials per minute: {RATIO}",
+    "throughput.py": rf"^\| tunelab train_epoch .*\| +{RATIO} \|$",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bench", BENCHES)
+def test_quick_run_prints_its_ratio(bench, fashion_root, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "RAY_ADDRESS")}
+    env["TUNELAB_DATA"] = str(fashion_root)
+    done = subprocess.run([sys.executable, str(REPO / "bench" / bench), "--quick"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)  # fmt: skip
+    assert done.returncode == 0, f"{bench} --quick exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert re.search(BENCHES[bench], done.stdout, re.MULTILINE), f"no ratio line in:\n{done.stdout[-4000:]}"
