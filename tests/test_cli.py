@@ -1,12 +1,14 @@
 """Bad input through the command line: a clear message, exit status 2, no traceback, nothing damaged."""
 
+import re
 import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
-from tunelab.cli import main
+from tunelab.cli import main, parser
 from tests.conftest import REPO, write_mnist_like
 
 
@@ -43,10 +45,63 @@ def test_yaml_syntax_error(env, capsys):
         ({"parameters": {"lr": {"min": 0.3, "max": 0.1}}}, "parameters.lr: min (0.3) > max (0.1)"),
         ({"parameters": {"depth": {"values": ["deep"]}}}, "parameters.depth: values ['deep'] have the wrong type; expected an integer"),
         ({"parameters": {"n_heads": {"values": [2]}}}, "parameters.n_heads: cnn_classifier has no hyperparameter 'n_heads'"),
+        ({"run_cap": 0}, "exp.yaml: run_cap: must be an integer >= 1, not 0"),
+        ({"max_epochs": float("inf")}, "exp.yaml: max_epochs: must be an integer >= 1, not inf"),
+        ({"time_budget_s": -1}, "exp.yaml: time_budget_s: must be a number >= 1, not -1"),
+        ({"resources": {"cpu": 0, "gpu": 0}}, "exp.yaml: resources.cpu: must be a number > 0, not 0"),
+        ({"resources": {"cpu": 1, "gpu": 1.5}}, "exp.yaml: resources.gpu: must be 0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs, not 1.5"),
     ],
 )
 def test_malformed_search_space(env, capsys, change, message):
     assert message in fails(capsys, "search", write_space(env, **change))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["search", "fashion_cnn", "--trials", "-3"], "argument --trials: must be an integer >= 1, not -3"),
+        (["search", "fashion_cnn", "--trials", "0"], "argument --trials: must be an integer >= 1, not 0"),
+        (["search", "fashion_cnn", "--trials", "2.5"], "argument --trials: must be an integer, not '2.5'"),
+        (["search", "fashion_cnn", "--concurrency", "0"], "argument --concurrency: must be an integer >= 1, not 0"),
+        (["search", "fashion_cnn", "--time-budget", "-1"], "argument --time-budget: must be a number > 0, not -1"),
+        (["search", "fashion_cnn", "--time-budget", "0"], "argument --time-budget: must be a number > 0, not 0"),
+        (["search", "fashion_cnn", "--max-epochs", "0"], "argument --max-epochs: must be an integer >= 1, not 0"),
+        (["search", "fashion_cnn", "--cpus-per-trial", "0"], "argument --cpus-per-trial: must be a number > 0, not 0"),
+        (["search", "fashion_cnn", "--cpus-per-trial", "-2"], "argument --cpus-per-trial: must be a number > 0, not -2"),
+        (["search", "fashion_cnn", "--gpus-per-trial", "-1"], "argument --gpus-per-trial: must be a number >= 0, not -1"),
+        (["search", "fashion_cnn", "--gpus-per-trial", "1.5"], "argument --gpus-per-trial: must be 0, a fraction of one GPU"),
+        (["search", "fashion_cnn", "--seed", "-1"], "argument --seed: must be an integer >= 0, not -1"),
+        (["retrain", "fashion_cnn", "--top-k", "0"], "argument --top-k: must be an integer >= 1, not 0"),
+        (["retrain", "fashion_cnn", "--seeds", "0"], "argument --seeds: must be an integer >= 1, not 0"),
+        (["retrain", "fashion_cnn", "--epochs", "0"], "argument --epochs: must be an integer >= 1, not 0"),
+        (["leaderboard", "fashion_cnn", "--top", "0"], "argument --top: must be an integer >= 1, not 0"),
+    ],
+)
+def test_bad_numbers_on_the_command_line(env, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("gpus", ["0", "0.25", "0.5", "1", "2"])
+def test_gpus_per_trial_none_a_fraction_or_whole(gpus):
+    assert parser().parse_args(["search", "fashion_cnn", "--gpus-per-trial", gpus]).gpus_per_trial == float(gpus)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_trial_on_a_machine_without_one_is_refused_before_anything_starts(env, capsys, fixture_root):
+    err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--gpus-per-trial", "1", "--wandb", "disabled")
+    assert "a trial asks for 1 GPU (--gpus-per-trial), but this machine has no GPU: search on the CPU with --gpus-per-trial 0" in err
+    assert not (env / "results" / "fashion_cnn").exists()
+
+
+@pytest.mark.slow
+def test_more_cpus_per_trial_than_the_machine_has_names_how_many_it_has(env, capsys, fixture_root):
+    err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--cpus-per-trial", "1000", "--wandb", "disabled")
+    assert re.search(r"a trial asks for 1000 CPUs \(--cpus-per-trial\), but this machine has \d+ CPUs?$", err.strip()), err
+    assert not (env / "results" / "fashion_cnn").exists()
 
 
 def test_missing_data_set_writes_nothing(env, capsys):

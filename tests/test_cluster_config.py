@@ -2,15 +2,17 @@
 and the options that point a search at a cluster. (The searches on a cluster are in test_cluster.py.)"""
 
 import copy
+import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from ray._private.state import state
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from tests.conftest import REPO
-from tunelab import cluster
+from tunelab import UserError, cluster
 
 TEXT = (REPO / "cluster.yaml").read_text()
 
@@ -87,3 +89,23 @@ def test_an_unreachable_cluster_is_a_clear_error_at_once(env, capsys, fixture_ro
     assert main(["--data-dir", str(fixture_root), "search", "fashion_cnn", "--address", f"127.0.0.1:{port}"]) == 2
     err = capsys.readouterr().err
     assert f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in err and "Traceback" not in err
+
+
+def test_gpu_trials_start_on_a_ray_up_head_before_its_gpu_workers_are_up(config, tmp_path, monkeypatch):
+    """On the head of `ray up cluster.yaml`, only the head may be up yet: the GPU workers that the launcher's config
+    names (Ray's autoscaler reports no node types to a driver) can still serve --gpus-per-trial 0.25."""
+    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
+    bootstrap.write_text(json.dumps(config))  # as `ray up` writes it on the head: the prepared config, in JSON
+    monkeypatch.setattr(cluster, "BOOTSTRAP_CONFIG", bootstrap)
+    monkeypatch.setattr(state, "get_cluster_config", lambda: None)
+    head = {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 4.0, "node:__internal_head__": 1.0}}
+    monkeypatch.setattr(cluster.ray, "nodes", lambda: [head])
+    assert cluster.check_resources(1, 0.25) == 1
+    with pytest.raises(UserError) as refused:
+        cluster.check_resources(1, 2)
+    assert str(refused.value) == ("a trial asks for 1 CPU, 2 GPUs (--cpus-per-trial, --gpus-per-trial), but no node of "
+                                  "the Ray cluster has that much: head: 4 CPUs, 0 GPUs; nor can its autoscaler add one "
+                                  "(gpu_worker: 4 CPUs, 1 GPU)")  # fmt: skip
+    worker = {"Alive": True, "NodeManagerAddress": "10.0.0.2", "Resources": {"CPU": 4.0, "GPU": 1.0}}
+    monkeypatch.setattr(cluster.ray, "nodes", lambda: [head, worker])
+    assert cluster.check_resources(1, 0.25) == 4  # trials that fit on the live nodes: the search's default concurrency

@@ -1,6 +1,7 @@
 """The command line: tunelab list | search | resume | leaderboard | retrain | report | describe | compare | data."""
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -129,10 +130,34 @@ def _cmd_compare(args) -> None:
     print(f"Figure: {out / 'roc.png'}\nTable:  {out / 'auc.csv'}")
 
 
+def _number(kind: type = int, low: float = 1, strict: bool = False):
+    """An argparse type: an integer (or a number) >= ``low``, or > ``low`` where ``strict``."""
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {what} {'>' if strict else '>='} {low:g}, not {text}")
+        return value
+
+    return parse
+
+
 def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
+    value = _number(float, 0, strict=True)(text)
+    if value > 1:
         raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], not {text}")
+    return value
+
+
+def _gpus(text: str) -> float:
+    """GPUs per trial: 0, a fraction of one GPU (trials share it) or a whole number of GPUs."""
+    value = _number(float, 0)(text)
+    if value > 1 and value != int(value):
+        raise argparse.ArgumentTypeError(f"must be 0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs, not {text}")
     return value
 
 
@@ -154,14 +179,14 @@ def parser() -> argparse.ArgumentParser:
     command("list", _cmd_list, "list experiments, trainables and data sets")
     s = command("search", _cmd_search, "run a hyperparameter search for an experiment")
     s.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
-    s.add_argument("--trials", type=int, help="number of trials (the file's run_cap)")
-    s.add_argument("--max-epochs", type=int, help="epochs per trial")
-    s.add_argument("--time-budget", type=float, metavar="S", help="end the search after S seconds (results so far are kept)")
-    s.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial (also torch's threads)")
-    s.add_argument("--gpus-per-trial", type=float, metavar="G", help="GPUs per trial; fractions pack trials on one GPU")
-    s.add_argument("--concurrency", type=int, metavar="K", help="at most K trials at once")
+    s.add_argument("--trials", type=_number(), help="number of trials (the file's run_cap)")
+    s.add_argument("--max-epochs", type=_number(), help="epochs per trial")
+    s.add_argument("--time-budget", type=_number(float, 0, strict=True), metavar="S", help="end the search after S seconds (results so far are kept)")
+    s.add_argument("--cpus-per-trial", type=_number(float, 0, strict=True), metavar="C", help="CPUs per trial (also torch's threads)")
+    s.add_argument("--gpus-per-trial", type=_gpus, metavar="G", help="GPUs per trial; fractions pack trials on one GPU")
+    s.add_argument("--concurrency", type=_number(), metavar="K", help="at most K trials at once")
     s.add_argument("--subset", type=_fraction, default=1.0, metavar="F", help="train on a fraction F of the data (smoke runs)")
-    s.add_argument("--seed", type=int, help="seed of the sampler and the trials")
+    s.add_argument("--seed", type=_number(int, 0), help="seed of the sampler and the trials")
     s.add_argument("--name", metavar="RUN", help="name of the run's results folder (default: the experiment)")
     s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     s.add_argument("--storage", metavar="PATH|URI", help="where Ray keeps the trials and checkpoints: a shared file "
@@ -171,11 +196,11 @@ def parser() -> argparse.ArgumentParser:
     res.add_argument("--address", help="the Ray cluster to continue on (default: $RAY_ADDRESS, else the search's)")
     res.add_argument("--storage", metavar="PATH|URI", help="the search's --storage, if its contents have moved")
     lb = command("leaderboard", _cmd_leaderboard, "show a run's leaderboard")
-    lb.add_argument("--top", type=int, default=10, metavar="K")
+    lb.add_argument("--top", type=_number(), default=10, metavar="K")
     r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
-    r.add_argument("--top-k", type=int, default=1, metavar="K", help="retrain the K best configs")
-    r.add_argument("--seeds", type=int, default=3, metavar="S", help="seeds per config")
-    r.add_argument("--epochs", type=int, metavar="E", help="epochs (default: the search's max epochs)")
+    r.add_argument("--top-k", type=_number(), default=1, metavar="K", help="retrain the K best configs")
+    r.add_argument("--seeds", type=_number(), default=3, metavar="S", help="seeds per config")
+    r.add_argument("--epochs", type=_number(), metavar="E", help="epochs (default: the search's max epochs)")
     r.add_argument("--subset", type=_fraction, metavar="F", help="train on a fraction F of train+validation "
                    "(default: the search's --subset; 1 for all of it)")  # fmt: skip
     rep = command("report", _cmd_report, "write the run's report: figures, report.md and report.html")

@@ -25,12 +25,20 @@ from typing import Iterator
 
 import pyarrow.fs
 import ray
+import yaml
+from ray._private.authentication import authentication_token_setup as ray_auth  # what ray.init does with tokens
+from ray._private.state import state as ray_state
+from ray._raylet import GcsClient  # what `ray status` connects with
+from ray.exceptions import AuthenticationError, RayError
 from ray.tune import ResultGrid
 
 from tunelab import UserError
 
 PACKAGES = ("tunelab", "trainables")  # what the nodes import from the driver's copy
 STATE_PERIOD_S = 1  # how often Ray saves the search's state to the storage (its default: every 10 s or more)
+TOKEN_SOURCES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")  # `ray up` writes its cluster config there on the head node
+FLAGS = {"CPU": "--cpus-per-trial", "GPU": "--gpus-per-trial"}
 
 
 def address(cli_value: str | None) -> str | None:
@@ -58,15 +66,24 @@ def init(address: str | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
+    logging.getLogger(ray_auth.__name__).setLevel(logging.ERROR)  # its notice at every start that tokens are on
     # "local": a Ray of the search's own, never another Ray instance that happens to run on this machine
     where = {"address": "local", "include_dashboard": False} if address is None else {"address": address, "runtime_env": runtime_env()}
     try:
         if address is not None:
-            check_reachable(address)
+            check_reachable(address, use_token())
         ray.init(**where, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
     except (ConnectionError, TimeoutError, OSError) as e:
         raise UserError(f"cannot reach the Ray cluster at {address!r} (--address or RAY_ADDRESS): {e}; "
                         "is it up? (`ray status` on its head node)") from None  # fmt: skip
+
+
+def use_token() -> bool:
+    """Whether this driver authenticates with a token. ray.init turns it on by itself only for a local Ray or
+    "auto", where RAY_AUTH_MODE is unset and a token is found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token,
+    where `ray start` finds it): this does the same for any address. Ray reads RAY_AUTH_MODE when it is imported, so
+    setting the variable here is not enough; Ray's own function sets it and reloads Ray's config."""
+    return ray_auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 @contextmanager
@@ -75,28 +92,91 @@ def connected(address: str | None, cpus: float, gpus: float) -> Iterator[int]:
     trials fit on the cluster at once. A request that no node can serve is refused before anything starts."""
     init(address)
     try:
-        yield check_resources(cpus, gpus)
+        yield check_resources(cpus, gpus, local=address is None)
     finally:
         ray.shutdown()
 
 
-def check_resources(cpus: float, gpus: float) -> int:
-    """How many trials of ``cpus`` and ``gpus`` fit on the live nodes at once; none is a clear error."""
+def check_resources(cpus: float, gpus: float, local: bool = False) -> int:
+    """How many trials of ``cpus`` and ``gpus`` fit on the live nodes at once, at least 1 where the cluster's
+    autoscaler can add a node that holds one; a trial that fits nowhere is a clear error naming what there is."""
     wanted = {"CPU": cpus, "GPU": gpus}
-    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
-    slots = sum(min(math.floor(node.get(k, 0) / v) for k, v in wanted.items() if v > 0) for node in nodes)
-    if slots == 0:
-        have = "; ".join(f"{node.get('CPU', 0):g} CPUs, {node.get('GPU', 0):g} GPUs" for node in nodes)
-        raise UserError(f"a trial asks for {cpus:g} CPUs and {gpus:g} GPUs (--cpus-per-trial, --gpus-per-trial), "
-                        f"but no node has that much: {have}")  # fmt: skip
-    return slots
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    slots = sum(_fits(n["Resources"], wanted) for n in nodes)
+    if slots:
+        return slots
+    if local:  # one node: this machine
+        have = nodes[0]["Resources"] if nodes else {}
+        short = [k for k, v in wanted.items() if v > have.get(k, 0)]
+        has = ["no GPU" if k == "GPU" and not have.get(k) else _amount(have.get(k, 0), k) for k in short]
+        hint = ": search on the CPU with --gpus-per-trial 0" if "no GPU" in has else ""
+        raise UserError(f"a trial asks for {' and '.join(f'{_amount(wanted[k], k)} ({FLAGS[k]})' for k in short)}, "
+                        f"but this machine has {' and '.join(has)}{hint}")  # fmt: skip
+    types = node_types()
+    if any(_fits(t, wanted) for t in types.values()):
+        return 1  # the autoscaler adds a node for the first trial
+    listed = "; ".join(f"{_node_name(n)}: {_amounts(n['Resources'])}" for n in nodes)
+    added = f"; nor can its autoscaler add one ({'; '.join(f'{k}: {_amounts(t)}' for k, t in types.items())})" if types else ""
+    raise UserError(f"a trial asks for {_amounts(wanted)} ({FLAGS['CPU']}, {FLAGS['GPU']}), but no node of the Ray "
+                    f"cluster has that much: {listed}{added}")  # fmt: skip
 
 
-def check_reachable(address: str, timeout_s: float = 5) -> None:
-    """Fail fast on a HOST:PORT that does not answer (Ray itself retries for minutes); "auto" is Ray's to find."""
+def node_types() -> dict[str, dict]:
+    """The resources of each node type the cluster's autoscaler can add, by name; none without an autoscaler. Ray
+    has them where the autoscaler reports them (its cluster config); Ray 2.60's own autoscalers do not, so on the
+    head node of a `ray up` cluster they come from the launcher's config there (which Ray Tune also looks for)."""
+    config = ray_state.get_cluster_config()
+    if config is not None:
+        return {g.name: dict(g.resources) for g in config.node_group_configs if g.max_count != 0}
+    try:
+        launched = yaml.safe_load(BOOTSTRAP_CONFIG.expanduser().read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    most = launched.get("max_workers", 0)  # a node type's own max_workers defaults to the cluster's
+    return {name: t["resources"] for name, t in launched.get("available_node_types", {}).items()
+            if t.get("max_workers", most) > 0 and t.get("resources") and name != launched.get("head_node_type")}  # fmt: skip
+
+
+def _fits(resources: dict, wanted: dict) -> int:
+    """How many trials of ``wanted`` fit in ``resources`` (Ray counts resources in units of 1/10000)."""
+    return min((math.floor(resources.get(k, 0) / v + 1e-6) for k, v in wanted.items() if v > 0), default=0)
+
+
+def _amount(value: float, unit: str) -> str:
+    return f"{value:g} {unit}{'' if value == 1 else 's'}"
+
+
+def _amounts(resources: dict) -> str:
+    return ", ".join(_amount(resources.get(k, 0), k) for k in FLAGS)
+
+
+def _node_name(node: dict) -> str:
+    return "head" if "node:__internal_head__" in node["Resources"] else node["NodeManagerAddress"]
+
+
+def check_reachable(address: str, token: bool = False, timeout_s: float = 5) -> None:
+    """Fail fast on a HOST:PORT that does not answer (Ray itself retries for minutes) or that wants a token this
+    driver does not have (Ray retries that for 20 s, then says only that it cannot connect); "auto" is Ray's to
+    find. ``token``: whether this driver has one (see use_token)."""
+    client = address.startswith("ray://")  # Ray Client's server, not the head's GCS
     host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if sep and port.isdigit():
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    if not (sep and port.isdigit()):
+        return
+    socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    if client:
+        return
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        if token:
+            raise UserError(f"the Ray cluster at {address!r} refuses this machine's token ({TOKEN_SOURCES}): "
+                            f"use its head node's (`ray get-auth-token` there)") from None  # fmt: skip
+        raise UserError(f"the Ray cluster at {address!r} uses token authentication and this machine has no token: "
+                        f"copy ~/.ray/auth_token from its head node to this machine, or set RAY_AUTH_TOKEN to what "
+                        f"`ray get-auth-token` prints there") from None  # fmt: skip
+    except RayError as e:
+        raise ConnectionError(f"{address} answers, but not as a Ray head node's GCS port (`ray start --head "
+                              f"--port`, 6379 by default): {str(e).rstrip('.')}") from None  # fmt: skip
 
 
 def keep_latest_checkpoints(results: ResultGrid) -> None:

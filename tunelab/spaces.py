@@ -148,7 +148,7 @@ def parse(raw: Any, path: Path) -> Spec:
         value = raw.get(key, default)
         if value is None and default is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (kind is int and value != int(value)):
+        if not _finite(value) or value < low or (kind is int and value != int(value)):
             err(key, f"must be {'an integer' if kind is int else 'a number'} >= {low}, not {value!r}")
             return default
         return kind(value)
@@ -158,9 +158,10 @@ def parse(raw: Any, path: Path) -> Spec:
         err("resources", "must be a mapping with the keys cpu and gpu (numbers; gpu may be a fraction)")
         resources = {}
     cpus, gpus = resources.get("cpu", 1), resources.get("gpu", 0)
-    for k, v in (("cpu", cpus), ("gpu", gpus)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            err(f"resources.{k}", f"must be a number >= 0, not {v!r}")
+    if not _finite(cpus) or cpus <= 0:
+        err("resources.cpu", f"must be a number > 0, not {cpus!r}")
+    if not _finite(gpus) or gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        err("resources.gpu", f"must be 0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs, not {gpus!r}")
 
     max_epochs = number("max_epochs", 10)
     spec = Spec(
@@ -194,6 +195,11 @@ def parse(raw: Any, path: Path) -> Spec:
 
 _INVALID = object()
 _TYPES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
+
+
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a finite number (not a bool, not YAML's .inf or .nan)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _type_ok(value: Any, default: Any) -> bool:
