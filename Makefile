@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# A search of the Fashion-MNIST CNN sized for a 2-core CPU (about 10 minutes), then retrain and report.
+# A search of the Fashion-MNIST CNN sized for a 2-core CPU (at most 6 minutes), then retrain on all of the training set
+# (about 5 minutes) and report.
 demo: venv
 	$(BIN)/tunelab data fetch fashion_mnist
 	rm -rf results/demo
