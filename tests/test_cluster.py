@@ -189,7 +189,7 @@ def test_a_trial_that_keeps_crashing_is_marked_failed_and_the_others_finish(clus
 
 def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root):
     start_time = time.monotonic()
-    storage, epochs = env / "shared", 3
+    storage, epochs = env / "shared", 20  # long enough that a trial is still running when the driver is killed
     search = start(search_args(cluster, data_root, storage, "--max-epochs", str(epochs), "--concurrency", "2",
                                "--wandb", "offline"))  # fmt: skip
     lines, second_finished = [], None

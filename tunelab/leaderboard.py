@@ -23,8 +23,14 @@ def _trials(run: Run) -> dict:
         analysis = ExperimentAnalysis(run.experiment_path)
     except (ValueError, FileNotFoundError):
         raise UserError(f"{run.experiment_path} holds no search results yet; run `tunelab search {run.spec.name}`") from None
-    frames = analysis.trial_dataframes
+    frames = {k: _one_row_per_epoch(df) for k, df in analysis.trial_dataframes.items()}
     return {t.trial_id: (t, frames.get(t.trial_id, pd.DataFrame())) for t in analysis.trials}
+
+
+def _one_row_per_epoch(df: pd.DataFrame) -> pd.DataFrame:
+    """A trial resumed from a checkpoint older than its last results (Ray's saved state lags by up to a second)
+    runs those epochs again: the later run of each epoch is the trial's history."""
+    return df.drop_duplicates("epoch", keep="last").reset_index(drop=True) if "epoch" in df else df
 
 
 def table(run: Run) -> pd.DataFrame:

@@ -44,6 +44,11 @@ def trial_callbacks(mode: str, project: str, group: str, base_config: dict) -> l
     return [] if mode == "disabled" else [TrialRuns(mode, project, group, base_config)]
 
 
+# A trial's W&B run reaches its file this often (W&B's default: 15 s), well within the second by which Ray's saved
+# state of the search lags: a killed driver loses no epoch that its resume does not run again.
+FLUSH_S = 0.2
+
+
 class TrialRuns(Callback):
     """One W&B run per trial, opened when the trial starts and finished when it ends or the search does (its
     time budget, Ctrl-C). A restarted or resumed trial continues its run (its id is the trial's)."""
@@ -65,7 +70,8 @@ class TrialRuns(Callback):
         self._runs[trial.trial_id] = wandb.init(
             project=self.project, group=self.group, job_type="search", name=trial.trial_id, id=trial.trial_id,
             config=self.base_config | trial.config, mode=self.mode, dir=os.environ.get("WANDB_DIR"),
-            reinit="create_new", resume="allow", settings=wandb.Settings(silent=True, console="off"),
+            reinit="create_new", resume="allow",
+            settings=wandb.Settings(silent=True, console="off", x_transaction_log_flush_interval=FLUSH_S),
         )  # fmt: skip
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
