@@ -11,11 +11,9 @@ import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +21,7 @@ import pytest
 import yaml
 from ray.cluster_utils import Cluster
 
-from tests.conftest import REPO, write_mnist_like
+from tests.conftest import REPO, wandb_run, write_mnist_like
 from tunelab import leaderboard, runs
 from tunelab.cluster import STATE_PERIOD_S
 from tunelab.search import MAX_FAILURES
@@ -226,7 +224,7 @@ def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root):
     logged = {}  # W&B offline runs: every record intact, every epoch of every trial logged
     for f in (run.dir / "wandb").glob("offline-run-*/run-*.wandb"):
         trial = f.stem.removeprefix("run-")
-        logged.setdefault(trial, set()).update(h["epoch"] for h in wandb_history(f) if "epoch" in h)
+        logged.setdefault(trial, set()).update(h["epoch"] for h in wandb_run(f)["history"] if "epoch" in h)
     assert set(logged) == set(board.index)
     assert all(logged[t] == set(range(1, epochs + 1)) for t in board.index), logged
     interrupted = trials_that(lines, "started") - finished
@@ -241,29 +239,3 @@ def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root):
 def trials_that(lines: list[str], event: str) -> set[str]:
     """Trial ids from the search's progress lines ("trial ID started: ...", "trial ID epoch 1: ...")."""
     return {m.group(1) for line in lines if (m := re.search(rf"\btrial (\S+) {event}\b", line))}
-
-
-def wandb_history(path: Path) -> list[dict]:
-    """The history rows of a W&B offline run file (a LevelDB-style log of protobuf records), checking every
-    record's checksum; raises on a corrupt or truncated record."""
-    from wandb.proto import wandb_internal_pb2
-
-    data, block, header = path.read_bytes(), 32768, 7
-    assert data[:7] == struct.pack("<4sHB", b":W&B", 0xBEE1, 0), f"{path}: not a W&B run file"
-    rows, pos, pending = [], 7, b""
-    while pos < len(data):
-        if block - pos % block < header:  # a block's tail too short for a header is padding
-            pos += block - pos % block
-            continue
-        crc, length, kind = struct.unpack("<IHB", data[pos : pos + header])
-        chunk = data[pos + header : pos + header + length]
-        assert len(chunk) == length, f"{path}: record at byte {pos} is truncated"
-        assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) == crc, f"{path}: record at byte {pos} is corrupt"
-        pos, pending = pos + header + length, pending + chunk
-        if kind in (1, 4):  # a whole record, or the last piece of one
-            record = wandb_internal_pb2.Record.FromString(pending)
-            pending = b""
-            if record.WhichOneof("record_type") == "history":
-                rows.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item})
-    assert not pending, f"{path}: ends inside a record"
-    return rows

@@ -19,6 +19,7 @@ from ray import tune
 
 import trainables
 from tunelab import cluster, data as datasets
+from tests.conftest import wandb_run
 from tunelab.cli import main
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,16 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
     best = yaml.safe_load((run / "best.yaml").read_text())
     assert set(best["config"]) == set(trainables.get("cnn_classifier").DEFAULTS)
     assert best["value"] == pytest.approx(board["val_acc"].iloc[0]) and best["trial_id"] == board["trial_id"].iloc[0]
-    assert len(offline_runs(results, "fashion_cnn")) == 3  # one W&B run per trial
+    assert len(offline_runs(results, "fashion_cnn")) == 3  # one W&B run per trial, with its whole config and epochs
+    for folder in offline_runs(results, "fashion_cnn"):
+        logged = wandb_run(next(folder.glob("run-*.wandb")))
+        row = board.set_index("trial_id").loc[folder.name.rsplit("-", 1)[1]]
+        assert (logged["group"], logged["job_type"]) == ("fashion_cnn", "search")
+        assert set(trainables.get("cnn_classifier").DEFAULTS) <= set(logged["config"])
+        assert logged["config"]["lr"] == pytest.approx(row["config/lr"])
+        epochs = [h for h in logged["history"] if "epoch" in h]
+        assert [h["epoch"] for h in epochs] == list(range(1, row["epochs"] + 1))
+        assert max(h["val_acc"] for h in epochs) == pytest.approx(row["val_acc"])
 
     # retrain on another fraction than the search's: 5 % of train+validation, the test set whole; as many epochs as
     # the trials had, so the best config is trained as far as the search judged it
