@@ -19,12 +19,11 @@ order reaches the target at the first epoch whose value is at least the target. 
 random search's seeds of its final best. A seed whose search never reaches the target counts its whole wall time
 and the mean is then printed as a lower bound (">="); nothing is extrapolated. Both methods evaluate the file's
 baseline config first, with the same seed: its value is printed, since a baseline at the target makes both fast.
-So is how many of TPE's configs random search trained too (same seed): Optuna's TPE samples its first
-``n_startup_trials`` (10 by default) with the same random sampler, so in a short search the two methods differ
-mostly by ASHA's early stopping.
+So is how many of TPE's configs random search trained too (same seed): TPE samples its first
+``n_startup_trials`` (tunelab.search.sampler: a quarter of the trials, at most 10) with the same random sampler.
 
 Defaults (12 trials x 4 epochs on 10 % of the data, 2 at a time, 3 seeds) are sized for at most ~15 minutes on 2
-cores (an estimate from the epochs' speed: the full bench has not been run on a quiet machine yet).
+cores.
 ``--quick`` (1 seed, 4 trials x 3 epochs on 2 %: 3 epochs so that ASHA is on at all, since its first rung is
 epoch 2 and tunelab runs no scheduler for 2 epochs) is a smoke run whose ratio means nothing.
 """
