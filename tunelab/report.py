@@ -2,6 +2,7 @@
 
 import html
 import math
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -195,12 +196,14 @@ def _importance(run: Run, ok: pd.DataFrame, path: Path) -> Path | None:
     spec = run.spec
     if len(ok) < 4 or not spec.params:
         return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory"
     study = optuna.create_study(direction="maximize" if spec.mode == "max" else "minimize")
     for _, row in ok.iterrows():
         params = {k: leaderboard._plain(row[f"config/{k}"]) for k in spec.params}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=spec.params, value=float(row[spec.metric])))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with plt.rc_context():  # optuna switches matplotlib to its ggplot style for good: keep it to this figure
+    # optuna switches matplotlib to its ggplot style for good: keep it to this figure
+    with plt.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = optuna.visualization.matplotlib.plot_param_importances(study)
     return _save(ax.figure, path)
 
