@@ -155,9 +155,11 @@ def _fraction(text: str) -> float:
 
 def _gpus(text: str) -> float:
     """GPUs per trial: 0, a fraction of one GPU (trials share it) or a whole number of GPUs."""
+    from tunelab import spaces
+
     value = _number(float, 0)(text)
-    if value > 1 and value != int(value):
-        raise argparse.ArgumentTypeError(f"must be 0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs, not {text}")
+    if not spaces.gpus_ok(value):
+        raise argparse.ArgumentTypeError(f"must be {spaces.GPUS}, not {text}")
     return value
 
 

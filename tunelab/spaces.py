@@ -160,8 +160,8 @@ def parse(raw: Any, path: Path) -> Spec:
     cpus, gpus = resources.get("cpu", 1), resources.get("gpu", 0)
     if not _finite(cpus) or cpus <= 0:
         err("resources.cpu", f"must be a number > 0, not {cpus!r}")
-    if not _finite(gpus) or gpus < 0 or (gpus > 1 and gpus != int(gpus)):
-        err("resources.gpu", f"must be 0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs, not {gpus!r}")
+    if not gpus_ok(gpus):
+        err("resources.gpu", f"must be {GPUS}, not {gpus!r}")
 
     max_epochs = number("max_epochs", 10)
     spec = Spec(
@@ -195,6 +195,14 @@ def parse(raw: Any, path: Path) -> Spec:
 
 _INVALID = object()
 _TYPES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
+
+
+GPUS = "0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs"  # what a trial may ask for
+
+
+def gpus_ok(value: Any) -> bool:
+    """Whether ``value`` is GPUs a trial may ask for (Ray packs fractions of one GPU, not of several)."""
+    return _finite(value) and value >= 0 and (value <= 1 or value == int(value))
 
 
 def _finite(value: Any) -> bool:
