@@ -64,7 +64,7 @@ def test_section_writes_the_figures_and_per_class_accuracy(model, data, tmp_path
     assert table["test images"].sum() == len(y) and min(expected) > 0.9
 
 
-@pytest.mark.parametrize("name", [n for n, m in trainables.REGISTRY.items() if getattr(m, "IMAGE_CLASSIFIER", False)])
+@pytest.mark.parametrize("name", [n for n in trainables.NAMES if getattr(trainables.get(n), "IMAGE_CLASSIFIER", False)])
 def test_what_declares_itself_an_image_classifier_maps_images_to_class_logits(name, data):
     module = trainables.get(name)
     model = module.build({**module.DEFAULTS, "epochs": 1}, data)["model"]

@@ -16,7 +16,7 @@ from trainables import cnn_classifier, common, conv_autoencoder
 from tunelab.data import SOURCES, Data
 from tunelab.data.text import TextSource
 
-NAMES = sorted(trainables.REGISTRY)
+NAMES = trainables.NAMES
 
 
 @pytest.fixture

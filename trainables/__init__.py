@@ -31,25 +31,13 @@ Optional:
   (a list per key); raises ``tunelab.UserError`` for what cannot work (e.g. missing pretrained weights).
 """
 
+import importlib
 from types import ModuleType
 
-from trainables import (cgan, cnn_classifier, conv_autoencoder, examples_net, gan, mlp_autoencoder, multitask_ae,
-                        text_cnn, text_rnn, thought_vector_ae, transfer, vae)
-
-REGISTRY: dict[str, ModuleType] = {
-    "cnn_classifier": cnn_classifier,
-    "conv_autoencoder": conv_autoencoder,
-    "examples_net": examples_net,
-    "mlp_autoencoder": mlp_autoencoder,
-    "thought_vector_ae": thought_vector_ae,
-    "multitask_ae": multitask_ae,
-    "text_rnn": text_rnn,
-    "text_cnn": text_cnn,
-    "transfer": transfer,
-    "vae": vae,
-    "gan": gan,
-    "cgan": cgan,
-}
+# the module of each name is imported when a search, a retrain or a report first asks for it: a worker that
+# trains one model does not import the others (nor torchvision, which the transfer models need)
+NAMES = ("cgan", "cnn_classifier", "conv_autoencoder", "examples_net", "gan", "mlp_autoencoder", "multitask_ae",
+         "text_cnn", "text_rnn", "thought_vector_ae", "transfer", "vae")  # fmt: skip
 
 
 class UnknownTrainable(KeyError):
@@ -57,7 +45,6 @@ class UnknownTrainable(KeyError):
 
 
 def get(name: str) -> ModuleType:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise UnknownTrainable(f"unknown trainable {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+    if name not in NAMES:
+        raise UnknownTrainable(f"unknown trainable {name!r}; known: {', '.join(NAMES)}")
+    return importlib.import_module(f"trainables.{name}")

@@ -20,7 +20,8 @@ def _cmd_list(args) -> None:
         except UserError as e:
             print(f"  {name:24s} INVALID: {str(e).splitlines()[0]}")
     print("\nTrainables:")
-    for name, module in trainables.REGISTRY.items():
+    for name in trainables.NAMES:
+        module = trainables.get(name)
         print(f"  {name:24s} {module.DATASET:14s} {module.METRIC} ({module.MODE})")
     _cmd_data_list(args, heading="\nData sets")
 

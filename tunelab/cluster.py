@@ -66,6 +66,8 @@ def init(address: str | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
+    # Tune's automatic TensorBoard logger costs 3 s of import per search: tunelab.search adds the JSON and CSV ones
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger(ray_auth.__name__).setLevel(logging.ERROR)  # its notice at every start that tokens are on
     # "local": a Ray of the search's own, never another Ray instance that happens to run on this machine
     where = {"address": "local", "include_dashboard": False} if address is None else {"address": address, "runtime_env": runtime_env()}

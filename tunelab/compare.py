@@ -16,7 +16,7 @@ def _predictions(run: Run) -> tuple[np.ndarray, np.ndarray, dict, datasets.Data]
     """The run's best retrained model (rank 1, seed 0) on the test split: probabilities, labels, test metrics."""
     module = trainables.get(run.spec.trainable)
     if not hasattr(module, "predict_proba"):
-        known = ", ".join(n for n, m in trainables.REGISTRY.items() if hasattr(m, "predict_proba"))
+        known = ", ".join(n for n in trainables.NAMES if hasattr(trainables.get(n), "predict_proba"))
         raise UserError(f"run {run.name!r}: compare needs a trainable with predict_proba ({known}), not {run.spec.trainable}")
     data = retrain.data(run)
     parts = retrain.retrained_parts(run, data)

@@ -7,6 +7,7 @@ import warnings
 import optuna
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -96,7 +97,9 @@ def _run_config(run: Run, mode: str) -> tune.RunConfig:
         # Ray keeps every checkpoint while the search runs (see tunelab.cluster.keep_latest_checkpoints).
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-        callbacks=[Progress(spec), *tracking.trial_callbacks(mode, spec.project, run.name, spec.config({}))],
+        # each trial's results as the leaderboard (Ray's ExperimentAnalysis) reads them; no TensorBoard files
+        callbacks=[Progress(spec), JsonLoggerCallback(), CSVLoggerCallback(),
+                   *tracking.trial_callbacks(mode, spec.project, run.name, spec.config({}))],
         verbose=0,
     )
 

@@ -111,7 +111,7 @@ def parse(raw: Any, path: Path) -> Spec:
     try:
         module = trainables.get(trainable_name) if isinstance(trainable_name, str) else None
         if module is None:
-            err("trainable", f"required: one of {', '.join(sorted(trainables.REGISTRY))}")
+            err("trainable", f"required: one of {', '.join(trainables.NAMES)}")
     except trainables.UnknownTrainable as e:
         module = None
         err("trainable", e.args[0])
