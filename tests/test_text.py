@@ -5,7 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables import text, text_cnn, text_rnn
+from tests.text_fixtures import write_weather
+from trainables import text, text_cnn, text_rnn, tfidf
+from tunelab import UserError, data as datasets
 from tunelab.data import Data
 
 CONFIG = dict(text.DEFAULTS, min_count=1)
@@ -124,3 +126,29 @@ def test_weather_metrics(monkeypatch):
     assert metrics["rmse"] == pytest.approx((p - y).square().mean().sqrt().item())
     assert metrics["auc_micro"] == 1.0 and metrics["auc_macro"] == 1.0
     assert metrics["loss"] == pytest.approx(F.binary_cross_entropy(p, y).item(), rel=1e-5)
+
+
+def test_soft_label_ensembles_average_one_kind_of_probability():
+    y = torch.tensor([[1.0, 0.0], [0.6, 0.4], [0.0, 1.0], [0.2, 0.8]])
+    data = tiny(texts("rain", "rain sun", "sun", "sun sun"), y, ["rain", "sun"])
+    with pytest.raises(UserError, match="soft-label losses bce and soft_ce"):
+        text.ensemble([{"loss": "soft_ce"}, {"loss": "bce"}], data)
+    logits = [torch.randn(4, 2), torch.randn(4, 2)]
+    mean = (logits[0].sigmoid() + logits[1].sigmoid()) / 2
+    combined = text.ensemble([{"loss": "bce"}] * 2, data)(logits)
+    assert torch.allclose(combined.sigmoid(), mean, atol=1e-6)
+    metrics = text.metrics(combined, data, "test", {"loss": "bce"})
+    assert metrics["rmse"] == pytest.approx((mean - y).square().mean().sqrt().item(), rel=1e-5)
+    assert metrics["loss"] == pytest.approx(F.binary_cross_entropy(mean, y).item(), rel=1e-5)  # the mean's NLL
+    softmax = text.ensemble([{"loss": "soft_ce"}] * 2, data)(logits).softmax(1)
+    assert torch.allclose(softmax, (logits[0].softmax(1) + logits[1].softmax(1)) / 2, atol=1e-6)
+
+
+def test_tfidf_baseline_of_soft_labels_has_the_text_metrics_but_no_loss(tmp_path):
+    data = datasets.load("weather_tweets", write_weather(tmp_path / "crowdflower-weather-twitter").parent, "retrain")
+    name, metrics = tfidf.baseline(data)
+    assert "ridge" in name and set(metrics) == {"test"}
+    assert set(metrics["test"]) == {"rmse", "auc_micro", "auc_macro"}
+    y = data.splits["test"][1]
+    guess = (data.splits["train"][1].mean(0) - y).square().mean().sqrt().item()  # every tweet: the mean shares
+    assert metrics["test"]["auc_micro"] > 0.9 and metrics["test"]["rmse"] < 0.8 * guess  # its words give the kind away

@@ -71,9 +71,13 @@ def test_weather_experiments_search_retrain_report_and_compare(env, text_root, c
         retrained = pd.read_csv(env / "results" / experiment / "retrain" / "retrain.csv")
         tested[f"{experiment} (text_{experiment.split('_')[1]})"] = retrained["test_rmse"].iloc[0]
         assert retrained["test_rmse"].between(0, 0.5).all() and retrained["test_auc_micro"].between(0.5, 1).all()
+        baseline = pd.read_csv(env / "results" / experiment / "retrain" / "baseline.csv")
+        assert {c for c in baseline if c.startswith("test")} == {"test_rmse", "test_auc_micro", "test_auc_macro"}
+        assert baseline["test_auc_micro"].iloc[0] > 0.9  # soft labels: ridge regression, which has no loss
         assert main([*root, "report", experiment, "--wandb", "disabled"]) == 0
         report = (env / "results" / experiment / "report" / "report.md").read_text()
         assert "roc.png" in report and "| total" in report and "test_auc_macro" in report
+        assert "What a student would try first" in report and "The baseline has no test_loss" in report
     capsys.readouterr()
 
     assert main(["compare", "weather_rnn", "weather_cnn"]) == 0

@@ -13,6 +13,7 @@ from torch import nn
 
 import trainables
 from trainables import cnn_classifier, common, conv_autoencoder
+from tunelab import retrain, training
 from tunelab.data import SOURCES, Data
 from tunelab.data.text import TextSource
 
@@ -95,6 +96,23 @@ def test_evaluate(name, data):
         metrics = module.evaluate(parts, data, split)
         assert_finite(metrics)
         assert module.METRIC.removeprefix("val_") in metrics
+
+
+@pytest.mark.parametrize("name", retrain.ensemble_trainables())
+def test_an_ensemble_averages_probabilities_and_is_scored_as_evaluate_scores(name, data):
+    module = trainables.get(name)
+    config = one_batch_config(module, data)
+    members = [training.build(module, config, data, seed) for seed in (0, 1)]
+    for parts in members:
+        module.train_epoch(parts, data, config)
+    logits = [module.outputs(parts, data, "test") for parts in members]
+    assert module.metrics(logits[0], data, "test", config) == module.evaluate(members[0], data, "test")
+    combine = module.ensemble([config, config], data)
+    mean = torch.stack([l.softmax(1) for l in logits]).mean(0)
+    assert torch.allclose(combine(logits).softmax(1), mean, atol=1e-6)
+    alone = module.evaluate(members[0], data, "test")
+    twice = module.metrics(combine(logits[:1] * 2), data, "test", config)
+    assert twice.keys() == alone.keys() and twice == pytest.approx(alone, rel=1e-5)  # a model with itself is the model
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -27,6 +27,15 @@ Optional:
   several models (``{run name: model}``), for an experiment's ``compare_with``.
 - ``example_input(parts, data)``: what the model takes, for layer tables (default: one test image).
 - ``predict_proba(parts, data, split) -> (probabilities, labels)``: numpy arrays, for ``tunelab compare``.
+- ``outputs``, ``metrics`` and ``ensemble``, a classifier's, for ``tunelab retrain --ensemble``:
+  ``outputs(parts, data, split) -> logits`` (N x outputs) and ``metrics(logits, data, split, config) -> metrics``,
+  so that ``evaluate`` is ``metrics`` of ``outputs`` (``config``: the model's, for how its logits are read);
+  ``ensemble(configs, data) -> combine``, where ``combine(list of logits)`` gives the logits of the models' mean
+  predicted probabilities (for a softmax, their log: ``common.mean_softmax_logits``), which ``metrics`` then scores.
+  It raises ``tunelab.UserError`` where models of these configs do not average, before any is trained.
+- ``classical_baseline(data) -> (name, {test split: metrics})``: a simple non-neural model fitted on
+  ``data.splits["train"]`` and tested on every test split, with metrics named as ``evaluate``'s (text: TF-IDF and a
+  linear model, ``trainables.tfidf``); retrain reports it beside the retrained models.
 - ``prepare(values, data_dir)``: called before a search with every value each hyperparameter may take
   (a list per key); raises ``tunelab.UserError`` for what cannot work (e.g. missing pretrained weights).
 """

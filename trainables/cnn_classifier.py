@@ -99,10 +99,22 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     )  # fmt: skip
 
 
-def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
-    x, y = data.splits[split]
-    logits = common.predict(parts["model"], x)
+def outputs(parts: dict, data: Data, split: str) -> torch.Tensor:
+    """The logits of a split's images."""
+    return common.predict(parts["model"], data.splits[split][0])
+
+
+def metrics(logits: torch.Tensor, data: Data, split: str, config: dict | None = None) -> dict[str, float]:
+    """Cross-entropy and accuracy of ``logits`` for the split's labels (whatever the model's config)."""
+    y = data.splits[split][1]
     return {"loss": F.cross_entropy(logits, y).item(), "acc": (logits.argmax(1) == y).float().mean().item()}
+
+
+def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
+    return metrics(outputs(parts, data, split), data, split)
+
+
+ensemble = common.softmax_ensemble
 
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:

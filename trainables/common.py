@@ -33,6 +33,22 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([model(to_float(xb)) for xb in x.split(EVAL_BATCH)])
 
 
+def logits_of_probabilities(p: torch.Tensor) -> torch.Tensor:
+    """Logits whose softmax is ``p`` (N x classes): its log (in float64, so that a tiny probability stays finite),
+    so that softmax, argmax and cross-entropy of them are ``p``, its prediction and its negative log-likelihood."""
+    return p.double().clamp_min(torch.finfo(torch.float64).tiny).log().float()
+
+
+def mean_softmax_logits(logits: list[torch.Tensor]) -> torch.Tensor:
+    """The logits of an ensemble of classifiers: of the mean of their predicted class probabilities."""
+    return logits_of_probabilities(torch.stack([l.double().softmax(1) for l in logits]).mean(0))
+
+
+def softmax_ensemble(configs: list[dict], data) -> Callable[[list[torch.Tensor]], torch.Tensor]:
+    """A classifier's ``ensemble`` hook: its members' class probabilities average whatever their configs."""
+    return mean_softmax_logits
+
+
 def classifier_epoch(
     y: torch.Tensor,
     batch_size: int,

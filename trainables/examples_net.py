@@ -137,7 +137,9 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     return metrics
 
 
-evaluate = cnn_classifier.evaluate  # loss and accuracy of a classifier
+# logits, loss and accuracy of a classifier
+outputs, metrics, evaluate, ensemble = (cnn_classifier.outputs, cnn_classifier.metrics, cnn_classifier.evaluate,
+                                        cnn_classifier.ensemble)  # fmt: skip
 
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables import common
+from tunelab import UserError
 from tunelab.data import Data
 
 PAD, UNK = 0, 1
@@ -197,20 +198,43 @@ def aucs(truth: np.ndarray, scores: np.ndarray, names: list[str]) -> dict[str, f
 
 
 def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
-    """Soft labels: loss, RMSE over all kinds (the Kaggle metric), micro and macro ROC-AUC.
-    Class labels: loss, accuracy and ROC-AUC (of the positive class; macro over classes beyond two)."""
+    return metrics(logits_of(parts, data, split), data, split, {"loss": parts["model"].loss})
+
+
+def metrics(logits: torch.Tensor, data: Data, split: str, config: dict) -> dict[str, float]:
+    """The loss of ``logits`` for the split's labels (``config["loss"]`` says which, for soft labels, and how
+    logits become probabilities), then the ``scores`` of their probabilities."""
     y = data.splits[split][1]
-    logits = logits_of(parts, data, split)
-    soft, loss = y.is_floating_point(), parts["model"].loss
-    p = probabilities(logits, soft, loss)
-    metrics = {"loss": loss_of(logits, y, loss).item()}
+    p = probabilities(logits, y.is_floating_point(), config["loss"])
+    return {"loss": loss_of(logits, y, config["loss"]).item()} | scores(p, data, split)
+
+
+def scores(p: torch.Tensor, data: Data, split: str) -> dict[str, float]:
+    """Soft labels: RMSE of the probabilities over all kinds (the Kaggle metric), micro and macro ROC-AUC.
+    Class labels: accuracy and ROC-AUC (of the positive class; macro over classes beyond two)."""
+    y = data.splits[split][1]
     auc = aucs(*roc_columns(p.cpu().numpy(), y.cpu().numpy(), data.classes))
-    if soft:
-        metrics["rmse"] = (p - y).square().mean().sqrt().item()
-        return metrics | {f"auc_{k}": auc[k] for k in ("micro", "macro") if k in auc}
-    metrics["acc"] = (logits.argmax(1) == y).float().mean().item()
+    if y.is_floating_point():
+        rmse = (p - y).square().mean().sqrt().item()
+        return {"rmse": rmse} | {f"auc_{k}": auc[k] for k in ("micro", "macro") if k in auc}
     main = auc.get("macro") if len(data.classes) > 2 else auc.get(data.classes[1])
-    return metrics | ({"auc": main} if main is not None else {})
+    return {"acc": (p.argmax(1) == y).float().mean().item()} | ({"auc": main} if main is not None else {})
+
+
+def mean_sigmoid_logits(logits: list[torch.Tensor]) -> torch.Tensor:
+    """The logits of an ensemble of models with a sigmoid per kind: of the mean of their probabilities."""
+    return torch.logit(torch.stack([l.double().sigmoid() for l in logits]).mean(0), eps=1e-12).float()
+
+
+def ensemble(configs: list[dict], data: Data) -> Callable[[list[torch.Tensor]], torch.Tensor]:
+    """How the models of ``configs`` average: their probabilities, a softmax over the classes (or the kinds, with
+    soft_ce) or a sigmoid per kind (bce). Soft labels: one loss for all, whose probabilities mean the same."""
+    losses = sorted({c["loss"] for c in configs}) if data.splits["train"][1].is_floating_point() else ["soft_ce"]
+    if len(losses) > 1:
+        raise UserError(f"--ensemble: the configs to retrain use the soft-label losses {' and '.join(losses)}, whose "
+                        f"probabilities differ (a distribution over the kinds, a probability per kind) and do not "
+                        f"average; give a --top-k whose configs share one loss")  # fmt: skip
+    return mean_sigmoid_logits if losses == ["bce"] else common.mean_softmax_logits
 
 
 def roc_figure(runs: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], path: Path, title: str) -> Path:

@@ -10,7 +10,7 @@ Zhang et al. (2015) CNN.
 import torch
 from torch import nn
 
-from trainables import text
+from trainables import text, tfidf
 
 DATASET = "sentiment140"
 METRIC = "val_acc"
@@ -89,4 +89,6 @@ def build(config: dict, data) -> dict:
 
 
 train_epoch, evaluate, figures = text.train_epoch, text.evaluate, text.figures
+outputs, metrics, ensemble = text.logits_of, text.metrics, text.ensemble
 predict_proba, example_input = text.predict_proba, text.example_input
+classical_baseline = tfidf.baseline

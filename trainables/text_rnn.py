@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from trainables import common, text
+from trainables import common, text, tfidf
 
 DATASET = "imdb"
 METRIC = "val_acc"
@@ -67,4 +67,6 @@ def build(config: dict, data) -> dict:
 
 
 train_epoch, evaluate, figures = text.train_epoch, text.evaluate, text.figures
+outputs, metrics, ensemble = text.logits_of, text.metrics, text.ensemble
 predict_proba, example_input = text.predict_proba, text.example_input
+classical_baseline = tfidf.baseline

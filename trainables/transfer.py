@@ -170,23 +170,33 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     )  # fmt: skip
 
 
+def outputs(parts: dict, data: Data, split: str) -> torch.Tensor:
+    """The logits of a split's images."""
+    return predict(parts["model"], data.splits[split][0])
+
+
 def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
-    x, y = data.splits[split]
-    return metrics(predict(parts["model"], x), y, len(data.classes))
+    return metrics(outputs(parts, data, split), data, split)
 
 
-def metrics(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, float]:
+def metrics(logits: torch.Tensor, data: Data, split: str, config: dict | None = None) -> dict[str, float]:
+    """Loss and accuracy of ``logits`` for the split's labels; with two classes also sensitivity, specificity,
+    balanced accuracy and ROC-AUC (whatever the model's config)."""
     from sklearn.metrics import roc_auc_score
 
+    y = data.splits[split][1]
     pred = logits.argmax(1)
     result = {"loss": F.cross_entropy(logits, y).item(), "acc": (pred == y).float().mean().item()}
     positive = y == 1
-    if n_classes == 2 and 0 < positive.sum() < len(y):
+    if len(data.classes) == 2 and 0 < positive.sum() < len(y):
         sensitivity = (pred[positive] == 1).float().mean().item()
         specificity = (pred[~positive] == 0).float().mean().item()
         result |= {"sensitivity": sensitivity, "specificity": specificity, "balanced_acc": (sensitivity + specificity) / 2,
                    "auc": float(roc_auc_score(positive.cpu().numpy(), (logits[:, 1] - logits[:, 0]).cpu().numpy()))}  # fmt: skip
     return result
+
+
+ensemble = common.softmax_ensemble
 
 
 def _split_labels(data: Data) -> dict[str, torch.Tensor]:
@@ -205,9 +215,9 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
     outdir = Path(outdir)
-    x, y = data.splits["test"]
-    logits = predict(parts["model"], x)
-    scores = metrics(logits, y, len(data.classes))
+    y = data.splits["test"][1]
+    logits = outputs(parts, data, "test")
+    scores = metrics(logits, data, "test")
     pred, y_np = logits.argmax(1).cpu().numpy(), y.cpu().numpy()
     written = {}
 

@@ -105,9 +105,18 @@ def _cmd_retrain(args) -> None:
     from tunelab import retrain
 
     run = _run(args)
-    summary = retrain.retrain(run, args.top_k, args.seeds, args.epochs, args.wandb, args.subset)
-    print("\n" + summary.to_markdown(index=False, floatfmt=".4f"))
-    print(f"\nRetrain results: {run.dir / 'retrain' / 'retrain.csv'}")
+    table = retrain.retrain(run, args.top_k, args.seeds, args.epochs, args.wandb, args.subset, args.ensemble)
+    print("\n" + table.to_markdown(index=False, floatfmt=".4f"))
+    print(f"\nRetrain results: {retrain.folder(run) / 'retrain.csv'}")
+    ensemble = retrain.load_ensemble(run)
+    if ensemble is not None:
+        row = ensemble.iloc[0]
+        print(f"Ensemble (the mean probabilities of {row['members']} models: {row['models']}): "
+              f"{retrain.folder(run) / retrain.ENSEMBLE}")  # fmt: skip
+    first_try = retrain.first_try(run)
+    if first_try is not None:
+        print("\nWhat a student would try first:\n\n" + first_try.to_markdown(index=False))
+        print(f"\nBaseline: {retrain.folder(run) / retrain.BASELINE}")
 
 
 def _cmd_report(args) -> None:
@@ -206,6 +215,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=_number(), metavar="E", help="epochs (default: the search's max epochs)")
     r.add_argument("--subset", type=_fraction, metavar="F", help="train on a fraction F of train+validation "
                    "(default: the search's --subset; 1 for all of it)")  # fmt: skip
+    r.add_argument("--ensemble", action="store_true", help="also test the mean of all K x S models' predicted "
+                   "class probabilities (classifiers)")  # fmt: skip
     rep = command("report", _cmd_report, "write the run's report: figures, report.md and report.html")
     for c in (res, lb, r, rep):
         c.add_argument("run", metavar="RUN", help="the run (the experiment's name unless search had --name)")

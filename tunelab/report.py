@@ -84,8 +84,21 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
 
 def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple]:
     spec = run.spec
-    blocks = [("h2", "Retrained on train+validation, tested on the test set"), ("table", retrain.summary(retrained)),
-              ("table", retrained)]  # fmt: skip
+    blocks = [("h2", "Retrained on train+validation, tested on the test set"), ("table", retrain.table(run))]
+    ensemble = retrain.load_ensemble(run)
+    if ensemble is not None:
+        blocks.append(("p", f"Mean ± std over the seeds of each rank; the row `ensemble`: the mean of the predicted "
+                            f"class probabilities of all {ensemble['members'].iloc[0]} retrained models "
+                            f"({ensemble['models'].iloc[0]}), with equal weights."))  # fmt: skip
+    blocks.append(("table", retrained))
+    first_try = retrain.first_try(run)
+    if first_try is not None:
+        missing = [c for c in retrained if c.startswith("test_") and c not in first_try]
+        left_out = f" The baseline has no {', '.join(missing)}: left out." if missing else ""
+        blocks += [("h3", "What a student would try first"),
+                   ("p", "A classical baseline fitted on the same training data and tested on the same test split(s), "
+                         "beside the best retrained model (and the ensemble, if tested)." + left_out),
+                   ("table", first_try)]  # fmt: skip
     if not retrain.weights_path(run, 1, 0).is_file():
         return blocks
     module = trainables.get(spec.trainable)

@@ -1,4 +1,9 @@
-"""The best config(s) of a search, retrained on train+validation with several seeds and tested once."""
+"""The best config(s) of a search, retrained on train+validation with several seeds and tested once.
+
+The data, test splits included, is read once per retrain. Besides each model, what is tested comes from that
+same read: the ensemble of all the models (the mean of their predicted probabilities, from their test outputs
+kept in memory) and a trainable's classical baseline, fitted on the same training data.
+"""
 
 import time
 from pathlib import Path
@@ -10,6 +15,9 @@ import yaml
 import trainables
 from tunelab import UserError, data as datasets, leaderboard, tracking, training
 from tunelab.runs import Run
+
+ENSEMBLE_HOOKS = ("outputs", "metrics", "ensemble")  # what a trainable needs for --ensemble (trainables/__init__.py)
+ENSEMBLE, BASELINE = "ensemble.csv", "baseline.csv"  # in the retrain folder
 
 
 def folder(run: Run) -> Path:
@@ -41,35 +49,72 @@ def retrained_parts(run: Run, data: datasets.Data, rank: int = 1, seed: int = 0)
 
 
 def retrain(
-    run: Run, top_k: int = 1, seeds: int = 3, epochs: int | None = None, wandb: str | None = None, subset: float | None = None
+    run: Run, top_k: int = 1, seeds: int = 3, epochs: int | None = None, wandb: str | None = None,
+    subset: float | None = None, ensemble: bool = False,
 ) -> pd.DataFrame:
-    """Write retrain/retrain.csv (one row per rank and seed) and the weights; return mean and std per rank.
-    ``subset``: the fraction of train+validation to train on (default: the search's); the test set is whole."""
+    """Write retrain/retrain.csv (one row per rank and seed) and the weights; with ``ensemble`` retrain/ensemble.csv
+    (the test metrics of the mean of all the models' predicted probabilities); for a trainable with a
+    ``classical_baseline``, retrain/baseline.csv. Return ``table``. ``subset``: the fraction of train+validation to
+    train on (default: the search's); the test set is whole."""
     spec = run.spec
-    board = leaderboard.load(run)
-    ranked = board[board[spec.metric].notna()].head(top_k)
-    if ranked.empty:
-        raise UserError(f"run {run.name!r} has no finished trial to retrain; see `tunelab leaderboard {run.name}`")
     module = trainables.get(spec.trainable)
+    if ensemble and spec.trainable not in ensemble_trainables():
+        raise UserError(f"--ensemble averages the class probabilities of classifiers: trainable {spec.trainable} "
+                        f"(run {run.name!r}) has none; it works for {', '.join(ensemble_trainables())}")  # fmt: skip
+    ranked = _ranked(run, top_k)
+    if ensemble and len(ranked) * seeds < 2:
+        raise UserError(f"--ensemble needs at least 2 models, not {len(ranked)} config(s) x {seeds} seed(s): "
+                        f"give --seeds 2 or more")  # fmt: skip
     subset = run.options.subset if subset is None else subset
     data = datasets.load(spec.dataset, run.data_dir, "retrain", subset, training.device())
-    mode = tracking.configure(wandb or run.options.wandb, run.dir)
+    configs = [leaderboard.config_of(row, run) | ({"epochs": epochs} if epochs else {}) for _, row in ranked.iterrows()]
+    combine = module.ensemble(configs, data) if ensemble else None  # refuses members that cannot average, up front
     folder(run).mkdir(parents=True, exist_ok=True)
-    rows = []
-    for rank, (_, row) in enumerate(ranked.iterrows(), start=1):
-        config = leaderboard.config_of(row, run) | ({"epochs": epochs} if epochs else {})
-        (folder(run) / f"rank{rank}.yaml").write_text(yaml.safe_dump({"trial_id": row["trial_id"], "subset": subset, "config": config}, sort_keys=False))
+    for stale in (ENSEMBLE, BASELINE):  # an earlier retrain's
+        (folder(run) / stale).unlink(missing_ok=True)
+    mode = tracking.configure(wandb or run.options.wandb, run.dir)
+    outputs = _retrain_all(run, module, list(zip(ranked["trial_id"], configs)), data, subset, seeds, mode)
+    if combine and outputs:
+        _test_ensemble(run, module, combine, outputs, configs[0], data)
+    if hasattr(module, "classical_baseline"):
+        _test_baseline(run, module, data)
+    return table(run)
+
+
+def ensemble_trainables() -> list[str]:
+    """The trainables whose models average into an ensemble (classifiers with the ENSEMBLE_HOOKS)."""
+    return [name for name in trainables.NAMES if all(hasattr(trainables.get(name), h) for h in ENSEMBLE_HOOKS)]
+
+
+def _ranked(run: Run, top_k: int) -> pd.DataFrame:
+    board = leaderboard.load(run)
+    ranked = board[board[run.spec.metric].notna()].head(top_k)
+    if ranked.empty:
+        raise UserError(f"run {run.name!r} has no finished trial to retrain; see `tunelab leaderboard {run.name}`")
+    return ranked
+
+
+def _retrain_all(run: Run, module, chosen: list[tuple[str, dict]], data, subset: float, seeds: int, mode) -> dict:
+    """Train and test each (trial id, config) with every seed. Return the test outputs of every model that
+    completed, by the name of its weights (rank<k>_seed<s>), where the trainable has outputs."""
+    rows, outputs = [], {}
+    for rank, (trial_id, config) in enumerate(chosen, start=1):
+        saved = {"trial_id": trial_id, "subset": subset, "config": config}
+        (folder(run) / f"rank{rank}.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
         for seed in range(seeds):
             n_train = len(data.splits["train"][1])
-            print(f"retrain rank {rank} (trial {row['trial_id']}) seed {seed}: {config['epochs']} epochs on {n_train:,} examples", flush=True)
-            with tracking.run(mode, spec.project, run.name, "retrain", f"{run.name}-rank{rank}-seed{seed}", config) as log:
+            print(f"retrain rank {rank} (trial {trial_id}) seed {seed}: {config['epochs']} epochs on {n_train:,} "
+                  f"examples", flush=True)  # fmt: skip
+            wandb_name = f"{run.name}-rank{rank}-seed{seed}"
+            with tracking.run(mode, run.spec.project, run.name, "retrain", wandb_name, config) as log:
                 result = _train(module, config, data, seed, log)
             if "model" in result:
                 torch.save(result.pop("model"), weights_path(run, rank, seed))
-            rows.append({"rank": rank, "trial_id": row["trial_id"], "seed": seed, **result})
+            if tested := result.pop("outputs", None):
+                outputs[weights_path(run, rank, seed).stem] = tested
+            rows.append({"rank": rank, "trial_id": trial_id, "seed": seed, **result})
             pd.DataFrame(rows).to_csv(folder(run) / "retrain.csv", index=False)  # each finished seed is kept
-    table = pd.DataFrame(rows)
-    return summary(table)
+    return outputs
 
 
 def _train(module, config: dict, data, seed: int, log) -> dict:
@@ -81,27 +126,105 @@ def _train(module, config: dict, data, seed: int, log) -> dict:
             log.log(metrics | {"epoch": epoch})
             shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch_s")
             print(f"  epoch {epoch}/{config['epochs']}: {shown} ({metrics['epoch_s']:.0f} s)", flush=True)
-        test = {k: v for split in data.splits if split.startswith("test") for k, v in training.evaluate(module, parts, data, split).items()}
+        test, outputs = _test(module, parts, config, data)
     except training.Diverged as e:
         return {"status": f"failed: {e}", "duration_s": round(time.perf_counter() - start, 1)}
     log.log(test)
     return {"status": "completed", **test, "epochs": config["epochs"], "params": training.param_count(parts),
-            "duration_s": round(time.perf_counter() - start, 1), "model": parts["model"].state_dict()}  # fmt: skip
+            "duration_s": round(time.perf_counter() - start, 1), "model": parts["model"].state_dict(),
+            "outputs": outputs}  # fmt: skip
+
+
+def _test(module, parts: dict, config: dict, data) -> tuple[dict[str, float], dict]:
+    """The metrics of every test split; for a trainable with outputs, computed from them, which come back too."""
+    metrics, outputs = {}, {}
+    for split in _test_splits(data):
+        if hasattr(module, "outputs"):
+            outputs[split] = module.outputs(parts, data, split)
+            metrics |= training.named(module.metrics(outputs[split], data, split, config), split)
+        else:
+            metrics |= training.evaluate(module, parts, data, split)
+    return metrics, outputs
+
+
+def _test_splits(data) -> list[str]:
+    return [split for split in data.splits if split.startswith("test")]
+
+
+def _test_ensemble(run: Run, module, combine, outputs: dict[str, dict], config: dict, data) -> None:
+    """retrain/ensemble.csv: the test metrics of the mean of the models' probabilities, computed by the
+    trainable's own metrics from the logits of that mean (``config``: a member's, for how logits are read)."""
+    metrics = {}
+    for split in _test_splits(data):
+        logits = combine([member[split] for member in outputs.values()])
+        metrics |= training.named(module.metrics(logits, data, split, config), split)
+    row = {"members": len(outputs), "models": " ".join(outputs), **metrics}
+    pd.DataFrame([row]).to_csv(folder(run) / ENSEMBLE, index=False)
+
+
+def _test_baseline(run: Run, module, data) -> None:
+    """retrain/baseline.csv: the trainable's classical baseline fitted on the retrain's training split."""
+    print(f"classical baseline: fitting on {len(data.splits['train'][1]):,} examples", flush=True)
+    start = time.perf_counter()
+    name, per_split = module.classical_baseline(data)
+    metrics = {k: v for split, m in per_split.items() for k, v in training.named(m, split).items()}
+    row = {"model": name, **metrics, "duration_s": round(time.perf_counter() - start, 1)}
+    pd.DataFrame([row]).to_csv(folder(run) / BASELINE, index=False)
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std of each test metric over seeds, per rank."""
+    """Mean ± std of each test metric over seeds, per rank (``models``: how many seeds completed)."""
     done = table[table["status"] == "completed"]
     tests = [c for c in table if c.startswith("test_")]
     rows = []
     for (rank, trial_id), group in done.groupby(["rank", "trial_id"]):
-        row = {"rank": rank, "trial_id": trial_id, "seeds": len(group)}
+        row = {"rank": rank, "trial_id": trial_id, "models": len(group)}
         for c in tests:
             row[c] = f"{group[c].mean():.4f} ± {group[c].std(ddof=1) if len(group) > 1 else 0:.4f}"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def table(run: Run) -> pd.DataFrame:
+    """``summary`` of the run's retrain, with the ensemble (if tested) as a last row, rank ``ensemble``."""
+    ranks, ensemble = summary(load(run)), load_ensemble(run)
+    if ensemble is None:
+        return ranks
+    row = ensemble.iloc[0]
+    tests = {c: f"{row[c]:.4f}" for c in ensemble if c.startswith("test_")}
+    below = {"rank": "ensemble", "trial_id": "all", "models": row["members"], **tests}
+    return pd.concat([ranks, pd.DataFrame([below])])
+
+
+def first_try(run: Run) -> pd.DataFrame | None:
+    """What a student would try first (the classical baseline, if the retrain tested one) beside what the search
+    found: the best config's mean ± std over seeds and the ensemble's, in the baseline's test metrics."""
+    baseline = load_baseline(run)
+    if baseline is None:
+        return None
+    metrics = [c for c in baseline if c.startswith("test_")]
+    rows = [{"model": baseline["model"].iloc[0], **{m: f"{baseline[m].iloc[0]:.4f}" for m in metrics}}]
+    for _, row in table(run).iterrows():
+        if row["rank"] == 1:
+            label = f"{run.spec.trainable}, best config (trial {row['trial_id']}): mean ± std of {row['models']} seeds"
+        elif row["rank"] == "ensemble":
+            label = f"ensemble of all {row['models']} retrained models"
+        else:
+            continue
+        rows.append({"model": label, **{m: row.get(m, "") for m in metrics}})
+    return pd.DataFrame(rows)
+
+
 def load(run: Run) -> pd.DataFrame | None:
     path = folder(run) / "retrain.csv"
     return pd.read_csv(path, dtype={"trial_id": str}) if path.is_file() else None
+
+
+def load_ensemble(run: Run) -> pd.DataFrame | None:
+    path = folder(run) / ENSEMBLE
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def load_baseline(run: Run) -> pd.DataFrame | None:
+    path = folder(run) / BASELINE
+    return pd.read_csv(path) if path.is_file() else None

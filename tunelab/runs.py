@@ -3,7 +3,7 @@
 results/<run>/            Ray's trial folders and state (unless --storage puts them elsewhere), tunelab.yaml
                           (the spec and options of the run)
 results/<run>/leaderboard.csv, leaderboard.md, best.yaml
-results/<run>/retrain/    retrain.csv and the retrained weights
+results/<run>/retrain/    retrain.csv and the retrained weights; ensemble.csv (--ensemble), baseline.csv (text)
 results/<run>/report/     report.md, report.html and the figures
 """
 

@@ -37,7 +37,12 @@ def epoch(module: ModuleType, parts: dict, data: Data, config: dict, eval_split:
 
 
 def evaluate(module: ModuleType, parts: dict, data: Data, split: str) -> dict[str, float]:
-    metrics = {f"{split}_{k}": v for k, v in module.evaluate(parts, data, split).items()}
+    return named(module.evaluate(parts, data, split), split)
+
+
+def named(metrics: dict[str, float], split: str) -> dict[str, float]:
+    """A split's metrics prefixed with its name (val_acc, test_loss), checked to be finite."""
+    metrics = {f"{split}_{k}": v for k, v in metrics.items()}
     check_finite(metrics)
     return metrics
 
