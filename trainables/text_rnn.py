@@ -34,7 +34,7 @@ class TextRNN(nn.Module):
     def __init__(self, config: dict, vocab: int, outputs: int):
         super().__init__()
         self.pooling = config["pooling"]
-        self.embedding = nn.Embedding(vocab, config["embedding_dim"], padding_idx=text.PAD)
+        self.embedding = text.embedding(vocab, config["embedding_dim"])
         self.rnn = CELLS[config["cell"]](config["embedding_dim"], config["hidden"], num_layers=config["layers"], batch_first=True,
                                          bidirectional=config["bidirectional"], dropout=config["dropout"] if config["layers"] > 1 else 0.0)  # fmt: skip
         self.dropout = nn.Dropout(config["dropout"])
