@@ -206,7 +206,8 @@ def first_try(run: Run) -> pd.DataFrame | None:
     rows = [{"model": baseline["model"].iloc[0], **{m: f"{baseline[m].iloc[0]:.4f}" for m in metrics}}]
     for _, row in table(run).iterrows():
         if row["rank"] == 1:
-            label = f"{run.spec.trainable}, best config (trial {row['trial_id']}): mean ± std of {row['models']} seed{'s' if row['models'] > 1 else ''}"
+            seeds = f"{row['models']} seed{'s' if row['models'] > 1 else ''}"
+            label = f"{run.spec.trainable}, best config (trial {row['trial_id']}): mean ± std of {seeds}"
         elif row["rank"] == "ensemble":
             label = f"ensemble of all {row['models']} retrained models"
         else:
