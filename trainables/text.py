@@ -41,6 +41,7 @@ def embedding(vocab: int, dim: int) -> nn.Embedding:
         layer.weight[PAD] = 0
     return layer
 
+
 DEFAULTS: dict[str, int | float | bool | str] = {
     "level": "word",  # tokens: words (and punctuation) or characters
     "vocab_size": 20000,  # most frequent training tokens kept, <pad> and <unk> included

@@ -35,8 +35,7 @@ def baseline(data: Data) -> tuple[str, dict[str, dict[str, float]]]:
     texts, y = data.splits["train"]
     soft = y.is_floating_point()
     model = pipeline(soft).fit(texts, y.cpu().numpy())
-    tests = [split for split in data.splits if split.startswith("test")]
-    return NAMES[soft], {split: _metrics(model, data, split, soft) for split in tests}
+    return NAMES[soft], {split: _metrics(model, data, split, soft) for split in data.test_splits}
 
 
 def _metrics(model, data: Data, split: str, soft: bool) -> dict[str, float]:

@@ -113,7 +113,7 @@ def _cmd_retrain(args) -> None:
         row = ensemble.iloc[0]
         print(f"Ensemble (the mean probabilities of {row['members']} models: {row['models']}): "
               f"{retrain.folder(run) / retrain.ENSEMBLE}")  # fmt: skip
-    first_try = retrain.first_try(run)
+    first_try = retrain.first_try(run, table)
     if first_try is not None:
         print("\nWhat a student would try first:\n\n" + first_try.to_markdown(index=False))
         print(f"\nBaseline: {retrain.folder(run) / retrain.BASELINE}")

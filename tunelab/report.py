@@ -84,14 +84,15 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
 
 def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple]:
     spec = run.spec
-    blocks = [("h2", "Retrained on train+validation, tested on the test set"), ("table", retrain.table(run))]
+    ranks = retrain.table(run)
+    blocks = [("h2", "Retrained on train+validation, tested on the test set"), ("table", ranks)]
     ensemble = retrain.load_ensemble(run)
     if ensemble is not None:
         blocks.append(("p", f"Mean ± std over the seeds of each rank; the row `ensemble`: the mean of the predicted "
                             f"class probabilities of all {ensemble['members'].iloc[0]} retrained models "
                             f"({ensemble['models'].iloc[0]}), with equal weights."))  # fmt: skip
     blocks.append(("table", retrained))
-    first_try = retrain.first_try(run)
+    first_try = retrain.first_try(run, ranks)
     if first_try is not None:
         missing = [c for c in retrained if c.startswith("test_") and c not in first_try]
         left_out = f" The baseline has no {', '.join(missing)}: left out." if missing else ""

@@ -138,7 +138,7 @@ def _train(module, config: dict, data, seed: int, log) -> dict:
 def _test(module, parts: dict, config: dict, data) -> tuple[dict[str, float], dict]:
     """The metrics of every test split; for a trainable with outputs, computed from them, which come back too."""
     metrics, outputs = {}, {}
-    for split in _test_splits(data):
+    for split in data.test_splits:
         if hasattr(module, "outputs"):
             outputs[split] = module.outputs(parts, data, split)
             metrics |= training.named(module.metrics(outputs[split], data, split, config), split)
@@ -147,15 +147,11 @@ def _test(module, parts: dict, config: dict, data) -> tuple[dict[str, float], di
     return metrics, outputs
 
 
-def _test_splits(data) -> list[str]:
-    return [split for split in data.splits if split.startswith("test")]
-
-
 def _test_ensemble(run: Run, module, combine, outputs: dict[str, dict], config: dict, data) -> None:
     """retrain/ensemble.csv: the test metrics of the mean of the models' probabilities, computed by the
     trainable's own metrics from the logits of that mean (``config``: a member's, for how logits are read)."""
     metrics = {}
-    for split in _test_splits(data):
+    for split in data.test_splits:
         logits = combine([member[split] for member in outputs.values()])
         metrics |= training.named(module.metrics(logits, data, split, config), split)
     row = {"members": len(outputs), "models": " ".join(outputs), **metrics}
@@ -196,15 +192,16 @@ def table(run: Run) -> pd.DataFrame:
     return pd.concat([ranks, pd.DataFrame([below])])
 
 
-def first_try(run: Run) -> pd.DataFrame | None:
+def first_try(run: Run, retrained: pd.DataFrame) -> pd.DataFrame | None:
     """What a student would try first (the classical baseline, if the retrain tested one) beside what the search
-    found: the best config's mean ± std over seeds and the ensemble's, in the baseline's test metrics."""
+    found (``retrained``: the run's ``table``): the best config's mean ± std over seeds and the ensemble's, in the
+    baseline's test metrics."""
     baseline = load_baseline(run)
     if baseline is None:
         return None
     metrics = [c for c in baseline if c.startswith("test_")]
     rows = [{"model": baseline["model"].iloc[0], **{m: f"{baseline[m].iloc[0]:.4f}" for m in metrics}}]
-    for _, row in table(run).iterrows():
+    for _, row in retrained.iterrows():
         if row["rank"] == 1:
             seeds = f"{row['models']} seed{'s' if row['models'] > 1 else ''}"
             label = f"{run.spec.trainable}, best config (trial {row['trial_id']}): mean ± std of {seeds}"
@@ -217,15 +214,17 @@ def first_try(run: Run) -> pd.DataFrame | None:
 
 
 def load(run: Run) -> pd.DataFrame | None:
-    path = folder(run) / "retrain.csv"
-    return pd.read_csv(path, dtype={"trial_id": str}) if path.is_file() else None
+    return _read(run, "retrain.csv", dtype={"trial_id": str})
 
 
 def load_ensemble(run: Run) -> pd.DataFrame | None:
-    path = folder(run) / ENSEMBLE
-    return pd.read_csv(path) if path.is_file() else None
+    return _read(run, ENSEMBLE)
 
 
 def load_baseline(run: Run) -> pd.DataFrame | None:
-    path = folder(run) / BASELINE
-    return pd.read_csv(path) if path.is_file() else None
+    return _read(run, BASELINE)
+
+
+def _read(run: Run, name: str, **options) -> pd.DataFrame | None:
+    path = folder(run) / name
+    return pd.read_csv(path, **options) if path.is_file() else None

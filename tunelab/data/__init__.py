@@ -32,6 +32,11 @@ class Data:
     device: torch.device
     root: Path | None = None  # the data root it was loaded from (a trainable may load another data set there)
 
+    @property
+    def test_splits(self) -> list[str]:
+        """test and any test_<name>."""
+        return [split for split in self.splits if split.startswith("test")]
+
 
 def data_root(cli_value: str | None = None) -> Path:
     return Path(cli_value or os.environ.get("TUNELAB_DATA") or "datasets")
