@@ -30,7 +30,6 @@ epoch 2 and tunelab runs no scheduler for 2 epochs) is a smoke run whose ratio m
 
 import argparse
 import contextlib
-import copy
 import io
 import os
 import statistics
@@ -48,7 +47,7 @@ GOAL = 0.5  # time to target of TPE + ASHA / random (issue 12)
 
 def random_variant(folder: Path) -> Path:
     """The experiment's file with method random and no early stopping, written from the loaded file."""
-    raw = copy.deepcopy(spaces.load(EXPERIMENT).raw)
+    raw = yaml.safe_load(spaces.find(EXPERIMENT).read_text())
     raw["method"] = "random"
     raw.pop("early_terminate", None)
     path = folder / f"{EXPERIMENT}_random.yaml"
@@ -78,7 +77,7 @@ def search(experiment: str, name: str, seed: int, args, root: Path, results: Pat
     return {"wall": wall, "events": events, "sign": sign, "best": max((sign * v for _, v in events), default=None),
             "epochs": len(events), "trials": len(board), "baseline": baseline_value(run, board),
             "configs": {tuple(sorted((k, round(v, 9) if isinstance(v, float) else v) for k, v in
-                                     leaderboard.config_of(row, run).items())) for _, row in board.iterrows()},
+                                     run.config_of(row).items())) for _, row in board.iterrows()},
             "stopped": int((board["status"] == "stopped early").sum()) if len(board) else 0}  # fmt: skip
 
 
@@ -86,7 +85,7 @@ def baseline_value(run: runs.Run, board) -> float | None:
     """The metric of the trial that trained the file's baseline config (both methods evaluate it first)."""
     want = run.spec.config(run.spec.baseline or {})
     for _, row in board.iterrows():
-        config = leaderboard.config_of(row, run)
+        config = run.config_of(row)
         if all(config[k] == v or (isinstance(v, float) and abs(config[k] - v) <= 1e-9 * abs(v)) for k, v in want.items()):
             return float(row[run.spec.metric])
     return None

@@ -1,13 +1,11 @@
 """The fashion_ablation experiment: its search file, and search -> retrain -> report end to end on the
 generated fixture (real Ray, real Optuna, W&B offline)."""
 
-import re
-
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO, report_figures
 from tunelab import UserError, spaces
 from tunelab.cli import main
 
@@ -18,15 +16,17 @@ def ablation_space(**changes) -> dict:
 
 def test_the_variant_is_a_grid_dimension_compared_in_the_report():
     spec = spaces.load("fashion_ablation")
-    assert spec.method == "grid" and spec.compare == "variant" and spec.max_epochs == 10
+    assert spec.method == "grid" and spec.ablation == "variant" and spec.max_epochs == 10
     assert list(spec.params["variant"].choices) == ["baseline", "augment", "batch_norm", "finetune"]
     assert spec.run_cap == 4 * len(spec.params["lr"].choices)
 
 
-@pytest.mark.parametrize("compare", ["lr_decay", "colour", ["variant"]])
-def test_compare_must_be_a_searched_list_of_values(tmp_path, compare):
-    raw = ablation_space(compare=compare, parameters={"variant": {"values": ["baseline"]}, "lr_decay": {"value": 0.7}})
-    with pytest.raises(UserError, match="compare: .* is not a hyperparameter searched over a list of values; searched that way: variant"):
+@pytest.mark.parametrize("ablation", ["lr_decay", "colour", ["variant"]])
+def test_ablation_must_be_a_searched_list_of_values(tmp_path, ablation):
+    parameters = {"variant": {"values": ["baseline"]}, "lr_decay": {"value": 0.7}}
+    raw = ablation_space(ablation=ablation, parameters=parameters)
+    message = "ablation: .* is not a hyperparameter searched over a list of values; searched that way: variant"
+    with pytest.raises(UserError, match=message):
         spaces.parse(raw, tmp_path / "exp.yaml")
 
 
@@ -50,8 +50,9 @@ def test_ablation_search_retrain_report(env, fixture_root, monkeypatch):
     assert main([*data, "retrain", "ablation", "--seeds", "1", "--epochs", "1", "--wandb", "disabled"]) == 0
     assert main([*data, "report", "ablation", "--wandb", "disabled"]) == 0
     report = (run / "report" / "report.md").read_text()
-    figures = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report))
-    assert {"compare_train.png", "compare_val.png", "augmentations.png", "tsne.png", "activation_maximisation.png"} <= figures
+    figures = set(report_figures(report))
+    wanted = {"ablation_train.png", "ablation_val.png", "augmentations.png", "tsne.png", "activation_maximisation.png"}
+    assert wanted <= figures
     comparison = report.split("## Comparison of variant")[1].split("![")[0]
     for variant in ("baseline", "augment", "batch_norm", "finetune"):
         assert f"| {variant} " in comparison

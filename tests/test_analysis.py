@@ -3,15 +3,14 @@
 import pytest
 import torch
 
-import trainables
 from trainables import common, examples_net
-from tunelab import analysis, data as datasets
+from tunelab import analysis, data as datasets, protocol
 from tunelab.data import Data
 
 
 @pytest.fixture(scope="module")
 def data(fixture_root) -> Data:
-    """The generated fixture: class c is a bright square at its own place (see conftest)."""
+    """The generated fixture: class c is a bright square at its own place (see helpers.write_mnist_like)."""
     return datasets.load("fashion_mnist", fixture_root, "retrain")
 
 
@@ -64,9 +63,9 @@ def test_section_writes_the_figures_and_per_class_accuracy(model, data, tmp_path
     assert table["test images"].sum() == len(y) and min(expected) > 0.9
 
 
-@pytest.mark.parametrize("name", [n for n in trainables.NAMES if getattr(trainables.get(n), "IMAGE_CLASSIFIER", False)])
+@pytest.mark.parametrize("name", [t.name for t in protocol.registered() if t.image_classifier])
 def test_what_declares_itself_an_image_classifier_maps_images_to_class_logits(name, data):
-    module = trainables.get(name)
-    model = module.build({**module.DEFAULTS, "epochs": 1}, data)["model"]
+    module = protocol.load(name)
+    model = module.build({**module.defaults, "epochs": 1}, data)["model"]
     assert common.predict(model, data.splits["test"][0][:3]).shape == (3, len(data.classes))
     assert isinstance([m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1], torch.nn.Linear)

@@ -6,8 +6,7 @@ import pytest
 import torch
 import yaml
 
-import trainables
-from tunelab import data as datasets, leaderboard, runs, spaces, training
+from tunelab import data as datasets, leaderboard, protocol, runs, spaces, training
 from tunelab.cli import main
 
 pytestmark = pytest.mark.slow
@@ -26,7 +25,7 @@ SEARCHED = ("width", "batch_norm")
 def fresh_metrics(spec: spaces.Spec, sampled: dict, root) -> list[dict]:
     """The config trained here, in a process that has run no trial, as a trial trains it."""
     torch.set_num_threads(1)
-    module = trainables.get(spec.trainable)
+    module = protocol.load(spec.trainable)
     data = datasets.load(spec.dataset, root, "search", 1.0, "cpu")
     config = spec.config(sampled)
     parts = training.build(module, config, data, spec.seed)
@@ -36,7 +35,8 @@ def fresh_metrics(spec: spaces.Spec, sampled: dict, root) -> list[dict]:
 def test_a_config_trained_in_a_reused_worker_matches_a_fresh_one(env, fixture_root, tmp_path):
     path = tmp_path / "reuse.yaml"
     path.write_text(yaml.safe_dump(SPACE))
-    assert main(["--data-dir", str(fixture_root), "search", str(path), "--concurrency", "1", "--wandb", "disabled"]) == 0
+    argv = ["--data-dir", str(fixture_root), "search", str(path), "--concurrency", "1", "--wandb", "disabled"]
+    assert main(argv) == 0
 
     run = runs.open_run("reuse", env / "results")
     histories = leaderboard.histories(run)

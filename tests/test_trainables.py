@@ -13,7 +13,7 @@ from torch import nn
 
 import trainables
 from trainables import cnn_classifier, common, conv_autoencoder
-from tunelab import retrain, training
+from tunelab import protocol, training
 from tunelab.data import SOURCES, Data
 from tunelab.data.text import TextSource
 
@@ -25,7 +25,7 @@ def data(request) -> Data:
     """Tiny images, or tiny texts for a trainable whose data set is text."""
     gen = torch.Generator().manual_seed(0)
     name = getattr(request.node, "callspec", None) and request.node.callspec.params.get("name")
-    if name and isinstance(SOURCES[trainables.get(name).DATASET], TextSource):
+    if name and isinstance(SOURCES[protocol.load(name).dataset], TextSource):
         words = np.array(["good", "bad", "film", "plot", "great", "awful", "the", "a", "!"], dtype=object)
 
         def split(n: int) -> tuple:
@@ -46,7 +46,7 @@ def data(request) -> Data:
 
 def one_batch_config(module, data: Data) -> dict:
     """The defaults, with the whole training split as one batch and no weight decay."""
-    return {**module.DEFAULTS, "batch_size": len(data.splits["train"][1]), "weight_decay": 0.0, "epochs": 1}
+    return {**module.defaults, "batch_size": len(data.splits["train"][1]), "weight_decay": 0.0, "epochs": 1}
 
 
 def assert_finite(metrics: dict) -> None:
@@ -55,17 +55,13 @@ def assert_finite(metrics: dict) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_declarations(name):
-    module = trainables.get(name)
-    assert isinstance(module.DATASET, str)
-    assert module.METRIC.startswith("val_") and module.MODE in ("max", "min")
-    assert "epochs" in module.DEFAULTS and "batch_size" in module.DEFAULTS
-    for key, value in module.DEFAULTS.items():
-        assert type(value) in (int, float, bool, str), (key, value)
+    module = protocol.load(name)  # checked against the protocol (tests/test_protocol.py)
+    assert module.metric.startswith("val_") and "batch_size" in module.defaults
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_build_and_restore_parts(name, data):
-    module = trainables.get(name)
+    module = protocol.load(name)
     config = one_batch_config(module, data)
     parts, fresh = module.build(config, data), module.build(config, data)
     assert isinstance(parts["model"], nn.Module)
@@ -79,7 +75,7 @@ def test_build_and_restore_parts(name, data):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_train_epoch_updates_every_parameter(name, data):
-    module = trainables.get(name)
+    module = protocol.load(name)
     config = one_batch_config(module, data)
     parts = module.build(config, data)
     before = {n: p.detach().clone() for n, p in parts["model"].named_parameters()}
@@ -90,17 +86,17 @@ def test_train_epoch_updates_every_parameter(name, data):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_evaluate(name, data):
-    module = trainables.get(name)
+    module = protocol.load(name)
     parts = module.build(one_batch_config(module, data), data)
     for split in ("val", "test"):
         metrics = module.evaluate(parts, data, split)
         assert_finite(metrics)
-        assert module.METRIC.removeprefix("val_") in metrics
+        assert module.metric.removeprefix("val_") in metrics
 
 
-@pytest.mark.parametrize("name", retrain.ensemble_trainables())
+@pytest.mark.parametrize("name", [t.name for t in protocol.registered() if t.ensembles])
 def test_an_ensemble_averages_probabilities_and_is_scored_as_evaluate_scores(name, data):
-    module = trainables.get(name)
+    module = protocol.load(name)
     config = one_batch_config(module, data)
     members = [training.build(module, config, data, seed) for seed in (0, 1)]
     for parts in members:
@@ -108,7 +104,7 @@ def test_an_ensemble_averages_probabilities_and_is_scored_as_evaluate_scores(nam
     logits = [module.outputs(parts, data, "test") for parts in members]
     assert module.metrics(logits[0], data, "test", config) == module.evaluate(members[0], data, "test")
     combine = module.ensemble([config, config], data)
-    mean = torch.stack([l.softmax(1) for l in logits]).mean(0)
+    mean = torch.stack([logit.softmax(1) for logit in logits]).mean(0)
     assert torch.allclose(combine(logits).softmax(1), mean, atol=1e-6)
     alone = module.evaluate(members[0], data, "test")
     twice = module.metrics(combine(logits[:1] * 2), data, "test", config)
@@ -117,7 +113,7 @@ def test_an_ensemble_averages_probabilities_and_is_scored_as_evaluate_scores(nam
 
 @pytest.mark.parametrize("name", NAMES)
 def test_figures(name, data, tmp_path):
-    module = trainables.get(name)
+    module = protocol.load(name)
     parts = module.build(one_batch_config(module, data), data)
     written = module.figures(parts, data, tmp_path)
     assert written
@@ -128,7 +124,7 @@ def test_figures(name, data, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_unknown_choice_fails_at_build(name, data):
-    module = trainables.get(name)
+    module = protocol.load(name)
     with pytest.raises(ValueError, match="optimizer"):
         module.build({**one_batch_config(module, data), "optimizer": "lbfgs"}, data)
 

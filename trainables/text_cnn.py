@@ -29,6 +29,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 class TextCNN(nn.Module):
     def __init__(self, config: dict, vocab: int, outputs: int):
         super().__init__()
+        self.loss = config["loss"]  # how its outputs become probabilities (text.probabilities)
         self.embedding = text.embedding(vocab, config["embedding_dim"])
         self.kernel_sizes = kernel_sizes(config)
         self.branches = nn.ModuleList()

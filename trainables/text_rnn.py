@@ -33,6 +33,7 @@ POOLINGS = ("last", "mean", "max")
 class TextRNN(nn.Module):
     def __init__(self, config: dict, vocab: int, outputs: int):
         super().__init__()
+        self.loss = config["loss"]  # how its outputs become probabilities (text.probabilities)
         self.pooling = config["pooling"]
         self.embedding = text.embedding(vocab, config["embedding_dim"])
         self.rnn = CELLS[config["cell"]](config["embedding_dim"], config["hidden"], num_layers=config["layers"], batch_first=True,

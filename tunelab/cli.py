@@ -9,8 +9,7 @@ from tunelab import UserError, __version__
 
 
 def _cmd_list(args) -> None:
-    import trainables
-    from tunelab import data, spaces
+    from tunelab import protocol, spaces
 
     print("Experiments (search_spaces/):")
     for name, path in spaces.experiments().items():
@@ -20,9 +19,8 @@ def _cmd_list(args) -> None:
         except UserError as e:
             print(f"  {name:24s} INVALID: {str(e).splitlines()[0]}")
     print("\nTrainables:")
-    for name in trainables.NAMES:
-        module = trainables.get(name)
-        print(f"  {name:24s} {module.DATASET:14s} {module.METRIC} ({module.MODE})")
+    for trainable in protocol.registered():
+        print(f"  {trainable.name:24s} {trainable.dataset:14s} {trainable.metric} ({trainable.mode})")
     _cmd_data_list(args, heading="\nData sets")
 
 
@@ -55,7 +53,7 @@ def _run(args):
 
 
 def _cmd_search(args) -> None:
-    from tunelab import cluster, data, leaderboard, runs, search, spaces
+    from tunelab import cluster, data, runs, search, spaces
 
     options = runs.Options(
         trials=args.trials, max_epochs=args.max_epochs, time_budget=args.time_budget,
@@ -69,28 +67,28 @@ def _cmd_search(args) -> None:
     if search.started(run):
         raise UserError(f"{run.experiment_path} already holds a search; continue it with `tunelab resume {folder.name}`, "
                         f"or start another with --name")  # fmt: skip
-    search.search(run)
-    _finish(run, leaderboard)
+    _finish(run, search.search(run))
 
 
 def _cmd_resume(args) -> None:
     import dataclasses
 
-    from tunelab import cluster, leaderboard, search
+    from tunelab import cluster, search
 
     run = _run(args)
     moved = {"address": cluster.address(args.address), "storage": cluster.storage(args.storage)}
     if any(moved.values()):
         run.options = dataclasses.replace(run.options, **{k: v for k, v in moved.items() if v})
         run.save()
-    search.resume(run)
-    _finish(run, leaderboard)
+    _finish(run, search.resume(run))
 
 
-def _finish(run, leaderboard) -> None:
-    print("\n" + leaderboard.render(run, top=5))
-    print(f"\nLeaderboard: {run.dir / 'leaderboard.csv'}\nBest config: {run.dir / 'best.yaml'}")
-    unfinished = leaderboard.load(run)["status"].isin(["pending", "interrupted"]).sum()
+def _finish(run, board) -> None:
+    from tunelab import leaderboard
+
+    print("\n" + leaderboard.render(board, run, top=5))
+    print(f"\nLeaderboard: {run.leaderboard_file}\nBest config: {run.best_file}")
+    unfinished = board["status"].isin(["pending", "interrupted"]).sum() if len(board) else 0
     if unfinished:
         print(f"\n{unfinished} trial(s) did not finish: `tunelab resume {run.name}` continues the search")
 
@@ -98,7 +96,8 @@ def _finish(run, leaderboard) -> None:
 def _cmd_leaderboard(args) -> None:
     from tunelab import leaderboard
 
-    print(leaderboard.render(_run(args), top=args.top))
+    run = _run(args)
+    print(leaderboard.render(leaderboard.write(run), run, top=args.top))
 
 
 def _cmd_retrain(args) -> None:
@@ -107,16 +106,15 @@ def _cmd_retrain(args) -> None:
     run = _run(args)
     table = retrain.retrain(run, args.top_k, args.seeds, args.epochs, args.wandb, args.subset, args.ensemble)
     print("\n" + table.to_markdown(index=False, floatfmt=".4f"))
-    print(f"\nRetrain results: {retrain.folder(run) / 'retrain.csv'}")
-    ensemble = retrain.load_ensemble(run)
+    print(f"\nRetrain results: {run.retrain_file}")
+    ensemble = run.ensemble_table()
     if ensemble is not None:
         row = ensemble.iloc[0]
-        print(f"Ensemble (the mean probabilities of {row['members']} models: {row['models']}): "
-              f"{retrain.folder(run) / retrain.ENSEMBLE}")  # fmt: skip
+        print(f"Ensemble (the mean probabilities of {row['members']} models: {row['models']}): {run.ensemble_file}")
     first_try = retrain.first_try(run, table)
     if first_try is not None:
         print("\nWhat a student would try first:\n\n" + first_try.to_markdown(index=False))
-        print(f"\nBaseline: {retrain.folder(run) / retrain.BASELINE}")
+        print(f"\nBaseline: {run.baseline_file}")
 
 
 def _cmd_report(args) -> None:
@@ -135,9 +133,13 @@ def _cmd_compare(args) -> None:
     from tunelab import compare, runs
 
     root = runs.results_root(args.results_dir)
-    out = compare.compare(runs.open_run(args.run_a, root), runs.open_run(args.run_b, root), root)
-    print((out / "auc.md").read_text())
-    print(f"Figure: {out / 'roc.png'}\nTable:  {out / 'auc.csv'}")
+    out, result = compare.compare([runs.open_run(name, root) for name in (args.run_a, args.run_b, *args.more)], root)
+    if result.table is not None:
+        print((out / "auc.md").read_text())
+    for caption, path in result.figures.items():
+        print(f"{caption}:\n  {path}")
+    if result.table is not None:
+        print(f"Table: {out / 'auc.csv'}")
 
 
 def _number(kind: type = int, low: float = 1, strict: bool = False):
@@ -207,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
     res = command("resume", _cmd_resume, "continue an interrupted search")
     res.add_argument("--address", help="the Ray cluster to continue on (default: $RAY_ADDRESS, else the search's)")
     res.add_argument("--storage", metavar="PATH|URI", help="the search's --storage, if its contents have moved")
-    lb = command("leaderboard", _cmd_leaderboard, "show a run's leaderboard")
+    lb = command("leaderboard", _cmd_leaderboard, "show a run's leaderboard (from its trials so far: also while it runs)")
     lb.add_argument("--top", type=_number(), default=10, metavar="K")
     r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
     r.add_argument("--top-k", type=_number(), default=1, metavar="K", help="retrain the K best configs")
@@ -225,11 +227,13 @@ def parser() -> argparse.ArgumentParser:
 
     desc = command("describe", _cmd_describe, "a trainable's layers: every intermediate shape, parameters per layer and in total")
     desc.add_argument("trainable", help="a trainable (see `tunelab list`)")
-    desc.add_argument("--config", metavar="FILE", help="YAML of hyperparameters (or a best.yaml / retrain/rank1.yaml)")
+    desc.add_argument("--config", metavar="FILE", help="YAML of hyperparameters (or a run's best.yaml)")
     desc.add_argument("--dataset", help="the data set that sizes the model (default: the trainable's)")
-    cmp = command("compare", _cmd_compare, "ROC curves and AUCs of two runs' retrained models on the same test split")
+    cmp = command("compare", _cmd_compare, "runs' retrained models side by side: ROC curves and AUCs of classifiers, "
+                                           "reconstructions of the same test images, samples")  # fmt: skip
     cmp.add_argument("run_a", metavar="RUN_A")
     cmp.add_argument("run_b", metavar="RUN_B")
+    cmp.add_argument("more", metavar="RUN", nargs="*", help="more runs, on the same data set")
 
     d = command("data", None, "list, fetch or locate data sets")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -7,10 +7,6 @@
   the run's own results folder, which only the driver's machine sees.
 - The code: the driver's copies of ``tunelab`` and ``trainables`` travel to the nodes in Ray's runtime
   environment, so every node runs exactly the driver's code (the nodes' install provides the libraries).
-- The checkpoints: Ray's saved state of a search (which it resumes from after the driver dies) lags the
-  trials by up to a second, so a trial's older checkpoints must outlive it: Ray deleting them as soon as a
-  newer one arrives (``num_to_keep``) can leave the state pointing at a deleted checkpoint, and the trial
-  then fails on resume. Ray keeps them all while the search runs; the older ones are deleted when it ends.
 - The data: on a cluster the driver reads the data set and ships it through Ray's object store, so the
   worker nodes need no copy of their own.
 """
@@ -23,14 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import pyarrow.fs
 import ray
 import yaml
 from ray._private.authentication import authentication_token_setup as ray_auth  # what ray.init does with tokens
 from ray._private.state import state as ray_state
 from ray._raylet import GcsClient  # what `ray status` connects with
 from ray.exceptions import AuthenticationError, RayError
-from ray.tune import ResultGrid
 
 from tunelab import UserError
 
@@ -179,14 +173,3 @@ def check_reachable(address: str, token: bool = False, timeout_s: float = 5) -> 
     except RayError as e:
         raise ConnectionError(f"{address} answers, but not as a Ray head node's GCS port (`ray start --head "
                               f"--port`, 6379 by default): {str(e).rstrip('.')}") from None  # fmt: skip
-
-
-def keep_latest_checkpoints(results: ResultGrid) -> None:
-    """Delete every checkpoint of a finished or interrupted search but each trial's latest as Ray's saved state
-    names it, which resume restores. A trial stopped as the search ended may have written a newer one that Ray
-    never registered: that one goes too (keeping it instead left resume pointing at a deleted checkpoint)."""
-    for result in results:
-        keep = result.checkpoint.path if result.checkpoint else None
-        for info in result.filesystem.get_file_info(pyarrow.fs.FileSelector(result.path, allow_not_found=True)):
-            if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_") and info.path != keep:
-                result.filesystem.delete_dir(info.path)

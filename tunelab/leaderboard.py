@@ -1,14 +1,12 @@
 """Ray Tune's results -> one row per trial, best first -> leaderboard.csv / leaderboard.md / best.yaml."""
 
 import math
-from pathlib import Path
-
 import pandas as pd
 import yaml
 from ray.tune import ExperimentAnalysis
 
 from tunelab import UserError, pareto
-from tunelab.runs import Run
+from tunelab.runs import Run, plain
 
 _STATUS = {"TERMINATED": "completed", "ERROR": "failed", "RUNNING": "interrupted", "PENDING": "pending", "PAUSED": "interrupted"}
 
@@ -34,18 +32,15 @@ def _one_row_per_epoch(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def table(run: Run) -> pd.DataFrame:
+    """One row per trial: its status, its metrics at the best epoch it reported (for several objectives, its last),
+    its epochs, size, time and sampled config; best first (for several objectives, see tunelab.pareto)."""
     spec = run.spec
     multi = len(spec.metrics) > 1
     rows = []
     for trial_id, (trial, df) in _trials(run).items():
         row = {"trial_id": trial_id, "status": _STATUS.get(trial.status, trial.status.lower())}
-        best = df.iloc[0:0]
-        if multi and set(spec.metrics) <= set(df):
-            # several objectives: a trial is its last epoch, the model as trained and the time that took
-            best = df.dropna(subset=spec.metrics).tail(1)
-        elif not multi and spec.metric in df:
-            ranked = df.dropna(subset=[spec.metric])
-            best = ranked.loc[[ranked[spec.metric].idxmax() if spec.mode == "max" else ranked[spec.metric].idxmin()]] if len(ranked) else best
+        reported = df.dropna(subset=["best_epoch"]) if "best_epoch" in df else df.iloc[0:0]
+        best = df[df["epoch"] == reported["best_epoch"].iloc[-1]].tail(1) if len(reported) else df.iloc[0:0]
         for m in spec.metrics:
             row[m] = float(best[m].iloc[0]) if len(best) and m in best else math.nan
         epochs = int(df["epoch"].max()) if "epoch" in df and len(df) else 0
@@ -77,14 +72,13 @@ def table(run: Run) -> pd.DataFrame:
 
 
 def write(run: Run) -> pd.DataFrame:
-    """Write leaderboard.csv, leaderboard.md and best.yaml; return the table."""
+    """Write leaderboard.csv, leaderboard.md and best.yaml from the search's results; return the table."""
     frame = table(run)
-    frame.to_csv(run.dir / "leaderboard.csv", index=False)
+    frame.to_csv(run.leaderboard_file, index=False)
     (run.dir / "leaderboard.md").write_text(_markdown(frame, run) + "\n")
     ok = frame[frame[run.spec.metric].notna()] if not frame.empty else frame
     if len(ok):
         best = ok.iloc[0]
-        sampled = {k.removeprefix("config/"): _plain(v) for k, v in best.items() if k.startswith("config/") and pd.notna(v)}
         info = {
             "run": run.name,
             "experiment": run.spec.name,
@@ -94,29 +88,12 @@ def write(run: Run) -> pd.DataFrame:
             "metric": run.spec.metric,
             "value": float(best[run.spec.metric]),
             "best_epoch": int(best["best_epoch"]),
-            "config": run.spec.config(sampled),
+            "config": run.config_of(best),
         }
         if len(run.spec.metrics) > 1:
-            info["objectives"] = {m: _plain(best[m]) for m in run.spec.metrics}
-        (run.dir / "best.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+            info["objectives"] = {m: plain(best[m]) for m in run.spec.metrics}
+        run.best_file.write_text(yaml.safe_dump(info, sort_keys=False))
     return frame
-
-
-def load(run: Run) -> pd.DataFrame:
-    path = run.dir / "leaderboard.csv"
-    text = {f"config/{k}": str for k, v in run.spec.config({}).items() if isinstance(v, str)}  # "3" stays "3"
-    text["trial_id"] = str  # ids like "18201877" stay text
-    return pd.read_csv(path, dtype=text) if path.is_file() else write(run)
-
-
-def config_of(row: pd.Series, run: Run) -> dict:
-    """The complete config of a leaderboard row."""
-    return run.spec.config({k.removeprefix("config/"): _plain(v) for k, v in row.items() if k.startswith("config/") and pd.notna(v)})
-
-
-def _plain(v):
-    """numpy scalars -> Python values (for YAML and for configs)."""
-    return v.item() if hasattr(v, "item") else v
 
 
 def _markdown(frame: pd.DataFrame, run: Run, top: int | None = None) -> str:
@@ -137,5 +114,5 @@ def order_note(spec) -> str:
             f"nearest the ideal point first: the first row is the one to hand in. Then the others by {spec.metric}.")  # fmt: skip
 
 
-def render(run: Run, top: int) -> str:
-    return _markdown(load(run), run, top)
+def render(frame: pd.DataFrame, run: Run, top: int) -> str:
+    return _markdown(frame, run, top)

@@ -15,26 +15,25 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import torchinfo  # noqa: E402
 
-import trainables  # noqa: E402
-from trainables import common  # noqa: E402
-from tunelab import UserError, analysis, comparison, data as datasets, describe, leaderboard, pareto, retrain, runs, tracking  # noqa: E402
+from tunelab import UserError, ablation, analysis, data as datasets, leaderboard, pareto, protocol, retrain, runs  # noqa: E402
+from tunelab import tracking  # noqa: E402
 from tunelab.runs import Run  # noqa: E402
 
 
 def write(run: Run, wandb: str | None = None) -> Path:
-    out = run.dir / "report"
+    out = run.report_dir
     out.mkdir(parents=True, exist_ok=True)
     spec = run.spec
-    board = leaderboard.load(run)
+    board = run.leaderboard()
     histories = leaderboard.histories(run)
     blocks: list[tuple] = [("h1", f"tunelab report: {run.name}")]
     blocks.append(("p", f"Experiment `{spec.name}`: trainable `{spec.trainable}` on `{spec.dataset}`, "
                         f"{spec.method} search of {len(board)} trials, up to {spec.max_epochs} epochs each, "
                         f"optimising {spec.metric} ({spec.mode}) on the validation split."))  # fmt: skip
     blocks += _search_section(run, board, histories, out)
-    if spec.compare:
-        blocks += comparison.section(spec, board, histories, out)
-    retrained = retrain.load(run)
+    if spec.ablation:
+        blocks += ablation.section(spec, board, histories, out)
+    retrained = run.retrain_table()
     if retrained is None:
         blocks.append(("p", f"No retrained model yet: run `tunelab retrain {run.name}` for test metrics and figures."))
     else:
@@ -43,8 +42,8 @@ def write(run: Run, wandb: str | None = None) -> Path:
 
     (out / "report.md").write_text(_markdown(blocks, out))
     (out / "report.html").write_text(_html(blocks, out))
-    mode = tracking.configure(wandb or run.options.wandb, run.dir)
-    with tracking.run(mode, spec.project, run.name, "report", f"{run.name}-report", {"run": run.name}) as log:
+    mode = tracking.mode(wandb or run.options.wandb)
+    with tracking.run(mode, spec.project, run.name, "report", f"{run.name}-report", {"run": run.name}, run.dir) as log:
         log.log_images(images)
     return out / "report.md"
 
@@ -86,7 +85,7 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
     spec = run.spec
     ranks = retrain.table(run)
     blocks = [("h2", "Retrained on train+validation, tested on the test set"), ("table", ranks)]
-    ensemble = retrain.load_ensemble(run)
+    ensemble = run.ensemble_table()
     if ensemble is not None:
         blocks.append(("p", f"Mean ± std over the seeds of each rank; the row `ensemble`: the mean of the predicted "
                             f"class probabilities of all {ensemble['members'].iloc[0]} retrained models "
@@ -100,42 +99,44 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
                    ("p", "A classical baseline fitted on the same training data and tested on the same test split(s), "
                          "beside the best retrained model (and the ensemble, if tested)." + left_out),
                    ("table", first_try)]  # fmt: skip
-    if not retrain.weights_path(run, 1, 0).is_file():
+    if not run.has_retrained():
         return blocks
-    module = trainables.get(spec.trainable)
-    data = retrain.data(run)
-    parts = retrain.retrained_parts(run, data)
+    trainable = protocol.load(spec.trainable)
+    data = run.retrained_data()
+    parts = run.retrained_parts(data)
     blocks.append(("h3", "Layers of the best model"))
-    blocks.append(("table", layer_table(parts["model"], describe.example_input(module, parts, data))))
-    for caption, path in module.figures(parts, data, out).items():
+    blocks.append(("table", layer_table(parts["model"], trainable.example_input(parts, data))))
+    for caption, path in trainable.figures(parts, data, out).items():
         blocks.append(("img", caption, path))
     if spec.compare_with:
-        blocks += _comparison(run, module, parts["model"], data, out)
-    if getattr(module, "IMAGE_CLASSIFIER", False):
-        blocks += analysis.section(parts["model"], data, out, getattr(module, "predict", common.predict))
+        blocks += _comparison(run, data, parts, out)
+    if trainable.image_classifier:
+        blocks += analysis.section(parts["model"], data, out, trainable.predict)
     return blocks
 
 
-def _comparison(run: Run, module, model: torch.nn.Module, data: datasets.Data, out: Path) -> list[tuple]:
-    """The trainable's comparison figures of this run's model beside those of the runs in compare_with."""
-    models, missing = {run.name: model}, []
+def _comparison(run: Run, data: datasets.Data, parts: dict, out: Path) -> list[tuple]:
+    """This run's retrained model beside those of the runs in compare_with (``tunelab.compare``)."""
+    from tunelab import compare
+
+    models, missing = [compare.Model(run, data, parts)], []
     for name in run.spec.compare_with:
         try:
             other = runs.open_run(name, run.dir.parent)
         except UserError:
             missing.append(f"`{name}` (run `tunelab search {name}`, then retrain it)")
             continue
-        if not retrain.weights_path(other, 1, 0).is_file():
+        if not other.has_retrained():
             missing.append(f"`{name}` (not retrained yet: `tunelab retrain {name}`)")
-        elif other.spec.dataset != run.spec.dataset or not hasattr(trainables.get(other.spec.trainable), "compare"):
+        elif other.spec.dataset != run.spec.dataset or compare.hook([*(m.run for m in models), other]) is None:
             missing.append(f"`{name}` (trains `{other.spec.trainable}` on `{other.spec.dataset}`: not comparable)")
-        else:
-            models[name] = retrain.retrained_parts(other, data)["model"]
+        elif other.name not in {m.run.name for m in models}:
+            models.append(compare.retrained(other))
     blocks = [("h3", f"Compared with {', '.join(run.spec.compare_with)}")]
     if missing:
         blocks.append(("p", f"Left out of the comparison: {'; '.join(missing)}."))
     if len(models) > 1:
-        blocks += [("img", caption, path) for caption, path in module.compare(models, data, out).items()]
+        blocks += compare.side_by_side(models, out).blocks()
     return blocks
 
 
@@ -213,7 +214,7 @@ def _importance(run: Run, ok: pd.DataFrame, path: Path) -> Path | None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory"
     study = optuna.create_study(direction="maximize" if spec.mode == "max" else "minimize")
     for _, row in ok.iterrows():
-        params = {k: leaderboard._plain(row[f"config/{k}"]) for k in spec.params}
+        params = {k: runs.plain(row[f"config/{k}"]) for k in spec.params}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=spec.params, value=float(row[spec.metric])))
     # optuna switches matplotlib to its ggplot style for good: keep it to this figure
     with plt.rc_context(), warnings.catch_warnings():

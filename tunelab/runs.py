@@ -1,10 +1,13 @@
-"""The results layout: one folder per search run under the results root, and what a run remembers.
+"""The results layout, and the one API to what a run holds: its spec, leaderboard, best config, retrained models.
 
-results/<run>/            Ray's trial folders and state (unless --storage puts them elsewhere), tunelab.yaml
-                          (the spec and options of the run)
-results/<run>/leaderboard.csv, leaderboard.md, best.yaml
-results/<run>/retrain/    retrain.csv and the retrained weights; ensemble.csv (--ensemble), baseline.csv (text)
-results/<run>/report/     report.md, report.html and the figures
+results/<run>/tunelab.yaml      the resolved spec (trainable, defaults, searched space), options and data root,
+                                written when the search starts: a run reopens from it alone
+results/<run>/trial_*/          Ray's trials, checkpoints and state (unless --storage puts them elsewhere)
+results/<run>/leaderboard.csv   one row per trial, best first (and leaderboard.md); best.yaml: the best config
+results/<run>/retrain/          retrain.csv; rank<k>_seed<s>.pt, each a self-describing checkpoint (trainable, data
+                                set and subset, config, weights: ``torch.load(weights_only=True)`` reads it);
+                                ensemble.csv (--ensemble), baseline.csv (a trainable's classical baseline)
+results/<run>/report/           report.md, report.html and the figures
 """
 
 import dataclasses
@@ -12,11 +15,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import torch
 import yaml
 
-from tunelab import UserError, spaces
+from tunelab import UserError, data as datasets, protocol, spaces, training
 
 INFO_FILE = "tunelab.yaml"
+LAYOUT_VERSION = 2  # runs made before the spec was stored resolved do not open
 
 
 def results_root(cli_value: str | None = None) -> Path:
@@ -47,7 +53,7 @@ class Options:
 
 @dataclass
 class Run:
-    """A search run as stored in its folder."""
+    """A search run as stored in its folder (``spec``: with the command line's options applied)."""
 
     dir: Path
     spec: spaces.Spec
@@ -63,14 +69,123 @@ class Run:
         """Where Ray keeps the run's trials, checkpoints and state: ``<storage>/<run>``, or the run's folder."""
         return f"{self.options.storage.rstrip('/')}/{self.name}" if self.options.storage else str(self.dir.resolve())
 
+    @property
+    def leaderboard_file(self) -> Path:
+        return self.dir / "leaderboard.csv"
+
+    @property
+    def best_file(self) -> Path:
+        return self.dir / "best.yaml"
+
+    @property
+    def retrain_dir(self) -> Path:
+        return self.dir / "retrain"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.dir / "report"
+
     def save(self) -> None:
-        info = {"experiment": self.spec.name, "spec_file": str(self.spec.path.resolve()), "spec": self.spec.raw,
+        info = {"layout": LAYOUT_VERSION, "experiment": self.spec.name, "spec": self.spec.saved(),
                 "options": dataclasses.asdict(self.options), "data_dir": str(self.data_dir.resolve())}  # fmt: skip
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / INFO_FILE).write_text(yaml.safe_dump(info, sort_keys=False))
         except OSError as e:
             raise UserError(f"cannot write the results folder {self.dir}: {e.strerror}") from None
+
+    # the search's results
+
+    def leaderboard(self) -> pd.DataFrame:
+        """The leaderboard as the search (or ``tunelab leaderboard``) wrote it."""
+        if not self.leaderboard_file.is_file():
+            raise UserError(f"run {self.name!r} has no leaderboard yet: `tunelab leaderboard {self.name}` builds it "
+                            f"from the trials finished so far")  # fmt: skip
+        text = {f"config/{k}": str for k, v in self.spec.config({}).items() if isinstance(v, str)}  # "3" stays "3"
+        return pd.read_csv(self.leaderboard_file, dtype=text | {"trial_id": str})  # ids like "18201877" stay text
+
+    def config_of(self, row: pd.Series) -> dict:
+        """The complete config of a leaderboard row."""
+        return self.spec.config(sampled(row))
+
+    def ranked(self, top_k: int) -> pd.DataFrame:
+        """The ``top_k`` best trials that reached a value of the metric."""
+        board = self.leaderboard()
+        ranked = board[board[self.spec.metric].notna()].head(top_k)
+        if ranked.empty:
+            raise UserError(f"run {self.name!r} has no finished trial to retrain; see `tunelab leaderboard {self.name}`")
+        return ranked
+
+    # retrained models
+
+    def checkpoint_file(self, rank: int = 1, seed: int = 0) -> Path:
+        return self.retrain_dir / f"rank{rank}_seed{seed}.pt"
+
+    def save_retrained(self, rank: int, seed: int, trial_id: str, config: dict, subset: float, weights: dict) -> None:
+        """A retrained model as one self-describing file: what it is, what it was trained on, its weights."""
+        checkpoint = {"trainable": self.spec.trainable, "dataset": self.spec.dataset, "subset": subset,
+                      "trial_id": trial_id, "rank": rank, "seed": seed, "config": config, "model": weights}  # fmt: skip
+        torch.save(checkpoint, self.checkpoint_file(rank, seed))
+
+    def retrained(self, rank: int = 1, seed: int = 0) -> dict:
+        """A retrained model's checkpoint (its ``model`` weights on the CPU)."""
+        path = self.checkpoint_file(rank, seed)
+        if not path.is_file():
+            raise UserError(f"run {self.name!r} has no retrained model {path.name} yet; run `tunelab retrain {self.name}`")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def has_retrained(self) -> bool:
+        return self.checkpoint_file().is_file()
+
+    def retrained_data(self) -> datasets.Data:
+        """The data set as the best retrained model saw it (its fraction of train+validation, so that a text model's
+        vocabulary is rebuilt the same), with the whole test set."""
+        subset = self.retrained()["subset"]
+        return datasets.load(self.spec.dataset, self.data_dir, "retrain", subset, training.device())
+
+    def retrained_parts(self, data: datasets.Data, rank: int = 1, seed: int = 0) -> dict:
+        """The parts of a retrained model, built from its checkpoint's config with its weights, in eval mode."""
+        saved = self.retrained(rank, seed)
+        parts = training.build(protocol.load(saved["trainable"]), saved["config"], data, 0)
+        parts["model"].load_state_dict(saved["model"])
+        parts["model"].eval()
+        return parts
+
+    @property
+    def retrain_file(self) -> Path:
+        return self.retrain_dir / "retrain.csv"
+
+    @property
+    def ensemble_file(self) -> Path:
+        return self.retrain_dir / "ensemble.csv"
+
+    @property
+    def baseline_file(self) -> Path:
+        return self.retrain_dir / "baseline.csv"
+
+    def retrain_table(self) -> pd.DataFrame | None:
+        """One row per rank and seed, or None before any retrain."""
+        return _read(self.retrain_file, dtype={"trial_id": str})
+
+    def ensemble_table(self) -> pd.DataFrame | None:
+        return _read(self.ensemble_file)
+
+    def baseline_table(self) -> pd.DataFrame | None:
+        return _read(self.baseline_file)
+
+
+def _read(path: Path, **options) -> pd.DataFrame | None:
+    return pd.read_csv(path, **options) if path.is_file() else None
+
+
+def sampled(row: pd.Series) -> dict:
+    """A leaderboard row's searched values (its ``config/`` columns), as Python values."""
+    return {k.removeprefix("config/"): plain(v) for k, v in row.items() if k.startswith("config/") and pd.notna(v)}
+
+
+def plain(v):
+    """numpy scalars -> Python values (for YAML and for configs)."""
+    return v.item() if hasattr(v, "item") else v
 
 
 def open_run(name: str, root: Path) -> Run:
@@ -84,6 +199,8 @@ def open_run(name: str, root: Path) -> Run:
             f"Start one with `tunelab search {name}`"
         )
     info = yaml.safe_load(info_file.read_text())
+    if not isinstance(info, dict) or info.get("layout") != LAYOUT_VERSION:
+        raise UserError(f"{info_file} was written by an older tunelab, which stored runs differently: search "
+                        f"again (`tunelab search {name} --name {name}-new`)")  # fmt: skip
     options = Options(**info["options"])
-    spec = options.apply(spaces.parse(info["spec"], Path(info["spec_file"])))
-    return Run(folder, spec, options, Path(info["data_dir"]))
+    return Run(folder, spaces.restore(info["spec"]), options, Path(info["data_dir"]))

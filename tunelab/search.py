@@ -5,15 +5,16 @@ import time
 import warnings
 
 import optuna
-import ray
+import pandas as pd
+import pyarrow.fs
 from ray import tune
+from ray.tune import ResultGrid
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-import trainables
-from tunelab import cluster, data as datasets, leaderboard, pareto, tracking
+from tunelab import cluster, data as datasets, leaderboard, pareto, protocol, tracking
 from tunelab.runs import Run
 from tunelab.spaces import Spec, grid_values
 from tunelab.trial import TrialJob, run_trial
@@ -73,17 +74,8 @@ def _searcher(spec: Spec) -> OptunaSearch:
 
 def _trainable(run: Run):
     spec = run.spec
-    job = TrialJob(
-        trainable=spec.trainable,
-        dataset=spec.dataset,
-        data_dir=str(run.data_dir.resolve()),
-        subset=run.options.subset,
-        base_config=spec.config({}),
-        metric=spec.metric,
-        mode=spec.mode,
-        threads=max(1, math.floor(spec.cpus)),
-        seed=spec.seed,
-    )
+    job = TrialJob(spec=spec, data_dir=str(run.data_dir.resolve()), subset=run.options.subset,
+                   threads=max(1, math.floor(spec.cpus)))  # fmt: skip
     shipped = datasets.read(spec.dataset, run.data_dir) if run.options.address else None  # see tunelab.cluster
     trial = tune.with_parameters(run_trial, job=job, shipped=shipped)
     return tune.with_resources(trial, {"cpu": spec.cpus, "gpu": spec.gpus})
@@ -94,12 +86,12 @@ def _run_config(run: Run, mode: str) -> tune.RunConfig:
     return tune.RunConfig(
         name=run.name,
         storage_path=run.options.storage or str(run.dir.parent.resolve()),
-        # Ray keeps every checkpoint while the search runs (see tunelab.cluster.keep_latest_checkpoints).
+        # Ray keeps every checkpoint while the search runs (see keep_latest_checkpoints)
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         # each trial's results as the leaderboard (Ray's ExperimentAnalysis) reads them; no TensorBoard files
         callbacks=[Progress(spec), JsonLoggerCallback(), CSVLoggerCallback(),
-                   *tracking.trial_callbacks(mode, spec.project, run.name, spec.config({}))],
+                   *tracking.trial_callbacks(mode, spec.project, run.name, spec.config({}), run.dir)],
         verbose=0,
     )
 
@@ -111,13 +103,13 @@ def started(run: Run) -> bool:
 
 def _check_data(run: Run) -> None:
     """Read the data sets the trials will read, so that a missing one is reported before the search starts."""
-    for name in (run.spec.dataset, *getattr(trainables.get(run.spec.trainable), "EXTRA_DATASETS", ())):
+    for name in (run.spec.dataset, *protocol.load(run.spec.trainable).extra_datasets):
         datasets.check(name, run.data_dir)
 
 
 def _prepare(run: Run) -> None:
     """The trainable's own checks before Ray starts, over every value the search may try."""
-    prepare = getattr(trainables.get(run.spec.trainable), "prepare", None)
+    prepare = protocol.load(run.spec.trainable).prepare
     if prepare:
         values = {k: [v] for k, v in run.spec.config({}).items()}
         values |= {k: list(d.choices) for k, d in run.spec.params.items() if isinstance(d, optuna.distributions.CategoricalDistribution)}
@@ -134,12 +126,12 @@ def _scheduler(spec: Spec):
     return ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs, grace_period=grace, reduction_factor=eta)
 
 
-def search(run: Run) -> None:
-    """Run a new search and write its leaderboard."""
+def search(run: Run) -> pd.DataFrame:
+    """Run a new search; write and return its leaderboard."""
     spec = run.spec
     _check_data(run)
     _prepare(run)
-    mode = tracking.configure(run.options.wandb, run.dir)
+    mode = tracking.mode(run.options.wandb)
     with cluster.connected(run.options.address, spec.cpus, spec.gpus) as slots:
         run.save()
         # Ray starts as many trials together as the limiter allows (one at a time without it)
@@ -159,19 +151,34 @@ def search(run: Run) -> None:
             ),
             run_config=_run_config(run, mode),
         )
-        _fit(run, tuner)
+        return _fit(run, tuner)
 
 
-def resume(run: Run) -> None:
-    """Continue an interrupted search: finished trials and the sampler's history are kept."""
+def resume(run: Run) -> pd.DataFrame:
+    """Continue an interrupted search (finished trials and the sampler's history are kept); write and return its
+    leaderboard."""
     _check_data(run)
-    tracking.configure(run.options.wandb, run.dir)
+    tracking.mode(run.options.wandb)  # a mode that cannot work is refused before Ray starts
     with cluster.connected(run.options.address, run.spec.cpus, run.spec.gpus):
-        _fit(run, tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True))
+        return _fit(run, tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True))
 
 
-def _fit(run: Run, tuner: tune.Tuner) -> None:
+def _fit(run: Run, tuner: tune.Tuner) -> pd.DataFrame:
     try:
-        cluster.keep_latest_checkpoints(tuner.fit())
+        keep_latest_checkpoints(tuner.fit())
     finally:
-        leaderboard.write(run)  # also after Ctrl-C: what finished is on the leaderboard
+        board = leaderboard.write(run)  # also after Ctrl-C: what finished is on the leaderboard
+    return board
+
+
+def keep_latest_checkpoints(results: ResultGrid) -> None:
+    """Delete every checkpoint of a finished or interrupted search but each trial's latest as Ray's saved state
+    names it, which resume restores. Ray's saved state lags the trials by up to a second, so a trial's older
+    checkpoints must outlive it while the search runs (Ray deleting them as soon as a newer one arrives can leave
+    the state pointing at a deleted checkpoint). A trial stopped as the search ended may have written a newer one
+    that Ray never registered: that one goes too (keeping it instead left resume pointing at a deleted one)."""
+    for result in results:
+        keep = result.checkpoint.path if result.checkpoint else None
+        for info in result.filesystem.get_file_info(pyarrow.fs.FileSelector(result.path, allow_not_found=True)):
+            if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_") and info.path != keep:
+                result.filesystem.delete_dir(info.path)

@@ -4,7 +4,7 @@ Every mistake is reported with the file, the key and what is allowed; nothing in
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +12,13 @@ import optuna.distributions as od
 import yaml
 
 import trainables
-from tunelab import UserError
+from tunelab import UserError, protocol
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
 WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
               "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
-TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "compare",
+TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "ablation",
                 "compare_with", "targets"}  # fmt: skip
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
 PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
@@ -43,6 +43,7 @@ class Spec:
     modes: list[str]  # "max" | "min", one per metric
     params: dict[str, od.BaseDistribution]  # searched hyperparameters
     constants: dict[str, Any]  # fixed overrides of the trainable's defaults
+    defaults: dict[str, Any]  # the trainable's DEFAULTS when the spec was read (a run keeps them)
     max_epochs: int = 10
     run_cap: int = 10
     time_budget_s: float | None = None
@@ -51,11 +52,10 @@ class Spec:
     seed: int = 0
     hyperband: dict[str, int] | None = None  # {"min_iter", "eta"} -> ASHA
     baseline: dict[str, Any] | None = None  # a config evaluated first
-    compare: str | None = None  # a searched hyperparameter whose values the report compares
+    ablation: str | None = None  # a hyperparameter searched over a list of values: the report compares its values
     project: str = "tunelab"
     compare_with: list[str] = field(default_factory=list)  # runs whose retrained models the report sets beside this one's
     targets: dict[str, float] = field(default_factory=dict)  # metric -> value the trial to hand in should reach
-    raw: dict = field(default_factory=dict, repr=False)  # the file as read, for the results folder
 
     @property
     def metric(self) -> str:
@@ -66,8 +66,20 @@ class Spec:
         return self.modes[0]
 
     def config(self, sampled: dict[str, Any]) -> dict[str, Any]:
-        """The complete config of one trial: the trainable's defaults, the constants, the sampled values."""
-        return {**trainables.get(self.trainable).DEFAULTS, **self.constants, **sampled, "epochs": self.max_epochs}
+        """The complete config of one trial: the trainable's defaults, the constants, the sampled values (the one
+        place where a config is merged)."""
+        return {**self.defaults, **self.constants, **sampled, "epochs": self.max_epochs}
+
+    def saved(self) -> dict:
+        """The resolved spec as plain data: a run keeps it, and reopens from it alone (see ``restore``)."""
+        saved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return saved | {"path": str(self.path), "params": {k: od.distribution_to_json(d) for k, d in self.params.items()}}
+
+
+def restore(saved: dict) -> Spec:
+    """The Spec that ``Spec.saved`` gave."""
+    params = {k: od.json_to_distribution(d) for k, d in saved["params"].items()}
+    return Spec(**saved | {"path": Path(saved["path"]), "params": params})
 
 
 def experiments() -> dict[str, Path]:
@@ -109,17 +121,17 @@ def parse(raw: Any, path: Path) -> Spec:
 
     trainable_name = raw.get("trainable")
     try:
-        module = trainables.get(trainable_name) if isinstance(trainable_name, str) else None
+        module = protocol.load(trainable_name) if isinstance(trainable_name, str) else None
         if module is None:
             err("trainable", f"required: one of {', '.join(trainables.NAMES)}")
-    except trainables.UnknownTrainable as e:
+    except protocol.UnknownTrainable as e:
         module = None
-        err("trainable", e.args[0])
-    defaults = module.DEFAULTS if module else {}
+        err("trainable", str(e))
+    defaults = module.defaults if module else {}
 
-    from tunelab.data.sources import SOURCES
+    from tunelab.data import SOURCES
 
-    dataset = raw.get("dataset", module.DATASET if module else None)
+    dataset = raw.get("dataset", module.dataset if module else None)
     if dataset not in SOURCES:
         err("dataset", f"unknown data set {dataset!r}; known: {', '.join(sorted(SOURCES))}")
 
@@ -174,6 +186,7 @@ def parse(raw: Any, path: Path) -> Spec:
         modes=modes,
         params=params,
         constants=constants,
+        defaults=dict(defaults),
         max_epochs=max_epochs,
         run_cap=number("run_cap", _grid_size(params) if method == "grid" else 10),
         time_budget_s=number("time_budget_s", None, float),
@@ -182,11 +195,10 @@ def parse(raw: Any, path: Path) -> Spec:
         seed=number("seed", 0, int, 0),
         hyperband=_hyperband(raw.get("early_terminate"), err),
         baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err) if module else None,
-        compare=_compare(raw.get("compare"), params, err),
+        ablation=_ablation(raw.get("ablation"), params, err),
         project=str(raw.get("project") or "tunelab"),
         compare_with=_compare_with(raw.get("compare_with", []), trainable_name, module, err),
         targets=_targets(raw.get("targets", {}), metrics, err),
-        raw=raw,
     )
     if errors:
         raise UserError("\n".join(errors))
@@ -310,7 +322,7 @@ def _parameter(p: Any, default: Any, method: str, err) -> Any:
 
 
 def _metrics(metric: Any, module, err) -> tuple[list[str], list[str]]:
-    default = ([module.METRIC], [module.MODE]) if module else (["val_loss"], ["min"])
+    default = ([module.metric], [module.mode]) if module else (["val_loss"], ["min"])
     if metric is None:
         return default
     entries = metric if isinstance(metric, list) else [metric]
@@ -369,10 +381,10 @@ def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: d
     return point
 
 
-def _compare(name: Any, params: dict[str, od.BaseDistribution], err) -> str | None:
+def _ablation(name: Any, params: dict[str, od.BaseDistribution], err) -> str | None:
     if name is not None and not (isinstance(name, str) and isinstance(params.get(name), od.CategoricalDistribution)):
         searched = [k for k, d in params.items() if isinstance(d, od.CategoricalDistribution)]
-        err("compare", f"{name!r} is not a hyperparameter searched over a list of values; "
+        err("ablation", f"{name!r} is not a hyperparameter searched over a list of values; "
             f"searched that way: {', '.join(searched) or 'none'}")  # fmt: skip
         return None
     return name
@@ -382,7 +394,7 @@ def _compare_with(names: Any, trainable: str, module, err) -> list[str]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         err("compare_with", f"must be a list of run names (e.g. [mnist_mlp_ae]), not {names!r}")
         return []
-    if names and module and not hasattr(module, "compare"):
+    if names and module and not module.comparable:
         err("compare_with", f"{trainable} draws no comparison figures; remove compare_with")
         return []
     return names

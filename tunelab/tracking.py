@@ -26,22 +26,28 @@ def _has_key() -> bool:
         return False
 
 
-def configure(mode: str | None, run_dir: Path) -> str:
-    """Resolve the mode (default: online with a key, else offline) and set W&B's environment for this
-    process and the Ray workers it starts. Returns the mode in force."""
-    mode = mode or os.environ.get("WANDB_MODE") or ("online" if _has_key() else "offline")
+def mode(requested: str | None) -> str:
+    """The mode in force: ``--wandb``, else ``WANDB_MODE``, else online with a key and offline without one; a mode
+    that cannot work is refused."""
+    mode = requested or os.environ.get("WANDB_MODE") or ("online" if _has_key() else "offline")
     if mode not in MODES:
         raise UserError(f"--wandb {mode!r} is not allowed; allowed: {', '.join(MODES)}")
     if mode == "online" and not _has_key():
         raise UserError("--wandb online needs an API key: set WANDB_API_KEY or run `wandb login` (or use --wandb offline)")
-    os.environ.update(WANDB_MODE=mode, WANDB_DIR=str(run_dir.resolve()), WANDB_SILENT="true", WANDB_CONSOLE="off")
     return mode
 
 
-def trial_callbacks(mode: str, project: str, group: str, base_config: dict) -> list:
+def _settings():
+    import wandb
+
+    return wandb.Settings(silent=True, console="off", x_transaction_log_flush_interval=FLUSH_S)
+
+
+def trial_callbacks(mode: str, project: str, group: str, base_config: dict, run_dir: Path) -> list:
     """Ray Tune callbacks that log one W&B run per trial (its whole config and per-epoch metrics), grouped by
-    run; the runs live in the driver's process, so no trial starts a process of its own for them."""
-    return [] if mode == "disabled" else [TrialRuns(mode, project, group, base_config)]
+    run, written under ``run_dir``; the runs live in the driver's process, so no trial starts a process of its
+    own for them."""
+    return [] if mode == "disabled" else [TrialRuns(mode, project, group, base_config, str(run_dir.resolve()))]
 
 
 # A trial's W&B run reaches its file this often (W&B's default: 15 s), well within the second by which Ray's saved
@@ -55,8 +61,8 @@ class TrialRuns(Callback):
 
     SKIPPED = {"config", "trial_id", "date", "hostname", "node_ip", "node_id", "pid", "done", "should_checkpoint"}
 
-    def __init__(self, mode: str, project: str, group: str, base_config: dict):
-        self.mode, self.project, self.group, self.base_config = mode, project, group, base_config
+    def __init__(self, mode: str, project: str, group: str, base_config: dict, folder: str):
+        self.mode, self.project, self.group, self.base_config, self.folder = mode, project, group, base_config, folder
         self._runs: dict[str, Any] = {}
 
     def __getstate__(self) -> dict:  # Ray saves its callbacks with the search's state; open runs stay here
@@ -69,9 +75,8 @@ class TrialRuns(Callback):
 
         self._runs[trial.trial_id] = wandb.init(
             project=self.project, group=self.group, job_type="search", name=trial.trial_id, id=trial.trial_id,
-            config=self.base_config | trial.config, mode=self.mode, dir=os.environ.get("WANDB_DIR"),
-            reinit="create_new", resume="allow",
-            settings=wandb.Settings(silent=True, console="off", x_transaction_log_flush_interval=FLUSH_S),
+            config=self.base_config | trial.config, mode=self.mode, dir=self.folder, reinit="create_new",
+            resume="allow", settings=_settings(),
         )  # fmt: skip
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -111,13 +116,13 @@ class _Run:
 
 
 @contextmanager
-def run(mode: str, project: str, group: str, job_type: str, name: str, config: dict) -> Iterator[_Run]:
-    """A W&B run outside Ray (retrain, report); a no-op when disabled."""
+def run(mode: str, project: str, group: str, job_type: str, name: str, config: dict, run_dir: Path) -> Iterator[_Run]:
+    """A W&B run outside Ray (retrain, report), written under ``run_dir``; a no-op when disabled."""
     if mode == "disabled":
         yield _Run(None)
         return
     import wandb
 
     with wandb.init(project=project, group=group, job_type=job_type, name=name, config=config, mode=mode,
-                    dir=os.environ.get("WANDB_DIR"), reinit="create_new") as r:
+                    dir=str(run_dir.resolve()), reinit="create_new", settings=_settings()) as r:
         yield _Run(r)

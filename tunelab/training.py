@@ -2,11 +2,11 @@
 
 import math
 import time
-from types import ModuleType
 
 import torch
 
 from tunelab.data import Data
+from tunelab.protocol import Trainable
 
 
 class Diverged(FloatingPointError):
@@ -14,30 +14,31 @@ class Diverged(FloatingPointError):
 
 
 def device() -> torch.device:
+    """Where trials, retrains and the weights tunelab pretrains itself run: the GPU where there is one."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def build(module: ModuleType, config: dict, data: Data, seed: int) -> dict:
+def build(trainable: Trainable, config: dict, data: Data, seed: int) -> dict:
     torch.manual_seed(seed)
-    return module.build(config, data)
+    return trainable.build(config, data)
 
 
 def param_count(parts: dict) -> int:
     return sum(p.numel() for p in parts["model"].parameters())
 
 
-def epoch(module: ModuleType, parts: dict, data: Data, config: dict, eval_split: str | None) -> dict[str, float]:
+def epoch(trainable: Trainable, parts: dict, data: Data, config: dict, eval_split: str | None) -> dict[str, float]:
     """Train one epoch and evaluate on ``eval_split`` (if any): metrics prefixed train_/<split>_, plus epoch_s."""
     start = time.perf_counter()
-    metrics = {f"train_{k}": v for k, v in module.train_epoch(parts, data, config).items()}
+    metrics = {f"train_{k}": v for k, v in trainable.train_epoch(parts, data, config).items()}
     check_finite(metrics)
     if eval_split:
-        metrics |= evaluate(module, parts, data, eval_split)
+        metrics |= evaluate(trainable, parts, data, eval_split)
     return metrics | {"epoch_s": time.perf_counter() - start}
 
 
-def evaluate(module: ModuleType, parts: dict, data: Data, split: str) -> dict[str, float]:
-    return named(module.evaluate(parts, data, split), split)
+def evaluate(trainable: Trainable, parts: dict, data: Data, split: str) -> dict[str, float]:
+    return named(trainable.evaluate(parts, data, split), split)
 
 
 def named(metrics: dict[str, float], split: str) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """One Ray Tune trial: the only place that calls Ray's report and checkpoint API.
 
-It merges the sampled values over the complete config, runs the epochs, and reports metrics and a checkpoint
-after each; a restarted trial continues from its latest checkpoint. Trials reuse their worker process (Ray's
+It completes the sampled values into the trial's config (``Spec.config``), runs the epochs, and reports metrics
+and a checkpoint after each, with the trial's best epoch so far (the leaderboard's row of the trial is that epoch); a restarted trial continues from its latest checkpoint. Trials reuse their worker process (Ray's
 ``reuse_actors``): the data set stays loaded on the trial's device for the next trial that reads it, and
 nothing else carries over: each trial seeds the random streams and sets torch's threads anew.
 """
@@ -16,8 +16,8 @@ import ray
 import torch
 from ray import tune
 
-import trainables
-from tunelab import data as datasets, training
+from tunelab import data as datasets, protocol, training
+from tunelab.spaces import Spec
 
 STATE_FILE = "state.pt"
 
@@ -26,15 +26,10 @@ STATE_FILE = "state.pt"
 class TrialJob:
     """What every trial of a search shares (travels to the workers through Ray's object store)."""
 
-    trainable: str
-    dataset: str
+    spec: Spec
     data_dir: str
     subset: float
-    base_config: dict  # the trainable's defaults, the file's constants, epochs
-    metric: str
-    mode: str
     threads: int
-    seed: int
 
 
 _loaded: dict[tuple, datasets.Data] = {}  # the worker's data set, by what it was loaded as
@@ -42,10 +37,10 @@ _loaded: dict[tuple, datasets.Data] = {}  # the worker's data set, by what it wa
 
 def _data(job: TrialJob, shipped: dict | None) -> datasets.Data:
     """The trial's data on its device: loaded by the worker's first trial of that data set and subset."""
-    key = (job.dataset, job.data_dir, job.subset, str(training.device()))
+    key = (job.spec.dataset, job.data_dir, job.subset, str(training.device()))
     if key not in _loaded:
         _loaded.clear()  # one data set per worker: another's tensors are freed first
-        _loaded[key] = datasets.load(job.dataset, Path(job.data_dir), "search", job.subset, training.device(), shipped)
+        _loaded[key] = datasets.load(job.spec.dataset, Path(job.data_dir), "search", job.subset, training.device(), shipped)
     return _loaded[key]
 
 
@@ -61,12 +56,14 @@ def _clean_start(job: TrialJob) -> None:
 def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None:
     """``shipped``: the data set's arrays from the driver (on a cluster), else the trial reads the data root."""
     _clean_start(job)
-    config = {**job.base_config, **sampled}
-    module = trainables.get(job.trainable)
+    spec = job.spec
+    config = spec.config(sampled)
+    trainable = protocol.load(spec.trainable)
     data = _data(job, shipped)
-    parts = training.build(module, config, data, job.seed)
+    parts = training.build(trainable, config, data, spec.seed)
     params = training.param_count(parts)
-    sign = 1 if job.mode == "max" else -1
+    sign = 1 if spec.mode == "max" else -1
+    single = len(spec.metrics) == 1  # several objectives: a trial is its last epoch, the model as trained
     node = ray.get_runtime_context().get_node_id()  # where each epoch ran: a trial moves when its node fails
     worker = os.getpid()  # and in which worker process (reused by later trials)
     start, best, best_epoch, duration = 0, None, 0, 0.0
@@ -79,9 +76,9 @@ def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None
         start, best, best_epoch, duration = saved["epoch"], saved["best"], saved["best_epoch"], saved["duration_s"]
 
     for epoch in range(start + 1, config["epochs"] + 1):
-        metrics = training.epoch(module, parts, data, config, "val")
-        value = metrics.get(job.metric)
-        if value is not None and (best is None or sign * value > sign * best):
+        metrics = training.epoch(trainable, parts, data, config, "val")
+        value = metrics.get(spec.metric)
+        if not single or value is not None and (best is None or sign * value > sign * best):
             best, best_epoch = value, epoch
         duration += metrics["epoch_s"]  # seconds of epochs so far (with validation; without start-up, data loading)
         metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params, "duration_s": duration, "node_id": node,

@@ -1,5 +1,5 @@
-"""The report's comparison of the values of one searched hyperparameter (a search file's ``compare:`` key,
-e.g. the variants of an ablation): the best trial of each value with its best epoch's metrics, and the
+"""The report's ablation: the values of one hyperparameter searched over a list (a search file's ``ablation:`` key,
+e.g. the variants of a network): the best trial of each value with its best epoch's metrics, and the
 learning curves of all of them together, one figure for the training set and one for the held-out set."""
 
 from pathlib import Path
@@ -13,31 +13,31 @@ SPLITS = {"train": "training set", "val": "held-out (validation) set"}
 
 def section(spec: Spec, board: pd.DataFrame, histories: dict[str, pd.DataFrame], out: Path) -> list[tuple]:
     """Report blocks (see tunelab.report); none when no trial has a result."""
-    key = f"config/{spec.compare}"
+    key = f"config/{spec.ablation}"
     ok = board[board[spec.metric].notna()]
     if ok.empty:
         return []
     best = ok.drop_duplicates(key)  # the board is sorted best first
-    order = {v: i for i, v in enumerate(spec.params[spec.compare].choices)}
+    order = {v: i for i, v in enumerate(spec.params[spec.ablation].choices)}
     best = best.sort_values(key, key=lambda column: column.map(order))
-    others = [f"config/{k}" for k in spec.params if k != spec.compare]
+    others = [f"config/{k}" for k in spec.params if k != spec.ablation]
     curves, rows = {}, []
     for _, row in best.iterrows():
         history = curves[str(row[key])] = histories[row["trial_id"]]
         at_best = history[history["epoch"] == row["best_epoch"]].iloc[0]
         metrics = {c: at_best[c] for c in history if c.startswith(tuple(f"{s}_" for s in SPLITS))}
-        rows.append({spec.compare: row[key], "trial_id": row["trial_id"], **{k.removeprefix("config/"): row[k] for k in others},
+        rows.append({spec.ablation: row[key], "trial_id": row["trial_id"], **{k.removeprefix("config/"): row[k] for k in others},
                      "params": row["params"], "epochs": row["epochs"], "best epoch": row["best_epoch"], **metrics})  # fmt: skip
     def measured(split: str) -> set[str]:
         return {c.removeprefix(f"{split}_") for h in curves.values() for c in h if c.startswith(f"{split}_")}
 
     kinds = sorted(measured("train") & measured("val"))  # loss, acc, ...: one panel each
-    blocks = [("h2", f"Comparison of {spec.compare}"),
-              ("p", f"The best trial of each value of {spec.compare} (by {spec.metric}), at its best epoch."),
+    blocks = [("h2", f"Ablation of {spec.ablation}"),
+              ("p", f"The best trial of each value of {spec.ablation} (by {spec.metric}), at its best epoch."),
               ("table", pd.DataFrame(rows))]  # fmt: skip
     for split, name in SPLITS.items():
-        path = _curves(curves, split, kinds, f"{name}: best trial of each {spec.compare}", out / f"compare_{split}.png")
-        blocks.append(("img", f"Learning curves on the {name}, one line per {spec.compare}", path))
+        path = _curves(curves, split, kinds, f"{name}: best trial of each {spec.ablation}", out / f"ablation_{split}.png")
+        blocks.append(("img", f"Learning curves on the {name}, one line per {spec.ablation}", path))
     return blocks
 
 

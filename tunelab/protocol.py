@@ -1,0 +1,221 @@
+"""The trainable protocol: what a trainable module must have and may have, checked once when it is loaded.
+
+A trainable is a plain-PyTorch module (no Ray, no W&B). ``load(name)`` imports it from the registry
+(``trainables.NAMES``), checks it against the protocol and returns a ``Trainable``: every caller asks that object
+(``t.build``, ``t.outputs is None``, ``t.ensembles``), never the module through ``getattr``. A missing or
+misspelled name, or one of the wrong type, is a ``ProtocolError`` naming the module and what is wrong.
+
+Required:
+
+- ``DATASET``: the data set it trains on by default (a name in ``tunelab.data``).
+- ``METRIC``, ``MODE``: the metric a search optimises by default and ``"max"`` or ``"min"``.
+- ``DEFAULTS``: every hyperparameter with a typed default (bool, int, float or str), ``epochs`` among them; a
+  search space may override some of them, and a key that is not here is an error.
+- ``build(config, data) -> parts``: a dict of named objects that have ``state_dict()`` and ``load_state_dict()``
+  (``parts["model"]`` is the ``nn.Module`` that is evaluated and saved; optimizers and schedulers sit beside it).
+- ``train_epoch(parts, data, config) -> metrics``: one pass over ``data.splits["train"]``; returns floats such as
+  ``{"loss": ..., "acc": ...}`` (the harness prefixes them with ``train_``).
+- ``evaluate(parts, data, split) -> metrics``: metrics on ``data.splits[split]`` (prefixed with the split's name:
+  ``val_acc``, ``test_loss``, ...).
+- ``figures(parts, data, outdir) -> {caption: path}``: the report's model-specific PNGs, drawn from
+  ``data.splits["test"]``.
+
+Optional (see ``OPTIONAL`` for each one's signature):
+
+- ``EXTRA_DATASETS``: other data sets it reads (e.g. to pretrain on), checked before a search.
+- ``IMAGE_CLASSIFIER = True``: ``parts["model"]`` maps uint8 images to class logits through a last linear layer;
+  the report then adds the classifier analysis (t-SNE, activation maximisation, confusion matrix), running the
+  model through ``predict(model, x) -> logits`` (default ``trainables.common.predict``).
+- ``example_input(parts, data)``: what the model takes, for layer tables (default: one training input).
+- ``prepare(values, data_dir)``: called before a search with every value each hyperparameter may take (a list
+  per key); raises ``tunelab.UserError`` for what cannot work (e.g. missing pretrained weights).
+- ``outputs``, ``metrics`` and ``ensemble`` (all three or none), a classifier's, for ``tunelab retrain
+  --ensemble``: ``outputs(parts, data, split) -> logits`` (N x outputs) and ``metrics(logits, data, split,
+  config) -> metrics``, so that ``evaluate`` is ``metrics`` of ``outputs``; ``ensemble(configs, data) ->
+  combine``, where ``combine(list of logits)`` gives the logits of the models' mean predicted probabilities. It
+  raises ``tunelab.UserError`` where models of these configs do not average, before any is trained.
+- ``classical_baseline(data) -> (name, {test split: metrics})``: a simple non-neural model fitted on
+  ``data.splits["train"]`` and tested on every test split, with metrics named as ``evaluate``'s.
+- What sets several runs' models side by side (``tunelab compare``, a report's ``compare_with``), by what the
+  models are: ``predict_proba(parts, data, split) -> (probabilities, labels)`` (classifiers, numpy arrays: ROC
+  curves), ``reconstruct(model, images) -> images in [0, 1]`` (autoencoders, of uint8 test images: their
+  reconstructions), ``sample(model, n, seed) -> images in [0, 1]`` (generative models: n samples, seeded; a
+  conditional model's labels cycle through the classes, image i of class i modulo their number). Runs are
+  compared by the first of these that all their trainables have (``tunelab.compare``).
+"""
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+
+import trainables
+from tunelab import UserError
+
+HYPERPARAMETER_TYPES = (bool, int, float, str)
+REQUIRED_FUNCTIONS = {
+    "build": ("config", "data"),
+    "train_epoch": ("parts", "data", "config"),
+    "evaluate": ("parts", "data", "split"),
+    "figures": ("parts", "data", "outdir"),
+}
+OPTIONAL = {  # name: the arguments of a function, or the type of a constant
+    "EXTRA_DATASETS": tuple,
+    "IMAGE_CLASSIFIER": bool,
+    "predict": ("model", "x"),
+    "example_input": ("parts", "data"),
+    "prepare": ("values", "data_dir"),
+    "outputs": ("parts", "data", "split"),
+    "metrics": ("logits", "data", "split", "config"),
+    "ensemble": ("configs", "data"),
+    "classical_baseline": ("data",),
+    "predict_proba": ("parts", "data", "split"),
+    "reconstruct": ("model", "images"),
+    "sample": ("model", "n", "seed"),
+}
+ENSEMBLE = ("outputs", "metrics", "ensemble")
+NAMES = ("DATASET", "METRIC", "MODE", "DEFAULTS", *REQUIRED_FUNCTIONS, *OPTIONAL)
+
+
+class ProtocolError(UserError):
+    """A trainable module that does not follow the protocol."""
+
+
+@dataclass(frozen=True)
+class Trainable:
+    """A checked trainable: the module's names, and None (or the default) for each optional one it lacks."""
+
+    name: str
+    module: ModuleType
+    dataset: str
+    metric: str
+    mode: str
+    defaults: dict
+    build: Callable
+    train_epoch: Callable
+    evaluate: Callable
+    figures: Callable
+    predict: Callable
+    example_input: Callable
+    extra_datasets: tuple[str, ...] = ()
+    image_classifier: bool = False
+    prepare: Callable | None = None
+    outputs: Callable | None = None
+    metrics: Callable | None = None
+    ensemble: Callable | None = None
+    classical_baseline: Callable | None = None
+    predict_proba: Callable | None = None
+    reconstruct: Callable | None = None
+    sample: Callable | None = None
+
+    @property
+    def ensembles(self) -> bool:
+        """Whether its models average into an ensemble (``tunelab retrain --ensemble``)."""
+        return self.ensemble is not None
+
+    @property
+    def comparable(self) -> bool:
+        """Whether its models can be set beside other runs' (``tunelab compare``, a report's ``compare_with``)."""
+        return any(hook is not None for hook in (self.predict_proba, self.reconstruct, self.sample))
+
+
+class UnknownTrainable(UserError):
+    pass
+
+
+@cache
+def load(name: str) -> Trainable:
+    """The registered trainable ``name``, checked."""
+    if name not in trainables.NAMES:
+        raise UnknownTrainable(f"unknown trainable {name!r}; known: {', '.join(trainables.NAMES)}")
+    return check(name, trainables.get(name))
+
+
+def registered() -> list[Trainable]:
+    return [load(name) for name in trainables.NAMES]
+
+
+def check(name: str, module: ModuleType) -> Trainable:
+    """``module`` as a Trainable, or a ProtocolError listing every way it departs from the protocol."""
+    problems = []
+    for constant, kind in (("DATASET", str), ("METRIC", str), ("MODE", str), ("DEFAULTS", dict)):
+        if not hasattr(module, constant):
+            problems.append(f"missing {constant} (a {kind.__name__})")
+        elif not isinstance(getattr(module, constant), kind):
+            problems.append(f"{constant} must be a {kind.__name__}, not {type(getattr(module, constant)).__name__}")
+    if getattr(module, "MODE", "max") not in ("max", "min"):
+        problems.append(f"MODE must be 'max' or 'min', not {module.MODE!r}")
+    defaults = getattr(module, "DEFAULTS", None)
+    if isinstance(defaults, dict):
+        problems += [f"DEFAULTS[{k!r}] is {v!r}; a hyperparameter's default is a bool, int, float or str"
+                     for k, v in defaults.items() if not isinstance(v, HYPERPARAMETER_TYPES)]  # fmt: skip
+        if "epochs" not in defaults:
+            problems.append("DEFAULTS has no 'epochs' (the harness sets it to the run's length)")
+    for function, arguments in REQUIRED_FUNCTIONS.items():
+        if not hasattr(module, function):
+            problems.append(f"missing {function}({', '.join(arguments)})")
+        else:
+            problems += _signature_problems(module, function, arguments)
+    for optional, spec in OPTIONAL.items():
+        if hasattr(module, optional):
+            if isinstance(spec, type):
+                if not isinstance(getattr(module, optional), spec):
+                    problems.append(f"{optional} must be a {spec.__name__}, not {type(getattr(module, optional)).__name__}")
+            else:
+                problems += _signature_problems(module, optional, spec)
+    present = [h for h in ENSEMBLE if hasattr(module, h)]
+    if present and len(present) < len(ENSEMBLE):
+        missing = [h for h in ENSEMBLE if h not in present]
+        problems.append(f"has {', '.join(present)} but not {', '.join(missing)}: an ensemble needs all of {', '.join(ENSEMBLE)}")
+    problems += _misspelled(module)
+    if problems:
+        where = getattr(module, "__file__", None) or module.__name__
+        raise ProtocolError(f"trainable {name!r} ({where}) does not follow the protocol (tunelab/protocol.py):\n"
+                            + "\n".join(f"  - {p}" for p in problems))  # fmt: skip
+
+    from trainables import common
+
+    found = {n: getattr(module, n) for n in (*REQUIRED_FUNCTIONS, *OPTIONAL) if hasattr(module, n)}
+    return Trainable(
+        name=name, module=module, dataset=module.DATASET, metric=module.METRIC, mode=module.MODE,
+        defaults=dict(module.DEFAULTS), predict=found.pop("predict", common.predict),
+        example_input=found.pop("example_input", _first_training_input),
+        extra_datasets=tuple(found.pop("EXTRA_DATASETS", ())), image_classifier=found.pop("IMAGE_CLASSIFIER", False),
+        **found,
+    )  # fmt: skip
+
+
+def _signature_problems(module: ModuleType, name: str, arguments: tuple[str, ...]) -> list[str]:
+    value = getattr(module, name)
+    expected = f"{name}({', '.join(arguments)})"
+    if not callable(value):
+        return [f"{name} must be a function {expected}, not a {type(value).__name__}"]
+    try:
+        parameters = list(inspect.signature(value).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    takes_any = any(p.kind == p.VAR_POSITIONAL for p in parameters)
+    if len(required) > len(arguments) or (len(positional) < len(arguments) and not takes_any):
+        return [f"{name} takes ({', '.join(p.name for p in positional)}); the protocol calls it as {expected}"]
+    return []
+
+
+def _misspelled(module: ModuleType) -> list[str]:
+    """Public names of the module's own that look like a protocol name but are not one (``predict_probs``)."""
+    problems = []
+    for attribute, value in vars(module).items():
+        if attribute.startswith("_") or attribute in NAMES or isinstance(value, ModuleType):
+            continue
+        own = getattr(value, "__module__", module.__name__) == module.__name__ or attribute.isupper()
+        close = difflib.get_close_matches(attribute, NAMES, n=1, cutoff=0.85)
+        if own and close:
+            problems.append(f"{attribute!r} is not part of the protocol: did you mean {close[0]}?")
+    return problems
+
+
+def _first_training_input(parts: dict, data):
+    return data.splits["train"][0][:1].float()
