@@ -21,7 +21,7 @@ import pytest
 import yaml
 from ray.cluster_utils import Cluster
 
-from tests.conftest import REPO, wandb_run, write_mnist_like
+from tests.helpers import REPO, wandb_run, write_mnist_like
 from tunelab import leaderboard, runs
 from tunelab.cluster import STATE_PERIOD_S
 from tunelab.search import MAX_FAILURES
@@ -36,7 +36,8 @@ FAST_NODE_DEATH = {"health_check_initial_delay_ms": 0, "health_check_period_ms":
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "include_dashboard": False, "_system_config": FAST_NODE_DEATH})
+    head = {"num_cpus": 1, "num_gpus": 0, "include_dashboard": False, "_system_config": FAST_NODE_DEATH}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     yield cluster
     cluster.shutdown()
 
@@ -107,13 +108,16 @@ def test_half_a_gpu_per_trial_runs_trials_on_both_workers_at_once(cluster, env, 
 
     run = the_run(env)
     assert Path(run.experiment_path) == (storage / "run").resolve() and (storage / "run" / "tuner.pkl").is_file()
-    board = leaderboard.load(run)
+    board = run.leaderboard()
     assert len(board) == 4 and (board["status"] == "completed").all()
     history = leaderboard.histories(run)
     nodes = {trial: set(df["node_id"]) for trial, df in history.items()}
     assert all(len(n) == 1 for n in nodes.values())  # no failures: each trial stayed where it started
     assert set().union(*nodes.values()) == worker_ids(cluster)  # both workers, never the head (it has no GPU)
-    spans = {t: (df["timestamp"].iloc[0] - df["time_this_iter_s"].iloc[0], df["timestamp"].iloc[-1]) for t, df in history.items()}
+    spans = {
+        t: (df["timestamp"].iloc[0] - df["time_this_iter_s"].iloc[0], df["timestamp"].iloc[-1])
+        for t, df in history.items()
+    }
     at_once = [(a, b) for a, b in itertools.combinations(history, 2)
                if nodes[a] != nodes[b] and spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]]  # fmt: skip
     assert at_once, f"no two trials ran at the same time on different workers: {spans}"
@@ -125,7 +129,8 @@ def test_half_a_gpu_per_trial_runs_trials_on_both_workers_at_once(cluster, env, 
 def test_trials_of_a_killed_worker_node_continue_from_their_checkpoints_on_another(cluster, env, data_root):
     start_time = time.monotonic()
     storage, epochs = env / "shared", 6
-    search = start(search_args(cluster, data_root, storage, "--max-epochs", str(epochs), "--concurrency", "4", "--wandb", "disabled"))
+    search = start(search_args(cluster, data_root, storage, "--max-epochs", str(epochs), "--concurrency", "4",
+                               "--wandb", "disabled"))  # fmt: skip
     victim = None
     deadline = time.monotonic() + 240
     while victim is None and search.poll() is None and time.monotonic() < deadline:
@@ -134,13 +139,15 @@ def test_trials_of_a_killed_worker_node_continue_from_their_checkpoints_on_anoth
             if 1 <= rows[-1]["epoch"] <= epochs - 3:  # mid-way, with a checkpoint
                 victim = next(n for n in cluster.worker_nodes if n.node_id == rows[-1]["node_id"])
                 break
-    assert victim is not None, "no trial was seen mid-way: " + (search.stdout.read() if search.poll() is not None else "")
+    assert victim is not None, "no trial was seen mid-way: " + (
+        search.stdout.read() if search.poll() is not None else ""
+    )
     cluster.remove_node(victim, allow_graceful=False)  # the node dies with its raylet and trial processes
     out, _ = search.communicate(timeout=300)
     assert search.returncode == 0, out
 
     run = the_run(env)
-    board = leaderboard.load(run).set_index("trial_id")
+    board = run.leaderboard().set_index("trial_id")
     history = leaderboard.histories(run)
     for trial, df in history.items():  # every trial complete, no epoch lost or run twice
         assert list(df["epoch"]) == list(range(1, epochs + 1)), f"{trial} lost or repeated epochs: {list(df['epoch'])}"
@@ -154,7 +161,8 @@ def test_trials_of_a_killed_worker_node_continue_from_their_checkpoints_on_anoth
             assert k >= 1 and not any(on_victim[k:]), f"{trial}: {list(df['node_id'])}"
             moved.add(trial)
     assert moved, "the killed node ran no unfinished trial"
-    assert moved <= killed and all("Failure # 1" in (storage / "run" / f"trial_{t}" / "error.txt").read_text() for t in killed)
+    assert moved <= killed
+    assert all("Failure # 1" in (storage / "run" / f"trial_{t}" / "error.txt").read_text() for t in killed)
     lost = len(board) - (board["status"] == "completed").sum()
     assert len(board) == 4 and lost == 0
     assert all(len(list(d.glob("checkpoint_*"))) == 1 for d in (storage / "run").glob("trial_*"))  # the latest kept
@@ -171,10 +179,10 @@ def test_a_trial_that_keeps_crashing_is_marked_failed_and_the_others_finish(clus
     space["parameters"] |= {"lr": {"values": [0.003, 1.0e12, 0.01]}, "dropout": {"value": 0.1}}  # lr 1e12 diverges
     path = env / "crashing.yaml"
     path.write_text(yaml.safe_dump(space))
-    out = finish(search_args(cluster, data_root, env / "shared", "--max-epochs", "2", "--concurrency", "3", "--wandb", "disabled",
-                             space=path))  # fmt: skip
+    out = finish(search_args(cluster, data_root, env / "shared", "--max-epochs", "2", "--concurrency", "3",
+                             "--wandb", "disabled", space=path))  # fmt: skip
 
-    board = leaderboard.load(the_run(env)).set_index("config/lr")
+    board = the_run(env).leaderboard().set_index("config/lr")
     assert len(board) == 3
     assert board.loc[1e12, "status"] == "failed" and pd.isna(board.loc[1e12, "val_acc"])
     assert (board.drop(index=1e12)["status"] == "completed").all() and board.drop(index=1e12)["val_acc"].gt(0).all()
@@ -209,7 +217,7 @@ def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root):
     assert set(kept) == set(finished)  # the state on the storage knows the finished trials
 
     out = finish(tunelab("resume", "run", "--address", cluster.address))
-    board = leaderboard.load(run).set_index("trial_id")
+    board = run.leaderboard().set_index("trial_id")
     history = leaderboard.histories(run)
     assert len(board) == 4 and (board["status"] == "completed").all(), out
     for trial, df in history.items():

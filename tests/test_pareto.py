@@ -125,8 +125,9 @@ def test_targets_must_name_metrics_of_the_search():
 
 
 def test_leaderboard_keeps_trial_ids_that_look_like_numbers_as_text(tmp_path):
-    from tunelab import leaderboard, runs
+    from tunelab import runs
 
     run = runs.Run(tmp_path, parse(), runs.Options(), tmp_path)
-    (tmp_path / "leaderboard.csv").write_text("trial_id,status,val_pixel_acc\n18201877,completed,0.9\n0a1b2c3d,completed,0.8\n")
-    assert leaderboard.load(run)["trial_id"].tolist() == ["18201877", "0a1b2c3d"]
+    csv = "trial_id,status,val_pixel_acc\n18201877,completed,0.9\n0a1b2c3d,completed,0.8\n"
+    (tmp_path / "leaderboard.csv").write_text(csv)
+    assert run.leaderboard()["trial_id"].tolist() == ["18201877", "0a1b2c3d"]

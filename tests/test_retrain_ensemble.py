@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tests.text_fixtures import write_text_data
+from tests.helpers import write_text_data
 from trainables import common, text
 from tunelab import retrain, runs, spaces
 from tunelab.cli import main
@@ -14,8 +14,8 @@ from tunelab.cli import main
 
 def by_hand(run: runs.Run, models: list[str], predict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each test split's mean of the saved models' predicted probabilities, and its labels."""
-    data = retrain.data(run)
-    members = [retrain.retrained_parts(run, data, *(int(n) for n in name[4:].split("_seed"))) for name in models]
+    data = run.retrained_data()
+    members = [run.retrained_parts(data, *(int(n) for n in name[4:].split("_seed"))) for name in models]
     tests = [split for split in data.splits if split.startswith("test")]
     return {split: (np.mean([predict(parts, data, split) for parts in members], 0), data.splits[split][1].cpu().numpy())
             for split in tests}  # fmt: skip
@@ -47,7 +47,7 @@ def test_text_ensemble_covers_every_test_split_and_the_baseline_sits_beside_it(e
     assert "What a student would try first" in out and "TF-IDF (word 1-2-grams) + logistic regression" in out
 
     run = runs.open_run("sentiment140_cnn", env / "results")
-    folder = retrain.folder(run)
+    folder = run.retrain_dir
     models = pd.read_csv(folder / "retrain.csv")
     ensemble = pd.read_csv(folder / "ensemble.csv").iloc[0]
     assert ensemble["members"] == 4 and ensemble["models"] == "rank1_seed0 rank1_seed1 rank2_seed0 rank2_seed1"
@@ -80,8 +80,8 @@ def test_image_classifier_ensemble_is_the_mean_of_its_models_probabilities(env, 
     argv = [*root, "retrain", "fashion_cnn", "--seeds", "2", "--epochs", "1", "--ensemble", "--wandb", "disabled"]
     assert main(argv) == 0
     run = runs.open_run("fashion_cnn", env / "results")
-    ensemble = pd.read_csv(retrain.folder(run) / "ensemble.csv").iloc[0]
-    assert ensemble["members"] == 2 and not (retrain.folder(run) / "baseline.csv").exists()
+    ensemble = pd.read_csv(run.ensemble_file).iloc[0]
+    assert ensemble["members"] == 2 and not run.baseline_file.exists()
 
     def predict(parts, data, split):
         return common.predict(parts["model"], data.splits[split][0]).softmax(1).numpy()
