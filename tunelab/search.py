@@ -91,7 +91,7 @@ def _run_config(run: Run, mode: str) -> tune.RunConfig:
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         # each trial's results as the leaderboard (Ray's ExperimentAnalysis) reads them; no TensorBoard files
         callbacks=[Progress(spec), JsonLoggerCallback(), CSVLoggerCallback(),
-                   *tracking.trial_callbacks(mode, spec.project, run.name, spec.config({}), run.dir)],
+                   *tracking.trial_callbacks(mode, spec.project, run.name, spec.config, run.dir)],
         verbose=0,
     )
 

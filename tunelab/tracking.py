@@ -6,6 +6,7 @@ With no API key it runs offline (runs are written under the results folder and c
 
 import netrc
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -43,11 +44,11 @@ def _settings():
     return wandb.Settings(silent=True, console="off", x_transaction_log_flush_interval=FLUSH_S)
 
 
-def trial_callbacks(mode: str, project: str, group: str, base_config: dict, run_dir: Path) -> list:
-    """Ray Tune callbacks that log one W&B run per trial (its whole config and per-epoch metrics), grouped by
-    run, written under ``run_dir``; the runs live in the driver's process, so no trial starts a process of its
-    own for them."""
-    return [] if mode == "disabled" else [TrialRuns(mode, project, group, base_config, str(run_dir.resolve()))]
+def trial_callbacks(mode: str, project: str, group: str, config_of: Callable[[dict], dict], run_dir: Path) -> list:
+    """Ray Tune callbacks that log one W&B run per trial (its whole config, ``config_of`` its sampled values, and
+    per-epoch metrics), grouped by run, written under ``run_dir``; the runs live in the driver's process, so no
+    trial starts a process of its own for them."""
+    return [] if mode == "disabled" else [TrialRuns(mode, project, group, config_of, str(run_dir.resolve()))]
 
 
 # A trial's W&B run reaches its file this often (W&B's default: 15 s), well within the second by which Ray's saved
@@ -61,8 +62,8 @@ class TrialRuns(Callback):
 
     SKIPPED = {"config", "trial_id", "date", "hostname", "node_ip", "node_id", "pid", "done", "should_checkpoint"}
 
-    def __init__(self, mode: str, project: str, group: str, base_config: dict, folder: str):
-        self.mode, self.project, self.group, self.base_config, self.folder = mode, project, group, base_config, folder
+    def __init__(self, mode: str, project: str, group: str, config_of: Callable[[dict], dict], folder: str):
+        self.mode, self.project, self.group, self.config_of, self.folder = mode, project, group, config_of, folder
         self._runs: dict[str, Any] = {}
 
     def __getstate__(self) -> dict:  # Ray saves its callbacks with the search's state; open runs stay here
@@ -75,7 +76,7 @@ class TrialRuns(Callback):
 
         self._runs[trial.trial_id] = wandb.init(
             project=self.project, group=self.group, job_type="search", name=trial.trial_id, id=trial.trial_id,
-            config=self.base_config | trial.config, mode=self.mode, dir=self.folder, reinit="create_new",
+            config=self.config_of(trial.config), mode=self.mode, dir=self.folder, reinit="create_new",
             resume="allow", settings=_settings(),
         )  # fmt: skip
 
