@@ -59,13 +59,15 @@ def test_pixel_accuracy_is_the_share_of_rounded_pixels_that_match():
     images[:, :, :14] = 255  # the top half bright: a dark reconstruction gets it wrong
     images[0, 0, 0, 0] = 127  # rounds to 0: right
     images[1, 0, 27, 0] = 128  # rounds to 1: wrong
-    m = reconstruction.batch_metrics(AutoEncoder(nn.Identity(), Dark(), "bce"), images, torch.zeros(2, dtype=torch.long))
+    model = AutoEncoder(nn.Identity(), Dark(), "bce")
+    m = reconstruction.batch_metrics(model, images, torch.zeros(2, dtype=torch.long))
     assert m["pixel_acc"].item() == pytest.approx((392 + 1 + 392 - 1) / (2 * 784))
 
 
 def tiny_mnist(n: int = 16) -> Data:
     gen = torch.Generator().manual_seed(0)
-    split = (torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen), torch.randint(0, 10, (n,), generator=gen))
+    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen)
+    split = (images, torch.randint(0, 10, (n,), generator=gen))
     return Data("mnist", {"train": split, "val": split}, [str(d) for d in range(10)], torch.device("cpu"))
 
 
@@ -75,7 +77,9 @@ def test_class_weight_shares_the_loss_between_the_tasks(class_weight, still):
     config = {**multitask_ae.DEFAULTS, "class_weight": class_weight, "batch_size": 16, "epochs": 1}
     parts = multitask_ae.build(config, data)
     model = parts["model"]
-    before = {name: [p.detach().clone() for p in getattr(model, name).parameters()] for name in ("classifier", "decoder")}
+    before = {
+        name: [p.detach().clone() for p in getattr(model, name).parameters()] for name in ("classifier", "decoder")
+    }
     metrics = multitask_ae.train_epoch(parts, data, config)
     assert {"pixel_acc", "acc", "class_loss", "bce"} <= set(metrics)
     for name, params in before.items():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 TIMEOUT_S = 600  # each takes a minute or two on a quiet 2-core CPU; a loaded one can take several times that
 RATIO = r"(>= |<= |~)?\d+\.\d\dx"
@@ -27,5 +27,7 @@ def test_quick_run_prints_its_ratio(bench, fashion_root, tmp_path):
     env["TUNELAB_DATA"] = str(fashion_root)
     done = subprocess.run([sys.executable, str(REPO / "bench" / bench), "--quick"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)  # fmt: skip
-    assert done.returncode == 0, f"{bench} --quick exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, (
+        f"{bench} --quick exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     assert re.search(BENCHES[bench], done.stdout, re.MULTILINE), f"no ratio line in:\n{done.stdout[-4000:]}"

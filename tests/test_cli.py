@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
+from tests.helpers import REPO, write_mnist_like
 from tunelab.cli import main, parser
-from tests.conftest import REPO, write_mnist_like
 
 
 def fails(capsys, *argv) -> str:
@@ -41,15 +41,27 @@ def test_yaml_syntax_error(env, capsys):
     "change, message",
     [
         ({"colour": 1}, "exp.yaml: colour: unknown key; allowed:"),
-        ({"parameters": {"lr": {"distribution": "gaussian", "min": 0, "max": 1}}}, "parameters.lr: unknown distribution 'gaussian'"),
+        (
+            {"parameters": {"lr": {"distribution": "gaussian", "min": 0, "max": 1}}},
+            "parameters.lr: unknown distribution 'gaussian'",
+        ),
         ({"parameters": {"lr": {"min": 0.3, "max": 0.1}}}, "parameters.lr: min (0.3) > max (0.1)"),
-        ({"parameters": {"depth": {"values": ["deep"]}}}, "parameters.depth: values ['deep'] have the wrong type; expected an integer"),
-        ({"parameters": {"n_heads": {"values": [2]}}}, "parameters.n_heads: cnn_classifier has no hyperparameter 'n_heads'"),
+        (
+            {"parameters": {"depth": {"values": ["deep"]}}},
+            "parameters.depth: values ['deep'] have the wrong type; expected an integer",
+        ),
+        (
+            {"parameters": {"n_heads": {"values": [2]}}},
+            "parameters.n_heads: cnn_classifier has no hyperparameter 'n_heads'",
+        ),
         ({"run_cap": 0}, "exp.yaml: run_cap: must be an integer >= 1, not 0"),
         ({"max_epochs": float("inf")}, "exp.yaml: max_epochs: must be an integer >= 1, not inf"),
         ({"time_budget_s": -1}, "exp.yaml: time_budget_s: must be a number >= 1, not -1"),
         ({"resources": {"cpu": 0, "gpu": 0}}, "exp.yaml: resources.cpu: must be a number > 0, not 0"),
-        ({"resources": {"cpu": 1, "gpu": 1.5}}, "exp.yaml: resources.gpu: must be 0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs, not 1.5"),
+        (
+            {"resources": {"cpu": 1, "gpu": 1.5}},
+            "exp.yaml: resources.gpu: must be 0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs, not 1.5",
+        ),
     ],
 )
 def test_malformed_search_space(env, capsys, change, message):
@@ -67,9 +79,12 @@ def test_malformed_search_space(env, capsys, change, message):
         (["search", "fashion_cnn", "--time-budget", "0"], "argument --time-budget: must be a number > 0, not 0"),
         (["search", "fashion_cnn", "--max-epochs", "0"], "argument --max-epochs: must be an integer >= 1, not 0"),
         (["search", "fashion_cnn", "--cpus-per-trial", "0"], "argument --cpus-per-trial: must be a number > 0, not 0"),
-        (["search", "fashion_cnn", "--cpus-per-trial", "-2"], "argument --cpus-per-trial: must be a number > 0, not -2"),
-        (["search", "fashion_cnn", "--gpus-per-trial", "-1"], "argument --gpus-per-trial: must be a number >= 0, not -1"),
-        (["search", "fashion_cnn", "--gpus-per-trial", "1.5"], "argument --gpus-per-trial: must be 0, a fraction of one GPU"),
+        (["search", "fashion_cnn", "--cpus-per-trial", "-2"],
+         "argument --cpus-per-trial: must be a number > 0, not -2"),
+        (["search", "fashion_cnn", "--gpus-per-trial", "-1"],
+         "argument --gpus-per-trial: must be a number >= 0, not -1"),
+        (["search", "fashion_cnn", "--gpus-per-trial", "1.5"],
+         "argument --gpus-per-trial: must be 0, a fraction of one GPU"),
         (["search", "fashion_cnn", "--seed", "-1"], "argument --seed: must be an integer >= 0, not -1"),
         (["retrain", "fashion_cnn", "--top-k", "0"], "argument --top-k: must be an integer >= 1, not 0"),
         (["retrain", "fashion_cnn", "--seeds", "0"], "argument --seeds: must be an integer >= 1, not 0"),
@@ -92,15 +107,19 @@ def test_gpus_per_trial_none_a_fraction_or_whole(gpus):
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_a_gpu_trial_on_a_machine_without_one_is_refused_before_anything_starts(env, capsys, fixture_root):
-    err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--gpus-per-trial", "1", "--wandb", "disabled")
-    assert "a trial asks for 1 GPU (--gpus-per-trial), but this machine has no GPU: search on the CPU with --gpus-per-trial 0" in err
+    err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--gpus-per-trial", "1",
+                "--wandb", "disabled")  # fmt: skip
+    assert ("a trial asks for 1 GPU (--gpus-per-trial), but this machine has no GPU: "
+            "search on the CPU with --gpus-per-trial 0") in err  # fmt: skip
     assert not (env / "results" / "fashion_cnn").exists()
 
 
 @pytest.mark.slow
 def test_more_cpus_per_trial_than_the_machine_has_names_how_many_it_has(env, capsys, fixture_root):
-    err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--cpus-per-trial", "1000", "--wandb", "disabled")
-    assert re.search(r"a trial asks for 1000 CPUs \(--cpus-per-trial\), but this machine has \d+ CPUs?$", err.strip()), err
+    err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--cpus-per-trial", "1000",
+                "--wandb", "disabled")  # fmt: skip
+    expected = r"a trial asks for 1000 CPUs \(--cpus-per-trial\), but this machine has \d+ CPUs?$"
+    assert re.search(expected, err.strip()), err
     assert not (env / "results" / "fashion_cnn").exists()
 
 
@@ -120,7 +139,8 @@ def test_corrupt_data_file(env, capsys):
 def test_unwritable_results_directory(env, capsys, fixture_root):
     blocker = env / "a-file"
     blocker.write_text("")
-    err = fails(capsys, "--data-dir", str(fixture_root), "--results-dir", str(blocker / "results"), "search", "fashion_cnn")
+    err = fails(capsys, "--data-dir", str(fixture_root), "--results-dir", str(blocker / "results"),
+                "search", "fashion_cnn")  # fmt: skip
     assert f"cannot write the results folder {blocker / 'results' / 'fashion_cnn'}" in err
 
 
@@ -136,7 +156,8 @@ def test_wandb_online_without_a_key_is_refused_not_prompted(env, capsys, fixture
 
 
 def test_exit_status_and_no_traceback_from_the_installed_command(env):
-    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "search", "nope"], capture_output=True, text=True, cwd=env)
+    cli = [sys.executable, "-m", "tunelab.cli"]
+    done = subprocess.run([*cli, "search", "nope"], capture_output=True, text=True, cwd=env)
     assert done.returncode == 2 and "unknown experiment 'nope'" in done.stderr and "Traceback" not in done.stderr
-    debug = subprocess.run([sys.executable, "-m", "tunelab.cli", "--debug", "search", "nope"], capture_output=True, text=True, cwd=env)
+    debug = subprocess.run([*cli, "--debug", "search", "nope"], capture_output=True, text=True, cwd=env)
     assert "Traceback" in debug.stderr

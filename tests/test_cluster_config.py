@@ -11,7 +11,7 @@ import yaml
 from ray._private.state import state
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tunelab import UserError, cluster
 
 TEXT = (REPO / "cluster.yaml").read_text()

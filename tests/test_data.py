@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import write_mnist_like
 from tunelab import UserError, data
 from tunelab.data.idx import read_idx, write_idx
-from tests.conftest import write_mnist_like
 
 
 def test_idx_roundtrip(tmp_path):

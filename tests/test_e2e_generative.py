@@ -2,7 +2,6 @@
 and real Optuna: the per-epoch Fréchet distance reaches the leaderboard, the test distances sit beside
 their shuffled-real reference, and the reports hold the figures the assignment asks for."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_e2e import subset_for
+from tests.helpers import report_figures, subset_for
 from tunelab import leaderboard, runs
 from tunelab.cli import main
 
@@ -21,14 +20,15 @@ def search_retrain_report(experiment: str, root: Path, capsys) -> tuple[pd.DataF
     """The run's per-epoch search metrics (all trials), its retrain table and its report."""
     roots = ["--data-dir", str(root)]
     # each search in its own process, as from a shell: a third Ray start in one process times out
-    search = subprocess.run([sys.executable, "-m", "tunelab", *roots, "search", experiment, "--trials", "1", "--max-epochs", "1",
-                             "--subset", subset_for(root), "--wandb", "disabled"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    argv = [sys.executable, "-m", "tunelab", *roots, "search", experiment, "--trials", "1", "--max-epochs", "1",
+            "--subset", subset_for(root), "--wandb", "disabled"]  # fmt: skip
+    search = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert search.returncode == 0, search.stdout + search.stderr
     assert main(roots + ["retrain", experiment, "--seeds", "1", "--epochs", "1", "--wandb", "disabled"]) == 0
     assert main(roots + ["report", experiment, "--wandb", "disabled"]) == 0
     run = Path(capsys.readouterr().out.rsplit("Report: ", 1)[1].strip()).parents[1]
     report = (run / "report" / "report.md").read_text()
-    for name in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+    for name in report_figures(report):
         assert (run / "report" / name).stat().st_size > 5000, name
     epochs = pd.concat(leaderboard.histories(runs.open_run(run.name, run.parent)).values())
     return epochs, pd.read_csv(run / "retrain" / "retrain.csv"), report

@@ -27,7 +27,9 @@ def test_the_network_is_pytorch_examples():
 
 def test_batch_norm_variant_normalises_both_convolutions_and_fc1():
     model = examples_net.make_model(True, (1, 28, 28), 10)
-    norms = [(name, m.num_features) for name, m in model.named_children() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [
+        (name, m.num_features) for name, m in model.named_children() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
     assert norms == [("bn1", 32), ("bn2", 64), ("bn3", 128)]
     assert sum(p.numel() for p in model.parameters()) == 1_199_882 + 2 * (32 + 64 + 128)
 
@@ -83,4 +85,5 @@ def test_augment_variant_trains_on_transformed_images(fixture_root):
         assert draws.shape == batch.shape and 0 <= draws.min() and draws.max() <= 1, name
         changed = (draws != batch).flatten(1).any(1)
         assert 0 < changed.sum() < len(batch), f"{name}: each image of a batch is transformed or not on its own"
-        assert len(draws[changed].flatten(1).unique(dim=0)) > 1 or name == "horizontal flip", f"{name}: one draw per image"
+        distinct = len(draws[changed].flatten(1).unique(dim=0))
+        assert distinct > 1 or name == "horizontal flip", f"{name}: one draw per image"

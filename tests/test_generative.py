@@ -5,8 +5,8 @@ import pytest
 import torch
 import yaml
 
-from tunelab import cache, data as datasets
 from trainables import cgan, common, frechet, gan, vae
+from tunelab import cache, data as datasets
 
 
 @pytest.fixture(scope="module")

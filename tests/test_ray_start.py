@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, write_mnist_like
+from tests.helpers import REPO, write_mnist_like
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +46,10 @@ def head():
         port = s.getsockname()[1]
     log = root / "ray_start.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([RAY, "start", "--head", "--block", "--port", str(port), "--num-cpus", "1", "--num-gpus", "0",
-                                 "--include-dashboard", "false", "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
-                                 "--temp-dir", str(root / "ray")], env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        argv = [RAY, "start", "--head", "--block", "--port", str(port), "--num-cpus", "1", "--num-gpus", "0",
+                "--include-dashboard", "false", "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
+                "--temp-dir", str(root / "ray")]  # fmt: skip
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while "Ray runtime started" not in log.read_text():
@@ -84,13 +85,14 @@ def space(tmp_path_factory) -> tuple[Path, Path]:
 
 def search(space, results: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
     path, data = space
-    argv = [sys.executable, "-m", "tunelab", "--data-dir", str(data), "--results-dir", str(results), "search", str(path),
-            "--wandb", "disabled", *extra]  # fmt: skip
+    argv = [sys.executable, "-m", "tunelab", "--data-dir", str(data), "--results-dir", str(results),
+            "search", str(path), "--wandb", "disabled", *extra]  # fmt: skip
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_a_driver_uses_the_token_that_ray_start_found(head, space, tmp_path):
-    done = search(space, tmp_path, clean_env(head["home"]), "--address", head["address"], "--trials", "1", "--max-epochs", "1")
+    done = search(space, tmp_path, clean_env(head["home"]), "--address", head["address"],
+                  "--trials", "1", "--max-epochs", "1")  # fmt: skip
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "finished (1 of 1 started trials done)" in out and (tmp_path / "tiny" / "leaderboard.csv").is_file()
@@ -102,10 +104,11 @@ def test_a_driver_without_a_token_is_told_how_to_get_one(head, space, tmp_path):
     home.mkdir()
     done = search(space, tmp_path / "results", clean_env(home), "--address", head["address"])
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"the Ray cluster at '{head['address']}' uses token authentication and this machine has no token" in done.stderr
-    assert "~/.ray/auth_token" in done.stderr and "`ray get-auth-token`" in done.stderr and "RAY_AUTH_TOKEN" in done.stderr
-    assert "Traceback" not in done.stderr
-    assert done.stderr.count("Failed to get cluster ID") <= 1  # told at once: ray.init retries for 20 s, a line a second
+    err = done.stderr
+    assert f"the Ray cluster at '{head['address']}' uses token authentication and this machine has no token" in err
+    assert "~/.ray/auth_token" in err and "`ray get-auth-token`" in err and "RAY_AUTH_TOKEN" in err
+    assert "Traceback" not in err
+    assert err.count("Failed to get cluster ID") <= 1  # told at once: ray.init retries for 20 s, a line a second
     assert not (tmp_path / "results").exists()
 
 
@@ -120,8 +123,8 @@ def test_a_gpu_trial_on_a_cluster_without_one_names_its_nodes(head, space, tmp_p
     # the token from RAY_AUTH_TOKEN this time, with no ~/.ray/auth_token
     home = tmp_path / "home"
     home.mkdir()
-    done = search(space, tmp_path / "results", clean_env(home, RAY_AUTH_TOKEN=head["token"]), "--address", head["address"],
-                  "--gpus-per-trial", "1")  # fmt: skip
+    done = search(space, tmp_path / "results", clean_env(home, RAY_AUTH_TOKEN=head["token"]),
+                  "--address", head["address"], "--gpus-per-trial", "1")  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert ("a trial asks for 1 CPU, 1 GPU (--cpus-per-trial, --gpus-per-trial), but no node of the Ray cluster has "
             "that much: head: 1 CPU, 0 GPUs") in done.stderr  # fmt: skip

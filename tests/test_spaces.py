@@ -31,8 +31,14 @@ def parse(parameters: dict, **top) -> spaces.Spec:
         ({"distribution": "uniform", "min": 0.1, "max": 0.5}, od.FloatDistribution(0.1, 0.5)),
         ({"distribution": "q_uniform", "min": 0.0, "max": 0.5, "q": 0.1}, od.FloatDistribution(0.0, 0.5, step=0.1)),
         ({"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}, od.FloatDistribution(1e-4, 1e-1, log=True)),
-        ({"distribution": "inv_log_uniform_values", "min": 1e-4, "max": 1e-1}, od.FloatDistribution(1e-4, 1e-1, log=True)),
-        ({"distribution": "log_uniform", "min": math.log(1e-4), "max": math.log(1e-1)}, od.FloatDistribution(1e-4, 1e-1, log=True)),
+        (
+            {"distribution": "inv_log_uniform_values", "min": 1e-4, "max": 1e-1},
+            od.FloatDistribution(1e-4, 1e-1, log=True),
+        ),
+        (
+            {"distribution": "log_uniform", "min": math.log(1e-4), "max": math.log(1e-1)},
+            od.FloatDistribution(1e-4, 1e-1, log=True),
+        ),
     ],
 )
 def test_float_distributions_map_to_the_same_range(parameter, expected):
@@ -66,12 +72,15 @@ def test_constants_and_the_w_and_b_only_keys_are_accepted():
 
 
 def test_hyperband_maps_to_asha_rungs():
-    assert parse({}, early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3}).hyperband == {"min_iter": 2, "eta": 3}
-    assert parse({}, early_terminate={"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3}).hyperband == {"min_iter": 3, "eta": 3}
+    spec = parse({}, early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3})
+    assert spec.hyperband == {"min_iter": 2, "eta": 3}
+    spec = parse({}, early_terminate={"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3})
+    assert spec.hyperband == {"min_iter": 3, "eta": 3}
 
 
 def test_grid_counts_every_combination():
-    spec = parse({"width": {"values": [32, 64]}, "depth": {"distribution": "int_uniform", "min": 1, "max": 3}}, method="grid")
+    parameters = {"width": {"values": [32, 64]}, "depth": {"distribution": "int_uniform", "min": 1, "max": 3}}
+    spec = parse(parameters, method="grid")
     assert spec.run_cap == 6
 
 
@@ -83,12 +92,32 @@ def test_baseline_is_completed_with_defaults():
 @pytest.mark.parametrize(
     "parameters, top, message",
     [
-        ({"lr": {"distribution": "uniformish", "min": 0.1, "max": 1}}, {}, "parameters.lr: unknown distribution 'uniformish'; allowed: constant"),
-        ({"lr": {"distribution": "normal", "mu": 0, "sigma": 1}}, {}, "parameters.lr: distribution 'normal' is not supported"),
+        (
+            {"lr": {"distribution": "uniformish", "min": 0.1, "max": 1}},
+            {},
+            "parameters.lr: unknown distribution 'uniformish'; allowed: constant",
+        ),
+        (
+            {"lr": {"distribution": "normal", "mu": 0, "sigma": 1}},
+            {},
+            "parameters.lr: distribution 'normal' is not supported",
+        ),
         ({"lr": {"min": 0.1, "max": 0.01}}, {}, "parameters.lr: min (0.1) > max (0.01)"),
-        ({"lr": {"values": ["fast", 0.1]}}, {}, "parameters.lr: values ['fast'] have the wrong type; expected a number"),
-        ({"batch_norm": {"values": [1, 0]}}, {}, "parameters.batch_norm: values [1, 0] have the wrong type; expected a boolean"),
-        ({"width": {"distribution": "uniform", "min": 8, "max": 64.5}}, {}, "parameters.width: this hyperparameter is an integer"),
+        (
+            {"lr": {"values": ["fast", 0.1]}},
+            {},
+            "parameters.lr: values ['fast'] have the wrong type; expected a number",
+        ),
+        (
+            {"batch_norm": {"values": [1, 0]}},
+            {},
+            "parameters.batch_norm: values [1, 0] have the wrong type; expected a boolean",
+        ),
+        (
+            {"width": {"distribution": "uniform", "min": 8, "max": 64.5}},
+            {},
+            "parameters.width: this hyperparameter is an integer",
+        ),
         ({"colour": {"values": [1]}}, {}, "parameters.colour: cnn_classifier has no hyperparameter 'colour'; it has: "),
         ({"lr": {"vals": [1]}}, {}, "parameters.lr: unknown key(s) vals"),
         ({}, {"methd": "bayes"}, "methd: unknown key; allowed:"),
@@ -97,7 +126,11 @@ def test_baseline_is_completed_with_defaults():
         ({}, {"trainable": "resnet9000"}, "trainable: unknown trainable 'resnet9000'; known:"),
         ({}, {"early_terminate": {"type": "median"}}, "early_terminate: must be {type: hyperband"),
         ({"lr": {"min": 0.1, "max": 0.2}}, {"method": "grid"}, "parameters.lr: method grid needs discrete values"),
-        ({"width": {"values": [16, 32]}}, {"baseline": {"width": 48}}, "baseline.width: 48 is outside the searched range"),
+        (
+            {"width": {"values": [16, 32]}},
+            {"baseline": {"width": 48}},
+            "baseline.width: 48 is outside the searched range",
+        ),
     ],
 )
 def test_bad_input_names_the_file_the_key_and_what_is_allowed(parameters, top, message):
@@ -127,4 +160,5 @@ def test_a_w_and_b_sweep_file_needs_only_trainable_and_dataset(tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep | {"trainable": "cnn_classifier", "dataset": "fashion_mnist"}))
     spec = spaces.load(str(path))
-    assert spec.method == "random" and set(spec.params) == {"lr", "batch_size", "dropout"} and spec.hyperband["eta"] == 3
+    assert spec.method == "random" and set(spec.params) == {"lr", "batch_size", "dropout"}
+    assert spec.hyperband["eta"] == 3

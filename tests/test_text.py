@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.text_fixtures import write_weather
+from tests.helpers import write_weather
 from trainables import text, text_cnn, text_rnn, tfidf
 from tunelab import UserError, data as datasets
 from tunelab.data import Data
@@ -75,7 +75,8 @@ MODELS = [
 @pytest.mark.parametrize("module, changes", MODELS)
 def test_padding_never_changes_a_texts_output(module, changes):
     config = dict(module.DEFAULTS, **changes, min_count=1, dropout=0.0, hidden=16, filters=8, embedding_dim=8)
-    data = tiny(texts("a good film", "a bad plot and a long dull story that goes on and on and on"), torch.tensor([1, 0]), ["neg", "pos"])
+    reviews = texts("a good film", "a bad plot and a long dull story that goes on and on and on")
+    data = tiny(reviews, torch.tensor([1, 0]), ["neg", "pos"])
     parts = module.build(config, data)
     model = parts["model"].eval()
     ids, lengths = parts["tokenizer"].encoded(data, "train")
@@ -98,7 +99,8 @@ def test_cnn_takes_texts_shorter_than_its_receptive_field():
 def test_soft_label_losses():
     logits, y = torch.randn(6, 15), torch.rand(6, 15)
     target = y / y.sum(1, keepdim=True)
-    assert text.loss_of(logits, y, "soft_ce") == pytest.approx(-(target * logits.log_softmax(1)).sum(1).mean().item(), rel=1e-5)
+    soft_ce = -(target * logits.log_softmax(1)).sum(1).mean().item()
+    assert text.loss_of(logits, y, "soft_ce") == pytest.approx(soft_ce, rel=1e-5)
     assert text.loss_of(logits, y, "bce") == pytest.approx(F.binary_cross_entropy(logits.sigmoid(), y).item(), rel=1e-5)
     assert torch.allclose(text.probabilities(logits, True, "soft_ce").sum(1), torch.ones(6))
     assert torch.equal(text.probabilities(logits, True, "bce"), logits.sigmoid())

@@ -7,20 +7,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.text_fixtures import write_text_data
 from trainables import text_cnn
 from tunelab import data as datasets, retrain
 from tunelab.cli import main
 
 
-@pytest.fixture(scope="module")
-def text_root(tmp_path_factory):
-    return write_text_data(tmp_path_factory.mktemp("text"))
-
-
 def test_describe_shows_every_shape_and_the_parameters(env, text_root, capsys):
     config = env / "char.yaml"
-    config.write_text(yaml.safe_dump({"config": {"level": "char", "depth": 2, "kernel_sizes": "5", "filters": 16, "embedding_dim": 8}}))
+    char = {"level": "char", "depth": 2, "kernel_sizes": "5", "filters": 16, "embedding_dim": 8}
+    config.write_text(yaml.safe_dump({"config": char}))
     assert main(["--data-dir", str(text_root), "describe", "text_cnn", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "text_cnn on sentiment140" in out and "Total params" in out
@@ -64,10 +59,12 @@ def test_weather_experiments_search_retrain_report_and_compare(env, text_root, c
     tested = {}
     # weather_cnn searches on half the tweets and retrains on all: its vocabulary must come back the same
     for experiment, search_part, retrain_part in (("weather_rnn", "1", "1"), ("weather_cnn", "0.5", "1")):
-        assert main([*root, "search", experiment, "--trials", "2", "--max-epochs", "3", "--subset", search_part, "--wandb", "offline"]) == 0
+        assert main([*root, "search", experiment, "--trials", "2", "--max-epochs", "3", "--subset", search_part,
+                     "--wandb", "offline"]) == 0  # fmt: skip
         board = pd.read_csv(env / "results" / experiment / "leaderboard.csv")
         assert len(board) == 2 and board["val_rmse"].between(0, 1).all()
-        assert main([*root, "retrain", experiment, "--seeds", "1", "--epochs", "6", "--subset", retrain_part, "--wandb", "disabled"]) == 0
+        assert main([*root, "retrain", experiment, "--seeds", "1", "--epochs", "6", "--subset", retrain_part,
+                     "--wandb", "disabled"]) == 0  # fmt: skip
         retrained = pd.read_csv(env / "results" / experiment / "retrain" / "retrain.csv")
         tested[f"{experiment} (text_{experiment.split('_')[1]})"] = retrained["test_rmse"].iloc[0]
         assert retrained["test_rmse"].between(0, 0.5).all() and retrained["test_auc_micro"].between(0.5, 1).all()

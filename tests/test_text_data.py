@@ -4,14 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.text_fixtures import imdb_reviews, write_imdb, write_sentiment140, write_text_data, write_weather
+from tests.helpers import imdb_reviews, write_imdb, write_sentiment140, write_weather
 from tunelab import UserError, data
 from tunelab.data.text import split_60_20_20
-
-
-@pytest.fixture(scope="module")
-def text_root(tmp_path_factory):
-    return write_text_data(tmp_path_factory.mktemp("text"))
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +25,8 @@ def test_split_is_60_20_20_stratified_disjoint_and_fixed():
 
 
 def test_weather_soft_labels_and_own_three_way_split(text_root, capsys):
-    search, retrain = data.load("weather_tweets", text_root, "search"), data.load("weather_tweets", text_root, "retrain")
+    search = data.load("weather_tweets", text_root, "search")
+    retrain = data.load("weather_tweets", text_root, "retrain")
     assert set(search.splits) == {"train", "val"} and set(retrain.splits) == {"train", "test"}
     assert [len(search.splits[s][0]) for s in ("train", "val")] == [180, 60] and len(retrain.splits["test"][0]) == 60
     texts, y = search.splits["train"]
@@ -51,7 +47,7 @@ def test_weather_reads_kaggles_plain_csv(tmp_path):
 def test_sentiment140_stratified_split_and_manual_test(text_root):
     retrain = data.load("sentiment140", text_root, "retrain")
     assert set(retrain.splits) == {"train", "test", "test_manual"}
-    (train_x, train_y), (test_x, test_y) = retrain.splits["train"], retrain.splits["test"]
+    (train_x, train_y), (_, test_y) = retrain.splits["train"], retrain.splits["test"]
     assert (len(train_y), len(test_y)) == (320, 80) and test_y.float().mean() == 0.5 and train_y.dtype == torch.long
     assert set(train_y.tolist()) == {0, 1} and any("café" in t for t in train_x)  # latin-1 decoded
     manual_x, manual_y = retrain.splits["test_manual"]

@@ -47,7 +47,8 @@ def test_freezing_strategies_train_what_they_say(freeze):
     model = parts["model"]
     trains = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trains == {n for n, _ in model.named_parameters() if n.startswith("trainable.")}
-    stages = {"linear_probe": 1, "finetune_last_block": 2, "finetune_all": 4, "scratch": 4}[freeze]  # of prep, prefix, last, head
+    # of prep, prefix, last, head
+    stages = {"linear_probe": 1, "finetune_last_block": 2, "finetune_all": 4, "scratch": 4}[freeze]
     assert len(model.trainable) == stages and len(model.frozen) == 4 - stages
     assert isinstance(model.trainable[-1], nn.Linear) and model.trainable[-1].out_features == 2
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -151,19 +152,21 @@ def test_mnist_cnn_is_trained_once_on_mnist_and_takes_28px(fixture_root, cache_r
     model = transfer.make_model(config(backbone="mnist_cnn", input_size=96), 10, fixture_root)
     assert model.frozen[0].size == 28
     weights = torch.load(cache_root / f"mnist_cnn-{backbones.MNIST_EPOCHS}ep.pt", weights_only=True)
-    cnn = cnn_classifier.make_model({**cnn_classifier.DEFAULTS, "augment": "none"}, torch.zeros(1, 1, 28, 28, dtype=torch.uint8), 10)
+    example = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    cnn = cnn_classifier.make_model({**cnn_classifier.DEFAULTS, "augment": "none"}, example, 10)
     cnn.load_state_dict(weights)
     mnist = load("mnist", fixture_root)
     assert cnn_classifier.evaluate({"model": cnn}, mnist, "val")["acc"] > 0.9  # it learnt the (generated) digits
 
 
 def test_a_search_that_needs_missing_weights_stops_before_it_starts(env, fixture_root, monkeypatch, capsys):
-    from tests.test_transfer_e2e import variant
+    from tests.helpers import variant
     from tunelab.cli import main
 
     monkeypatch.setenv("TORCH_HOME", str(env / "torch"))
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
-    space = variant(env, "fashion_transfer", baseline=None, parameters={"backbone": {"values": ["efficientnet_lite0", "resnet18"]}})
+    backbones = {"backbone": {"values": ["efficientnet_lite0", "resnet18"]}}
+    space = variant(env, "fashion_transfer", baseline=None, parameters=backbones)
     assert main(["--data-dir", str(fixture_root), "search", space]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tunelab: error: backbone 'resnet18': its ImageNet weights") and "Traceback" not in err

@@ -1,43 +1,32 @@
 """Transfer learning end to end through the command line: real Ray (local), real Optuna, W&B offline."""
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.conftest import REPO
-from tests.test_xray_data import write_pneumoniamnist
+from tests.helpers import report_figures, variant, write_pneumoniamnist
 from tunelab.cli import main
 from tunelab.data import locate
 
 pytestmark = pytest.mark.slow
 
 
-def variant(tmp_path: Path, experiment: str, **changes) -> str:
-    """The experiment's file with some keys replaced: small enough for a test."""
-    raw = yaml.safe_load((REPO / "search_spaces" / f"{experiment}.yaml").read_text()) | changes
-    path = tmp_path / f"{experiment}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return str(path)
-
-
-def figures_of(report: Path) -> list[str]:
-    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report.read_text())
-
-
 def test_chest_xray_search_retrain_report(env):
     real = os.environ.get("TUNELAB_DATA")
-    root = Path(real) if real and locate("pneumoniamnist", Path(real)) else write_pneumoniamnist(env / "data" / "pneumoniamnist", n=200).parent
+    if real and locate("pneumoniamnist", Path(real)):
+        root = Path(real)
+    else:
+        root = write_pneumoniamnist(env / "data" / "pneumoniamnist", n=200).parent
     space = variant(env, "chest_xray_transfer", baseline=None, early_terminate=None, parameters={
         "freeze": {"value": "linear_probe"}, "class_weight": {"values": [0.0, 1.0]}, "input_size": {"value": 32},
         "lr": {"value": 0.003}, "batch_size": {"value": 64}})  # fmt: skip
     common = ["--data-dir", str(root)]
-    assert main([*common, "search", space, "--trials", "2", "--max-epochs", "2", "--subset", "0.25", "--wandb", "offline"]) == 0
+    search = ["search", space, "--trials", "2", "--max-epochs", "2", "--subset", "0.25", "--wandb", "offline"]
+    assert main([*common, *search]) == 0
     run = env / "results" / "chest_xray_transfer"
     board = pd.read_csv(run / "leaderboard.csv")
     assert len(board) == 2 and (board["status"] == "completed").all()
@@ -54,8 +43,9 @@ def test_chest_xray_search_retrain_report(env):
         assert retrained["test_auc"].iloc[0] > 0.8
 
     assert main([*common, "report", "chest_xray_transfer"]) == 0
-    figures = figures_of(run / "report" / "report.md")
-    assert {"roc_curve.png", "confusion_matrix.png", "class_balance.png", "tsne.png", "activation_maximisation.png"} <= set(figures)
+    figures = report_figures((run / "report" / "report.md").read_text())
+    expected = {"roc_curve.png", "confusion_matrix.png", "class_balance.png", "tsne.png", "activation_maximisation.png"}
+    assert expected <= set(figures)
     assert all((run / "report" / f).stat().st_size > 5000 for f in figures)
 
 
@@ -68,5 +58,6 @@ def test_fashion_transfer_from_tunelabs_mnist_cnn(env, fixture_root, cache_root)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (cache_root / "mnist_cnn-3ep.pt").is_file()  # trained once before the trials, from the data root's MNIST
     board = pd.read_csv(env / "results" / "fashion_transfer" / "leaderboard.csv")
-    assert sorted(board["config/freeze"]) == ["finetune_last_block", "linear_probe"] and (board["status"] == "completed").all()
+    assert sorted(board["config/freeze"]) == ["finetune_last_block", "linear_probe"]
+    assert (board["status"] == "completed").all()
     assert (board["val_acc"] > 0.3).all()  # generated classes are easy even from MNIST features

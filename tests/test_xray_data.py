@@ -7,21 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import write_pneumoniamnist
 from tunelab import UserError, data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def write_pneumoniamnist(folder: Path, n: int = 40, seed: int = 0) -> Path:
-    """A small .npz in MedMNIST's format: (N, 28, 28) uint8 images, (N, 1) labels per split."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for split, size in (("train", n), ("val", n // 4), ("test", n // 2)):
-        arrays[f"{split}_images"] = rng.integers(0, 256, (size, 28, 28), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(size) % 3 == 0).astype(np.uint8)[:, None]  # a third are positive
-    np.savez_compressed(folder / "pneumoniamnist.npz", **arrays)
-    return folder
 
 
 # Kaggle's layout, with (normal, pneumonia) images per split: its val split is tiny
@@ -68,7 +57,8 @@ def test_the_real_pneumoniamnist_fetches_from_a_local_copy_and_has_its_published
 def test_a_corrupt_npz_is_a_clear_error(tmp_path):
     folder = tmp_path / "pneumoniamnist"
     folder.mkdir()
-    np.savez(folder / "pneumoniamnist.npz", train_images=np.zeros((3, 28, 28), np.uint8), train_labels=np.zeros((3, 1), np.uint8))
+    train_only = {"train_images": np.zeros((3, 28, 28), np.uint8), "train_labels": np.zeros((3, 1), np.uint8)}
+    np.savez(folder / "pneumoniamnist.npz", **train_only)
     data._arrays.cache_clear()
     with pytest.raises(UserError, match="val_images and val_labels are missing"):
         data.load("pneumoniamnist", tmp_path)
@@ -115,6 +105,7 @@ def test_missing_kaggle_folders_say_where_to_get_them(tmp_path, monkeypatch):
     (tmp_path / "chest_xray" / "train" / "NORMAL").mkdir(parents=True)  # half there is not there
     with pytest.raises(UserError) as e:
         data.require("chest_xray", tmp_path)
-    assert "train/PNEUMONIA" in str(e.value) and "kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia" in str(e.value)
+    assert "train/PNEUMONIA" in str(e.value)
+    assert "kaggle.com/datasets/paultimothymooney/chest-xray-pneumonia" in str(e.value)
     with pytest.raises(UserError, match="needs a login, so tunelab cannot download it"):
         data.fetch("chest_xray", tmp_path)
