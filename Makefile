@@ -7,7 +7,7 @@ ifneq ($(wildcard ../shared/data),)
 export TUNELAB_LOCAL_COPIES ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv demo test bench bench-gpu
+.PHONY: venv demo test lint bench bench-gpu
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# ruff, configured in pyproject.toml.
+lint: venv
+	$(BIN)/ruff check .
 
 # The CPU benchmarks (sized for about 20 minutes on 2 cores; run them on a quiet machine, one at a time); each prints its
 # ratios against a baseline measured in the same run. `--quick` on any of them is a smoke run.
