@@ -57,12 +57,24 @@ def test_a_complete_module_loads_with_the_defaults_for_what_it_leaves_out():
         ({"METRIC": 3}, "METRIC must be a str, not int"),
         ({"DEFAULTS": {"lr": [0.1], "epochs": 1}}, "DEFAULTS['lr'] is [0.1]; a hyperparameter's default is"),
         ({"DEFAULTS": {"lr": 0.1}}, "DEFAULTS has no 'epochs'"),
-        ({"evaluate": lambda parts, data: None}, "evaluate takes (parts, data); the protocol calls it as evaluate(parts, data, split)"),
+        (
+            {"evaluate": lambda parts, data: None},
+            "evaluate takes (parts, data); the protocol calls it as evaluate(parts, data, split)",
+        ),
         ({"figures": "figures.png"}, "figures must be a function figures"),
-        ({"predict_probs": lambda parts, data, split: None}, "'predict_probs' is not part of the protocol: did you mean predict_proba?"),
-        ({"EXTRA_DATASET": ("mnist",)}, "'EXTRA_DATASET' is not part of the protocol: did you mean EXTRA_DATASETS?"),
+        (
+            {"predict_probs": lambda parts, data, split: None},
+            "'predict_probs' is not part of the protocol: did you mean predict_proba?",
+        ),
+        (
+            {"EXTRA_DATASET": ("mnist",)},
+            "'EXTRA_DATASET' is not part of the protocol: did you mean EXTRA_DATASETS?",
+        ),
         ({"EXTRA_DATASETS": "mnist"}, "EXTRA_DATASETS must be a tuple, not str"),
-        ({"outputs": lambda parts, data, split: None}, "has outputs but not metrics, ensemble: an ensemble needs all of"),
+        (
+            {"outputs": lambda parts, data, split: None},
+            "has outputs but not metrics, ensemble: an ensemble needs all of",
+        ),
     ],
 )  # fmt: skip
 def test_a_module_off_the_protocol_is_refused_with_what_is_wrong(changes, message):

@@ -22,7 +22,8 @@ def test_a_run_reopens_with_the_spec_and_defaults_it_started_with(tmp_path, monk
     monkeypatch.setattr(cnn_classifier, "DEFAULTS", renamed)  # a hyperparameter renamed since the search
     reopened = runs.open_run("fashion_cnn", tmp_path)
     assert reopened.spec == run.spec  # distributions, constants, defaults, options applied: all as stored
-    assert reopened.spec.config({})["lr"] == run.spec.config({})["lr"] and "learning_rate" not in reopened.spec.config({})
+    assert reopened.spec.config({})["lr"] == run.spec.config({})["lr"]
+    assert "learning_rate" not in reopened.spec.config({})
     assert reopened.spec.run_cap == 2 and reopened.spec.config({})["epochs"] == 3
 
 
