@@ -180,7 +180,7 @@ def tunelab_search(root: Path, results: Path, name: str, n: int, epochs: int, su
     with (new_user(results / "home"), timed(cluster, "init", parts, "Ray start (cluster.init)"),
           timed(tune.Tuner, "fit", parts, FIT), timed(ray, "shutdown", parts, "Ray stop (ray.shutdown)"),
           timed(leaderboard, "write", parts, "leaderboard.write"), contextlib.redirect_stdout(out)):  # fmt: skip
-        datasets._arrays.cache_clear()  # the trials read the files in their workers; so does the driver's check
+        datasets.forget()  # the trials read the files in their workers; so does the driver's check
         start = time.perf_counter()
         rc = cli.main(argv)
         wall = time.perf_counter() - start
@@ -239,14 +239,14 @@ def main() -> None:
         results = Path(tmp)
         # one at a time: 2 threads per trial
         spec = runs.Options(trials=n, max_epochs=epochs, cpus_per_trial=2, subset=subset).apply(spaces.load(EXPERIMENT))
-        datasets._arrays.cache_clear()
+        datasets.forget()
         plain = plain_loop(spec, root, subset)
         offline = tunelab_search(root, results, "one-offline", n, epochs, subset, 1, 2)
         disabled = tunelab_search(root, results, "one-disabled", n, epochs, subset, 1, 2, wandb="disabled")
         # two at once on 2 cores: 1 thread per trial
         two = tunelab_search(root, results, "two-offline", n, epochs, subset, 2, 1)
         spec2 = runs.Options(trials=n, max_epochs=epochs, cpus_per_trial=1, subset=subset).apply(spaces.load(EXPERIMENT))
-        datasets._arrays.cache_clear()
+        datasets.forget()
         plain2 = plain_loop(spec2, root, subset, workers=2, configs=two["configs"])
 
     print(f"\n## One at a time (2 torch threads per trial; plain: Optuna in one process, data loaded once in "

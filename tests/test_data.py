@@ -80,6 +80,6 @@ def test_fetch_accepts_recompressed_real_files(tmp_path, monkeypatch):
 def test_corrupt_labels_are_a_clear_error(tmp_path):
     folder = write_mnist_like(tmp_path / "fashion-mnist")
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(7, np.uint8))
-    data._arrays.cache_clear()
+    data.forget()
     with pytest.raises(UserError, match="do not match"):
         data.load("fashion_mnist", tmp_path, "retrain")

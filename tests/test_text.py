@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from tests.helpers import write_weather
 from trainables import text, text_cnn, text_rnn, tfidf
-from tunelab import UserError, data as datasets
+from tunelab import UserError, data as datasets, figures
 from tunelab.data import Data
 
 CONFIG = dict(text.DEFAULTS, min_count=1)
@@ -109,7 +109,7 @@ def test_soft_label_losses():
 def test_aucs_per_kind_macro_and_micro():
     truth = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]], dtype=bool)
     scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.5], [0.7, 0.3, 0.5], [0.1, 0.4, 0.5]])
-    aucs = text.aucs(truth, scores, ["a", "b", "c"])
+    aucs = figures.aucs(truth, scores, ["a", "b", "c"])
     assert aucs["a"] == 1.0 and aucs["b"] == 0.75 and "c" not in aucs  # c has no positive: no AUC
     assert aucs["macro"] == 0.875
     from sklearn.metrics import roc_auc_score

@@ -11,7 +11,7 @@ from tunelab.data.text import split_60_20_20
 
 @pytest.fixture(autouse=True)
 def fresh_reads():
-    data._arrays.cache_clear()
+    data.forget()
 
 
 def test_split_is_60_20_20_stratified_disjoint_and_fixed():

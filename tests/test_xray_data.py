@@ -59,11 +59,11 @@ def test_a_corrupt_npz_is_a_clear_error(tmp_path):
     folder.mkdir()
     train_only = {"train_images": np.zeros((3, 28, 28), np.uint8), "train_labels": np.zeros((3, 1), np.uint8)}
     np.savez(folder / "pneumoniamnist.npz", **train_only)
-    data._arrays.cache_clear()
+    data.forget()
     with pytest.raises(UserError, match="val_images and val_labels are missing"):
         data.load("pneumoniamnist", tmp_path)
     (folder / "pneumoniamnist.npz").write_bytes(b"PK garbage")
-    data._arrays.cache_clear()
+    data.forget()
     with pytest.raises(UserError, match="cannot read .*pneumoniamnist.npz"):
         data.load("pneumoniamnist", tmp_path)
 
@@ -95,7 +95,7 @@ def test_a_corrupt_jpeg_names_the_file(tmp_path):
     write_kaggle_chest_xray(tmp_path / "chest_xray")
     bad = tmp_path / "chest_xray" / "test" / "PNEUMONIA" / "broken.jpeg"
     bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
-    data._arrays.cache_clear()
+    data.forget()
     with pytest.raises(UserError, match=f"cannot read the image {bad}"):
         data.load("chest_xray", tmp_path, "retrain")
 

@@ -110,18 +110,21 @@ def _mnist_cnn(pretrained: bool, data_root: Path | None) -> Backbone:
     net = cnn_classifier.make_model(config, torch.zeros(1, 1, 28, 28, dtype=torch.uint8), 10)
     net[0] = cnn_classifier.Normalize(0.5, 0.25)  # for a random init; pretrained weights bring MNIST's statistics
     if pretrained:
-        net.load_state_dict(cache.cached(f"mnist_cnn-{MNIST_EPOCHS}ep", lambda: pretrain_mnist_cnn(config, data_root)))
+        net.load_state_dict(pretrain_mnist_cnn(config, data_root))
     cut = max(i for i, m in enumerate(net) if isinstance(m, nn.Conv2d))  # the last conv block, then the dense layer
     return Backbone(net[:cut], net[cut:-1], 1, (0.0,), (1.0,), size=28)
 
 
 def pretrain_mnist_cnn(config: dict, data_root: Path | None) -> dict:
     """cnn_classifier trained on MNIST for config["epochs"] epochs: the weights of its best epoch on the validation
-    slice."""
+    slice, trained once per config and MNIST copy (``tunelab.cache.pretrained``)."""
     from trainables import cnn_classifier
-    from tunelab import data as datasets
+    from tunelab import data as datasets, training
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    mnist = datasets.load("mnist", data_root or datasets.data_root(), "search", device=device)
-    print(f"training tunelab's MNIST CNN once ({config['epochs']} epochs; kept in {cache.cache_dir()})", flush=True)
-    return common.best_epoch_weights(cnn_classifier, config, mnist)
+    mnist = datasets.load("mnist", data_root or datasets.data_root(), "search", device=training.device())
+
+    def train() -> dict:
+        print(f"training tunelab's MNIST CNN once ({config['epochs']} epochs; kept in {cache.cache_dir()})", flush=True)
+        return common.best_epoch_weights(cnn_classifier, config, mnist)
+
+    return cache.pretrained("mnist_cnn", config, mnist, train)

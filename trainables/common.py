@@ -103,20 +103,26 @@ def check_choice(config: dict, key: str, choices: Iterable) -> None:
         raise ValueError(f"{key} must be one of {', '.join(map(str, choices))}, not {config[key]!r}")
 
 
-def make_optimizer(config: dict, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """config["optimizer"]: "sgd" (Nesterov momentum when momentum > 0), "adam", "adamw" or "adadelta"."""
-    lr, wd = config["lr"], config["weight_decay"]
+def make_optimizer(config: dict, params: Iterable[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
+    """config["optimizer"]: "sgd" (Nesterov momentum when momentum > 0), "adam", "adamw", "adadelta" or "rmsprop",
+    at ``lr`` (default: config["lr"]; the GAN's two networks each have their own). weight_decay, momentum, beta1 and
+    beta2 (Adam's) come from the config where it has them, else they are torch's defaults."""
+    lr = config["lr"] if lr is None else lr
+    wd = config.get("weight_decay", 0.0)
+    betas = (config.get("beta1", 0.9), config.get("beta2", 0.999))
     match config["optimizer"]:
         case "sgd":
-            m = config["momentum"]
+            m = config.get("momentum", 0.0)
             return torch.optim.SGD(params, lr=lr, momentum=m, nesterov=m > 0, weight_decay=wd)
         case "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+            return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
         case "adamw":
-            return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+            return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=wd)
         case "adadelta":
             return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"optimizer must be sgd, adam, adamw or adadelta, not {config['optimizer']!r}")
+        case "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"optimizer must be sgd, adam, adamw, adadelta or rmsprop, not {config['optimizer']!r}")
 
 
 def one_cycle(t: float) -> float:

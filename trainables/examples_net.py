@@ -14,7 +14,6 @@ their log-softmax for ``nll_loss``; cross-entropy on logits is the same loss).
   MNIST's validation split, computed once per machine and cached), every layer but fc2 frozen.
 """
 
-import hashlib
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -93,16 +92,15 @@ def augmentations(size: tuple[int, int], p: float = 1.0) -> dict:
 
 def mnist_weights(data: Data, epochs: int) -> dict[str, torch.Tensor]:
     """The baseline network trained on MNIST as pytorch/examples does, the best of ``epochs`` epochs on
-    MNIST's validation split: computed once per machine (and per MNIST copy), then read from the cache."""
+    MNIST's validation split: computed once per machine (and per MNIST copy and pretraining config), then read
+    from the cache."""
     mnist = datasets.load(PRETRAIN_DATASET, data.root or datasets.data_root(), "search", device=data.device)
-    x, y = mnist.splits["train"]
-    digest = hashlib.sha256(x.cpu().numpy().tobytes() + y.cpu().numpy().tobytes()).hexdigest()[:16]
+    config = {**DEFAULTS, "variant": "baseline", "epochs": epochs}
 
     def pretrain() -> dict:
-        config = {**DEFAULTS, "variant": "baseline", "epochs": epochs}
         return {"model": common.best_epoch_weights(sys.modules[__name__], config, mnist)}
 
-    return cache.cached(f"examples_net-{PRETRAIN_DATASET}-{digest}-{epochs}ep", pretrain)["model"]
+    return cache.pretrained(f"examples_net_{PRETRAIN_DATASET}", config, mnist, pretrain)["model"]
 
 
 def build(config: dict, data: Data) -> dict:

@@ -1,14 +1,12 @@
 """How close generated images are to real ones: the Fréchet distance in a classifier's feature space.
 
 The classifier is ``cnn_classifier`` with the settings below, trained once on a data set's training split
-and cached (``tunelab.cache``, keyed by the data set and the split's content), so every trial, retrain
-and report on the same training data measures in the same feature space. Its features are the
+and cached (``tunelab.cache.pretrained``: keyed by these settings and the split's content), so every
+trial, retrain and report on the same training data measures in the same feature space. Its features are the
 activations of its last hidden layer. This is not FID (no Inception network): distances compare only with
 each other and with ``frechet_real``, the distance of a shuffled sample of as many real training images to
 the same images, which is as low as the distance can go with that many samples.
 """
-
-import hashlib
 
 import torch
 from torch import nn
@@ -24,13 +22,10 @@ REFERENCE_SEED = 0  # which training images form the reference sample
 
 def classifier(data: Data) -> nn.Sequential:
     """The classifier of ``data``'s training split, trained the first time and then loaded from the cache."""
-    x, y = data.splits["train"]
-    digest = hashlib.sha256(x.cpu().numpy().tobytes())
-    digest.update(y.cpu().numpy().tobytes())
-    name = f"frechet_classifier_{data.name}_{digest.hexdigest()[:16]}"
+    x, _ = data.splits["train"]
     # two images give the input shape; the input normalisation's statistics come with the weights
     model = cnn_classifier.make_model(CLASSIFIER, x[:2], len(data.classes)).to(data.device)
-    model.load_state_dict(cache.cached(name, lambda: _train(data)))
+    model.load_state_dict(cache.pretrained(f"frechet_classifier_{data.name}", CLASSIFIER, data, lambda: _train(data)))
     return model.eval()
 
 

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 
 NORMS = ("batch", "spectral", "none")
 LOSSES = ("nonsaturating", "wgan_gp", "hinge")
+OPTIMIZERS = ("adam", "rmsprop")  # of common.make_optimizer's, the ones GANs are trained with
 
 
 class Generator(nn.Module):
@@ -145,25 +146,16 @@ def make_model(config: dict, shape: tuple, n_classes: int) -> GAN:
     return GAN(generator, discriminator, config["latent"], n_classes)
 
 
-def make_optimizer(config: dict, params, lr: float) -> torch.optim.Optimizer:
-    match config["optimizer"]:
-        case "adam":
-            return torch.optim.Adam(params, lr=lr, betas=(config["beta1"], config["beta2"]))
-        case "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr)
-    raise ValueError(f"optimizer must be adam or rmsprop, not {config['optimizer']!r}")
-
-
 def make_parts(config: dict, data: Data, n_classes: int) -> dict:
-    for key, choices in (("d_norm", NORMS), ("loss", LOSSES)):
+    for key, choices in (("d_norm", NORMS), ("loss", LOSSES), ("optimizer", OPTIMIZERS)):
         common.check_choice(config, key, choices)
     if config["d_steps"] < 1:
         raise ValueError(f"d_steps must be at least 1, not {config['d_steps']}")
     model = make_model(config, tuple(data.splits["train"][0].shape[1:]), n_classes).to(data.device)
     return {
         "model": model,
-        "opt_g": make_optimizer(config, model.generator.parameters(), config["lr_g"]),
-        "opt_d": make_optimizer(config, model.discriminator.parameters(), config["lr_d"]),
+        "opt_g": common.make_optimizer(config, model.generator.parameters(), config["lr_g"]),
+        "opt_d": common.make_optimizer(config, model.discriminator.parameters(), config["lr_d"]),
     }
 
 

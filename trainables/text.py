@@ -1,5 +1,6 @@
 """What the text trainables share: cleaning, a tokeniser built on the training split only, batches of token
-ids with their lengths, the losses for class and soft labels, the metrics, and the ROC figures.
+ids with their lengths, the losses for class and soft labels, the metrics (ROC-AUCs as ``tunelab.figures`` draws
+them), and the figures.
 
 tunelab.data gives texts as strings. Tokenisation is part of a trial's config (words or characters,
 vocabulary size, minimum count, cleaning, length), so ``build`` makes a ``Tokenizer`` from the training
@@ -8,7 +9,6 @@ vocabulary is checkpointed with it; it encodes each split once, padded with 0 an
 """
 
 import html
-import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables import common
-from tunelab import UserError
+from tunelab import UserError, figures as plots
 from tunelab.data import Data
 
 PAD, UNK = 0, 1
@@ -185,31 +185,6 @@ def predict_proba(parts: dict, data: Data, split: str) -> tuple[np.ndarray, np.n
     return p.cpu().numpy(), y.cpu().numpy()
 
 
-def roc_columns(p: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Binary truths, scores and names of the columns a ROC curve is drawn for: every kind of a soft label
-    (positive where at least half of the annotators chose it), or the positive class of two classes."""
-    if y.ndim == 2:
-        return y >= 0.5, p, classes
-    if p.shape[1] == 2:
-        return (y == 1)[:, None], p[:, 1:], classes[1:]
-    return np.eye(p.shape[1], dtype=bool)[y], p, classes
-
-
-def aucs(truth: np.ndarray, scores: np.ndarray, names: list[str]) -> dict[str, float]:
-    """ROC-AUC per column, and for several columns their mean (macro) and the micro-average; a column
-    where only one outcome occurs has no AUC and is left out."""
-    from sklearn.metrics import roc_auc_score
-
-    def auc(t: np.ndarray, s: np.ndarray) -> dict:
-        return {"auc": float(roc_auc_score(t, s))} if 0 < t.sum() < len(t) else {}
-
-    per = {n: a["auc"] for n, t, s in zip(names, truth.T, scores.T) if (a := auc(t, s))}
-    if len(names) > 1:
-        per |= {"macro": float(np.mean(list(per.values())))} if per else {}
-        per |= {"micro": a["auc"]} if (a := auc(truth.ravel(), scores.ravel())) else {}
-    return per
-
-
 def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
     return metrics(logits_of(parts, data, split), data, split, {"loss": parts["model"].loss})
 
@@ -226,7 +201,7 @@ def scores(p: torch.Tensor, data: Data, split: str) -> dict[str, float]:
     """Soft labels: RMSE of the probabilities over all kinds (the Kaggle metric), micro and macro ROC-AUC.
     Class labels: accuracy and ROC-AUC (of the positive class; macro over classes beyond two)."""
     y = data.splits[split][1]
-    auc = aucs(*roc_columns(p.cpu().numpy(), y.cpu().numpy(), data.classes))
+    auc = plots.aucs(*plots.roc_columns(p.cpu().numpy(), y.cpu().numpy(), data.classes))
     if y.is_floating_point():
         rmse = (p - y).square().mean().sqrt().item()
         return {"rmse": rmse} | {f"auc_{k}": auc[k] for k in ("micro", "macro") if k in auc}
@@ -250,55 +225,14 @@ def ensemble(configs: list[dict], data: Data) -> Callable[[list[torch.Tensor]], 
     return mean_sigmoid_logits if losses == ["bce"] else common.mean_softmax_logits
 
 
-def roc_figure(runs: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], path: Path, title: str) -> Path:
-    """ROC curves of one or more models on the same split, a panel per kind plus the micro-average (soft
-    labels) or one panel (two classes); AUCs in the legends. ``runs``: label -> (probabilities, labels)."""
-    from matplotlib.figure import Figure
-    from sklearn.metrics import roc_curve
-
-    columns = {label: roc_columns(p, y, classes) for label, (p, y) in runs.items()}
-    truth, _, names = next(iter(columns.values()))
-    panels = [(n, lambda a, i=i: a[:, i]) for i, n in enumerate(names)]
-    panels += [("micro-average", np.ravel)] if len(names) > 1 else []
-    cols = min(4, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(max(3.6 * cols, 6), 3.4 * rows + 0.4), layout="constrained")  # room for the title
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, (panel, column) in zip(axes, panels):
-        t = column(truth)
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        ax.set_title(f"{panel} ({int(t.sum())}/{len(t)} positive)", fontsize=10)
-        ax.set(xlabel="false positive rate", ylabel="true positive rate")
-        if not 0 < t.sum() < len(t):
-            ax.text(0.5, 0.5, "no ROC: one outcome only", ha="center")
-            continue
-        for label, (_, scores, _) in columns.items():
-            fpr, tpr, _ = roc_curve(t, column(scores))
-            ax.plot(fpr, tpr, label=f"{label}: AUC {aucs(t[:, None], column(scores)[:, None], [panel])[panel]:.3f}")
-        ax.legend(fontsize=8, loc="lower right")
-    for ax in axes[len(panels) :]:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=11)
-    fig.savefig(path, dpi=100)
-    return path
-
-
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     p, y = predict_proba(parts, data, "test")
     outdir = Path(outdir)
-    roc = roc_figure({"test": (p, y)}, data.classes, outdir / "roc.png", "ROC curves on the test split")
+    roc = plots.roc_figure({"test": (p, y)}, data.classes, outdir / "roc.png", "ROC curves on the test split")
     written = {"ROC curves on the test split (kinds: positive where at least half of the annotators chose it)": roc}
     if y.ndim == 1:
-        from matplotlib.figure import Figure
-        from sklearn.metrics import ConfusionMatrixDisplay
-
-        fig = Figure(figsize=(4.5, 4), layout="constrained")
-        ax = fig.subplots()
-        ConfusionMatrixDisplay.from_predictions(y, p.argmax(1), labels=range(len(data.classes)), display_labels=data.classes,
-                                                ax=ax, colorbar=False, cmap="Blues")  # fmt: skip
-        ax.set_title(f"Test split, accuracy {(p.argmax(1) == y).mean():.2%}")
-        fig.savefig(outdir / "confusion_matrix.png", dpi=110)
-        written["Confusion matrix of the test split"] = outdir / "confusion_matrix.png"
+        matrix = plots.confusion_figure(y, p.argmax(1), data.classes, outdir / "confusion_matrix.png", "Test split")
+        written["Confusion matrix of the test split"] = matrix
     return written
 
 

@@ -30,22 +30,12 @@ TSNE_POINTS = 1500  # test images in the t-SNE map
 
 def tsne_map(parts: dict, data: Data, path: Path) -> Path:
     """A t-SNE map of the thought vectors of randomly chosen test images, coloured by their class."""
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-    from sklearn.manifold import TSNE
+    from tunelab import figures
 
     x, y = reconstruction.shown_images(data, TSNE_POINTS)
     codes = common.predict(parts["model"].encoder, x).flatten(1).cpu().numpy()
-    xy = TSNE(init="pca", perplexity=min(30.0, len(codes) - 1), random_state=0).fit_transform(codes)
-    y = y.cpu().numpy()
-    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
-    ax = fig.subplots()
-    for c, name in enumerate(data.classes):
-        ax.scatter(*xy[y == c].T, s=6, color=colormaps["tab10"](c % 10), label=name)
-    ax.legend(title="class", markerscale=3, fontsize=8, loc="best")
-    ax.set(xticks=[], yticks=[], title=f"t-SNE of the {codes.shape[1]}-unit thought vectors of {len(x)} test images")
-    fig.savefig(path, dpi=110)
-    return path
+    title = f"t-SNE of the {codes.shape[1]}-unit thought vectors of {len(x)} test images"
+    return figures.tsne_figure(codes, y.cpu().numpy(), data.classes, path, title)
 
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:

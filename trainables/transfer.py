@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables import backbones, common
-from tunelab import UserError, cache
+from tunelab import UserError, cache, figures as plots
 from tunelab.data import Data
 
 DATASET = "fashion_mnist"
@@ -212,38 +212,24 @@ def _split_labels(data: Data) -> dict[str, torch.Tensor]:
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     from matplotlib.figure import Figure
-    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
     outdir = Path(outdir)
     y = data.splits["test"][1]
     logits = outputs(parts, data, "test")
     scores = metrics(logits, data, "test")
-    pred, y_np = logits.argmax(1).cpu().numpy(), y.cpu().numpy()
+    p, y_np = logits.double().softmax(1).cpu().numpy(), y.cpu().numpy()  # probabilities rank as the logits do
     written = {}
 
-    fig = Figure(figsize=(4 + 0.5 * len(data.classes), 3.5 + 0.4 * len(data.classes)), layout="constrained")
-    ax = fig.subplots()
-    ConfusionMatrixDisplay.from_predictions(y_np, pred, labels=range(len(data.classes)), display_labels=data.classes,
-                                            ax=ax, colorbar=False, cmap="Blues")  # fmt: skip
-    for label in ax.get_xticklabels():
-        label.set(rotation=40, ha="right", rotation_mode="anchor")
-    title = f"Test set: accuracy {scores['acc']:.2%}"
+    note = ""
     if "sensitivity" in scores:
-        title += f"\nsensitivity {scores['sensitivity']:.2%}, specificity {scores['specificity']:.2%}"
-    ax.set_title(title)
-    written["Confusion matrix of the test set"] = outdir / "confusion_matrix.png"
-    fig.savefig(written["Confusion matrix of the test set"], dpi=120)
-
+        note = f"sensitivity {scores['sensitivity']:.2%}, specificity {scores['specificity']:.2%}"
+    written["Confusion matrix of the test set"] = plots.confusion_figure(
+        y_np, p.argmax(1), data.classes, outdir / "confusion_matrix.png", "Test set", note
+    )
     if "auc" in scores:
-        fig = Figure(figsize=(5, 5), layout="constrained")
-        ax = fig.subplots()
-        score = (logits[:, 1] - logits[:, 0]).cpu().numpy()
-        RocCurveDisplay.from_predictions(y_np, score, name=f"{data.classes[1]} vs {data.classes[0]}", ax=ax, plot_chance_level=True)
-        ax.plot(1 - scores["specificity"], scores["sensitivity"], "o", color="red", label="the model's decisions")
-        ax.set(title="ROC curve on the test set", xlabel="1 - specificity", ylabel="sensitivity")
-        ax.legend(loc="lower right")
-        written["ROC curve of the test set (the dot: the model's decisions)"] = outdir / "roc_curve.png"
-        fig.savefig(outdir / "roc_curve.png", dpi=120)
+        title = "ROC curve on the test set"
+        roc = plots.roc_figure({"the model": (p, y_np)}, data.classes, outdir / "roc_curve.png", title, decisions=True)
+        written["ROC curve of the test set (the dot: the model's decisions)"] = roc
 
     labels = _split_labels(data)
     fig = Figure(figsize=(2 + 1.6 * len(labels), 3.8), layout="constrained")

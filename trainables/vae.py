@@ -128,6 +128,7 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     from matplotlib.figure import Figure
 
     from trainables.images import show_grid
+    from tunelab import figures
 
     model, outdir = parts["model"].eval(), Path(outdir)
     x, y = data.splits["test"]
@@ -149,17 +150,15 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     if model.latent == 2:
         fig = Figure(figsize=(15, 7), layout="constrained")
         scatter_ax, grid_ax = fig.subplots(1, 2)
-        _scatter(scatter_ax, means.cpu().numpy(), y[: len(means)].cpu().numpy(), data.classes, "latent means of test images")
+        labels = y[: len(means)].cpu().numpy()
+        figures.scatter_by_class(scatter_ax, means.cpu().numpy(), labels, data.classes, "latent means of test images")
         show_grid(grid_ax, _manifold(model, 15), per_row=15, title="decoded on a grid of the prior's quantiles (5 %-95 %)")
         written["The 2-D latent space: test images' means by class, and images decoded across it"] = _save(fig, outdir / "latent_map.png")
     else:
-        from sklearn.manifold import TSNE
-
         means = means[:TSNE_POINTS].cpu().numpy()
-        points = TSNE(perplexity=min(30.0, len(means) - 1), init="pca", random_state=0).fit_transform(means)
-        fig = Figure(figsize=(8, 7), layout="constrained")
-        _scatter(fig.subplots(), points, y[: len(points)].cpu().numpy(), data.classes, f"t-SNE of the {model.latent}-D latent means")
-        written[f"t-SNE of the latent means of {len(points)} test images, by class"] = _save(fig, outdir / "latent_tsne.png")
+        tsne = figures.tsne_figure(means, y[: len(means)].cpu().numpy(), data.classes, outdir / "latent_tsne.png",
+                                   f"t-SNE of the {model.latent}-D latent means")  # fmt: skip
+        written[f"t-SNE of the latent means of {len(means)} test images, by class"] = tsne
     return written
 
 
@@ -170,16 +169,6 @@ def _manifold(model: VAE, n: int) -> torch.Tensor:
     z = torch.stack(torch.meshgrid(ticks.flip(0), ticks, indexing="ij"), -1).flip(-1).reshape(-1, 2)  # rows: z2 down
     with torch.no_grad():
         return torch.sigmoid(model.decoder(z))
-
-
-def _scatter(ax, points, labels, classes: list[str], title: str) -> None:
-    from matplotlib import colormaps
-
-    colors = colormaps["tab10" if len(classes) <= 10 else "tab20"]  # a colour per class, whatever the style
-    for c, name in enumerate(classes):
-        ax.scatter(*points[labels == c].T, s=4, alpha=0.6, color=colors(c % colors.N), label=name)
-    ax.legend(markerscale=4, fontsize=8, loc="best")
-    ax.set_title(title)
 
 
 def _save(fig, path: Path) -> Path:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from trainables import common
+from tunelab import figures
 from tunelab.data import Data
 
 TSNE_SAMPLE = 2000  # training images in the t-SNE plot
@@ -88,32 +89,15 @@ def section(model: nn.Module, data: Data, out: Path, predict: Predict = common.p
 
 
 def _tsne(model: nn.Module, data: Data, path: Path, predict: Predict) -> Path:
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-    from sklearn.manifold import TSNE
-
     x, y = data.splits["train"]
     pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:TSNE_SAMPLE].to(x.device)
     features = penultimate_features(model, x[pick], predict).cpu().numpy()
-    labels = y[pick].cpu().numpy()
-    perplexity = min(30.0, (len(labels) - 1) / 3)
-    points = TSNE(perplexity=perplexity, init="pca", random_state=0).fit_transform(features)
-    fig = Figure(figsize=(8, 7), layout="constrained")
-    ax = fig.subplots()
-    colours = colormaps["tab10" if len(data.classes) <= 10 else "tab20"]
-    for c, name in enumerate(data.classes):
-        at = labels == c
-        ax.scatter(points[at, 0], points[at, 1], s=6, color=colours(c % colours.N), label=name)
-    ax.legend(markerscale=3, fontsize=8, loc="best")
-    title = f"t-SNE of {features.shape[1]}-d penultimate features ({len(labels)} training images)"
-    ax.set(xticks=[], yticks=[], title=title)
-    fig.savefig(path, dpi=110)
-    return path
+    title = f"t-SNE of {features.shape[1]}-d penultimate features ({len(pick)} training images)"
+    return figures.tsne_figure(features, y[pick].cpu().numpy(), data.classes, path, title)
 
 
 def _am_figure(images: torch.Tensor, matrix, accuracy, classes: list[str], path: Path) -> Path:
     from matplotlib.figure import Figure
-    from sklearn.metrics import ConfusionMatrixDisplay
 
     n = len(classes)
     cols = min(n, 5)
@@ -127,10 +111,6 @@ def _am_figure(images: torch.Tensor, matrix, accuracy, classes: list[str], path:
         ax.imshow(image.transpose(1, 2, 0).squeeze(-1), cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=1)
         ax.set_title(f"{name}\ntest acc {acc:.1%}", fontsize=9)
     left.suptitle("Activation maximisation")
-    ax = right.subplots()
-    ConfusionMatrixDisplay(matrix, display_labels=classes).plot(ax=ax, colorbar=False, cmap="Blues")
-    for label in ax.get_xticklabels():
-        label.set(rotation=40, ha="right", rotation_mode="anchor")
-    ax.set_title(f"Test set, accuracy {matrix.diagonal().sum() / matrix.sum():.2%}")
-    fig.savefig(path, dpi=110)
+    figures.draw_confusion(right.subplots(), matrix, classes, "Test set")
+    fig.savefig(path, dpi=figures.DPI)
     return path

@@ -2,15 +2,23 @@
 
 They live under ``TUNELAB_CACHE`` (default ``~/.cache/tunelab``), outside the data root, which may be
 read-only. A file lock makes trials that start together wait for the first one to compute an artefact
-instead of computing it again; a half-written file never replaces a good one.
+instead of computing it again; a half-written file never replaces a good one. Pretrained weights are
+named by what makes them (``pretrained``): the model's config and its training data.
 """
 
 import fcntl
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+
+if TYPE_CHECKING:  # tunelab.data caches decoded images here, so it is not imported at run time
+    from tunelab.data import Data
 
 
 def cache_dir() -> Path:
@@ -29,3 +37,22 @@ def cached(name: str, compute: Callable[[], dict]) -> dict:
             torch.save(compute(), partial)
             os.replace(partial, path)
     return torch.load(path, weights_only=True)
+
+
+def pretrained(name: str, config: dict, data: "Data", compute: Callable[[], dict]) -> dict:
+    """Weights (a dict of tensors) pretrained by ``compute()`` with ``config`` on ``data.splits["train"]``, cached as
+    ``<name>-<hash>``: the hash covers the config and the training split's content (images or texts and labels), so
+    another config or other data trains again, and the same ones reuse the file."""
+    return cached(f"{name}-{_digest(config, data)}", compute)
+
+
+def _digest(config: dict, data: "Data") -> str:
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for part in data.splits["train"]:
+        array = part.cpu().numpy() if isinstance(part, torch.Tensor) else np.asarray(part)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        if array.dtype == object:  # texts: their characters, not the addresses of the str objects
+            digest.update("\0".join(map(str, array.ravel())).encode())
+        else:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]

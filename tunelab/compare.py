@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 
 import trainables
-from trainables import text
-from tunelab import UserError, data as datasets, retrain, training
+from tunelab import UserError, data as datasets, figures, retrain, training
 from tunelab.runs import Run
 
 
@@ -35,11 +34,12 @@ def compare(a: Run, b: Run, root: Path) -> Path:
     out = root / f"compare_{a.name}_vs_{b.name}"
     out.mkdir(parents=True, exist_ok=True)
     labels = {name: f"{name} ({run.spec.trainable})" for name, run in ((a.name, a), (b.name, b))}
-    text.roc_figure({labels[n]: (p, y) for n, (p, y, _, _) in results.items()}, data.classes, out / "roc.png",
-                    f"ROC curves on the {data.name} test split ({len(ya)} texts)")  # fmt: skip
+    figures.roc_figure({labels[n]: (p, y) for n, (p, y, _, _) in results.items()}, data.classes, out / "roc.png",
+                       f"ROC curves on the {data.name} test split ({len(ya)} texts)")  # fmt: skip
     rows = {}
     for name, (p, y, metrics, _) in results.items():
-        rows[labels[name]] = {f"AUC {k}": v for k, v in text.aucs(*text.roc_columns(p, y, data.classes)).items()} | metrics
+        aucs = figures.aucs(*figures.roc_columns(p, y, data.classes))
+        rows[labels[name]] = {f"AUC {k}": v for k, v in aucs.items()} | metrics
     table = pd.DataFrame(rows)
     table.index.name = "test split"
     table.to_csv(out / "auc.csv")

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from tunelab import UserError
-from tunelab.data.sources import SOURCES, Source
+from tunelab.data.sources import IMAGE_SOURCES, SPLIT_SEED, Source
+from tunelab.data.text import TEXT_SOURCES
 
-VAL_FRACTION = 0.1  # share of the training set held out as the fixed validation slice
-SPLIT_SEED = 0  # the validation slice is the same for every search, seed and run
+SOURCES: dict[str, Source] = IMAGE_SOURCES | TEXT_SOURCES  # every data set tunelab knows, by name
+VAL_FRACTION = 0.1  # share of the training set held out as the fixed validation slice (drawn with SPLIT_SEED)
 
 
 @dataclass
@@ -119,6 +120,12 @@ def _train_val(arrays: dict[str, np.ndarray]) -> tuple[tuple[np.ndarray, np.ndar
 @lru_cache(maxsize=4)
 def _arrays(name: str, folder: Path) -> dict[str, np.ndarray]:
     return source(name).read(folder)
+
+
+def forget() -> None:
+    """Drop the arrays ``read`` keeps per process, so that the next read reads the files again (after they
+    changed on disk, or to time a cold read)."""
+    _arrays.cache_clear()
 
 
 def load(

@@ -1,4 +1,5 @@
-"""The data sets tunelab knows: their files, official download addresses, known local copies and readers."""
+"""What a data set is to tunelab (``Source``: its files, official download addresses, known local copies and
+reader) and the image data sets; ``tunelab.data.SOURCES`` joins them with the text ones (``tunelab.data.text``)."""
 
 import gzip
 import hashlib
@@ -14,6 +15,7 @@ from tunelab.data.idx import read_idx
 from tunelab.data.xray import read_image_folders, read_medmnist
 
 DOWNLOAD_TIMEOUT_S = 30
+SPLIT_SEED = 0  # the splits tunelab draws itself (validation slices, the text sets' 60/20/20) are the same in every run
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def _idx_files(train_x: str, train_y: str, test_x: str, test_y: str) -> dict[str
     }
 
 
-SOURCES: dict[str, Source] = {
+IMAGE_SOURCES: dict[str, Source] = {
     "fashion_mnist": Source(
         folder="fashion-mnist",
         urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
@@ -174,7 +176,3 @@ SOURCES: dict[str, Source] = {
              "chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg",
     ),
 }
-
-from tunelab.data.text import TEXT_SOURCES  # noqa: E402  (text.py subclasses Source, defined above)
-
-SOURCES |= TEXT_SOURCES

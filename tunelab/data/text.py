@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 
 from tunelab import UserError
-from tunelab.data.sources import Source
+from tunelab.data.sources import SPLIT_SEED, Source
 
-SPLIT_SEED = 0
 KINDS = ["clouds", "cold", "dry", "hot", "humid", "hurricane", "I can't tell", "ice", "other", "rain", "snow",
          "storms", "sun", "tornado", "wind"]  # fmt: skip  (k1..k15 of the weather tweets)
 
