@@ -86,7 +86,8 @@ def baseline_value(run: runs.Run, board) -> float | None:
     want = run.spec.config(run.spec.baseline or {})
     for _, row in board.iterrows():
         config = run.config_of(row)
-        if all(config[k] == v or (isinstance(v, float) and abs(config[k] - v) <= 1e-9 * abs(v)) for k, v in want.items()):
+        if all(config[k] == v or (isinstance(v, float) and abs(config[k] - v) <= 1e-9 * abs(v))
+               for k, v in want.items()):
             return float(row[run.spec.metric])
     return None
 
@@ -140,8 +141,8 @@ def main() -> None:
         for seed, r, t, rnd in zip(seeds, rs, times, results["random"]):
             shown = f"{t:11.0f}" if t is not None else f"{'never':>11s}"
             same = f"{len(r['configs'] & rnd['configs'])} of {len(r['configs'])}"
-            print(f"| {method:8s} | {seed:4d} | {r['wall']:6.0f} | {r['epochs']:6d} | {sign * r['best']:10.4f} | {shown} "
-                  f"| {same:>24s} |")
+            print(f"| {method:8s} | {seed:4d} | {r['wall']:6.0f} | {r['epochs']:6d} | {sign * r['best']:10.4f} "
+                  f"| {shown} | {same:>24s} |")
         means[method] = statistics.mean(r["wall"] if t is None else t for r, t in zip(rs, times))
         missed[method] = sum(t is None for t in times)
     print()
@@ -156,7 +157,8 @@ def main() -> None:
     note = {"": "", ">= ": " (a lower bound: TPE+ASHA missed the target in some seed)",
             "<= ": " (an upper bound: random search missed the target in some seed, as its worst seed must)",
             "~": " (both missed the target in some seed: neither bound holds)"}[bound]  # fmt: skip
-    print(f"\nTPE+ASHA / random, time to target: {bound}{means['TPE+ASHA'] / means['random']:.2f}x (goal <= {GOAL}x){note}")
+    ratio = means["TPE+ASHA"] / means["random"]
+    print(f"\nTPE+ASHA / random, time to target: {bound}{ratio:.2f}x (goal <= {GOAL}x){note}")
     print(f"load average after: {os.getloadavg()[0]:.1f} (other processes on these CPUs slow every search unevenly)")
 
 

@@ -92,7 +92,8 @@ def _plain_worker(storage_path: str, spec: spaces.Spec, data: datasets.Data, n: 
     study.optimize(objective(spec, data), callbacks=[optuna.study.MaxTrialsCallback(n, states=started)])
 
 
-def plain_loop(spec: spaces.Spec, root: Path, subset: float, workers: int = 1, configs: list[dict] | None = None) -> dict:
+def plain_loop(spec: spaces.Spec, root: Path, subset: float, workers: int = 1,
+               configs: list[dict] | None = None) -> dict:
     """Optuna's own loop: data loaded once, then spec.run_cap trials, the baseline first (or ``configs``, in order).
     One worker: this process with 2 torch threads. More: forked processes of 1 thread each on one journal study."""
     start = time.perf_counter()
@@ -105,14 +106,16 @@ def plain_loop(spec: spaces.Spec, root: Path, subset: float, workers: int = 1, c
     with tempfile.TemporaryDirectory() as tmp:
         journal = str(Path(tmp) / "study.log")
         storage = JournalStorage(JournalFileBackend(journal)) if workers > 1 else None
-        study = optuna.create_study(study_name="plain", storage=storage, direction=direction, sampler=search.sampler(spec))
+        study = optuna.create_study(study_name="plain", storage=storage, direction=direction,
+                                    sampler=search.sampler(spec))
         for config in configs or [spec.baseline]:
             study.enqueue_trial(config)
         if workers == 1:
             study.optimize(objective(spec, data), n_trials=spec.run_cap)
         else:
             fork = multiprocessing.get_context("fork")  # the children share the loaded data and the imports
-            procs = [fork.Process(target=_plain_worker, args=(journal, spec, data, spec.run_cap)) for _ in range(workers)]
+            work = (journal, spec, data, spec.run_cap)
+            procs = [fork.Process(target=_plain_worker, args=work) for _ in range(workers)]
             for p in procs:
                 p.start()
             for p in procs:
@@ -212,7 +215,8 @@ def table(rows: dict[str, dict], n: int, k: int) -> None:
 def where(tl: dict, n: int) -> None:
     """Where a tunelab search's wall time goes; per-trial figures in trial-slot seconds."""
     k = tl["concurrency"]
-    print(f"tunelab ({n} trials, {k} at a time, in {tl['workers'] or '?'} worker process(es)), where its wall time goes:")
+    print(f"tunelab ({n} trials, {k} at a time, in {tl['workers'] or '?'} worker process(es)), "
+          "where its wall time goes:")
     for label, seconds in tl["parts"].items():
         print(f"  {label:70s} {seconds:6.1f} s" if isinstance(seconds, float) else f"  {label:70s} {seconds}")
     fit = tl["parts"].get(FIT)
@@ -230,7 +234,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1, help="epochs per trial (default 1)")
     p.add_argument("--subset", type=float, help="fraction of the data (default 0.05, --quick 0.02)")
     args = p.parse_args()
-    n, subset, epochs = args.trials or (2 if args.quick else 8), args.subset or (0.02 if args.quick else 0.05), args.epochs
+    n = args.trials or (2 if args.quick else 8)
+    subset = args.subset or (0.02 if args.quick else 0.05)
+    epochs = args.epochs
     root = datasets.data_root()
     print(f"{n} trials of {EXPERIMENT} x {epochs} epoch(s) on {subset:.0%} of the data, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}, Ray {ray.__version__}")  # fmt: skip
@@ -245,7 +251,8 @@ def main() -> None:
         disabled = tunelab_search(root, results, "one-disabled", n, epochs, subset, 1, 2, wandb="disabled")
         # two at once on 2 cores: 1 thread per trial
         two = tunelab_search(root, results, "two-offline", n, epochs, subset, 2, 1)
-        spec2 = runs.Options(trials=n, max_epochs=epochs, cpus_per_trial=1, subset=subset).apply(spaces.load(EXPERIMENT))
+        options2 = runs.Options(trials=n, max_epochs=epochs, cpus_per_trial=1, subset=subset)
+        spec2 = options2.apply(spaces.load(EXPERIMENT))
         datasets.forget()
         plain2 = plain_loop(spec2, root, subset, workers=2, configs=two["configs"])
 

@@ -37,7 +37,8 @@ class TextCNN(nn.Module):
             layers: list[nn.Module] = []
             for i in range(config["depth"]):
                 layers += [nn.MaxPool1d(2)] if i else []
-                layers += [nn.Conv1d(config["filters"] if i else config["embedding_dim"], config["filters"], k), nn.ReLU()]
+                channels = config["filters"] if i else config["embedding_dim"]
+                layers += [nn.Conv1d(channels, config["filters"], k), nn.ReLU()]
             self.branches.append(nn.Sequential(*layers))
         self.depth = config["depth"]
         self.dropout = nn.Dropout(config["dropout"])
@@ -51,7 +52,8 @@ class TextCNN(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         need = max(self.min_length(k) for k in self.kernel_sizes)
-        ids = nn.functional.pad(ids, (0, max(0, need - ids.shape[1])), value=text.PAD)  # short batches: pad to one output
+        # short batches: pad to one output
+        ids = nn.functional.pad(ids, (0, max(0, need - ids.shape[1])), value=text.PAD)
         x = self.embedding(ids).transpose(1, 2)  # N x embedding x time
         pooled = []
         for k, branch in zip(self.kernel_sizes, self.branches):
@@ -75,7 +77,8 @@ def kernel_sizes(config: dict) -> list[int]:
     except ValueError:
         sizes = []
     if not sizes or min(sizes) < 1:
-        raise ValueError(f"kernel_sizes must be positive integers separated by commas (e.g. '3,4,5'), not {config['kernel_sizes']!r}")
+        raise ValueError("kernel_sizes must be positive integers separated by commas (e.g. '3,4,5'), "
+                         f"not {config['kernel_sizes']!r}")
     return sizes
 
 

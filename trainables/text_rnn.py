@@ -36,13 +36,20 @@ class TextRNN(nn.Module):
         self.loss = config["loss"]  # how its outputs become probabilities (text.probabilities)
         self.pooling = config["pooling"]
         self.embedding = text.embedding(vocab, config["embedding_dim"])
-        self.rnn = CELLS[config["cell"]](config["embedding_dim"], config["hidden"], num_layers=config["layers"], batch_first=True,
-                                         bidirectional=config["bidirectional"], dropout=config["dropout"] if config["layers"] > 1 else 0.0)  # fmt: skip
+        self.rnn = CELLS[config["cell"]](
+            config["embedding_dim"],
+            config["hidden"],
+            num_layers=config["layers"],
+            batch_first=True,
+            bidirectional=config["bidirectional"],
+            dropout=config["dropout"] if config["layers"] > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(config["dropout"])
         self.out = nn.Linear(config["hidden"] * (2 if config["bidirectional"] else 1), outputs)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = pack_padded_sequence(self.dropout(self.embedding(ids)), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        embedded = self.dropout(self.embedding(ids))
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, hidden = self.rnn(packed)
         if self.pooling == "last":
             hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # an LSTM's (h, c)

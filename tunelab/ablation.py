@@ -26,8 +26,10 @@ def section(spec: Spec, board: pd.DataFrame, histories: dict[str, pd.DataFrame],
         history = curves[str(row[key])] = histories[row["trial_id"]]
         at_best = history[history["epoch"] == row["best_epoch"]].iloc[0]
         metrics = {c: at_best[c] for c in history if c.startswith(tuple(f"{s}_" for s in SPLITS))}
-        rows.append({spec.ablation: row[key], "trial_id": row["trial_id"], **{k.removeprefix("config/"): row[k] for k in others},
-                     "params": row["params"], "epochs": row["epochs"], "best epoch": row["best_epoch"], **metrics})  # fmt: skip
+        rows.append({spec.ablation: row[key], "trial_id": row["trial_id"],
+                     **{k.removeprefix("config/"): row[k] for k in others},
+                     "params": row["params"], "epochs": row["epochs"], "best epoch": row["best_epoch"],
+                     **metrics})
     def measured(split: str) -> set[str]:
         return {c.removeprefix(f"{split}_") for h in curves.values() for c in h if c.startswith(f"{split}_")}
 
@@ -36,7 +38,8 @@ def section(spec: Spec, board: pd.DataFrame, histories: dict[str, pd.DataFrame],
               ("p", f"The best trial of each value of {spec.ablation} (by {spec.metric}), at its best epoch."),
               ("table", pd.DataFrame(rows))]  # fmt: skip
     for split, name in SPLITS.items():
-        path = _curves(curves, split, kinds, f"{name}: best trial of each {spec.ablation}", out / f"ablation_{split}.png")
+        title = f"{name}: best trial of each {spec.ablation}"
+        path = _curves(curves, split, kinds, title, out / f"ablation_{split}.png")
         blocks.append(("img", f"Learning curves on the {name}, one line per {spec.ablation}", path))
     return blocks
 

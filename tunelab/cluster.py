@@ -64,7 +64,10 @@ def init(address: str | None) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger(ray_auth.__name__).setLevel(logging.ERROR)  # its notice at every start that tokens are on
     # "local": a Ray of the search's own, never another Ray instance that happens to run on this machine
-    where = {"address": "local", "include_dashboard": False} if address is None else {"address": address, "runtime_env": runtime_env()}
+    if address is None:
+        where = {"address": "local", "include_dashboard": False}
+    else:
+        where = {"address": address, "runtime_env": runtime_env()}
     try:
         if address is not None:
             check_reachable(address, use_token())
@@ -112,7 +115,8 @@ def check_resources(cpus: float, gpus: float, local: bool = False) -> int:
     if any(_fits(t, wanted) for t in types.values()):
         return 1  # the autoscaler adds a node for the first trial
     listed = "; ".join(f"{_node_name(n)}: {_amounts(n['Resources'])}" for n in nodes)
-    added = f"; nor can its autoscaler add one ({'; '.join(f'{k}: {_amounts(t)}' for k, t in types.items())})" if types else ""
+    addable = "; ".join(f"{k}: {_amounts(t)}" for k, t in types.items())
+    added = f"; nor can its autoscaler add one ({addable})" if types else ""
     raise UserError(f"a trial asks for {_amounts(wanted)} ({FLAGS['CPU']}, {FLAGS['GPU']}), but no node of the Ray "
                     f"cluster has that much: {listed}{added}")  # fmt: skip
 
@@ -129,8 +133,9 @@ def node_types() -> dict[str, dict]:
     except (OSError, yaml.YAMLError):
         return {}
     most = launched.get("max_workers", 0)  # a node type's own max_workers defaults to the cluster's
+    head = launched.get("head_node_type")
     return {name: t["resources"] for name, t in launched.get("available_node_types", {}).items()
-            if t.get("max_workers", most) > 0 and t.get("resources") and name != launched.get("head_node_type")}  # fmt: skip
+            if t.get("max_workers", most) > 0 and t.get("resources") and name != head}
 
 
 def _fits(resources: dict, wanted: dict) -> int:

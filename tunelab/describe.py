@@ -34,6 +34,12 @@ def describe(trainable: str, config_path: str | None, dataset: str | None, root:
         parts = checked.build(config, data)
     except ValueError as e:
         raise UserError(f"{trainable}: {e}") from None
-    stats = torchinfo.summary(parts["model"], input_data=checked.example_input(parts, data), depth=6, verbose=0,
-                              col_names=("input_size", "output_size", "num_params"), row_settings=("var_names",))  # fmt: skip
+    stats = torchinfo.summary(
+        parts["model"],
+        input_data=checked.example_input(parts, data),
+        depth=6,
+        verbose=0,
+        col_names=("input_size", "output_size", "num_params"),
+        row_settings=("var_names",),
+    )
     return f"{trainable} on {data.name}\n{stats}"

@@ -1,6 +1,7 @@
 """Ray Tune's results -> one row per trial, best first -> leaderboard.csv / leaderboard.md / best.yaml."""
 
 import math
+
 import pandas as pd
 import yaml
 from ray.tune import ExperimentAnalysis
@@ -8,7 +9,8 @@ from ray.tune import ExperimentAnalysis
 from tunelab import UserError, pareto
 from tunelab.runs import Run, plain
 
-_STATUS = {"TERMINATED": "completed", "ERROR": "failed", "RUNNING": "interrupted", "PENDING": "pending", "PAUSED": "interrupted"}
+_STATUS = {"TERMINATED": "completed", "ERROR": "failed", "RUNNING": "interrupted", "PENDING": "pending",
+           "PAUSED": "interrupted"}
 
 
 def histories(run: Run) -> dict[str, pd.DataFrame]:
@@ -20,7 +22,8 @@ def _trials(run: Run) -> dict:
     try:
         analysis = ExperimentAnalysis(run.experiment_path)
     except (ValueError, FileNotFoundError):
-        raise UserError(f"{run.experiment_path} holds no search results yet; run `tunelab search {run.spec.name}`") from None
+        raise UserError(f"{run.experiment_path} holds no search results yet; "
+                        f"run `tunelab search {run.spec.name}`") from None
     frames = {k: _one_row_per_epoch(df) for k, df in analysis.trial_dataframes.items()}
     return {t.trial_id: (t, frames.get(t.trial_id, pd.DataFrame())) for t in analysis.trials}
 
@@ -111,7 +114,8 @@ def order_note(spec) -> str:
     objectives = ", ".join(f"{m} ({mode})" for m, mode in zip(spec.metrics, spec.modes))
     targets = f" (those reaching the targets {spec.targets} first)" if spec.targets else ""
     return (f"Objectives {objectives}, each trial at its last epoch. Pareto-optimal trials (`pareto`) first{targets}, "
-            f"nearest the ideal point first: the first row is the one to hand in. Then the others by {spec.metric}.")  # fmt: skip
+            "nearest the ideal point first: the first row is the one to hand in. "
+            f"Then the others by {spec.metric}.")
 
 
 def render(frame: pd.DataFrame, run: Run, top: int) -> str:

@@ -161,14 +161,16 @@ def check(name: str, module: ModuleType) -> Trainable:
     for optional, spec in OPTIONAL.items():
         if hasattr(module, optional):
             if isinstance(spec, type):
-                if not isinstance(getattr(module, optional), spec):
-                    problems.append(f"{optional} must be a {spec.__name__}, not {type(getattr(module, optional)).__name__}")
+                value = getattr(module, optional)
+                if not isinstance(value, spec):
+                    problems.append(f"{optional} must be a {spec.__name__}, not {type(value).__name__}")
             else:
                 problems += _signature_problems(module, optional, spec)
     present = [h for h in ENSEMBLE if hasattr(module, h)]
     if present and len(present) < len(ENSEMBLE):
         missing = [h for h in ENSEMBLE if h not in present]
-        problems.append(f"has {', '.join(present)} but not {', '.join(missing)}: an ensemble needs all of {', '.join(ENSEMBLE)}")
+        problems.append(f"has {', '.join(present)} but not {', '.join(missing)}: "
+                        f"an ensemble needs all of {', '.join(ENSEMBLE)}")
     problems += _misspelled(module)
     if problems:
         where = getattr(module, "__file__", None) or module.__name__

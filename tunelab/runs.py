@@ -113,7 +113,8 @@ class Run:
         board = self.leaderboard()
         ranked = board[board[self.spec.metric].notna()].head(top_k)
         if ranked.empty:
-            raise UserError(f"run {self.name!r} has no finished trial to retrain; see `tunelab leaderboard {self.name}`")
+            raise UserError(f"run {self.name!r} has no finished trial to retrain; "
+                            f"see `tunelab leaderboard {self.name}`")
         return ranked
 
     # retrained models
@@ -131,7 +132,8 @@ class Run:
         """A retrained model's checkpoint (its ``model`` weights on the CPU)."""
         path = self.checkpoint_file(rank, seed)
         if not path.is_file():
-            raise UserError(f"run {self.name!r} has no retrained model {path.name} yet; run `tunelab retrain {self.name}`")
+            raise UserError(f"run {self.name!r} has no retrained model {path.name} yet; "
+                            f"run `tunelab retrain {self.name}`")
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def has_retrained(self) -> bool:

@@ -32,10 +32,12 @@ class Progress(tune.Callback):
         print(f"[{time.monotonic() - self.started:6.0f}s] {text}", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._line(f"trial {trial.trial_id} started: {', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in trial.config.items())}")
+        config = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.config.items())
+        self._line(f"trial {trial.trial_id} started: {config}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._line(f"trial {trial.trial_id} epoch {result.get('epoch')}: {self.metric}={result.get(self.metric, float('nan')):.4f}")
+        value = result.get(self.metric, float("nan"))
+        self._line(f"trial {trial.trial_id} epoch {result.get('epoch')}: {self.metric}={value:.4f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.ended += 1
@@ -43,7 +45,8 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.ended += 1
-        self._line(f"trial {trial.trial_id} FAILED after {MAX_FAILURES} retries (see {trial.local_path}/error.txt); the search goes on")
+        self._line(f"trial {trial.trial_id} FAILED after {MAX_FAILURES} retries "
+                   f"(see {trial.local_path}/error.txt); the search goes on")
 
 
 def sampler(spec: Spec) -> optuna.samplers.BaseSampler:
@@ -112,7 +115,8 @@ def _prepare(run: Run) -> None:
     prepare = protocol.load(run.spec.trainable).prepare
     if prepare:
         values = {k: [v] for k, v in run.spec.config({}).items()}
-        values |= {k: list(d.choices) for k, d in run.spec.params.items() if isinstance(d, optuna.distributions.CategoricalDistribution)}
+        values |= {k: list(d.choices) for k, d in run.spec.params.items()
+                   if isinstance(d, optuna.distributions.CategoricalDistribution)}
         prepare(values, run.data_dir)
 
 
@@ -123,7 +127,8 @@ def _scheduler(spec: Spec):
     grace, eta = spec.hyperband["min_iter"], spec.hyperband["eta"]
     if len(spec.metrics) > 1:
         return pareto.ParetoASHA(spec.metrics, spec.modes, grace, eta, spec.max_epochs)
-    return ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs, grace_period=grace, reduction_factor=eta)
+    return ASHAScheduler(time_attr="training_iteration", max_t=spec.max_epochs, grace_period=grace,
+                         reduction_factor=eta)
 
 
 def search(run: Run) -> pd.DataFrame:
@@ -180,5 +185,6 @@ def keep_latest_checkpoints(results: ResultGrid) -> None:
     for result in results:
         keep = result.checkpoint.path if result.checkpoint else None
         for info in result.filesystem.get_file_info(pyarrow.fs.FileSelector(result.path, allow_not_found=True)):
-            if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_") and info.path != keep:
+            checkpoint = info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_")
+            if checkpoint and info.path != keep:
                 result.filesystem.delete_dir(info.path)

@@ -54,7 +54,8 @@ class Spec:
     baseline: dict[str, Any] | None = None  # a config evaluated first
     ablation: str | None = None  # a hyperparameter searched over a list of values: the report compares its values
     project: str = "tunelab"
-    compare_with: list[str] = field(default_factory=list)  # runs whose retrained models the report sets beside this one's
+    # runs whose retrained models the report sets beside this one's
+    compare_with: list[str] = field(default_factory=list)
     targets: dict[str, float] = field(default_factory=dict)  # metric -> value the trial to hand in should reach
 
     @property
@@ -73,7 +74,8 @@ class Spec:
     def saved(self) -> dict:
         """The resolved spec as plain data: a run keeps it, and reopens from it alone (see ``restore``)."""
         saved = {f.name: getattr(self, f.name) for f in fields(self)}
-        return saved | {"path": str(self.path), "params": {k: od.distribution_to_json(d) for k, d in self.params.items()}}
+        params = {k: od.distribution_to_json(d) for k, d in self.params.items()}
+        return saved | {"path": str(self.path), "params": params}
 
 
 def restore(saved: dict) -> Spec:
@@ -93,7 +95,8 @@ def find(experiment: str) -> Path:
         return path
     known = experiments()
     if experiment not in known:
-        raise UserError(f"unknown experiment {experiment!r}; known: {', '.join(known) or '(none)'} (files in {SPACES_DIR})")
+        raise UserError(f"unknown experiment {experiment!r}; known: {', '.join(known) or '(none)'} "
+                        f"(files in {SPACES_DIR})")
     return known[experiment]
 
 
@@ -238,11 +241,13 @@ def _parameter(p: Any, default: Any, method: str, err) -> Any:
         return _INVALID
     unknown = set(p) - PARAM_KEYS
     if unknown:
-        err(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(PARAM_KEYS))} (nested parameters are not supported)")
+        err(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(PARAM_KEYS))} "
+            "(nested parameters are not supported)")
         return _INVALID
     dist = p.get("distribution") or ("constant" if "value" in p else "categorical" if "values" in p else None)
     if dist is None and {"min", "max"} <= set(p):
-        dist = "int_uniform" if all(isinstance(p[k], int) and not isinstance(p[k], bool) for k in ("min", "max")) else "uniform"
+        integers = all(isinstance(p[k], int) and not isinstance(p[k], bool) for k in ("min", "max"))
+        dist = "int_uniform" if integers else "uniform"
     if dist in REFUSED:
         err(f"distribution {dist!r} is not supported: {REFUSED[dist]}; use one of {', '.join(DISTRIBUTIONS)}")
         return _INVALID
@@ -292,7 +297,8 @@ def _parameter(p: Any, default: Any, method: str, err) -> Any:
         err(f"distribution {dist} needs min > 0, not {lo}")
         return _INVALID
     if method == "grid" and dist not in ("int_uniform", "q_uniform"):
-        err(f"method grid needs discrete values; distribution {dist} is continuous (use values: [...], int_uniform or q_uniform)")
+        err(f"method grid needs discrete values; distribution {dist} is continuous "
+            "(use values: [...], int_uniform or q_uniform)")
         return _INVALID
 
     if dist == "int_uniform":
@@ -300,8 +306,9 @@ def _parameter(p: Any, default: Any, method: str, err) -> Any:
             err(f"int_uniform needs integer min and max, not {lo!r} and {hi!r}")
             return _INVALID
         return od.IntDistribution(lo, hi)
-    if integer and dist not in ("q_uniform", "q_log_uniform_values") or integer and not all(isinstance(v, int) for v in bounds):
-        err(f"this hyperparameter is {expect}; use int_uniform, q_uniform or q_log_uniform_values with integer min, max and q")
+    if integer and (dist not in ("q_uniform", "q_log_uniform_values") or not all(isinstance(v, int) for v in bounds)):
+        err(f"this hyperparameter is {expect}; use int_uniform, q_uniform or q_log_uniform_values "
+            "with integer min, max and q")
         return _INVALID
     if dist == "uniform":
         return od.FloatDistribution(lo, hi)
@@ -329,8 +336,10 @@ def _metrics(metric: Any, module, err) -> tuple[list[str], list[str]]:
     names, modes = [], []
     for i, m in enumerate(entries):
         key = "metric" if not isinstance(metric, list) else f"metric[{i}]"
-        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or m.get("goal", "maximize") not in ("maximize", "minimize"):
-            err(key, "must be {name: <metric>, goal: maximize|minimize} (or a list of them for a multi-objective search)")
+        if (not isinstance(m, dict) or not isinstance(m.get("name"), str)
+                or m.get("goal", "maximize") not in ("maximize", "minimize")):
+            err(key, "must be {name: <metric>, goal: maximize|minimize} "
+                "(or a list of them for a multi-objective search)")
             return default
         names.append(m["name"])
         modes.append("max" if m.get("goal", "maximize") == "maximize" else "min")
@@ -352,7 +361,8 @@ def _hyperband(et: Any, err) -> dict[str, int] | None:
         err("early_terminate", "hyperband needs min_iter (or max_iter and s)")
         return None
     if not all(isinstance(v, int) and v >= 1 for v in (min_iter, eta)) or eta < 2:
-        err("early_terminate", f"min_iter must be an integer >= 1 and eta an integer >= 2, not {min_iter!r} and {eta!r}")
+        err("early_terminate",
+            f"min_iter must be an integer >= 1 and eta an integer >= 2, not {min_iter!r} and {eta!r}")
         return None
     return {"min_iter": min_iter, "eta": eta}
 

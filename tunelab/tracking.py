@@ -34,7 +34,8 @@ def mode(requested: str | None) -> str:
     if mode not in MODES:
         raise UserError(f"--wandb {mode!r} is not allowed; allowed: {', '.join(MODES)}")
     if mode == "online" and not _has_key():
-        raise UserError("--wandb online needs an API key: set WANDB_API_KEY or run `wandb login` (or use --wandb offline)")
+        raise UserError("--wandb online needs an API key: set WANDB_API_KEY or run `wandb login` "
+                        "(or use --wandb offline)")
     return mode
 
 

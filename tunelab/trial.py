@@ -1,7 +1,8 @@
 """One Ray Tune trial: the only place that calls Ray's report and checkpoint API.
 
 It completes the sampled values into the trial's config (``Spec.config``), runs the epochs, and reports metrics
-and a checkpoint after each, with the trial's best epoch so far (the leaderboard's row of the trial is that epoch); a restarted trial continues from its latest checkpoint. Trials reuse their worker process (Ray's
+and a checkpoint after each, with the trial's best epoch so far (the leaderboard's row of the trial is that epoch);
+a restarted trial continues from its latest checkpoint. Trials reuse their worker process (Ray's
 ``reuse_actors``): the data set stays loaded on the trial's device for the next trial that reads it, and
 nothing else carries over: each trial seeds the random streams and sets torch's threads anew.
 """
@@ -40,7 +41,9 @@ def _data(job: TrialJob, shipped: dict | None) -> datasets.Data:
     key = (job.spec.dataset, job.data_dir, job.subset, str(training.device()))
     if key not in _loaded:
         _loaded.clear()  # one data set per worker: another's tensors are freed first
-        _loaded[key] = datasets.load(job.spec.dataset, Path(job.data_dir), "search", job.subset, training.device(), shipped)
+        _loaded[key] = datasets.load(
+            job.spec.dataset, Path(job.data_dir), "search", job.subset, training.device(), shipped
+        )
     return _loaded[key]
 
 
