@@ -38,14 +38,14 @@ from pathlib import Path
 
 import optuna
 import optuna.distributions as od
+import pandas as pd
 import ray
 import torch
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray import tune
 
-import trainables
-from tunelab import cli, cluster, data as datasets, leaderboard, runs, search, spaces, training
+from tunelab import cli, cluster, data as datasets, leaderboard, protocol, runs, search, spaces, training
 
 EXPERIMENT = "fashion_cnn"
 GOAL = 1.2  # tunelab wall / plain wall, one at a time (issue 12)
@@ -67,7 +67,7 @@ def config_key(config: dict) -> tuple:
 
 def objective(spec: spaces.Spec, data: datasets.Data):
     """Optuna's objective: build the trainable, train spec.max_epochs epochs; the epochs' seconds go in a user attr."""
-    module = trainables.get(spec.trainable)
+    module = protocol.load(spec.trainable)
 
     def run(trial: optuna.Trial) -> float:
         config = spec.config({name: suggest(trial, name, d) for name, d in spec.params.items()})
@@ -156,7 +156,7 @@ def timed(owner, attr: str, into: dict, label: str):
 @contextlib.contextmanager
 def new_user(home: Path):
     """The environment of a new user: a HOME without W&B credentials, none of ISOLATED set; restored afterwards
-    (tunelab's W&B setup writes WANDB_MODE and WANDB_DIR into this process's environment). Every search of one
+    (Ray and W&B read some of them). Every search of one
     process must get the same HOME: Ray reads the token in ~/.ray/auth_token once per process."""
     saved = dict(os.environ)
     home.mkdir(parents=True, exist_ok=True)
@@ -195,8 +195,7 @@ def tunelab_search(root: Path, results: Path, name: str, n: int, epochs: int, su
     histories = leaderboard.histories(run)
     starts = {t: df["timestamp"].iloc[0] - df["time_total_s"].iloc[0] for t, df in histories.items() if len(df)}
     rows = sorted(leaderboard.table(run).to_dict("records"), key=lambda r: starts.get(r["trial_id"], 0))
-    configs = [{k.removeprefix("config/"): leaderboard._plain(v) for k, v in row.items() if k.startswith("config/")}
-               for row in rows]  # fmt: skip
+    configs = [runs.sampled(pd.Series(row)) for row in rows]
     return {"wall": wall, "training": sum(df["epoch_s"].sum() for df in histories.values()), "parts": parts,
             "in trials": sum(df["time_total_s"].iloc[-1] for df in histories.values() if len(df)),
             "configs": configs, "trials": len(rows), "concurrency": concurrency,
