@@ -134,7 +134,6 @@ def build(config: dict, data: Data, make_model: Callable[[dict, int, int], nn.Mo
     common.check_choice(config, "loss", LOSSES)
     tokenizer = Tokenizer(config).fit(data.splits["train"][0])
     model = make_model(config, len(tokenizer.vocab), len(data.classes)).to(data.device)
-    model.loss = config["loss"]  # decides how its outputs become probabilities
     optimizer = common.make_optimizer(config, model.parameters())
     scheduler = common.make_scheduler(config, optimizer, len(data.splits["train"][1]))
     return {"model": model, "tokenizer": tokenizer, "optimizer": optimizer, "scheduler": scheduler}
