@@ -43,7 +43,8 @@ def test_gan_then_cgan_beside_it(env, fashion_root, capsys):
     epochs, retrained, report = search_retrain_report("fashion_cgan", fashion_root, capsys)
     assert epochs["val_class_acc"].between(0, 1).all()
     assert retrained["test_class_acc_real"].gt(0.5).all()  # the classifier itself knows the classes
-    assert "class_samples.png" in report and "beside the samples of the GAN run fashion_gan" in report
+    assert "class_samples.png" in report and "compare_samples.png" in report  # compare_with: [fashion_gan]
+    assert "samples of each of fashion_cgan, fashion_gan" in report
 
 
 def test_vae(env, fashion_root, capsys):

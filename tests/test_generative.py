@@ -1,12 +1,14 @@
 """The generative models (vae, gan, cgan) and the Fréchet distance they are searched on, on the generated
 IDX fixture (each class a bright square at its own place, on noise)."""
 
+import dataclasses
+
 import pytest
 import torch
-import yaml
 
+from tests.helpers import retrained_run
 from trainables import cgan, common, frechet, gan, vae
-from tunelab import cache, data as datasets
+from tunelab import cache, data as datasets, report, runs
 
 
 @pytest.fixture(scope="module")
@@ -136,19 +138,29 @@ def test_vae_latent_figure(latent, figure, fixture_root, tmp_path):
     assert {p.name for p in written.values()} == {"prior_samples.png", "reconstructions.png", figure}
 
 
-def test_cgan_report_shows_the_gan_run_beside(fixture_root, tmp_path):
-    data = datasets.load("fashion_mnist", fixture_root, "retrain")
-    results = tmp_path / "results"
-    run = results / "my_gan"
-    (run / "retrain").mkdir(parents=True)
-    (run / "tunelab.yaml").write_text(yaml.safe_dump({"spec": {"trainable": "gan", "dataset": "fashion_mnist"}}))
-    config = {**gan.DEFAULTS, "g_width": 16}
-    (run / "retrain" / "rank1.yaml").write_text(yaml.safe_dump({"trial_id": "x", "config": config}))
-    torch.save(gan.build(config, data)["model"].state_dict(), run / "retrain" / "rank1_seed0.pt")
-    (results / "my_cgan" / "report").mkdir(parents=True)
+def test_cgan_samples_cycle_through_the_classes(fixture_data):
+    model = cgan.build(gan.DEFAULTS | {"g_width": 16}, fixture_data)["model"]
+    images = cgan.sample(model, 25, seed=3)
+    assert images.shape == (25, 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    assert torch.equal(images, model.sample(25, torch.arange(25) % 10, seed=3))  # image i of class i mod 10
 
-    assert cgan.gan_beside(results / "my_cgan" / "report", data)[0] == "my_gan"
-    parts = cgan.build(gan.DEFAULTS, data)
-    (caption, path), = cgan.figures(parts, data, results / "my_cgan" / "report").items()
-    assert "my_gan" in caption and path.name == "class_samples.png"
-    assert cgan.gan_beside(tmp_path / "elsewhere" / "report", data) is None
+
+def test_cgan_report_sets_the_gan_runs_samples_beside_its_own(env, fixture_root):
+    results = env / "results"
+    for experiment in ("fashion_gan", "fashion_cgan"):
+        retrained_run(results, experiment, fixture_root, g_width=16, d_width=16)
+    retrained_run(results, "fashion_cnn", fixture_root)  # on the same data set, but a classifier
+    run = runs.open_run("fashion_cgan", results)
+    assert run.spec.compare_with == ["fashion_gan"]  # search_spaces/fashion_cgan.yaml's
+    run.spec = dataclasses.replace(run.spec, compare_with=["fashion_gan", "fashion_cnn", "nothing"])
+    data = run.retrained_data()
+    parts = run.retrained_parts(data)
+    run.report_dir.mkdir()
+    assert list(cgan.figures(parts, data, run.report_dir)) == ["cGAN samples, one row per class"]  # its own only
+
+    heading, left_out, (kind, caption, path) = report._comparison(run, data, parts, run.report_dir)
+    assert heading == ("h3", "Compared with fashion_gan, fashion_cnn, nothing")
+    assert left_out == ("p", "Left out of the comparison: `fashion_cnn` (trains `cnn_classifier` on `fashion_mnist`: "
+                             "not comparable); `nothing` (run `tunelab search nothing`, then retrain it).")  # fmt: skip
+    assert kind == "img" and caption.startswith("40 samples of each of fashion_cgan, fashion_gan (seed 1)")
+    assert path == run.report_dir / "compare_samples.png" and path.stat().st_size > 5000

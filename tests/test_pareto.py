@@ -1,5 +1,6 @@
 """Multi-objective search: Pareto layers, the trial to hand in, and early stopping by Pareto layer."""
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from tunelab import UserError, pareto, spaces
+from tunelab import UserError, pareto, protocol, spaces
 
 # (accuracy: max, parameters: min)
 POINTS = np.array([
@@ -97,8 +98,11 @@ def test_compare_with_must_be_a_list_of_run_names(value):
         parse(compare_with=value)
 
 
-def test_compare_with_needs_a_trainable_that_draws_comparisons():
+def test_compare_with_needs_a_trainable_that_draws_comparisons(monkeypatch):
     assert parse(compare_with=["mnist_mlp_ae"]).compare_with == ["mnist_mlp_ae"]
+    # every registered trainable has a comparison hook: a cnn_classifier without predict_proba has none
+    classifier = dataclasses.replace(protocol.load("cnn_classifier"), predict_proba=None)
+    monkeypatch.setattr(protocol, "load", lambda name: classifier)
     with pytest.raises(UserError, match="cnn_classifier draws no comparison figures"):
         parse(trainable="cnn_classifier", dataset="fashion_mnist", compare_with=["other"])
 

@@ -86,5 +86,7 @@ def test_weather_experiments_search_retrain_report_and_compare(env, text_root, c
     assert table.loc[["AUC micro", "AUC macro", "test_rmse"]].notna().all().all()
     for column, rmse in tested.items():  # the models compare loads are the ones retrain tested
         assert table.loc["test_rmse", column] == pytest.approx(rmse, rel=1e-4)
-    assert (out / "roc.png").stat().st_size > 20_000
-    assert "weather_rnn vs weather_cnn" in capsys.readouterr().out
+    assert (out / "compare_roc.png").stat().st_size > 20_000
+    printed = capsys.readouterr().out
+    assert "weather_rnn vs weather_cnn" in printed and "ROC curves of weather_rnn, weather_cnn" in printed
+    assert str(out / "compare_roc.png") in printed and str(out / "auc.csv") in printed

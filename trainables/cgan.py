@@ -2,14 +2,13 @@
 
 Its evaluation adds ``class_acc``: the share of generated images that the Fréchet classifier assigns to the
 class they were generated for, beside ``class_acc_real``, its accuracy on the real images. The report
-draws one row of samples per class and, beside it, the samples of the latest retrained ``gan`` run on the
-same data in the same results folder (when there is one).
+draws one row of samples per class; ``sample``'s labels cycle through the classes, so that ``tunelab
+compare`` (and ``fashion_cgan``'s ``compare_with: [fashion_gan]``) shows a column per class beside a GAN's.
 """
 
 from pathlib import Path
 
 import torch
-import yaml
 
 from trainables import gan
 from tunelab.data import Data
@@ -29,26 +28,11 @@ def build(config: dict, data: Data) -> dict:
     return gan.make_parts(config, data, n_classes=len(data.classes))
 
 
-def gan_beside(outdir: Path, data: Data) -> tuple[str, gan.GAN] | None:
-    """The name and retrained model of the newest retrained ``gan`` run on ``data`` beside this report's run.
-
-    A report is written to <results>/<run>/report; a retrain saves <results>/<run>/retrain/rank1.yaml (its
-    config) and rank1_seed0.pt (its weights), and a search <results>/<run>/tunelab.yaml (its experiment).
-    """
-    found = []
-    for run in Path(outdir).resolve().parents[1].iterdir():
-        info, weights = run / "tunelab.yaml", run / "retrain" / "rank1_seed0.pt"
-        if info.is_file() and weights.is_file():
-            spec = yaml.safe_load(info.read_text())["spec"]
-            if spec.get("trainable") == "gan" and spec.get("dataset", gan.DATASET) == data.name:
-                found.append((weights.stat().st_mtime, run, weights))
-    if not found:
-        return None
-    _, run, weights = max(found)
-    config = yaml.safe_load((run / "retrain" / "rank1.yaml").read_text())["config"]
-    model = gan.make_model(config, tuple(data.splits["test"][0].shape[1:]), n_classes=0).to(data.device)
-    model.load_state_dict(torch.load(weights, map_location=data.device, weights_only=True))
-    return run.name, model
+def sample(model: gan.GAN, n: int, seed: int) -> torch.Tensor:
+    """n generated images in [0, 1] from seeded z, image i of class i modulo the number of classes: in a grid a
+    row of that many wide, a column per class."""
+    labels = torch.arange(n, device=next(model.parameters()).device) % model.n_classes
+    return model.sample(n, labels, seed=seed)
 
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
@@ -59,17 +43,11 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
 
     n_classes = len(data.classes)
     labels = torch.arange(n_classes, device=data.device).repeat_interleave(PER_CLASS)
-    other = gan_beside(outdir, data)
-    fig = Figure(figsize=(13 if other else 7, 8.5), layout="constrained")
-    axes = fig.subplots(1, 2 if other else 1, squeeze=False)[0]
-    show_grid(axes[0], parts["model"].sample(len(labels), labels, seed=1), PER_CLASS, "cGAN: one row per class")
-    step = (data.splits["test"][0].shape[2] + 2)  # a grid row's height in px: image and frame
-    axes[0].set_yticks([step * (i + 0.5) for i in range(n_classes)], data.classes)
-    if other:
-        name, model = other
-        show_grid(axes[1], model.sample(len(labels), seed=1), PER_CLASS, f"GAN (run {name}): unconditional samples")
+    fig = Figure(figsize=(7, 8.5), layout="constrained")
+    ax = fig.subplots()
+    show_grid(ax, parts["model"].sample(len(labels), labels, seed=1), PER_CLASS, "cGAN: one row per class")
+    step = data.splits["test"][0].shape[2] + 2  # a grid row's height in px: image and frame
+    ax.set_yticks([step * (i + 0.5) for i in range(n_classes)], data.classes)
     path = Path(outdir) / "class_samples.png"
     fig.savefig(path, dpi=110)
-    caption = "cGAN samples, one row per class" + (f", beside the samples of the GAN run {other[0]}" if other else
-                                                    " (retrain a `gan` run in the same results folder to see its samples beside)")  # fmt: skip
-    return {caption: path}
+    return {"cGAN samples, one row per class": path}

@@ -114,6 +114,11 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
     return metrics(outputs(parts, data, split), data, split)
 
 
+def predict_proba(parts: dict, data: Data, split: str) -> tuple:
+    """The class probabilities (softmax of the logits) of a split's images and their labels, as numpy arrays."""
+    return outputs(parts, data, split).softmax(1).cpu().numpy(), data.splits[split][1].cpu().numpy()
+
+
 ensemble = common.softmax_ensemble
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from trainables import common, reconstruction
-from trainables.reconstruction import AutoEncoder, compare, evaluate, figures, train_epoch  # noqa: F401 (shared)
+from trainables.reconstruction import AutoEncoder, evaluate, figures, reconstruct, train_epoch  # noqa: F401 (shared)
 from tunelab.data import Data
 
 DATASET = "fashion_mnist"

@@ -138,6 +138,7 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
 # logits, loss and accuracy of a classifier
 outputs, metrics, evaluate, ensemble = (cnn_classifier.outputs, cnn_classifier.metrics, cnn_classifier.evaluate,
                                         cnn_classifier.ensemble)  # fmt: skip
+predict_proba = cnn_classifier.predict_proba
 
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:

@@ -230,6 +230,11 @@ def example_input(parts: dict, data: Data) -> tuple:
     return parts["model"].example_input()
 
 
+def sample(model: GAN, n: int, seed: int) -> torch.Tensor:
+    """n generated images in [0, 1] from seeded z (``tunelab.compare`` sets several runs' samples side by side)."""
+    return model.sample(n, seed=seed)
+
+
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     # plotting libraries load only for the report, not in every trial worker
     from matplotlib.figure import Figure

@@ -11,7 +11,7 @@ import math
 from torch import nn
 
 from trainables import common, reconstruction
-from trainables.reconstruction import AutoEncoder, compare, evaluate, figures, train_epoch  # noqa: F401 (shared)
+from trainables.reconstruction import AutoEncoder, evaluate, figures, reconstruct, train_epoch  # noqa: F401 (shared)
 from tunelab.data import Data
 
 DATASET = "mnist"

@@ -6,7 +6,7 @@ cross-entropy. Its metrics are pixel accuracy (as ``thought_vector_ae``) and cla
 from torch import nn
 
 from trainables import mlp_autoencoder, reconstruction, thought_vector_ae
-from trainables.reconstruction import AutoEncoder, compare, evaluate, train_epoch  # noqa: F401 (shared)
+from trainables.reconstruction import AutoEncoder, evaluate, reconstruct, train_epoch  # noqa: F401 (shared)
 from trainables.thought_vector_ae import figures  # noqa: F401 (shared)
 from tunelab.data import Data
 

@@ -1,5 +1,5 @@
-"""What the autoencoders share: the model wrapper, per-pixel metrics, the epoch loop, evaluation, and the
-figure of test images above their reconstructions.
+"""What the autoencoders share: the model wrapper, per-pixel metrics, the epoch loop, evaluation, the
+figure of test images above their reconstructions, and ``reconstruct``.
 
 An ``AutoEncoder`` maps images in [0, 1] to reconstruction logits: the output sigmoid lives in the loss
 (BCE with logits) for stability. It may also carry a classifier that reads only the code, trained on
@@ -87,7 +87,8 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
 
 
 def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """Reconstructions in [0, 1] of uint8 images."""
+    """Reconstructions in [0, 1] of uint8 images (the autoencoders' ``reconstruct`` hook: ``tunelab.compare`` sets
+    several runs' reconstructions of the same test images side by side)."""
     return torch.sigmoid(common.predict(model, images))
 
 
@@ -124,11 +125,3 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     path = image_rows({"input": common.to_float(x), "reconstruction": reconstruct(parts["model"], x)},
                       Path(outdir) / "reconstructions.png", f"Pixel accuracy on the test set: {accuracy:.4f}")  # fmt: skip
     return {"Randomly chosen test images (top) and their reconstructions (bottom)": path}
-
-
-def compare(models: dict[str, nn.Module], data: Data, outdir: Path) -> dict[str, Path]:
-    """The same test images reconstructed by each model, one row per model under the inputs."""
-    x, _ = shown_images(data)
-    rows = {"input": common.to_float(x)} | {name: reconstruct(model, x) for name, model in models.items()}
-    path = image_rows(rows, Path(outdir) / "compare_reconstructions.png")
-    return {f"The same test images reconstructed by {', '.join(models)}": path}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trainables import common, mlp_autoencoder, reconstruction
 from trainables.mlp_autoencoder import build  # noqa: F401 (shared)
-from trainables.reconstruction import compare, evaluate, train_epoch  # noqa: F401 (shared)
+from trainables.reconstruction import evaluate, reconstruct, train_epoch  # noqa: F401 (shared)
 from tunelab.data import Data
 
 DATASET = "mnist"

@@ -179,6 +179,11 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
     return metrics(outputs(parts, data, split), data, split)
 
 
+def predict_proba(parts: dict, data: Data, split: str) -> tuple:
+    """The class probabilities (softmax of the logits) of a split's images and their labels, as numpy arrays."""
+    return outputs(parts, data, split).softmax(1).cpu().numpy(), data.splits[split][1].cpu().numpy()
+
+
 def metrics(logits: torch.Tensor, data: Data, split: str, config: dict | None = None) -> dict[str, float]:
     """Loss and accuracy of ``logits`` for the split's labels; with two classes also sensitivity, specificity,
     balanced accuracy and ROC-AUC (whatever the model's config)."""

@@ -123,6 +123,20 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
     return {"nelbo": recon + kl, "recon": recon, "kl": kl, **frechet.scores(model.sample(len(x), seed=0), data, split)}
 
 
+@torch.no_grad()
+def reconstruct(model: VAE, images: torch.Tensor) -> torch.Tensor:
+    """Reconstructions in [0, 1] of uint8 images, decoded from the latent mean (no draw of z: the same every time)."""
+    model.eval()
+    means = [model.encode(common.to_float(batch))[0] for batch in images.split(common.EVAL_BATCH)]
+    return torch.sigmoid(model.decoder(torch.cat(means)))
+
+
+def sample(model: VAE, n: int, seed: int) -> torch.Tensor:
+    """n images decoded from z ~ N(0, I), seeded (``tunelab.compare`` uses ``reconstruct`` unless the runs beside
+    it only sample, as a GAN)."""
+    return model.sample(n, seed)
+
+
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     # plotting libraries load only for the report, not in every trial worker
     from matplotlib.figure import Figure
@@ -138,11 +152,9 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     show_grid(fig.subplots(), model.sample(10, seed=1), per_row=10)
     written["10 random samples from the prior, decoded (pixel means)"] = _save(fig, outdir / "prior_samples.png")
 
-    with torch.no_grad():
-        shown = x[:10]
-        recon = torch.sigmoid(model.decoder(model.encode(common.to_float(shown))[0]))
+    shown = x[:10]
     fig = Figure(figsize=(12, 2.9), layout="constrained")
-    show_grid(fig.subplots(), torch.cat([common.to_float(shown), recon]), per_row=10)
+    show_grid(fig.subplots(), torch.cat([common.to_float(shown), reconstruct(model, shown)]), per_row=10)
     written["Test images (top) and their reconstructions from the latent mean (bottom)"] = _save(fig, outdir / "reconstructions.png")
 
     with torch.no_grad():

@@ -1,47 +1,177 @@
-"""`tunelab compare A B`: the retrained models of two runs on the same test split, in one ROC figure (a
-panel per kind and the micro-average for soft labels) with the AUCs in the legends, and a table."""
+"""Several runs' retrained models side by side, for `tunelab compare A B [C ...]` and a report's ``compare_with``.
 
+What is drawn depends on what the models are: it is the first of these protocol hooks that every run's trainable
+has (the order is the rule):
+
+- ``predict_proba`` (classifiers): ROC curves of all the models on the same test split in one figure (a panel per
+  class or kind and, with several, the micro-average; AUCs in the legends), and a table of the AUCs and the test
+  metrics, a column per run;
+- ``reconstruct`` (autoencoders): the same randomly chosen test images, then a row of reconstructions per run;
+- ``sample`` (generative models): a panel of samples per run, ``SAMPLE_ROWS`` rows of a column per class (a
+  conditional model's samples cycle through the classes, so its column j is of class j).
+
+A VAE has both ``reconstruct`` and ``sample``: beside autoencoders and other VAEs its reconstructions are compared,
+beside a GAN its samples. Each run's best retrained model (rank 1, seed 0) is built on the data set as it was
+retrained on (a text model's vocabulary is its own). The runs must be on one data set, and those compared on test
+images or test labels must have been tested on the same test split. Only ``tunelab.runs`` reads the results
+folder; the models are handed what they draw.
+"""
+
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+import torch
 
-import trainables
-from tunelab import UserError, data as datasets, figures, retrain, training
+from tunelab import UserError, data as datasets, figures, protocol, training
 from tunelab.runs import Run
 
-
-def _predictions(run: Run) -> tuple[np.ndarray, np.ndarray, dict, datasets.Data]:
-    """The run's best retrained model (rank 1, seed 0) on the test split: probabilities, labels, test metrics."""
-    module = trainables.get(run.spec.trainable)
-    if not hasattr(module, "predict_proba"):
-        known = ", ".join(n for n in trainables.NAMES if hasattr(trainables.get(n), "predict_proba"))
-        raise UserError(f"run {run.name!r}: compare needs a trainable with predict_proba ({known}), not {run.spec.trainable}")
-    data = retrain.data(run)
-    parts = retrain.retrained_parts(run, data)
-    p, y = module.predict_proba(parts, data, "test")
-    return p, y, training.evaluate(module, parts, data, "test"), data
+HOOKS = {"predict_proba": "ROC curves", "reconstruct": "reconstructions", "sample": "samples"}  # in the rule's order
+SAMPLE_ROWS = 4  # rows of samples per run, each a column per class
+SAMPLE_SEED = 1  # the seed of every run's samples (the models' own figures use it too)
 
 
-def compare(a: Run, b: Run, root: Path) -> Path:
-    """Write <root>/compare_<A>_vs_<B>/roc.png, auc.csv and auc.md; return the folder."""
-    if a.spec.dataset != b.spec.dataset:
-        raise UserError(f"runs {a.name!r} and {b.name!r} are on different data sets ({a.spec.dataset}, {b.spec.dataset})")
-    results = {run.name: _predictions(run) for run in (a, b)}
-    (pa, ya, _, data), (pb, yb, _, _) = results.values()
-    if not np.array_equal(ya, yb):
-        raise UserError(f"runs {a.name!r} and {b.name!r} were not tested on the same test split")
-    out = root / f"compare_{a.name}_vs_{b.name}"
+@dataclass(frozen=True)
+class Model:
+    """A run's best retrained model: its parts (in eval mode) and the data set it was built on."""
+
+    run: Run
+    data: datasets.Data
+    parts: dict
+
+    @property
+    def trainable(self) -> protocol.Trainable:
+        return protocol.load(self.run.spec.trainable)
+
+    @property
+    def label(self) -> str:
+        return f"{self.run.name} ({self.run.spec.trainable})"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``side_by_side`` drew: the hook it used, {caption: PNG}, and a table (ROC: AUCs and test metrics)."""
+
+    hook: str
+    figures: dict[str, Path]
+    table: pd.DataFrame | None = None
+
+    def blocks(self) -> list[tuple]:
+        """As a report's blocks: the figures, then the table."""
+        images = [("img", caption, path) for caption, path in self.figures.items()]
+        return images + ([("table", self.table)] if self.table is not None else [])
+
+
+def retrained(run: Run) -> Model:
+    """The run's best retrained model (rank 1, seed 0) on the data set as it was retrained on."""
+    data = run.retrained_data()
+    return Model(run, data, run.retrained_parts(data))
+
+
+def hook(runs: list[Run]) -> str | None:
+    """The hook that the comparison of ``runs`` uses: the first of ``HOOKS`` that every run's trainable has."""
+    loaded = [protocol.load(run.spec.trainable) for run in runs]
+    return next((h for h in HOOKS if all(getattr(t, h) is not None for t in loaded)), None)
+
+
+def check(runs: list[Run]) -> str:
+    """The hook of ``runs``, or a UserError naming them: fewer than two runs, a run twice, several data sets, or
+    trainables that share no hook."""
+    names = [run.name for run in runs]
+    if len(set(names)) < 2 or len(set(names)) < len(names):
+        raise UserError(f"compare needs two or more different runs, not {' '.join(names) or 'none'}")
+    if len({run.spec.dataset for run in runs}) > 1:
+        on = ", ".join(f"{run.name} ({run.spec.dataset})" for run in runs)
+        raise UserError(f"runs on different data sets do not compare: {on}")
+    found = hook(runs)
+    if found is None:
+        kinds = "; ".join(f"{run.name} ({run.spec.trainable}: {_kinds(run)})" for run in runs)
+        raise UserError(f"runs of different kinds do not compare: {kinds}. Each kind compares on its own: "
+                        f"{', '.join(f'{what} ({h})' for h, what in HOOKS.items())}")  # fmt: skip
+    return found
+
+
+def _kinds(run: Run) -> str:
+    t = protocol.load(run.spec.trainable)
+    return ", ".join(what for h, what in HOOKS.items() if getattr(t, h) is not None) or "no comparison"
+
+
+def side_by_side(models: list[Model], outdir: Path) -> Comparison:
+    """The models of several runs side by side, by the first hook they all have (see the module's docstring);
+    the figure is written to ``outdir`` as compare_<roc|reconstructions|samples>.png."""
+    found = check([m.run for m in models])
+    draw = {"predict_proba": _roc, "reconstruct": _reconstructions, "sample": _samples}[found]
+    return draw(models, Path(outdir))
+
+
+def compare(runs: list[Run], root: Path) -> tuple[Path, Comparison]:
+    """`tunelab compare`: the comparison of ``runs`` in ``<root>/compare_<A>_vs_<B>[_vs_<C>...]/``, its table (if
+    any) also as auc.csv and auc.md there; checked before any model is loaded."""
+    check(runs)
+    missing = [run.name for run in runs if not run.has_retrained()]
+    if missing:
+        raise UserError(f"not retrained yet: {', '.join(missing)}; run `tunelab retrain {missing[0]}` first")
+    out = root / ("compare_" + "_vs_".join(run.name for run in runs))
     out.mkdir(parents=True, exist_ok=True)
-    labels = {name: f"{name} ({run.spec.trainable})" for name, run in ((a.name, a), (b.name, b))}
-    figures.roc_figure({labels[n]: (p, y) for n, (p, y, _, _) in results.items()}, data.classes, out / "roc.png",
-                       f"ROC curves on the {data.name} test split ({len(ya)} texts)")  # fmt: skip
+    result = side_by_side([retrained(run) for run in runs], out)
+    if result.table is not None:
+        result.table.to_csv(out / "auc.csv", index=False)
+        title = f"# {' vs '.join(run.name for run in runs)} on the {runs[0].spec.dataset} test split"
+        (out / "auc.md").write_text(f"{title}\n\n{result.table.to_markdown(index=False, floatfmt='.4f')}\n")
+    return out, result
+
+
+def _same_test_split(models: list[Model]) -> None:
+    first = models[0]
+    for m in models[1:]:
+        a, b = first.data.splits["test"][1].cpu(), m.data.splits["test"][1].cpu()
+        if a.shape != b.shape or not torch.equal(a, b):
+            raise UserError(f"runs {first.run.name!r} and {m.run.name!r} were not tested on the same test split "
+                            f"(their data: {first.run.data_dir}, {m.run.data_dir})")  # fmt: skip
+
+
+def _names(models: list[Model]) -> str:
+    return ", ".join(m.run.name for m in models)
+
+
+def _roc(models: list[Model], outdir: Path) -> Comparison:
+    _same_test_split(models)
+    data = models[0].data
+    predicted = {m.label: m.trainable.predict_proba(m.parts, m.data, "test") for m in models}
+    n = len(data.splits["test"][1])
+    path = figures.roc_figure(predicted, data.classes, outdir / "compare_roc.png",
+                              f"ROC curves on the {data.name} test split ({n} examples)")  # fmt: skip
     rows = {}
-    for name, (p, y, metrics, _) in results.items():
-        aucs = figures.aucs(*figures.roc_columns(p, y, data.classes))
-        rows[labels[name]] = {f"AUC {k}": v for k, v in aucs.items()} | metrics
-    table = pd.DataFrame(rows)
-    table.index.name = "test split"
-    table.to_csv(out / "auc.csv")
-    (out / "auc.md").write_text(f"# {a.name} vs {b.name} on the {data.name} test split\n\n" + table.to_markdown(floatfmt=".4f") + "\n")
-    return out
+    for m in models:
+        aucs = figures.aucs(*figures.roc_columns(*predicted[m.label], data.classes))
+        tested = training.evaluate(m.trainable, m.parts, m.data, "test")
+        rows[m.label] = {f"AUC {k}": v for k, v in aucs.items()} | tested
+    table = pd.DataFrame(rows).rename_axis("metric").reset_index()
+    return Comparison("predict_proba", {f"ROC curves of {_names(models)} on the same test split": path}, table)
+
+
+def _reconstructions(models: list[Model], outdir: Path) -> Comparison:
+    from trainables import common, reconstruction  # the autoencoders' figure: test images above their reconstructions
+
+    _same_test_split(models)
+    x, _ = reconstruction.shown_images(models[0].data)
+    rows = {"input": common.to_float(x)} | {m.run.name: m.trainable.reconstruct(m.parts["model"], x) for m in models}
+    path = reconstruction.image_rows(rows, outdir / "compare_reconstructions.png")
+    return Comparison("reconstruct", {f"The same test images reconstructed by {_names(models)}, a row each": path})
+
+
+def _samples(models: list[Model], outdir: Path) -> Comparison:
+    from matplotlib.figure import Figure
+
+    from trainables.images import show_grid
+
+    classes = models[0].data.classes
+    n = SAMPLE_ROWS * len(classes)
+    fig = Figure(figsize=(0.55 * len(classes) * len(models) + 0.5, 0.6 * SAMPLE_ROWS + 0.6), layout="constrained")
+    for ax, m in zip(fig.subplots(1, len(models), squeeze=False)[0], models):
+        show_grid(ax, m.trainable.sample(m.parts["model"], n, SAMPLE_SEED), len(classes), m.label)
+    path = outdir / "compare_samples.png"
+    fig.savefig(path, dpi=110)
+    caption = (f"{n} samples of each of {_names(models)} (seed {SAMPLE_SEED}); a conditional model's columns are "
+               f"the classes: {', '.join(classes)}")  # fmt: skip
+    return Comparison("sample", {caption: path})
