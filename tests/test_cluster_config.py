@@ -74,7 +74,7 @@ def test_storage_uri_kept_local_path_made_absolute(tmp_path, monkeypatch):
 
 
 def test_the_code_shipped_to_the_nodes_is_this_checkout():
-    modules = [Path(p) for p in cluster.runtime_env()["py_modules"]]
+    modules = [Path(p) for p in cluster.runtime_env("cnn_classifier")["py_modules"]]
     assert modules == [REPO / "tunelab", REPO / "trainables"] and all((m / "__init__.py").is_file() for m in modules)
 
 

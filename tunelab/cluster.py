@@ -5,12 +5,14 @@
 - The storage: Ray keeps a run's trials, checkpoints and state under ``--storage/<run>``, a shared file
   system or a bucket (``s3://...``, ``gs://...``) that the driver and every node can reach; by default
   the run's own results folder, which only the driver's machine sees.
-- The code: the driver's copies of ``tunelab`` and ``trainables`` travel to the nodes in Ray's runtime
-  environment, so every node runs exactly the driver's code (the nodes' install provides the libraries).
+- The code: the driver's copies of ``tunelab`` and ``trainables``, and a user's own trainable with the folder it
+  sits in, travel to the nodes in Ray's runtime environment, so every node runs exactly the driver's code (the
+  nodes' install provides the libraries).
 - The data: on a cluster the driver reads the data set and ships it through Ray's object store, so the
   worker nodes need no copy of their own.
 """
 
+import importlib.util
 import logging
 import math
 import os
@@ -26,12 +28,14 @@ from ray._private.state import state as ray_state
 from ray._raylet import GcsClient  # what `ray status` connects with
 from ray.exceptions import AuthenticationError, RayError
 
+import trainables
 from tunelab import UserError
 
 PACKAGES = ("tunelab", "trainables")  # what the nodes import from the driver's copy
 STATE_PERIOD_S = 1  # how often Ray saves the search's state to the storage (its default: every 10 s or more)
 TOKEN_SOURCES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")  # `ray up` writes its cluster config there on the head node
+USER_EXCLUDES = ["results", "datasets", "wandb", ".venv", ".git", "*.pt"]  # what a user's folder holds besides code
 FLAGS = {"CPU": "--cpus-per-trial", "GPU": "--gpus-per-trial"}
 
 
@@ -47,13 +51,23 @@ def storage(cli_value: str | None) -> str | None:
     return str(Path(cli_value).expanduser().resolve())
 
 
-def runtime_env() -> dict:
-    """Ray's runtime environment for a search on a cluster: the driver's tunelab and trainables."""
+def runtime_env(trainable: str) -> dict:
+    """Ray's runtime environment for a search of ``trainable`` on a cluster: the driver's tunelab and trainables,
+    and a user's trainable: a file's folder as the nodes' working directory (tunelab.protocol imports the file from
+    there), or an importable module's top-level package where it is not an installed one."""
     root = Path(__file__).resolve().parents[1]
-    return {"py_modules": [str(root / p) for p in PACKAGES], "excludes": ["__pycache__", "*.pyc"]}
+    env = {"py_modules": [str(root / p) for p in PACKAGES], "excludes": [*USER_EXCLUDES, "__pycache__", "*.pyc"]}
+    if trainable.endswith(".py"):
+        env["working_dir"] = str(Path(trainable).parent)
+    elif "." in trainable or trainable not in trainables.NAMES:
+        top = importlib.util.find_spec(trainable.split(".")[0])
+        origin = Path(top.origin) if top and top.origin else None
+        if origin and "site-packages" not in origin.parts:
+            env["py_modules"].append(str(origin.parent if origin.name == "__init__.py" else origin))
+    return env
 
 
-def init(address: str | None) -> None:
+def init(address: str | None, trainable: str) -> None:
     """Start a local Ray (no address) or connect to the cluster at ``address``, shipping the code."""
     # Our Progress callback is the live output: Ray's own tables and checkpoint-frequency warnings are off.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -67,7 +81,7 @@ def init(address: str | None) -> None:
     if address is None:
         where = {"address": "local", "include_dashboard": False}
     else:
-        where = {"address": address, "runtime_env": runtime_env()}
+        where = {"address": address, "runtime_env": runtime_env(trainable)}
     try:
         if address is not None:
             check_reachable(address, use_token())
@@ -86,10 +100,10 @@ def use_token() -> bool:
 
 
 @contextmanager
-def connected(address: str | None, cpus: float, gpus: float) -> Iterator[int]:
-    """Ray started or joined for one search whose trials each take ``cpus`` and ``gpus``; yields how many such
-    trials fit on the cluster at once. A request that no node can serve is refused before anything starts."""
-    init(address)
+def connected(address: str | None, trainable: str, cpus: float, gpus: float) -> Iterator[int]:
+    """Ray started or joined for one search of ``trainable`` whose trials each take ``cpus`` and ``gpus``; yields how
+    many such trials fit on the cluster at once. A request that no node can serve is refused before anything starts."""
+    init(address, trainable)
     try:
         yield check_resources(cpus, gpus, local=address is None)
     finally:

@@ -1,9 +1,10 @@
 """The trainable protocol: what a trainable module must have and may have, checked once when it is loaded.
 
-A trainable is a plain-PyTorch module (no Ray, no W&B). ``load(name)`` imports it from the registry
-(``trainables.NAMES``), checks it against the protocol and returns a ``Trainable``: every caller asks that object
-(``t.build``, ``t.outputs is None``, ``t.ensembles``), never the module through ``getattr``. A missing or
-misspelled name, or one of the wrong type, is a ``ProtocolError`` naming the module and what is wrong.
+A trainable is a plain-PyTorch module (no Ray, no W&B). ``load(ref)`` imports it (a name of the registry
+``trainables.NAMES``, an importable module or a Python file of the user's), checks it against the protocol and
+returns a ``Trainable``: every caller asks that object (``t.build``, ``t.outputs is None``, ``t.ensembles``),
+never the module through ``getattr``. A missing or misspelled name, or one of the wrong type, is a
+``ProtocolError`` naming the module and what is wrong.
 
 Required:
 
@@ -45,10 +46,13 @@ Optional (see ``OPTIONAL`` for each one's signature):
 """
 
 import difflib
+import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 
 import trainables
@@ -126,11 +130,43 @@ class UnknownTrainable(UserError):
 
 
 @cache
-def load(name: str) -> Trainable:
-    """The registered trainable ``name``, checked."""
-    if name not in trainables.NAMES:
-        raise UnknownTrainable(f"unknown trainable {name!r}; known: {', '.join(trainables.NAMES)}")
-    return check(name, trainables.get(name))
+def load(ref: str) -> Trainable:
+    """A trainable by reference, checked: a registered name (``cnn_classifier``), an importable module
+    (``mypkg.mymodel``) or the path of a Python file (``/home/me/hw3/my_cnn.py``)."""
+    if ref in trainables.NAMES:
+        return check(ref, trainables.get(ref))
+    if ref.endswith(".py"):
+        return check(Path(ref).stem, _import_file(Path(ref)))
+    try:
+        return check(ref, importlib.import_module(ref))
+    except ModuleNotFoundError as e:
+        if e.name is None or not ref.startswith(e.name):  # the module itself imports something missing
+            raise UserError(f"trainable {ref!r}: importing it failed: {e}") from None
+    raise UnknownTrainable(f"unknown trainable {ref!r}; known: {', '.join(trainables.NAMES)}, an importable module "
+                           f"(mypkg.mymodel) or a Python file (my_model.py)")
+
+
+def _import_file(path: Path) -> ModuleType:
+    """The module of a Python file, imported by its name with its folder on the path (so that it imports what lies
+    beside it). On a cluster's nodes the file is not at its path: its folder is the working directory that Ray
+    ships there (tunelab.cluster), which is on the path."""
+    folder = str(path.parent)
+    if path.is_file() and folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(path.stem)
+    except ModuleNotFoundError as e:
+        if e.name != path.stem:
+            raise UserError(f"{path}: importing it failed: {e}") from None
+        raise UnknownTrainable(f"no trainable file {path}") from None
+    except SyntaxError as e:
+        raise UserError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:
+        raise UserError(f"{path}: importing it failed: {type(e).__name__}: {e}") from None
+    found = Path(module.__file__ or "").resolve()
+    if path.is_file() and found != path.resolve():
+        raise UserError(f"{path}: its name {path.stem!r} is taken by another module ({found}): rename the file")
+    return module
 
 
 def registered() -> list[Trainable]:

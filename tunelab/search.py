@@ -137,7 +137,7 @@ def search(run: Run) -> pd.DataFrame:
     _check_data(run)
     _prepare(run)
     mode = tracking.mode(run.options.wandb)
-    with cluster.connected(run.options.address, spec.cpus, spec.gpus) as slots:
+    with cluster.connected(run.options.address, spec.trainable, spec.cpus, spec.gpus) as slots:
         run.save()
         # Ray starts as many trials together as the limiter allows (one at a time without it)
         searcher = ConcurrencyLimiter(_searcher(spec), max_concurrent=run.options.concurrency or slots)
@@ -164,7 +164,7 @@ def resume(run: Run) -> pd.DataFrame:
     leaderboard."""
     _check_data(run)
     tracking.mode(run.options.wandb)  # a mode that cannot work is refused before Ray starts
-    with cluster.connected(run.options.address, run.spec.cpus, run.spec.gpus):
+    with cluster.connected(run.options.address, run.spec.trainable, run.spec.cpus, run.spec.gpus):
         return _fit(run, tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True))
 
 

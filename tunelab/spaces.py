@@ -123,10 +123,12 @@ def parse(raw: Any, path: Path) -> Spec:
         err(key, f"unknown key; allowed: {', '.join(sorted(WANDB_KEYS | TUNELAB_KEYS))}")
 
     trainable_name = raw.get("trainable")
+    if isinstance(trainable_name, str) and trainable_name.endswith(".py"):  # a file beside the search-space file
+        trainable_name = str((path.parent / trainable_name).resolve())
     try:
         module = protocol.load(trainable_name) if isinstance(trainable_name, str) else None
         if module is None:
-            err("trainable", f"required: one of {', '.join(trainables.NAMES)}")
+            err("trainable", f"required: one of {', '.join(trainables.NAMES)}, a module or a Python file")
     except protocol.UnknownTrainable as e:
         module = None
         err("trainable", str(e))
@@ -151,7 +153,7 @@ def parse(raw: Any, path: Path) -> Spec:
     for name, p in parameters.items():
         key = f"parameters.{name}"
         if module and name not in defaults:
-            err(key, f"{trainable_name} has no hyperparameter {name!r}; it has: {', '.join(defaults)}")
+            err(key, f"{module.name} has no hyperparameter {name!r}; it has: {', '.join(defaults)}")
             continue
         parsed = _parameter(p, defaults.get(name), method, lambda m, k=key: err(k, m))
         if isinstance(parsed, od.BaseDistribution):
@@ -405,7 +407,7 @@ def _compare_with(names: Any, trainable: str, module, err) -> list[str]:
         err("compare_with", f"must be a list of run names (e.g. [mnist_mlp_ae]), not {names!r}")
         return []
     if names and module and not module.comparable:
-        err("compare_with", f"{trainable} draws no comparison figures; remove compare_with")
+        err("compare_with", f"{module.name} draws no comparison figures; remove compare_with")
         return []
     return names
 
