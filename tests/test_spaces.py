@@ -75,7 +75,27 @@ def test_hyperband_maps_to_asha_rungs():
     spec = parse({}, early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3})
     assert spec.hyperband == {"min_iter": 2, "eta": 3}
     spec = parse({}, early_terminate={"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3})
-    assert spec.hyperband == {"min_iter": 3, "eta": 3}
+    assert spec.hyperband == {"min_iter": 3, "eta": 3}  # W&B's brackets 27/3 and 27/9: ASHA's rungs 3 and 9
+
+
+@pytest.mark.parametrize("early_terminate", [{"max_iter": 27}, {"max_iter": 27, "s": 0}, {"max_iter": 8, "s": 2}])
+def test_hyperband_max_iter_needs_brackets_that_fit(early_terminate):
+    with pytest.raises(UserError, match="early_terminate: max_iter needs s .* and max_iter >= eta"):
+        parse({}, early_terminate={"type": "hyperband", "eta": 3, **early_terminate})
+
+
+def test_a_w_and_b_epochs_value_sets_the_epochs_per_trial():
+    spec = parse({"epochs": {"value": 5}})
+    assert spec.max_epochs == 5 and spec.config({})["epochs"] == 5 and "epochs" not in spec.constants
+    assert parse({"epochs": {"value": 5}}, max_epochs=5).max_epochs == 5
+    with pytest.raises(UserError, match="parameters.epochs: 5 and max_epochs 8 both set the epochs per trial"):
+        parse({"epochs": {"value": 5}}, max_epochs=8)
+
+
+@pytest.mark.parametrize("searched", [{"values": [5, 10]}, {"distribution": "int_uniform", "min": 2, "max": 9}])
+def test_a_searched_epochs_points_to_max_epochs_and_early_termination(searched):
+    with pytest.raises(UserError, match="parameters.epochs: epochs cannot be searched: .* set max_epochs: N"):
+        parse({"epochs": searched})
 
 
 def test_grid_counts_every_combination():

@@ -145,13 +145,16 @@ def parse(raw: Any, path: Path) -> Spec:
         err("method", f"{method!r} is not allowed; allowed: {', '.join(f'{k} ({v})' for k, v in METHODS.items())}")
 
     metrics, modes = _metrics(raw.get("metric"), module, err)
-    params, constants = {}, {}
+    params, constants, epochs = {}, {}, None
     parameters = raw.get("parameters", {})
     if not isinstance(parameters, dict):
         err("parameters", "must be a mapping of hyperparameter names to value/values/distribution")
         parameters = {}
     for name, p in parameters.items():
         key = f"parameters.{name}"
+        if name == "epochs":  # a W&B sweep's epochs per run: here, the epochs of every trial (max_epochs)
+            epochs = _epochs(p, lambda m, k=key: err(k, m))
+            continue
         if module and name not in defaults:
             err(key, f"{module.name} has no hyperparameter {name!r}; it has: {', '.join(defaults)}")
             continue
@@ -180,7 +183,10 @@ def parse(raw: Any, path: Path) -> Spec:
     if not gpus_ok(gpus):
         err("resources.gpu", f"must be {GPUS}, not {gpus!r}")
 
-    max_epochs = number("max_epochs", 10)
+    if epochs is not None and raw.get("max_epochs", epochs) != epochs:
+        err("parameters.epochs", f"{epochs} and max_epochs {raw['max_epochs']!r} both set the epochs per trial: "
+            "keep one")
+    max_epochs = number("max_epochs", epochs or 10)
     spec = Spec(
         name=path.stem,
         path=path,
@@ -348,6 +354,19 @@ def _metrics(metric: Any, module, err) -> tuple[list[str], list[str]]:
     return names, modes
 
 
+def _epochs(p: Any, err) -> int | None:
+    """The epochs of every trial from W&B's ``epochs: {value: N}``; a searched ``epochs`` is refused."""
+    value = p.get("value") if isinstance(p, dict) and p.get("distribution", "constant") == "constant" else None
+    if isinstance(p, dict) and set(p) <= {"value", "distribution"} and isinstance(value, int) and value >= 1:
+        return value
+    if isinstance(p, dict) and "value" not in p:
+        err("epochs cannot be searched: every trial trains up to max_epochs epochs and early_terminate (hyperband, "
+            "run as ASHA) stops the poor ones early; set max_epochs: N (or epochs: {value: N})")
+    else:
+        err(f"must be {{value: N}} with an integer N >= 1 (the epochs of every trial), not {p!r}")
+    return None
+
+
 def _hyperband(et: Any, err) -> dict[str, int] | None:
     if et is None:
         return None
@@ -358,7 +377,14 @@ def _hyperband(et: Any, err) -> dict[str, int] | None:
     if "min_iter" in et:
         min_iter = et["min_iter"]
     elif "max_iter" in et:
-        min_iter = max(1, round(et["max_iter"] / eta ** et.get("s", 0)))
+        # W&B: s brackets at max_iter / eta, ..., max_iter / eta^s; the first one is where ASHA first stops trials
+        max_iter, brackets = et["max_iter"], et.get("s")
+        if not (isinstance(brackets, int) and brackets >= 1 and isinstance(max_iter, int) and isinstance(eta, int)
+                and eta >= 2 and max_iter >= eta**brackets):  # fmt: skip
+            err("early_terminate", f"max_iter needs s (W&B's number of brackets, an integer >= 1), an integer eta >= 2 "
+                f"and max_iter >= eta^s; got max_iter={max_iter!r}, s={brackets!r}, eta={eta!r}")
+            return None
+        min_iter = max_iter // eta**brackets
     else:
         err("early_terminate", "hyperband needs min_iter (or max_iter and s)")
         return None
