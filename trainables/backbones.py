@@ -19,7 +19,9 @@ from trainables import common
 from tunelab import UserError, cache
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # mean and std of images in [0, 1]
-TORCHVISION = tuple(n for n in torchvision.models.list_models(module=torchvision.models) if n.startswith(("resnet", "vgg")))
+TORCHVISION = tuple(
+    n for n in torchvision.models.list_models(module=torchvision.models) if n.startswith(("resnet", "vgg"))
+)
 NAMES = ("efficientnet_lite0", "mnist_cnn", *TORCHVISION)
 MNIST_EPOCHS = 3  # epochs of tunelab's MNIST pretraining (the best one's weights are kept)
 

@@ -41,7 +41,7 @@ def logits_of_probabilities(p: torch.Tensor) -> torch.Tensor:
 
 def mean_softmax_logits(logits: list[torch.Tensor]) -> torch.Tensor:
     """The logits of an ensemble of classifiers: of the mean of their predicted class probabilities."""
-    return logits_of_probabilities(torch.stack([l.double().softmax(1) for l in logits]).mean(0))
+    return logits_of_probabilities(torch.stack([member.double().softmax(1) for member in logits]).mean(0))
 
 
 def softmax_ensemble(configs: list[dict], data) -> Callable[[list[torch.Tensor]], torch.Tensor]:

@@ -84,7 +84,9 @@ def augmentations(size: tuple[int, int], p: float = 1.0) -> dict:
     return {
         "horizontal flip": K.RandomHorizontalFlip(p=p),
         # a crop of the image padded with 4 px of zeros, as a shift (Kornia's RandomCrop draws p per batch)
-        "random crop (4 px zero padding)": K.RandomAffine(0.0, translate=(4 / size[1], 4 / size[0]), resample="nearest", p=p),
+        "random crop (4 px zero padding)": K.RandomAffine(
+            0.0, translate=(4 / size[1], 4 / size[0]), resample="nearest", p=p
+        ),
         "rotation (up to 15°)": K.RandomRotation(15.0, p=p),
         "random erasing (2-15 % of the image)": K.RandomErasing(scale=(0.02, 0.15), value=0.0, p=p),
     }

@@ -77,7 +77,10 @@ def scores(fake: torch.Tensor, data: Data, split: str, labels: torch.Tensor | No
     real_feats, real_logits = embed(model, common.to_float(x))
     fake_feats, fake_logits = embed(model, fake[:n])
     sample_feats, _ = embed(model, common.to_float(train[order.to(train.device)]))
-    result = {"frechet": frechet_distance(fake_feats, real_feats), "frechet_real": frechet_distance(sample_feats, real_feats)}
+    result = {
+        "frechet": frechet_distance(fake_feats, real_feats),
+        "frechet_real": frechet_distance(sample_feats, real_feats),
+    }
     if labels is not None:
         result["class_acc"] = (fake_logits.argmax(1) == labels[:n]).float().mean().item()
         result["class_acc_real"] = (real_logits.argmax(1) == y).float().mean().item()

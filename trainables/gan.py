@@ -132,7 +132,10 @@ class GAN(nn.Module):
         device = next(self.parameters()).device
         gen = torch.Generator(device).manual_seed(seed) if seed is not None else None
         z = torch.randn(n, self.latent, generator=gen, device=device)
-        label_batches = labels.split(common.EVAL_BATCH) if labels is not None else [None] * math.ceil(n / common.EVAL_BATCH)
+        if labels is not None:
+            label_batches = labels.split(common.EVAL_BATCH)
+        else:
+            label_batches = [None] * math.ceil(n / common.EVAL_BATCH)
         return torch.cat([self.generator(zb, lb) for zb, lb in zip(z.split(common.EVAL_BATCH), label_batches)])
 
 
@@ -180,7 +183,9 @@ def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake).mean() if kind == "nonsaturating" else -fake.mean()
 
 
-def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+def gradient_penalty(
+    discriminator, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None
+) -> torch.Tensor:
     """WGAN-GP: mean of (|grad D|_2 - 1)^2 at random points on lines between real and generated images."""
     t = torch.rand(len(real), 1, 1, 1, device=real.device)
     mixed = (t * real + (1 - t) * fake).requires_grad_(True)

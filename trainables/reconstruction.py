@@ -122,6 +122,9 @@ def image_rows(rows: dict[str, torch.Tensor], path: Path, title: str = "") -> Pa
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     x, _ = shown_images(data)
     accuracy = evaluate(parts, data, "test")["pixel_acc"]
-    path = image_rows({"input": common.to_float(x), "reconstruction": reconstruct(parts["model"], x)},
-                      Path(outdir) / "reconstructions.png", f"Pixel accuracy on the test set: {accuracy:.4f}")  # fmt: skip
+    path = image_rows(
+        {"input": common.to_float(x), "reconstruction": reconstruct(parts["model"], x)},
+        Path(outdir) / "reconstructions.png",
+        f"Pixel accuracy on the test set: {accuracy:.4f}",
+    )
     return {"Randomly chosen test images (top) and their reconstructions (bottom)": path}

@@ -70,7 +70,10 @@ CLEANERS: dict[str, Callable[[str], str]] = {
     "links": lambda t: re.sub(r"(?:https?://|www\.)\S+", "url", t),
     "repeats": lambda t: re.sub(r"(.)\1{2,}", r"\1\1", t),
 }
-TOKENIZER_KEYS = ("level", "vocab_size", "min_count", "max_len", "keep", "lowercase", *(f"clean_{step}" for step in CLEANERS))
+TOKENIZER_KEYS = (
+    *("level", "vocab_size", "min_count", "max_len", "keep", "lowercase"),
+    *(f"clean_{step}" for step in CLEANERS),
+)
 WORD = re.compile(r"[\w']+|[^\w\s]")  # words (with apostrophes) and single punctuation marks or symbols
 
 
@@ -210,7 +213,7 @@ def scores(p: torch.Tensor, data: Data, split: str) -> dict[str, float]:
 
 def mean_sigmoid_logits(logits: list[torch.Tensor]) -> torch.Tensor:
     """The logits of an ensemble of models with a sigmoid per kind: of the mean of their probabilities."""
-    return torch.logit(torch.stack([l.double().sigmoid() for l in logits]).mean(0), eps=1e-12).float()
+    return torch.logit(torch.stack([member.double().sigmoid() for member in logits]).mean(0), eps=1e-12).float()
 
 
 def ensemble(configs: list[dict], data: Data) -> Callable[[list[torch.Tensor]], torch.Tensor]:

@@ -40,4 +40,5 @@ def tsne_map(parts: dict, data: Data, path: Path) -> Path:
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     tsne = tsne_map(parts, data, Path(outdir) / "thought_vectors_tsne.png")
-    return reconstruction.figures(parts, data, outdir) | {"Thought vectors of test images (t-SNE), coloured by class": tsne}
+    caption = "Thought vectors of test images (t-SNE), coloured by class"
+    return reconstruction.figures(parts, data, outdir) | {caption: tsne}

@@ -28,7 +28,8 @@ MODE = "max"
 IMAGE_CLASSIFIER = True  # the report adds t-SNE, activation maximisation, confusion matrix
 
 FREEZES = ("linear_probe", "finetune_last_block", "finetune_all", "scratch")
-FROZEN_PARTS = {"linear_probe": 3, "finetune_last_block": 2, "finetune_all": 0, "scratch": 0}  # of prep, prefix, last, head
+# how many of the stages prep, prefix, last, head are frozen
+FROZEN_PARTS = {"linear_probe": 3, "finetune_last_block": 2, "finetune_all": 0, "scratch": 0}
 
 DEFAULTS: dict[str, int | float | bool | str] = {
     "backbone": "efficientnet_lite0",  # efficientnet_lite0, mnist_cnn, or torchvision's resnet*/vgg* (see backbones)
@@ -95,7 +96,8 @@ def make_model(config: dict, n_classes: int, data_root: Path | None = None) -> T
         width = features.eval()(torch.zeros(1, 1, size, size)).shape[1]
     stages = [*features, nn.Linear(width, n_classes)]
     cut = FROZEN_PARTS[config["freeze"]]
-    return TransferNet(nn.Sequential(*stages[:cut]), nn.Sequential(*stages[cut:]), f"{config['backbone']}-{config['freeze']}-{size}px")
+    key = f"{config['backbone']}-{config['freeze']}-{size}px"
+    return TransferNet(nn.Sequential(*stages[:cut]), nn.Sequential(*stages[cut:]), key)
 
 
 def build(config: dict, data: Data) -> dict:
@@ -196,8 +198,13 @@ def metrics(logits: torch.Tensor, data: Data, split: str, config: dict | None = 
     if len(data.classes) == 2 and 0 < positive.sum() < len(y):
         sensitivity = (pred[positive] == 1).float().mean().item()
         specificity = (pred[~positive] == 0).float().mean().item()
-        result |= {"sensitivity": sensitivity, "specificity": specificity, "balanced_acc": (sensitivity + specificity) / 2,
-                   "auc": float(roc_auc_score(positive.cpu().numpy(), (logits[:, 1] - logits[:, 0]).cpu().numpy()))}  # fmt: skip
+        margin = logits[:, 1] - logits[:, 0]
+        result |= {
+            "sensitivity": sensitivity,
+            "specificity": specificity,
+            "balanced_acc": (sensitivity + specificity) / 2,
+            "auc": float(roc_auc_score(positive.cpu().numpy(), margin.cpu().numpy())),
+        }
     return result
 
 
@@ -242,11 +249,13 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     width = 0.8 / len(data.classes)
     for c, name in enumerate(data.classes):
         counts = [int((y_split == c).sum()) for y_split in labels.values()]
-        bars = ax.bar([i + (c - (len(data.classes) - 1) / 2) * width for i in range(len(labels))], counts, width, label=name)
+        offset = (c - (len(data.classes) - 1) / 2) * width
+        bars = ax.bar([i + offset for i in range(len(labels))], counts, width, label=name)
         if len(data.classes) <= 4:  # more would crowd the bars
             ax.bar_label(bars, [f"{n / max(1, len(y_split)):.0%}" for n, y_split in zip(counts, labels.values())])
     ax.set_xticks(range(len(labels)), [f"{split}\n({len(y_split)} images)" for split, y_split in labels.items()])
-    ax.set(ylabel="images", title="Class balance of each split" + (" (labels: share of the split)" if len(data.classes) <= 4 else ""))
+    labelled = " (labels: share of the split)" if len(data.classes) <= 4 else ""
+    ax.set(ylabel="images", title="Class balance of each split" + labelled)
     ax.legend(fontsize=8, ncols=2 if len(data.classes) > 4 else 1)
     written["Class balance of each split"] = outdir / "class_balance.png"
     fig.savefig(outdir / "class_balance.png", dpi=120)

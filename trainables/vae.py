@@ -155,17 +155,21 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     shown = x[:10]
     fig = Figure(figsize=(12, 2.9), layout="constrained")
     show_grid(fig.subplots(), torch.cat([common.to_float(shown), reconstruct(model, shown)]), per_row=10)
-    written["Test images (top) and their reconstructions from the latent mean (bottom)"] = _save(fig, outdir / "reconstructions.png")
+    caption = "Test images (top) and their reconstructions from the latent mean (bottom)"
+    written[caption] = _save(fig, outdir / "reconstructions.png")
 
     with torch.no_grad():
-        means = torch.cat([model.encode(common.to_float(b))[0] for b in x[:TSNE_POINTS * 2].split(common.EVAL_BATCH)])
+        batches = x[: TSNE_POINTS * 2].split(common.EVAL_BATCH)
+        means = torch.cat([model.encode(common.to_float(b))[0] for b in batches])
     if model.latent == 2:
         fig = Figure(figsize=(15, 7), layout="constrained")
         scatter_ax, grid_ax = fig.subplots(1, 2)
         labels = y[: len(means)].cpu().numpy()
         figures.scatter_by_class(scatter_ax, means.cpu().numpy(), labels, data.classes, "latent means of test images")
-        show_grid(grid_ax, _manifold(model, 15), per_row=15, title="decoded on a grid of the prior's quantiles (5 %-95 %)")
-        written["The 2-D latent space: test images' means by class, and images decoded across it"] = _save(fig, outdir / "latent_map.png")
+        title = "decoded on a grid of the prior's quantiles (5 %-95 %)"
+        show_grid(grid_ax, _manifold(model, 15), per_row=15, title=title)
+        caption = "The 2-D latent space: test images' means by class, and images decoded across it"
+        written[caption] = _save(fig, outdir / "latent_map.png")
     else:
         means = means[:TSNE_POINTS].cpu().numpy()
         tsne = figures.tsne_figure(means, y[: len(means)].cpu().numpy(), data.classes, outdir / "latent_tsne.png",

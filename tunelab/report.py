@@ -6,18 +6,29 @@ import warnings
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import optuna
+import pandas as pd
+import torch
+import torchinfo
+from matplotlib.ticker import MaxNLocator
 
+from tunelab import (
+    UserError,
+    ablation,
+    analysis,
+    data as datasets,
+    leaderboard,
+    pareto,
+    protocol,
+    retrain,
+    runs,
+    tracking,
+)
+from tunelab.runs import Run
+
+# pyplot picks its backend at the first figure, not at import, so this may follow the import
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torchinfo  # noqa: E402
-
-from tunelab import UserError, ablation, analysis, data as datasets, leaderboard, pareto, protocol, retrain, runs  # noqa: E402
-from tunelab import tracking  # noqa: E402
-from tunelab.runs import Run  # noqa: E402
 
 
 def write(run: Run, wandb: str | None = None) -> Path:
@@ -57,24 +68,35 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
     best = ok.iloc[0]
     multi = len(spec.metrics) > 1
     counts = board["status"].value_counts().to_dict()
-    blocks.append(("p", f"Trials: {', '.join(f'{n} {s}' for s, n in counts.items())}. "
-                        f"{'To hand in' if multi else 'Best'}: trial {best['trial_id']} with {_values(best, spec.metrics)} "
-                        f"at epoch {best['best_epoch']}."))  # fmt: skip
+    summary = (
+        f"Trials: {', '.join(f'{n} {s}' for s, n in counts.items())}. "
+        f"{'To hand in' if multi else 'Best'}: trial {best['trial_id']} with {_values(best, spec.metrics)} "
+        f"at epoch {best['best_epoch']}."
+    )
+    blocks.append(("p", summary))
     baseline = _baseline_row(board, spec)
     if baseline is not None and pd.notna(baseline[spec.metric]):
-        blocks.append(("p", f"Baseline (the assignment's configuration, trial {baseline['trial_id']}): "
-                            f"{_values(baseline, spec.metrics)}; the search's {'hand-in' if multi else 'best'} differs by "
-                            f"{_values(best[spec.metrics] - baseline[spec.metrics], spec.metrics, '+')}."))  # fmt: skip
+        comparison = (
+            f"Baseline (the assignment's configuration, trial {baseline['trial_id']}): "
+            f"{_values(baseline, spec.metrics)}; the search's {'hand-in' if multi else 'best'} differs by "
+            f"{_values(best[spec.metrics] - baseline[spec.metrics], spec.metrics, '+')}."
+        )
+        blocks.append(("p", comparison))
     if multi:
         reached = "" if not spec.targets else " It reaches the targets." if best["on_target"] else (
             " No Pareto-optimal trial reaches the targets: it is chosen from the whole front.")  # fmt: skip
         blocks.append(("p", leaderboard.order_note(spec) + " " + pareto.RULE + reached))
         front = pareto.plot_front(board, spec.metrics, spec.modes, spec.targets, out / "pareto_front.png")
-        blocks.append(("img", f"Pareto front: {spec.metric} against each other objective; the star is the trial to hand in, "
-                              f"trial {best['trial_id']}", front))  # fmt: skip
+        caption = (
+            f"Pareto front: {spec.metric} against each other objective; the star is the trial to hand in, "
+            f"trial {best['trial_id']}"
+        )
+        blocks.append(("img", caption, front))
     blocks.append(("table", board.head(10).rename(columns=lambda c: c.removeprefix("config/"))))
-    blocks.append(("img", "Learning curves of the best trial", _learning_curves(histories[best["trial_id"]], out / "learning_curves.png")))
-    blocks.append(("img", f"{spec.metric} per epoch of every trial", _all_trials(histories, spec.metric, out / "search_trials.png")))
+    curves = _learning_curves(histories[best["trial_id"]], out / "learning_curves.png")
+    blocks.append(("img", "Learning curves of the best trial", curves))
+    trials = _all_trials(histories, spec.metric, out / "search_trials.png")
+    blocks.append(("img", f"{spec.metric} per epoch of every trial", trials))
     importance = _importance(run, ok, out / "importance.png")
     if importance:
         blocks.append(("img", "Hyperparameter importance (Optuna, fANOVA)", importance))
@@ -143,8 +165,16 @@ def _comparison(run: Run, data: datasets.Data, parts: dict, out: Path) -> list[t
 def layer_table(model: torch.nn.Module, example: torch.Tensor | tuple) -> pd.DataFrame:
     """Every layer with its output shape and parameter count, and the total (via torchinfo)."""
     stats = torchinfo.summary(model, input_data=example, verbose=0, depth=8)
-    rows = [{"layer": _path(l), "type": l.class_name, "output shape": str(l.output_size),
-             "parameters": l.num_params} for l in stats.summary_list if l.depth > 0 and not l.children]  # fmt: skip
+    rows = [
+        {
+            "layer": _path(layer),
+            "type": layer.class_name,
+            "output shape": str(layer.output_size),
+            "parameters": layer.num_params,
+        }
+        for layer in stats.summary_list
+        if layer.depth > 0 and not layer.children
+    ]
     rows.append({"layer": "total", "type": "", "output shape": "", "parameters": stats.total_params})
     return pd.DataFrame(rows)
 
@@ -176,7 +206,9 @@ def _baseline_row(board: pd.DataFrame, spec) -> pd.Series | None:
 
 
 def _learning_curves(history: pd.DataFrame, path: Path) -> Path:
-    kinds = sorted({c.split("_", 1)[1] for c in history if c.startswith(("train_", "val_")) and c != "time_this_iter_s"})
+    kinds = sorted(
+        {c.split("_", 1)[1] for c in history if c.startswith(("train_", "val_")) and c != "time_this_iter_s"}
+    )
     cols = min(len(kinds), 3)
     rows = math.ceil(len(kinds) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
@@ -215,7 +247,8 @@ def _importance(run: Run, ok: pd.DataFrame, path: Path) -> Path | None:
     study = optuna.create_study(direction="maximize" if spec.mode == "max" else "minimize")
     for _, row in ok.iterrows():
         params = {k: runs.plain(row[f"config/{k}"]) for k in spec.params}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=spec.params, value=float(row[spec.metric])))
+        trial = optuna.trial.create_trial(params=params, distributions=spec.params, value=float(row[spec.metric]))
+        study.add_trial(trial)
     # optuna switches matplotlib to its ggplot style for good: keep it to this figure
     with plt.rc_context(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -245,9 +278,13 @@ def _markdown(blocks: list[tuple], out: Path) -> str:
 
 
 def _html(blocks: list[tuple], out: Path) -> str:
-    parts = ["<!doctype html><meta charset='utf-8'><title>tunelab report</title>",
-             "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse;font-size:90%}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}</style>"]  # fmt: skip
+    style = (
+        "body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+        "table{border-collapse:collapse;font-size:90%}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}"
+        "img{max-width:100%}"
+    )
+    parts = ["<!doctype html><meta charset='utf-8'><title>tunelab report</title>", f"<style>{style}</style>"]
     for kind, *rest in blocks:
         if kind.startswith("h"):
             parts.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
@@ -256,5 +293,6 @@ def _html(blocks: list[tuple], out: Path) -> str:
         elif kind == "table":
             parts.append(rest[0].to_html(index=False, float_format="{:.4g}".format))
         elif kind == "img":
-            parts.append(f"<figure><img src='{Path(rest[1]).relative_to(out)}'><figcaption>{html.escape(rest[0])}</figcaption></figure>")
+            src, caption = Path(rest[1]).relative_to(out), html.escape(rest[0])
+            parts.append(f"<figure><img src='{src}'><figcaption>{caption}</figcaption></figure>")
     return "\n".join(parts) + "\n"

@@ -38,9 +38,12 @@ def read_image_folders(folder: Path, classes: list[str], size: int) -> dict[str,
     """``<split>/<class>/*.jpeg`` as train_x, train_y, test_x, test_y: grayscale, centre-cropped to a square and
     resized to ``size`` px (as MedMNIST does). Kaggle's val folder (16 images) is added to train, from which
     tunelab holds out its own validation slice. Decoded once and cached with tunelab.cache."""
-    listing = {split: [(image_files(folder / split / c), i) for i, c in enumerate(classes) if (folder / split / c).is_dir()]
-               for split in ("train", "val", "test")}  # fmt: skip
-    stamp = hashlib.sha256(repr([(str(p), p.stat().st_size) for files in listing.values() for fs, _ in files for p in fs]).encode())
+    listing = {
+        split: [(image_files(folder / split / c), i) for i, c in enumerate(classes) if (folder / split / c).is_dir()]
+        for split in ("train", "val", "test")
+    }
+    file_sizes = [(str(p), p.stat().st_size) for files in listing.values() for fs, _ in files for p in fs]
+    stamp = hashlib.sha256(repr(file_sizes).encode())
 
     def decode() -> dict[str, torch.Tensor]:
         out = {}
