@@ -55,8 +55,9 @@ def runtime_env(trainable: str) -> dict:
     """Ray's runtime environment for a search of ``trainable`` on a cluster: the driver's tunelab and trainables,
     and a user's trainable: a file's folder as the nodes' working directory (tunelab.protocol imports the file from
     there), or an importable module's top-level package where it is not an installed one."""
-    root = Path(__file__).resolve().parents[1]
-    env = {"py_modules": [str(root / p) for p in PACKAGES], "excludes": [*USER_EXCLUDES, "__pycache__", "*.pyc"]}
+    # each package's own folder: the checkout's (editable) or site-packages' (a wheel, with tunelab/search_spaces/)
+    folders = [Path(importlib.util.find_spec(p).origin).parent for p in PACKAGES]
+    env = {"py_modules": [str(f) for f in folders], "excludes": [*USER_EXCLUDES, "__pycache__", "*.pyc"]}
     if trainable.endswith(".py"):
         env["working_dir"] = str(Path(trainable).parent)
     elif "." in trainable or trainable not in trainables.NAMES:

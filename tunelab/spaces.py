@@ -14,7 +14,12 @@ import yaml
 import trainables
 from tunelab import UserError, protocol
 
-SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+# The built-in experiments, one YAML file each. The repository keeps them at its top level, search_spaces/, beside
+# tunelab/ (a checkout, an editable install); a wheel (`pip install .` or `git+URL`) installs the same files inside the
+# package as tunelab/search_spaces/ (pyproject's package-dir maps the one onto the other). Where tunelab/ has that
+# folder it is the installed copy, else this is a checkout and the files are in the repository's search_spaces/.
+_INSTALLED = Path(__file__).resolve().parent / "search_spaces"
+SPACES_DIR = _INSTALLED if _INSTALLED.is_dir() else Path(__file__).resolve().parents[1] / "search_spaces"
 
 WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
               "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
