@@ -215,3 +215,91 @@ def wandb_run(path: Path) -> dict:
     assert not pending, f"{path}: ends inside a record"
     run["config"] = {k: v["value"] if isinstance(v, dict) and "value" in v else v for k, v in run["config"].items()}
     return run
+
+
+STUDENT_MODEL = '''"""A student's own MLP for Fashion-MNIST, outside tunelab (its hidden block is from layers.py)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from layers import hidden_block
+
+DATASET = "fashion_mnist"
+METRIC = "val_acc"
+MODE = "max"
+DEFAULTS = {
+    "hidden": 32,  # width of the hidden layer
+    "lr": 0.01,  # Adam's learning rate
+    "batch_size": 64,  # images per step
+    "epochs": 2,  # set by the harness
+}
+
+
+def build(config, data):
+    x, _ = data.splits["train"]
+    model = nn.Sequential(nn.Flatten(), *hidden_block(x[0].numel(), config["hidden"]),
+                          nn.Linear(config["hidden"], len(data.classes))).to(data.device)
+    return {"model": model, "optimizer": torch.optim.Adam(model.parameters(), lr=config["lr"])}
+
+
+def logits(model, x):
+    return model(x.float() / 255)
+
+
+def train_epoch(parts, data, config):
+    model, optimizer = parts["model"], parts["optimizer"]
+    x, y = data.splits["train"]
+    model.train()
+    total = 0.0
+    for idx in torch.randperm(len(y), device=y.device).split(config["batch_size"]):
+        loss = F.cross_entropy(logits(model, x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+    return {"loss": total / len(y)}
+
+
+@torch.no_grad()
+def evaluate(parts, data, split):
+    x, y = data.splits[split]
+    out = logits(parts["model"].eval(), x)
+    return {"loss": F.cross_entropy(out, y).item(), "acc": (out.argmax(1) == y).float().mean().item()}
+
+
+@torch.no_grad()
+def predict_proba(parts, data, split):
+    x, y = data.splits[split]
+    return logits(parts["model"].eval(), x).softmax(1).cpu().numpy(), y.cpu().numpy()
+
+
+def figures(parts, data, outdir):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 3))
+    fig.subplots().imshow(parts["model"][1].weight.detach().cpu()[0].reshape(28, 28), cmap="RdBu")
+    path = outdir / "first_hidden_unit.png"
+    fig.savefig(path)
+    return {"The first hidden unit's weights": path}
+'''
+
+STUDENT_LAYERS = '''from torch import nn
+
+
+def hidden_block(inputs, width):
+    return [nn.Linear(inputs, width), nn.ReLU()]
+'''
+
+
+def write_student_model(folder: Path, sweeps: dict[str, dict]) -> Path:
+    """A student's folder: mlp.py (a small MLP, not a copy of a built-in model), the layers.py it imports, and a
+    sweep file NAME.yaml of the given parameters for each entry of ``sweeps``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mlp.py").write_text(STUDENT_MODEL)
+    (folder / "layers.py").write_text(STUDENT_LAYERS)
+    for name, parameters in sweeps.items():
+        sweep = {"trainable": "mlp.py", "method": "random", "metric": {"name": "val_acc", "goal": "maximize"},
+                 "run_cap": 2, "max_epochs": 2, "parameters": parameters}
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return folder

@@ -18,6 +18,9 @@ def test_every_search_space_file_validates(path):
         assert set(spec.baseline) == set(spec.params)
 
 
+SEARCHED = {"width": {"values": [16, 32]}}
+
+
 def parse(parameters: dict, **top) -> spaces.Spec:
     raw = {"trainable": "cnn_classifier", "dataset": "fashion_mnist", "parameters": parameters, **top}
     return spaces.parse(raw, Path("exp.yaml"))
@@ -65,31 +68,37 @@ def test_integer_distributions_map_to_the_same_range(parameter, expected):
 
 
 def test_constants_and_the_w_and_b_only_keys_are_accepted():
-    spec = parse({"batch_size": {"value": 128}, "lr": {"distribution": "constant", "value": 0.01}},
+    spec = parse({"batch_size": {"value": 128}, "lr": {"distribution": "constant", "value": 0.01},
+                  "width": {"values": [16, 32]}},
                  program="train.py", command=["${program}"], entity="me", project="p", name="n", run_cap=3)  # fmt: skip
     assert spec.constants == {"batch_size": 128, "lr": 0.01} and spec.run_cap == 3 and spec.project == "p"
     assert spec.config({})["batch_size"] == 128
 
 
 def test_hyperband_maps_to_asha_rungs():
-    spec = parse({}, early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3})
+    spec = parse(SEARCHED, early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3})
     assert spec.hyperband == {"min_iter": 2, "eta": 3}
-    spec = parse({}, early_terminate={"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3})
+    spec = parse(SEARCHED, early_terminate={"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3})
     assert spec.hyperband == {"min_iter": 3, "eta": 3}  # W&B's brackets 27/3 and 27/9: ASHA's rungs 3 and 9
+
+
+def test_a_file_that_searches_nothing_is_refused():
+    with pytest.raises(UserError, match="parameters: nothing is searched"):
+        parse({"lr": {"value": 0.01}})
 
 
 @pytest.mark.parametrize("early_terminate", [{"max_iter": 27}, {"max_iter": 27, "s": 0}, {"max_iter": 8, "s": 2}])
 def test_hyperband_max_iter_needs_brackets_that_fit(early_terminate):
     with pytest.raises(UserError, match="early_terminate: max_iter needs s .* and max_iter >= eta"):
-        parse({}, early_terminate={"type": "hyperband", "eta": 3, **early_terminate})
+        parse(SEARCHED, early_terminate={"type": "hyperband", "eta": 3, **early_terminate})
 
 
 def test_a_w_and_b_epochs_value_sets_the_epochs_per_trial():
-    spec = parse({"epochs": {"value": 5}})
+    spec = parse({"epochs": {"value": 5}, **SEARCHED})
     assert spec.max_epochs == 5 and spec.config({})["epochs"] == 5 and "epochs" not in spec.constants
-    assert parse({"epochs": {"value": 5}}, max_epochs=5).max_epochs == 5
+    assert parse({"epochs": {"value": 5}, **SEARCHED}, max_epochs=5).max_epochs == 5
     with pytest.raises(UserError, match="parameters.epochs: 5 and max_epochs 8 both set the epochs per trial"):
-        parse({"epochs": {"value": 5}}, max_epochs=8)
+        parse({"epochs": {"value": 5}, **SEARCHED}, max_epochs=8)
 
 
 @pytest.mark.parametrize("searched", [{"values": [5, 10]}, {"distribution": "int_uniform", "min": 2, "max": 9}])

@@ -45,7 +45,7 @@ class Model:
 
     @property
     def label(self) -> str:
-        return f"{self.run.name} ({self.run.spec.trainable})"
+        return f"{self.run.name} ({self.run.spec.trainable_name})"
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def check(runs: list[Run]) -> str:
         raise UserError(f"runs on different data sets do not compare: {on}")
     found = hook(runs)
     if found is None:
-        kinds = "; ".join(f"{run.name} ({run.spec.trainable}: {_kinds(run)})" for run in runs)
+        kinds = "; ".join(f"{run.name} ({run.spec.trainable_name}: {_kinds(run)})" for run in runs)
         raise UserError(f"runs of different kinds do not compare: {kinds}. Each kind compares on its own: "
                         f"{', '.join(f'{what} ({h})' for h, what in HOOKS.items())}")  # fmt: skip
     return found

@@ -26,7 +26,7 @@ def read_config(path: Path, defaults: dict) -> dict:
 
 
 def describe(trainable: str, config_path: str | None, dataset: str | None, root: Path) -> str:
-    checked = protocol.load(trainable)
+    checked = protocol.load(str(Path(trainable).resolve()) if trainable.endswith(".py") else trainable)
     config = checked.defaults | (read_config(config_path, checked.defaults) if config_path else {})
     data = datasets.load(dataset or checked.dataset, root, "search")
     torch.manual_seed(0)

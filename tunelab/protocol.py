@@ -150,9 +150,15 @@ def _import_file(path: Path) -> ModuleType:
     """The module of a Python file, imported by its name with its folder on the path (so that it imports what lies
     beside it). On a cluster's nodes the file is not at its path: its folder is the working directory that Ray
     ships there (tunelab.cluster), which is on the path."""
-    folder = str(path.parent)
-    if path.is_file() and folder not in sys.path:
+    if path.is_file():
+        folder = str(path.parent)
+        if folder in sys.path:
+            sys.path.remove(folder)
         sys.path.insert(0, folder)
+        loaded = getattr(sys.modules.get(path.stem), "__file__", None)
+        if loaded and Path(loaded).resolve() != path.resolve():  # another folder's file of that name came first
+            del sys.modules[path.stem]
+        importlib.invalidate_caches()  # a file written since this process started is found
     try:
         module = importlib.import_module(path.stem)
     except ModuleNotFoundError as e:

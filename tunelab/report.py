@@ -38,7 +38,8 @@ def write(run: Run, wandb: str | None = None) -> Path:
     board = run.leaderboard()
     histories = leaderboard.histories(run)
     blocks: list[tuple] = [("h1", f"tunelab report: {run.name}")]
-    blocks.append(("p", f"Experiment `{spec.name}`: trainable `{spec.trainable}` on `{spec.dataset}`, "
+    where = f" ({spec.trainable})" if spec.trainable != spec.trainable_name else ""
+    blocks.append(("p", f"Experiment `{spec.name}`: trainable `{spec.trainable_name}`{where} on `{spec.dataset}`, "
                         f"{spec.method} search of {len(board)} trials, up to {spec.max_epochs} epochs each, "
                         f"optimising {spec.metric} ({spec.mode}) on the validation split."))  # fmt: skip
     blocks += _search_section(run, board, histories, out)
@@ -151,7 +152,7 @@ def _comparison(run: Run, data: datasets.Data, parts: dict, out: Path) -> list[t
         if not other.has_retrained():
             missing.append(f"`{name}` (not retrained yet: `tunelab retrain {name}`)")
         elif other.spec.dataset != run.spec.dataset or compare.hook([*(m.run for m in models), other]) is None:
-            missing.append(f"`{name}` (trains `{other.spec.trainable}` on `{other.spec.dataset}`: not comparable)")
+            missing.append(f"`{name}` (trains `{other.spec.trainable_name}` on `{other.spec.dataset}`: not comparable)")
         elif other.name not in {m.run.name for m in models}:
             models.append(compare.retrained(other))
     blocks = [("h3", f"Compared with {', '.join(run.spec.compare_with)}")]

@@ -26,7 +26,7 @@ def retrain(
     trainable = protocol.load(spec.trainable)
     if ensemble and not trainable.ensembles:
         known = ", ".join(t.name for t in protocol.registered() if t.ensembles)
-        raise UserError(f"--ensemble averages the class probabilities of classifiers: trainable {spec.trainable} "
+        raise UserError(f"--ensemble averages the class probabilities of classifiers: trainable {spec.trainable_name} "
                         f"(run {run.name!r}) has none; it works for {known}")  # fmt: skip
     ranked = run.ranked(top_k)
     if ensemble and len(ranked) * seeds < 2:
@@ -158,7 +158,7 @@ def first_try(run: Run, retrained: pd.DataFrame) -> pd.DataFrame | None:
     for _, row in retrained.iterrows():
         if row["rank"] == 1:
             seeds = f"{row['models']} seed{'s' if row['models'] > 1 else ''}"
-            label = f"{run.spec.trainable}, best config (trial {row['trial_id']}): mean ± std of {seeds}"
+            label = f"{run.spec.trainable_name}, best config (trial {row['trial_id']}): mean ± std of {seeds}"
         elif row["rank"] == "ensemble":
             label = f"ensemble of all {row['models']} retrained models"
         else:

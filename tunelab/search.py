@@ -1,5 +1,6 @@
 """Builds and runs the Ray Tune search of one run: Optuna sampler, ASHA, resources, storage, callbacks."""
 
+import contextlib
 import math
 import time
 import warnings
@@ -14,7 +15,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from tunelab import cluster, data as datasets, leaderboard, pareto, protocol, tracking
+from tunelab import UserError, cluster, data as datasets, leaderboard, pareto, protocol, tracking
 from tunelab.runs import Run
 from tunelab.spaces import Spec, grid_values
 from tunelab.trial import TrialJob, run_trial
@@ -170,10 +171,13 @@ def resume(run: Run) -> pd.DataFrame:
 
 def _fit(run: Run, tuner: tune.Tuner) -> pd.DataFrame:
     try:
-        keep_latest_checkpoints(tuner.fit())
-    finally:
-        board = leaderboard.write(run)  # also after Ctrl-C: what finished is on the leaderboard
-    return board
+        results = tuner.fit()
+    except BaseException:
+        with contextlib.suppress(UserError):  # what finished before the error is on the leaderboard, if anything did
+            leaderboard.write(run)
+        raise
+    keep_latest_checkpoints(results)
+    return leaderboard.write(run)
 
 
 def keep_latest_checkpoints(results: ResultGrid) -> None:

@@ -64,6 +64,11 @@ class Spec:
     targets: dict[str, float] = field(default_factory=dict)  # metric -> value the trial to hand in should reach
 
     @property
+    def trainable_name(self) -> str:
+        """The trainable as people name it: a registered name, a module's, or a Python file's stem."""
+        return Path(self.trainable).stem if self.trainable.endswith(".py") else self.trainable
+
+    @property
     def metric(self) -> str:
         return self.metrics[0]
 
@@ -216,6 +221,9 @@ def parse(raw: Any, path: Path) -> Spec:
         compare_with=_compare_with(raw.get("compare_with", []), trainable_name, module, err),
         targets=_targets(raw.get("targets", {}), metrics, err),
     )
+    if module and not params:
+        err("parameters", "nothing is searched (each hyperparameter has one value): give at least one a list of "
+            "values: [...] or a distribution")
     if errors:
         raise UserError("\n".join(errors))
     return spec
