@@ -21,7 +21,7 @@ import pytest
 import yaml
 from ray.cluster_utils import Cluster
 
-from tests.helpers import REPO, wandb_run, write_mnist_like
+from tests.helpers import REPO, wandb_run, write_mnist_like, write_student_model
 from tunelab import leaderboard, runs
 from tunelab.cluster import STATE_PERIOD_S
 from tunelab.search import MAX_FAILURES
@@ -247,3 +247,17 @@ def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root):
 def trials_that(lines: list[str], event: str) -> set[str]:
     """Trial ids from the search's progress lines ("trial ID started: ...", "trial ID epoch 1: ...")."""
     return {m.group(1) for line in lines if (m := re.search(rf"\btrial (\S+) {event}\b", line))}
+
+
+def test_a_users_own_trainable_travels_to_the_nodes_with_its_folder(cluster, env, data_root):
+    """A student's file and the module beside it that it imports: the folder is the nodes' working directory."""
+    folder = write_student_model(env / "hw3", {"sweep": {"hidden": {"values": [8, 16]}}})
+    sweep = yaml.safe_load((folder / "sweep.yaml").read_text()) | {"resources": {"cpu": 1, "gpu": 0.5}}
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    finish(tunelab("--data-dir", str(data_root), "search", str(folder / "sweep.yaml"), "--address", cluster.address,
+                   "--storage", str(env / "shared"), "--wandb", "disabled"))
+    run = runs.open_run("sweep", env / "results")
+    board = run.leaderboard()
+    assert len(board) == 2 and (board["status"] == "completed").all()
+    nodes = set(pd.concat(leaderboard.histories(run).values())["node_id"])
+    assert nodes and nodes <= worker_ids(cluster)  # trained on the worker nodes (the head has no GPU)
