@@ -78,6 +78,21 @@ def test_the_code_shipped_to_the_nodes_is_this_checkout():
     assert modules == [REPO / "tunelab", REPO / "trainables"] and all((m / "__init__.py").is_file() for m in modules)
 
 
+def test_a_users_trainable_file_ships_its_folder_as_the_nodes_working_directory(tmp_path):
+    env = cluster.runtime_env(str(tmp_path / "hw3" / "mlp.py"))
+    assert env["working_dir"] == str(tmp_path / "hw3") and "working_dir" not in cluster.runtime_env("gan")
+    assert {"results", "datasets", "*.pt"} <= set(env["excludes"])  # a student's results and data stay home
+    assert [Path(p).name for p in env["py_modules"]] == ["tunelab", "trainables"]
+
+
+def test_an_importable_module_of_the_users_ships_its_package(tmp_path, monkeypatch):
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "mymodel.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cluster.runtime_env("mypkg.mymodel")["py_modules"][-1] == str(tmp_path / "mypkg")
+
+
 def test_an_unreachable_cluster_is_a_clear_error_at_once(env, capsys, fixture_root):
     import socket
 
