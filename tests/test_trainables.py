@@ -1,56 +1,28 @@
 """Protocol tests for every trainable in the registry, on a tiny in-memory data set.
 
-Like timm's tests over its model registry: a new trainable gets them for free.
+Like timm's tests over its model registry: a new trainable gets them for free. The checks themselves, and the
+tiny data set, are tunelab's (``tunelab.checks``), which ``tunelab check FILE.py`` runs on a student's own file.
 """
 
-import io
-import math
-
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import trainables
 from trainables import cnn_classifier, common, conv_autoencoder
-from tunelab import protocol, training
-from tunelab.data import SOURCES, Data
-from tunelab.data.text import TextSource
+from tunelab import checks, protocol, training
+from tunelab.checks import one_batch_config
+from tunelab.data import Data
 
 NAMES = trainables.NAMES
 
 
 @pytest.fixture
 def data(request) -> Data:
-    """Tiny images, or tiny texts for a trainable whose data set is text."""
-    gen = torch.Generator().manual_seed(0)
+    """The tiny data set shaped like the trainable's DATASET (``checks.tiny_data``); Fashion-MNIST-like images for a
+    test of no trainable."""
     name = getattr(request.node, "callspec", None) and request.node.callspec.params.get("name")
-    if name and isinstance(SOURCES[protocol.load(name).dataset], TextSource):
-        words = np.array(["good", "bad", "film", "plot", "great", "awful", "the", "a", "!"], dtype=object)
-
-        def split(n: int) -> tuple:
-            lengths = torch.randint(1, 12, (n,), generator=gen)
-            texts = [" ".join(words[torch.randint(0, len(words), (int(k),), generator=gen)]) for k in lengths]
-            return np.array(texts, dtype=object), torch.arange(n) % 2
-
-        splits = {"train": split(64), "val": split(32), "test": split(32)}
-        return Data("tiny", splits, ["negative", "positive"], torch.device("cpu"))
-
-    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen)
-        return images, torch.randint(0, 10, (n,), generator=gen)
-
-    splits = {"train": split(64), "val": split(32), "test": split(32)}
-    return Data("tiny", splits, [f"class {i}" for i in range(10)], torch.device("cpu"))
-
-
-def one_batch_config(module, data: Data) -> dict:
-    """The defaults, with the whole training split as one batch and no weight decay."""
-    return {**module.defaults, "batch_size": len(data.splits["train"][1]), "weight_decay": 0.0, "epochs": 1}
-
-
-def assert_finite(metrics: dict) -> None:
-    assert metrics and all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), metrics
+    return checks.tiny_data(protocol.load(name) if name else "fashion_mnist")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -59,39 +31,11 @@ def test_declarations(name):
     assert module.metric.startswith("val_") and "batch_size" in module.defaults
 
 
+@pytest.mark.parametrize("check", checks.CHECKS, ids=lambda check: check.name)
 @pytest.mark.parametrize("name", NAMES)
-def test_build_and_restore_parts(name, data):
-    module = protocol.load(name)
-    config = one_batch_config(module, data)
-    parts, fresh = module.build(config, data), module.build(config, data)
-    assert isinstance(parts["model"], nn.Module)
-    buffer = io.BytesIO()
-    torch.save({key: part.state_dict() for key, part in parts.items()}, buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)  # as a checkpoint is restored
-    for key, part in fresh.items():
-        part.load_state_dict(saved[key])
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_train_epoch_updates_every_parameter(name, data):
-    module = protocol.load(name)
-    config = one_batch_config(module, data)
-    parts = module.build(config, data)
-    before = {n: p.detach().clone() for n, p in parts["model"].named_parameters()}
-    assert_finite(module.train_epoch(parts, data, config))
-    unchanged = [n for n, p in parts["model"].named_parameters() if p.requires_grad and torch.equal(before[n], p)]
-    assert not unchanged, f"no gradient reached {unchanged}"
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_evaluate(name, data):
-    module = protocol.load(name)
-    parts = module.build(one_batch_config(module, data), data)
-    for split in ("val", "test"):
-        metrics = module.evaluate(parts, data, split)
-        assert_finite(metrics)
-        assert module.metric.removeprefix("val_") in metrics
+def test_check(name, check, data):
+    """build, train_epoch, evaluate, gradients, save_restore and figures (``tunelab.checks.CHECKS``)."""
+    check(protocol.load(name), data)
 
 
 @pytest.mark.parametrize("name", [t.name for t in protocol.registered() if t.ensembles])
@@ -109,17 +53,6 @@ def test_an_ensemble_averages_probabilities_and_is_scored_as_evaluate_scores(nam
     alone = module.evaluate(members[0], data, "test")
     twice = module.metrics(combine(logits[:1] * 2), data, "test", config)
     assert twice.keys() == alone.keys() and twice == pytest.approx(alone, rel=1e-5)  # a model with itself is the model
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_figures(name, data, tmp_path):
-    module = protocol.load(name)
-    parts = module.build(one_batch_config(module, data), data)
-    written = module.figures(parts, data, tmp_path)
-    assert written
-    for caption, path in written.items():
-        assert caption and path.parent == tmp_path and path.suffix == ".png"
-        assert path.read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize("name", NAMES)

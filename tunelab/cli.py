@@ -1,4 +1,5 @@
-"""The command line: tunelab list | search | resume | leaderboard | retrain | report | describe | compare | data."""
+"""The command line: tunelab list | search | resume | leaderboard | retrain | report | describe | compare | check |
+new | data."""
 
 import argparse
 import math
@@ -142,6 +143,32 @@ def _cmd_compare(args) -> None:
         print(f"Table: {out / 'auc.csv'}")
 
 
+def _cmd_check(args) -> None:
+    from tunelab import checks
+
+    def report(result) -> None:
+        if result.check == "protocol":
+            print(f"Checking {args.trainable} on a tiny data set shaped like its DATASET's:")
+        print(f"  {result.check:14s} " + str(result).replace("\n", "\n" + " " * 17), flush=True)
+
+    trainable, results = checks.run(args.trainable, report)
+    failed = [r.check for r in results if r.failed]
+    if failed:
+        raise UserError(f"{args.trainable}: {len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
+    print(f"All {len(results)} checks passed ({checks.describe_data(checks.tiny_data(trainable))}).")
+
+
+def _cmd_new(args) -> None:
+    from tunelab import scaffold
+
+    py, space, experiment = scaffold.new(args.name, args.like)
+    print(f"Wrote {py} (a copy of trainables/{args.like}.py) and {space} (a copy of search_spaces/{experiment}.yaml, "
+          f"with trainable: {py.name}). Next:")  # fmt: skip
+    print(f"  edit {py} (the model, DEFAULTS) and {space} (what to search)")
+    print(f"  tunelab check {py}")
+    print(f"  tunelab search {space} --trials 4 --max-epochs 2 --subset 0.1")
+
+
 def _number(kind: type = int, low: float = 1, strict: bool = False):
     """An argparse type: an integer (or a number) >= ``low``, or > ``low`` where ``strict``."""
     what = "an integer" if kind is int else "a number"
@@ -234,6 +261,15 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("run_a", metavar="RUN_A")
     cmp.add_argument("run_b", metavar="RUN_B")
     cmp.add_argument("more", metavar="RUN", nargs="*", help="more runs, on the same data set")
+
+    chk = command("check", _cmd_check, "run the registry's tests on a trainable (your own file) on a tiny data set: "
+                  "the protocol, build, train_epoch, evaluate, gradients, save/restore and figures")  # fmt: skip
+    chk.add_argument("trainable", metavar="FILE.py", help="a Python file (or a registered trainable or a module)")
+    new = command("new", _cmd_new, "write NAME.py (a built-in trainable's source) and NAME.yaml (its quickest "
+                                   "experiment's search space, trainable: NAME.py) in the current folder")  # fmt: skip
+    new.add_argument("name", metavar="NAME", help="a Python module name (my_cnn)")
+    new.add_argument("--like", metavar="TRAINABLE", default="cnn_classifier", help="the built-in trainable to copy "
+                     "(default: cnn_classifier; see `tunelab list`)")  # fmt: skip
 
     d = command("data", None, "list, fetch or locate data sets")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")

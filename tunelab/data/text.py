@@ -28,6 +28,7 @@ class TextSource(Source):
 
     reader: Callable[["TextSource", Path], dict[str, np.ndarray]] | None = None
     names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # each file -> the other names it may have
+    soft_labels: bool = False  # labels are float32 N x K (a share per class), not int64 classes
 
     @property
     def files(self) -> list[str]:
@@ -155,6 +156,7 @@ TEXT_SOURCES: dict[str, TextSource] = {
         "into the folder",
         reader=read_weather,
         names={"train.csv.gz": ("train.csv", "train.csv.zip")},
+        soft_labels=True,
     ),
     "sentiment140": TextSource(
         folder="sentiment140",
