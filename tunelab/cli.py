@@ -4,7 +4,6 @@ new | data."""
 import argparse
 import math
 import sys
-from pathlib import Path
 
 from tunelab import UserError, __version__
 
@@ -16,7 +15,7 @@ def _cmd_list(args) -> None:
     for name, path in spaces.experiments().items():
         try:
             spec = spaces.load(name)
-            print(f"  {name:24s} {spec.trainable:18s} {spec.dataset:14s} {spec.metric} ({spec.mode})")
+            print(f"  {name:24s} {spec.trainable_name:18s} {spec.dataset:14s} {spec.metric} ({spec.mode})")
         except UserError as e:
             print(f"  {name:24s} INVALID: {str(e).splitlines()[0]}")
     print("\nTrainables:")
@@ -66,8 +65,8 @@ def _cmd_search(args) -> None:
     folder = runs.results_root(args.results_dir) / (args.name or spec.name)
     run = runs.Run(folder, spec, options, data.data_root(args.data_dir))
     if search.started(run):
-        raise UserError(f"{run.experiment_path} already holds a search; continue it with `tunelab resume {folder.name}`, "
-                        f"or start another with --name")  # fmt: skip
+        raise UserError(f"{run.experiment_path} already holds a search; continue it with "
+                        f"`tunelab resume {folder.name}`, or start another with --name")
     _finish(run, search.search(run))
 
 
@@ -203,13 +202,15 @@ def _gpus(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tunelab", description="Hyperparameter search for course-assignment models on Ray Tune.")
+    p = argparse.ArgumentParser(prog="tunelab",
+                                description="Hyperparameter search for course-assignment models on Ray Tune.")
     p.add_argument("--version", action="version", version=f"tunelab {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     roots = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
     for parser_, default in ((p, None), (roots, argparse.SUPPRESS)):
         parser_.add_argument("--data-dir", default=default, help="data root (default: $TUNELAB_DATA or ./datasets)")
-        parser_.add_argument("--results-dir", default=default, help="results root (default: $TUNELAB_RESULTS or ./results)")
+        parser_.add_argument("--results-dir", default=default,
+                             help="results root (default: $TUNELAB_RESULTS or ./results)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, func, help):
@@ -222,11 +223,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
     s.add_argument("--trials", type=_number(), help="number of trials (the file's run_cap)")
     s.add_argument("--max-epochs", type=_number(), help="epochs per trial")
-    s.add_argument("--time-budget", type=_number(float, 0, strict=True), metavar="S", help="end the search after S seconds (results so far are kept)")
-    s.add_argument("--cpus-per-trial", type=_number(float, 0, strict=True), metavar="C", help="CPUs per trial (also torch's threads)")
+    positive = _number(float, 0, strict=True)
+    s.add_argument("--time-budget", type=positive, metavar="S",
+                   help="end the search after S seconds (results so far are kept)")
+    s.add_argument("--cpus-per-trial", type=positive, metavar="C", help="CPUs per trial (also torch's threads)")
     s.add_argument("--gpus-per-trial", type=_gpus, metavar="G", help="GPUs per trial; fractions pack trials on one GPU")
     s.add_argument("--concurrency", type=_number(), metavar="K", help="at most K trials at once")
-    s.add_argument("--subset", type=_fraction, default=1.0, metavar="F", help="train on a fraction F of the data (smoke runs)")
+    s.add_argument("--subset", type=_fraction, default=1.0, metavar="F",
+                   help="train on a fraction F of the data (smoke runs)")
     s.add_argument("--seed", type=_number(int, 0), help="seed of the sampler and the trials")
     s.add_argument("--name", metavar="RUN", help="name of the run's results folder (default: the experiment)")
     s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
@@ -236,7 +240,8 @@ def parser() -> argparse.ArgumentParser:
     res = command("resume", _cmd_resume, "continue an interrupted search")
     res.add_argument("--address", help="the Ray cluster to continue on (default: $RAY_ADDRESS, else the search's)")
     res.add_argument("--storage", metavar="PATH|URI", help="the search's --storage, if its contents have moved")
-    lb = command("leaderboard", _cmd_leaderboard, "show a run's leaderboard (from its trials so far: also while it runs)")
+    lb = command("leaderboard", _cmd_leaderboard,
+                 "show a run's leaderboard (from its trials so far: also while it runs)")
     lb.add_argument("--top", type=_number(), default=10, metavar="K")
     r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
     r.add_argument("--top-k", type=_number(), default=1, metavar="K", help="retrain the K best configs")
@@ -250,10 +255,12 @@ def parser() -> argparse.ArgumentParser:
     for c in (res, lb, r, rep):
         c.add_argument("run", metavar="RUN", help="the run (the experiment's name unless search had --name)")
     for c in (s, res, r, rep):
-        c.add_argument("--wandb", choices=["online", "offline", "disabled"], help="W&B mode (default: online with an API key, else offline)")
+        c.add_argument("--wandb", choices=["online", "offline", "disabled"],
+                       help="W&B mode (default: online with an API key, else offline)")
 
-    desc = command("describe", _cmd_describe, "a trainable's layers: every intermediate shape, parameters per layer and in total")
-    desc.add_argument("trainable", help="a trainable (see `tunelab list`)")
+    desc = command("describe", _cmd_describe,
+                   "a trainable's layers: every intermediate shape, parameters per layer and in total")
+    desc.add_argument("trainable", help="a trainable (see `tunelab list`), a module or a Python file")
     desc.add_argument("--config", metavar="FILE", help="YAML of hyperparameters (or a run's best.yaml)")
     desc.add_argument("--dataset", help="the data set that sizes the model (default: the trainable's)")
     cmp = command("compare", _cmd_compare, "runs' retrained models side by side: ROC curves and AUCs of classifiers, "
@@ -273,7 +280,8 @@ def parser() -> argparse.ArgumentParser:
 
     d = command("data", None, "list, fetch or locate data sets")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    dsub.add_parser("list", help="data sets and whether each is present", parents=[roots]).set_defaults(func=_cmd_data_list)
+    listing = dsub.add_parser("list", help="data sets and whether each is present", parents=[roots])
+    listing.set_defaults(func=_cmd_data_list)
     for name, func, help in (("fetch", _cmd_data_fetch, "copy a local copy or download a data set into the data root"),
                              ("path", _cmd_data_path, "print where a data set is read from")):  # fmt: skip
         c = dsub.add_parser(name, help=help, description=help, parents=[roots])
