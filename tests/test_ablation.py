@@ -53,7 +53,7 @@ def test_ablation_search_retrain_report(env, fixture_root, monkeypatch):
     figures = set(report_figures(report))
     wanted = {"ablation_train.png", "ablation_val.png", "augmentations.png", "tsne.png", "activation_maximisation.png"}
     assert wanted <= figures
-    comparison = report.split("## Comparison of variant")[1].split("![")[0]
+    comparison = report.split("## Ablation of variant")[1].split("![")[0]
     for variant in ("baseline", "augment", "batch_norm", "finetune"):
         assert f"| {variant} " in comparison
     assert "| total" in report and "test accuracy" in report
