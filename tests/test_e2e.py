@@ -16,14 +16,16 @@ import yaml
 from ray import tune
 
 from tests.helpers import report_figures, subset_for, wandb_run
-from tunelab import data as datasets, protocol, search
+from tunelab import data as datasets, protocol, search, tracking
 from tunelab.cli import main
 
 pytestmark = pytest.mark.slow
 
 
-def offline_runs(results: Path, run: str) -> list[Path]:
-    return sorted((results / run / "wandb").glob("offline-run-*"))
+def offline_runs(results: Path, run: str, leaderboard: bool = False) -> list[Path]:
+    """A run's W&B offline runs: its trials', retrains' and report's, or (``leaderboard``) its leaderboard tables'."""
+    found = sorted((results / run / "wandb").glob("offline-run-*"))
+    return [f for f in found if (f"-{tracking.LEADERBOARD_ID}" in f.name) == leaderboard]
 
 
 def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
@@ -50,6 +52,7 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
     assert set(best["config"]) == set(protocol.load("cnn_classifier").defaults)
     assert best["value"] == pytest.approx(board["val_acc"].iloc[0]) and best["trial_id"] == board["trial_id"].iloc[0]
     assert len(offline_runs(results, "fashion_cnn")) == 3  # one W&B run per trial, with its whole config and epochs
+    assert len(offline_runs(results, "fashion_cnn", leaderboard=True)) == 1  # and the leaderboard as a table
     for folder in offline_runs(results, "fashion_cnn"):
         logged = wandb_run(next(folder.glob("run-*.wandb")))
         row = board.set_index("trial_id").loc[folder.name.rsplit("-", 1)[1]]

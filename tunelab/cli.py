@@ -1,5 +1,5 @@
-"""The command line: tunelab list | search | resume | leaderboard | retrain | report | describe | compare | check |
-new | data."""
+"""The command line: tunelab list | search | resume | leaderboard | dashboard | retrain | report | describe | compare |
+check | new | data."""
 
 import argparse
 import math
@@ -98,6 +98,17 @@ def _cmd_leaderboard(args) -> None:
 
     run = _run(args)
     print(leaderboard.render(leaderboard.write(run), run, top=args.top))
+
+
+def _cmd_dashboard(args) -> None:
+    from tunelab import dashboard, runs
+
+    storage, shown = dashboard.storage_of(runs.results_root(args.results_dir), args.run)
+
+    def ready(address: str) -> None:
+        print(f"optuna-dashboard of {shown}: {address}\nCtrl-C stops it.", flush=True)
+
+    dashboard.serve(storage, args.port, ready)
 
 
 def _cmd_retrain(args) -> None:
@@ -243,6 +254,10 @@ def parser() -> argparse.ArgumentParser:
     lb = command("leaderboard", _cmd_leaderboard,
                  "show a run's leaderboard (from its trials so far: also while it runs)")
     lb.add_argument("--top", type=_number(), default=10, metavar="K")
+    dash = command("dashboard", _cmd_dashboard, "watch a run's Optuna study (trials, learning curves, importances) "
+                   "in optuna-dashboard on 127.0.0.1, while its search runs and after; Ctrl-C stops it")  # fmt: skip
+    dash.add_argument("run", metavar="RUN", nargs="?", help="the run (default: every run under the results root)")
+    dash.add_argument("--port", type=_number(), help="the port to serve on (default: a free one)")
     r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
     r.add_argument("--top-k", type=_number(), default=1, metavar="K", help="retrain the K best configs")
     r.add_argument("--seeds", type=_number(), default=3, metavar="S", help="seeds per config")

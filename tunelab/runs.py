@@ -3,6 +3,9 @@
 results/<run>/tunelab.yaml      the resolved spec (trainable, defaults, searched space), options and data root,
                                 written when the search starts: a run reopens from it alone
 results/<run>/trial_*/          Ray's trials, checkpoints and state (unless --storage puts them elsewhere)
+results/<run>/study.log         the run's Optuna study, an Optuna journal written as the search runs (tunelab.study):
+                                every trial's sampled values, per-epoch metric, state and value(s); always here, on
+                                the driver's machine, also with --storage; `tunelab dashboard` serves it
 results/<run>/leaderboard.csv   one row per trial, best first (and leaderboard.md); best.yaml: the best config
 results/<run>/retrain/          retrain.csv; rank<k>_seed<s>.pt, each a self-describing checkpoint (trainable, data
                                 set and subset, config, weights: ``torch.load(weights_only=True)`` reads it);
@@ -22,6 +25,7 @@ import yaml
 from tunelab import UserError, data as datasets, protocol, spaces, training
 
 INFO_FILE = "tunelab.yaml"
+STUDY_FILE = "study.log"
 LAYOUT_VERSION = 2  # runs made before the spec was stored resolved do not open
 
 
@@ -68,6 +72,11 @@ class Run:
     def experiment_path(self) -> str:
         """Where Ray keeps the run's trials, checkpoints and state: ``<storage>/<run>``, or the run's folder."""
         return f"{self.options.storage.rstrip('/')}/{self.name}" if self.options.storage else str(self.dir.resolve())
+
+    @property
+    def study_file(self) -> Path:
+        """The run's Optuna study (an Optuna journal file, see tunelab.study)."""
+        return self.dir / STUDY_FILE
 
     @property
     def leaderboard_file(self) -> Path:

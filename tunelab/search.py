@@ -1,4 +1,5 @@
-"""Builds and runs the Ray Tune search of one run: Optuna sampler, ASHA, resources, storage, callbacks."""
+"""Builds and runs the Ray Tune search of one run: Optuna sampler (on the run's study file, see tunelab.study), ASHA,
+resources, storage, callbacks."""
 
 import contextlib
 import math
@@ -13,9 +14,8 @@ from ray.tune import ResultGrid
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
-from tunelab import UserError, cluster, data as datasets, leaderboard, pareto, protocol, tracking
+from tunelab import UserError, cluster, data as datasets, leaderboard, pareto, protocol, study, tracking
 from tunelab.runs import Run
 from tunelab.spaces import Spec, grid_values
 from tunelab.trial import TrialJob, run_trial
@@ -63,17 +63,12 @@ def sampler(spec: Spec) -> optuna.samplers.BaseSampler:
                                       constant_liar=True)  # fmt: skip
 
 
-def _searcher(spec: Spec) -> OptunaSearch:
+def _searcher(run: Run, mode: str) -> study.StudySearch:
+    """Ray's OptunaSearch on a new study in the run's folder (the baseline first, where the file has one)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's group, constant_liar
-    multi = len(spec.metrics) > 1
-    return OptunaSearch(
-        space=spec.params,
-        metric=spec.metrics if multi else spec.metric,
-        mode=spec.modes if multi else spec.mode,
-        points_to_evaluate=[spec.baseline] if spec.baseline and spec.method != "grid" else None,
-        sampler=sampler(spec),
-    )
+    # TPE's group and constant_liar
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return study.searcher(run, sampler(run.spec), wandb=mode != "disabled")
 
 
 def _trainable(run: Run):
@@ -94,7 +89,7 @@ def _run_config(run: Run, mode: str) -> tune.RunConfig:
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         # each trial's results as the leaderboard (Ray's ExperimentAnalysis) reads them; no TensorBoard files
-        callbacks=[Progress(spec), JsonLoggerCallback(), CSVLoggerCallback(),
+        callbacks=[Progress(spec), JsonLoggerCallback(), CSVLoggerCallback(), study.StudyWriter(run),
                    *tracking.trial_callbacks(mode, spec.project, run.name, spec.config, run.dir)],
         verbose=0,
     )
@@ -141,7 +136,7 @@ def search(run: Run) -> pd.DataFrame:
     with cluster.connected(run.options.address, spec.trainable, spec.cpus, spec.gpus) as slots:
         run.save()
         # Ray starts as many trials together as the limiter allows (one at a time without it)
-        searcher = ConcurrencyLimiter(_searcher(spec), max_concurrent=run.options.concurrency or slots)
+        searcher = ConcurrencyLimiter(_searcher(run, mode), max_concurrent=run.options.concurrency or slots)
         single = len(spec.metrics) == 1
         tuner = tune.Tuner(
             _trainable(run),
@@ -157,27 +152,33 @@ def search(run: Run) -> pd.DataFrame:
             ),
             run_config=_run_config(run, mode),
         )
-        return _fit(run, tuner)
+        return _fit(run, tuner, mode)
 
 
 def resume(run: Run) -> pd.DataFrame:
-    """Continue an interrupted search (finished trials and the sampler's history are kept); write and return its
-    leaderboard."""
+    """Continue an interrupted search (finished trials and the sampler's history, its study, are kept); write and
+    return its leaderboard."""
     _check_data(run)
-    tracking.mode(run.options.wandb)  # a mode that cannot work is refused before Ray starts
+    mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before Ray starts
     with cluster.connected(run.options.address, run.spec.trainable, run.spec.cpus, run.spec.gpus):
-        return _fit(run, tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True))
+        tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True)
+        return _fit(run, tuner, mode)
 
 
-def _fit(run: Run, tuner: tune.Tuner) -> pd.DataFrame:
+def _fit(run: Run, tuner: tune.Tuner, mode: str) -> pd.DataFrame:
     try:
         results = tuner.fit()
     except BaseException:
         with contextlib.suppress(UserError):  # what finished before the error is on the leaderboard, if anything did
-            leaderboard.write(run)
+            board = leaderboard.write(run)
+            with contextlib.suppress(Exception):  # and in the study; the search's own error is the one to see
+                study.settle(run, board)
         raise
     keep_latest_checkpoints(results)
-    return leaderboard.write(run)
+    board = leaderboard.write(run)
+    study.settle(run, board)
+    tracking.log_leaderboard(mode, run.spec.project, run.name, board, run.dir)
+    return board
 
 
 def keep_latest_checkpoints(results: ResultGrid) -> None:

@@ -6,6 +6,7 @@ With no API key it runs offline (runs are written under the results folder and c
 
 import netrc
 import os
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,11 @@ def trial_callbacks(mode: str, project: str, group: str, config_of: Callable[[di
     return [] if mode == "disabled" else [TrialRuns(mode, project, group, config_of, str(run_dir.resolve()))]
 
 
+def trial_run_id(trial_id: str) -> str:
+    """The id of a trial's W&B run: its Ray trial id (a restarted or resumed trial continues its run)."""
+    return trial_id
+
+
 # A trial's W&B run reaches its file this often (W&B's default: 15 s), well within the second by which Ray's saved
 # state of the search lags: a killed driver loses no epoch that its resume does not run again.
 FLUSH_S = 0.2
@@ -76,9 +82,9 @@ class TrialRuns(Callback):
         import wandb
 
         self._runs[trial.trial_id] = wandb.init(
-            project=self.project, group=self.group, job_type="search", name=trial.trial_id, id=trial.trial_id,
-            config=self.config_of(trial.config), mode=self.mode, dir=self.folder, reinit="create_new",
-            resume="allow", settings=_settings(),
+            project=self.project, group=self.group, job_type="search", name=trial.trial_id,
+            id=trial_run_id(trial.trial_id), config=self.config_of(trial.config), mode=self.mode, dir=self.folder,
+            reinit="create_new", resume="allow", settings=_settings(),
         )  # fmt: skip
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -115,6 +121,25 @@ class _Run:
             import wandb
 
             self._run.log({caption: wandb.Image(str(path)) for caption, path in images.items()})
+
+
+LEADERBOARD_ID = "leaderboard-"  # the W&B run of a search's leaderboard: this and 8 random hex digits
+
+
+def log_leaderboard(mode: str, project: str, group: str, board, run_dir: Path) -> None:
+    """The search's leaderboard (a DataFrame, best first) as a W&B table in a run of its own (job type
+    ``leaderboard``, in the run's group beside the trials' runs), with each trial's W&B run id; each search and
+    each resume logs one, written under ``run_dir``."""
+    if mode == "disabled" or board.empty:
+        return
+    import wandb
+
+    table = board.copy()
+    table.insert(1, "wandb_run_id", table["trial_id"].astype(str).map(trial_run_id))
+    with wandb.init(project=project, group=group, job_type="leaderboard", name=f"{group}-leaderboard",
+                    id=LEADERBOARD_ID + uuid.uuid4().hex[:8], mode=mode, dir=str(run_dir.resolve()),
+                    reinit="create_new", settings=_settings()) as r:  # fmt: skip
+        r.log({"leaderboard": wandb.Table(dataframe=table)})
 
 
 @contextmanager

@@ -1,0 +1,247 @@
+"""A run's Optuna study on disk (``results/<run>/study.log``): the one module that writes it.
+
+The file is an Optuna journal (``JournalStorage`` on a ``JournalFileBackend``), not SQLite: it is a log of
+operations, one JSON line each, appended as the search goes, so optuna-dashboard (``tunelab dashboard``) can read
+it while the search writes it (a reader takes no lock and ignores a line still being written), it works on file
+systems where SQLite's locks do not (NFS), it needs no database schema, and a copy taken mid-search (``ray
+rsync-down``) is readable up to its last whole line.
+
+It holds one study, named after the run. Ray's ``OptunaSearch`` samples from it (``StudySearch``), so the study
+is the sampler's history too: what the sampler learned from is what the dashboard shows, and ``tunelab resume``
+continues the same study. Each trial has its sampled values (params); its metric per epoch as intermediate values,
+step = epoch (the learning curve; with several objectives none, Optuna's intermediate values and its TPE's use of
+them are for one objective); user attrs ``ray_trial_id``, ``wandb_run_id`` (where W&B is on), and once it ends
+``status`` (the leaderboard's word), ``epochs`` and ``best_epoch``; and a state with the leaderboard's value(s) (for
+one objective the best epoch's metric, for several every objective at the last epoch):
+
+- COMPLETE: it trained all ``max_epochs`` epochs;
+- PRUNED: ASHA (or Pareto-layer ASHA) stopped it earlier, or the search's time budget did; its value(s) are those it
+  reached, as on the leaderboard (Optuna's own pruning would give it its last epoch's value instead);
+- FAIL: it failed after its retries (no value, as Optuna keeps none for a failed trial; its epochs stay as
+  intermediate values), or the search stopped after the sampler drew it but before Ray recorded it (never run);
+- RUNNING: it is running, or the search was interrupted (Ctrl-C) and ``tunelab resume`` continues it.
+
+What happens to a trial is written by ``StudyWriter``, a Tune callback in the driver that sees every trial (Ray's
+``ConcurrencyLimiter`` stops passing the end of a trial to the searcher once a resumed search continues it), and at
+the end of a search by ``settle`` from the leaderboard, for the trials the search stopped without telling anyone
+(a time budget's end). Every write goes straight to the storage (a pruned trial's value is the leaderboard's, which
+``Study.tell`` does not allow); the samplers' ``after_trial`` hooks have nothing to do here (TPE without
+constraints, random; grid's would stop a ``study.optimize`` loop, which Ray does not run).
+"""
+
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+from ray.tune import Callback
+from ray.tune.search.optuna import OptunaSearch
+
+from tunelab import UserError, tracking
+from tunelab.runs import Run
+
+# the leaderboard's status -> the trial's state; "interrupted" and "pending" stay RUNNING (resume continues them)
+STATES = {"completed": TrialState.COMPLETE, "stopped early": TrialState.PRUNED, "failed": TrialState.FAIL}
+NEVER_RUN = "never run: the search stopped after the sampler drew it and before Ray recorded the trial"
+
+
+def _storage(path: Path) -> JournalStorage:
+    return JournalStorage(JournalFileBackend(str(path.resolve())))
+
+
+def searcher(run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool) -> "StudySearch":
+    """A new search's searcher, on a new study in the run's folder (a study left there by a search that never got
+    going is replaced, as the search replaces the rest of the folder)."""
+    run.study_file.unlink(missing_ok=True)
+    return StudySearch(run, sampler, wandb)
+
+
+class StudySearch(OptunaSearch):
+    """Ray's ``OptunaSearch`` on the run's study file. It tags each trial it asks for with its Ray trial id (and
+    W&B run id); results and ends are ``StudyWriter``'s, so the searcher's own reporting (every result as an
+    intermediate value at Ray's iteration, the last result as the value, ASHA's stops as complete) is off."""
+
+    def __init__(self, run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool):
+        spec = run.spec
+        multi = len(spec.metrics) > 1
+        super().__init__(
+            space=spec.params,
+            metric=spec.metrics if multi else spec.metric,
+            mode=spec.modes if multi else spec.mode,
+            points_to_evaluate=[spec.baseline] if spec.baseline and spec.method != "grid" else None,
+            sampler=sampler,
+            study_name=run.name,
+            storage=_storage(run.study_file),
+        )
+        self._wandb = wandb
+        study = self._ot_study
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(spec.metrics))  # the dashboard's names of the objectives
+        about = {"experiment": spec.name, "trainable": spec.trainable_name, "dataset": spec.dataset,
+                 "subset": run.options.subset, "max_epochs": spec.max_epochs}  # fmt: skip
+        for key, value in about.items():
+            study.set_user_attr(key, value)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        new = trial_id not in self._ot_trials
+        config = super().suggest(trial_id)
+        if new and trial_id in self._ot_trials:
+            trial = self._ot_trials[trial_id]
+            trial.set_user_attr("ray_trial_id", trial_id)
+            if self._wandb:
+                trial.set_user_attr("wandb_run_id", tracking.trial_run_id(trial_id))
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        pass  # StudyWriter.on_trial_result
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # StudyWriter.on_trial_complete, on_trial_error; settle
+
+
+class _Study:
+    """The study of one file, through the storage's public API (trials by Ray trial id)."""
+
+    def __init__(self, path: Path, name: str):
+        self.storage = _storage(path)
+        self.id = self.storage.get_study_id_from_name(name)
+        self.directions = self.storage.get_study_directions(self.id)
+        self._numbers: dict[str, int] = {}
+
+    def trials(self) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.id, deepcopy=False)
+
+    def trial(self, ray_trial_id: str) -> FrozenTrial | None:
+        number = self._numbers.get(ray_trial_id)
+        if number is None:
+            self._numbers = {t.user_attrs["ray_trial_id"]: t.number for t in self.trials()
+                             if "ray_trial_id" in t.user_attrs}  # fmt: skip
+            number = self._numbers.get(ray_trial_id)
+        return None if number is None else self.storage.get_trial(self._storage_id(number))
+
+    def _storage_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.id, number)
+
+    def report(self, trial: FrozenTrial, epoch: int, value: float) -> None:
+        """An epoch's value (an epoch run again, by a trial resumed from an older checkpoint, replaces the first
+        run's, as on the leaderboard)."""
+        self.storage.set_trial_intermediate_value(self._storage_id(trial.number), epoch, value)
+
+    def finish(self, trial: FrozenTrial, status: str, values: Sequence[float] | None, epochs: int, best_epoch: int,
+               note: str | None = None) -> None:  # fmt: skip
+        """End a running trial: ``status`` is the leaderboard's, ``values`` its value(s) (None or NaN: none)."""
+        state = STATES[status]
+        values = [float(v) for v in values] if values is not None else None
+        if values is not None and (len(values) != len(self.directions) or not all(map(math.isfinite, values))):
+            values = None
+        if state == TrialState.COMPLETE and values is None:  # all its epochs, but no value to rank it by
+            state, note = TrialState.FAIL, note or "it reported no finite value"
+        if state == TrialState.FAIL:
+            values = None
+        attrs = {"status": status, "epochs": int(epochs), "best_epoch": int(best_epoch)}
+        attrs |= {"note": note} if note else {}
+        storage_id = self._storage_id(trial.number)
+        for key, value in attrs.items():
+            self.storage.set_trial_user_attr(storage_id, key, value)
+        self.storage.set_trial_state_values(storage_id, state, values)
+
+
+class StudyWriter(Callback):
+    """Writes what happens to each trial into the run's study, as it happens (see the module's docstring)."""
+
+    def __init__(self, run: Run):
+        self.path, self.name = run.study_file.resolve(), run.name
+        self.metrics, self.max_epochs = list(run.spec.metrics), run.spec.max_epochs
+        self._study: _Study | None = None
+
+    def __getstate__(self) -> dict:  # Ray saves its callbacks with the search's state; the open storage stays here
+        return self.__dict__ | {"_study": None}
+
+    @property
+    def study(self) -> _Study:
+        if self._study is None:
+            self._study = _Study(self.path, self.name)
+        return self._study
+
+    def _running(self, trial) -> FrozenTrial | None:
+        found = self.study.trial(trial.trial_id)
+        return found if found is not None and found.state == TrialState.RUNNING else None
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value, epoch = result.get(self.metrics[0]), result.get("epoch")
+        if len(self.metrics) > 1 or value is None or epoch is None or not math.isfinite(value):
+            return
+        found = self._running(trial)
+        if found is not None:
+            self.study.report(found, int(epoch), float(value))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        found = self._running(trial)
+        if found is None:
+            return
+        result = trial.last_result or {}
+        epochs, best_epoch = int(result.get("epoch", 0)), int(result.get("best_epoch", 0))
+        if len(self.metrics) > 1:
+            values = [result.get(m, math.nan) for m in self.metrics]
+        else:  # the best epoch's, as on the leaderboard (the study has the trial's every epoch)
+            values = [found.intermediate_values.get(best_epoch, math.nan)]
+        status = "completed" if epochs >= self.max_epochs else "stopped early"  # as tunelab.leaderboard.table
+        self.study.finish(found, status, values, epochs, best_epoch)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        found = self._running(trial)
+        if found is not None:
+            result = trial.last_result or {}
+            self.study.finish(found, "failed", None, result.get("epoch", 0), result.get("best_epoch", 0))
+
+
+def settle(run: Run, board: pd.DataFrame) -> None:
+    """At the end of a search: end the study's running trials that the leaderboard (Ray's saved state) has ended,
+    with its values (trials a time budget stopped: Ray tells no one), and fail those Ray never recorded. Interrupted
+    trials stay running: resume continues them."""
+    if not run.study_file.is_file():  # a run searched before tunelab kept its study
+        return
+    study = _Study(run.study_file, run.name)
+    rows = {str(row["trial_id"]): row for _, row in board.iterrows()} if len(board) else {}
+    for trial in study.trials():
+        if trial.state != TrialState.RUNNING:
+            continue
+        row = rows.get(trial.user_attrs.get("ray_trial_id"))
+        if row is None:
+            study.finish(trial, "failed", None, 0, 0, note=NEVER_RUN)
+        elif row["status"] in STATES:
+            values = [row[m] for m in run.spec.metrics]
+            study.finish(trial, row["status"], values, row["epochs"], row["best_epoch"])
+
+
+def load(run: Run) -> optuna.Study:
+    """The run's study, to read (a missing or unreadable file is a UserError that says so)."""
+    check(run.study_file, run.spec.name)
+    return optuna.load_study(study_name=run.name, storage=_storage(run.study_file))
+
+
+def check(path: Path, experiment: str | None = None) -> JournalStorage:
+    """The storage of a run's study file, read through once: a missing file, or one that is no Optuna journal or
+    holds no study, is a UserError naming it and how to get one."""
+    run = path.parent.name
+    again = f"`tunelab search {experiment or 'EXPERIMENT'} --name {run}-2`"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: run {run!r} has no Optuna study. A search writes it as it runs "
+                        f"(runs searched before tunelab kept their studies have none); search again to get one: "
+                        f"{again}")  # fmt: skip
+    try:
+        storage = _storage(path)
+        studies = storage.get_all_studies()
+    except (ValueError, KeyError, TypeError, AssertionError, OSError) as e:
+        raise UserError(f"{path} is not a readable Optuna study (an Optuna journal file): {type(e).__name__}: {e}. "
+                        f"`tunelab search` writes it; search again for a new one: {again}") from None
+    if len(studies) != 1:
+        raise UserError(f"{path} holds {len(studies)} studies, not the one study of run {run!r}: it is written by "
+                        f"`tunelab search` (search again for a new one: {again})")  # fmt: skip
+    return storage
