@@ -164,7 +164,7 @@ def storage_of(root: Path, run_name: str | None) -> tuple[RunStudies, str]:
     """The storage to serve and what it shows, in words: one run's study, or every run's under ``root``."""
     if run_name is not None:
         run = runs.open_run(run_name, root)
-        return RunStudies({run.study_file: study.check(run.study_file, run.spec.name)}), f"run {run.name}"
+        return RunStudies({run.study_file: study.check(run.study_file, run.spec.argument)}), f"run {run.name}"
     files = sorted(root.glob(f"*/{runs.STUDY_FILE}"))
     if not files:
         found = sorted(p.parent.name for p in root.glob(f"*/{runs.INFO_FILE}"))

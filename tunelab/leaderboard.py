@@ -23,7 +23,7 @@ def _trials(run: Run) -> dict:
         analysis = ExperimentAnalysis(run.experiment_path)
     except (ValueError, FileNotFoundError):
         raise UserError(f"{run.experiment_path} holds no search results yet; "
-                        f"run `tunelab search {run.spec.name}`") from None
+                        f"run `tunelab search {run.spec.argument}`") from None
     frames = {k: _one_row_per_epoch(df) for k, df in analysis.trial_dataframes.items()}
     return {t.trial_id: (t, frames.get(t.trial_id, pd.DataFrame())) for t in analysis.trials}
 

@@ -64,6 +64,11 @@ class Spec:
     targets: dict[str, float] = field(default_factory=dict)  # metric -> value the trial to hand in should reach
 
     @property
+    def argument(self) -> str:
+        """What ``tunelab search`` takes for this spec: a built-in experiment's name, else its file."""
+        return self.name if self.path.resolve().parent == SPACES_DIR else str(self.path)
+
+    @property
     def trainable_name(self) -> str:
         """The trainable as people name it: a registered name, a module's, or a Python file's stem."""
         return Path(self.trainable).stem if self.trainable.endswith(".py") else self.trainable
@@ -85,7 +90,7 @@ class Spec:
         """The resolved spec as plain data: a run keeps it, and reopens from it alone (see ``restore``)."""
         saved = {f.name: getattr(self, f.name) for f in fields(self)}
         params = {k: od.distribution_to_json(d) for k, d in self.params.items()}
-        return saved | {"path": str(self.path), "params": params}
+        return saved | {"path": str(self.path.resolve()), "params": params}
 
 
 def restore(saved: dict) -> Spec:

@@ -222,7 +222,7 @@ def settle(run: Run, board: pd.DataFrame) -> None:
 
 def load(run: Run) -> optuna.Study:
     """The run's study, to read (a missing or unreadable file is a UserError that says so)."""
-    check(run.study_file, run.spec.name)
+    check(run.study_file, run.spec.argument)
     return optuna.load_study(study_name=run.name, storage=_storage(run.study_file))
 
 
