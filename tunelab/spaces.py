@@ -168,7 +168,7 @@ def parse(raw: Any, path: Path) -> Spec:
     for name, p in parameters.items():
         key = f"parameters.{name}"
         if name == "epochs":  # a W&B sweep's epochs per run: here, the epochs of every trial (max_epochs)
-            epochs = _epochs(p, lambda m, k=key: err(k, m))
+            epochs = _epochs(p, method, lambda m, k=key: err(k, m))
             continue
         if module and name not in defaults:
             err(key, f"{module.name} has no hyperparameter {name!r}; it has: {', '.join(defaults)}")
@@ -372,16 +372,17 @@ def _metrics(metric: Any, module, err) -> tuple[list[str], list[str]]:
     return names, modes
 
 
-def _epochs(p: Any, err) -> int | None:
-    """The epochs of every trial from W&B's ``epochs: {value: N}``; a searched ``epochs`` is refused."""
-    value = p.get("value") if isinstance(p, dict) and p.get("distribution", "constant") == "constant" else None
-    if isinstance(p, dict) and set(p) <= {"value", "distribution"} and isinstance(value, int) and value >= 1:
-        return value
-    if isinstance(p, dict) and "value" not in p:
+def _epochs(p: Any, method: str, err) -> int | None:
+    """The epochs of every trial from W&B's ``epochs: {value: N}`` (read as any parameter); a searched ``epochs`` is
+    refused."""
+    parsed = _parameter(p, 10, method, err)
+    if isinstance(parsed, od.BaseDistribution):
         err("epochs cannot be searched: every trial trains up to max_epochs epochs and early_terminate (hyperband, "
             "run as ASHA) stops the poor ones early; set max_epochs: N (or epochs: {value: N})")
-    else:
+    elif parsed is not _INVALID and parsed < 1:
         err(f"must be {{value: N}} with an integer N >= 1 (the epochs of every trial), not {p!r}")
+    elif parsed is not _INVALID:
+        return parsed
     return None
 
 
