@@ -166,6 +166,7 @@ def resume(run: Run) -> pd.DataFrame:
 
 
 def _fit(run: Run, tuner: tune.Tuner, mode: str) -> pd.DataFrame:
+    tracking.warm_up(mode)
     try:
         results = tuner.fit()
     except BaseException:
