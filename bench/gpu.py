@@ -23,7 +23,7 @@ The device machine: it has torch but no Ray, Optuna or W&B and reaches no packag
 installed from carried wheels (``pip install --no-deps``, keeping the machine's torch). W&B need not be among
 them: this bench runs every search with ``--wandb disabled``, which never imports wandb.
 
-``--quick`` is a smoke run: 4, 4 and 4 trials of 1 epoch on 1 %. On a machine without CUDA (this project's
+``--quick`` is a smoke run: 4, 4 and 2 trials of 1 epoch on 1 %. On a machine without CUDA (this project's
 2-core CPU) it runs the same code path with CPU fractions in place of GPU fractions (``--cpus-per-trial`` all the
 CPUs at concurrency 1, then a quarter of them at concurrency 4) and says so: its figures are no GPU figures.
 Without ``--quick`` and without CUDA it refuses to run.
@@ -158,10 +158,10 @@ def line(label: str, r: dict, gpu: bool) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="4 trials per search, 1 epoch on 1 %%: a smoke run (on a "
+    p.add_argument("--quick", action="store_true", help="4, 4 and 2 trials, 1 epoch on 1 %%: a smoke run (on a "
                    "machine without CUDA, with CPU fractions in place of GPU fractions)")  # fmt: skip
     p.add_argument("--trials", type=int, help="trials per setting (default 16, --quick 4)")
-    p.add_argument("--big-trials", type=int, help="trials of the last search (default 64, --quick 4)")
+    p.add_argument("--big-trials", type=int, help="trials of the last search (default 64, --quick 2)")
     p.add_argument("--epochs", type=int, help="epochs per trial (default 2, --quick 1)")
     p.add_argument("--subset", type=float, help="fraction of the data (default 0.2, --quick 0.01)")
     p.add_argument("--cpus-per-trial", type=float, help=f"CPUs per trial on a GPU (default: the CPUs / {PACK})")
@@ -171,7 +171,7 @@ def main() -> None:
         print("bench/gpu.py: no CUDA GPU on this machine; `--quick` runs the CPU smoke run of the same code path",
               file=sys.stderr)  # fmt: skip
         sys.exit(2)
-    trials, big = args.trials or (4 if quick else 16), args.big_trials or (4 if quick else 64)
+    trials, big = args.trials or (4 if quick else 16), args.big_trials or (2 if quick else 64)
     args.epochs, args.subset = args.epochs or (1 if quick else 2), args.subset or (0.01 if quick else 0.2)
     cpus = os.cpu_count() or 1
     if gpu:

@@ -110,11 +110,11 @@ def measure(loops: dict, config: dict, data, n: int, rounds: int) -> dict[str, l
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="3k images: a smoke run")
-    p.add_argument("--images", type=int, help="images timed per loop (default 20000, --quick 3000)")
+    p.add_argument("--quick", action="store_true", help="1k images: a smoke run")
+    p.add_argument("--images", type=int, help="images timed per loop (default 20000, --quick 1000)")
     p.add_argument("--rounds", type=int, help="interleaved rounds the images are split into (default 10, --quick 1)")
     args = p.parse_args()
-    n, rounds = args.images or (3000 if args.quick else 20000), args.rounds or (1 if args.quick else 10)
+    n, rounds = args.images or (1000 if args.quick else 20000), args.rounds or (1 if args.quick else 10)
     torch.set_num_threads(2)
     torch.manual_seed(0)
     data = datasets.load("fashion_mnist", datasets.data_root(), "search")
