@@ -241,6 +241,21 @@ def test_a_resumed_search_adds_to_the_same_study(searched):
 
 
 @pytest.mark.slow
+def test_a_resumed_search_keeps_its_finished_trials(searched):
+    """Ctrl-C in the third trial, then `tunelab resume`: the trials that had ended keep their results on the
+    leaderboard, the others run to their end, and no config is tried twice."""
+    before = searched.board_before
+    ended = before[before["status"].isin(["completed", "stopped early"])]
+    assert len(ended) >= 2, before
+    after = searched.run.leaderboard().set_index("trial_id")
+    assert len(after) == TRIALS and after["status"].isin(["completed", "stopped early"]).all(), after
+    for _, row in ended.iterrows():
+        assert after.loc[row["trial_id"], "val_acc"] == pytest.approx(row["val_acc"])
+        assert after.loc[row["trial_id"], "epochs"] == row["epochs"]
+    assert after.filter(like="config/").astype(str).agg("|".join, axis=1).is_unique
+
+
+@pytest.mark.slow
 def test_the_leaderboard_goes_to_wandb_as_a_table(searched):
     run = searched.run
     folders = sorted((run.dir / "wandb").glob("offline-run-*-leaderboard-*"))
