@@ -14,7 +14,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --no-compile -e '.[test]'  # Python compiles what it imports, not every installed file
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 # A search of the Fashion-MNIST CNN sized for a 2-core CPU (at most 5 minutes), then retrain on all of the training set
