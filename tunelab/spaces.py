@@ -25,6 +25,8 @@ WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
               "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
 TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "ablation",
                 "compare_with", "targets"}  # fmt: skip
+MAX_EPOCHS = 10  # the epochs of every trial where the file sets neither max_epochs nor epochs
+RUN_CAP = 10  # the trials of a search whose file sets no run_cap (a grid: its size)
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
 PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
@@ -49,8 +51,8 @@ class Spec:
     params: dict[str, od.BaseDistribution]  # searched hyperparameters
     constants: dict[str, Any]  # fixed overrides of the trainable's defaults
     defaults: dict[str, Any]  # the trainable's DEFAULTS when the spec was read (a run keeps them)
-    max_epochs: int = 10
-    run_cap: int = 10
+    max_epochs: int = MAX_EPOCHS
+    run_cap: int = RUN_CAP
     time_budget_s: float | None = None
     cpus: float = 1.0
     gpus: float = 0.0
@@ -201,7 +203,7 @@ def parse(raw: Any, path: Path) -> Spec:
     if epochs is not None and raw.get("max_epochs", epochs) != epochs:
         err("parameters.epochs", f"{epochs} and max_epochs {raw['max_epochs']!r} both set the epochs per trial: "
             "keep one")
-    max_epochs = number("max_epochs", epochs or 10)
+    max_epochs = number("max_epochs", epochs or MAX_EPOCHS)
     spec = Spec(
         name=path.stem,
         path=path,
@@ -214,7 +216,7 @@ def parse(raw: Any, path: Path) -> Spec:
         constants=constants,
         defaults=dict(defaults),
         max_epochs=max_epochs,
-        run_cap=number("run_cap", _grid_size(params) if method == "grid" else 10),
+        run_cap=number("run_cap", _grid_size(params) if method == "grid" else RUN_CAP),
         time_budget_s=number("time_budget_s", None, float),
         cpus=float(cpus) if isinstance(cpus, (int, float)) else 1.0,
         gpus=float(gpus) if isinstance(gpus, (int, float)) else 0.0,
@@ -375,7 +377,7 @@ def _metrics(metric: Any, module, err) -> tuple[list[str], list[str]]:
 def _epochs(p: Any, method: str, err) -> int | None:
     """The epochs of every trial from W&B's ``epochs: {value: N}`` (read as any parameter); a searched ``epochs`` is
     refused."""
-    parsed = _parameter(p, 10, method, err)
+    parsed = _parameter(p, MAX_EPOCHS, method, err)
     if isinstance(parsed, od.BaseDistribution):
         err("epochs cannot be searched: every trial trains up to max_epochs epochs and early_terminate (hyperband, "
             "run as ASHA) stops the poor ones early; set max_epochs: N (or epochs: {value: N})")
