@@ -29,8 +29,9 @@ def test_a_run_reopens_with_the_spec_and_defaults_it_started_with(tmp_path, monk
 
 def test_a_run_of_an_older_layout_is_a_clear_error(tmp_path):
     (tmp_path / "old").mkdir()
-    (tmp_path / "old" / runs.INFO_FILE).write_text(yaml.safe_dump({"spec": {"trainable": "gan"}, "options": {}}))
-    with pytest.raises(UserError, match="written by an older tunelab"):
+    old = {"experiment": "fashion_gan", "spec": {"trainable": "gan"}, "options": {}}
+    (tmp_path / "old" / runs.INFO_FILE).write_text(yaml.safe_dump(old))
+    with pytest.raises(UserError, match=r"written by an older tunelab.*`tunelab search fashion_gan --name old-new`"):
         runs.open_run("old", tmp_path)
 
 
