@@ -210,9 +210,9 @@ def open_run(name: str, root: Path) -> Run:
             f"Start one with `tunelab search {name}`"
         )
     info = yaml.safe_load(info_file.read_text())
-    if not isinstance(info, dict) or info.get("layout") != LAYOUT_VERSION:
-        experiment = info.get("experiment", name) if isinstance(info, dict) else name
+    info = info if isinstance(info, dict) else {}
+    if info.get("layout") != LAYOUT_VERSION:
         raise UserError(f"{info_file} was written by an older tunelab, which stored runs differently: search "
-                        f"again (`tunelab search {experiment} --name {name}-new`)")  # fmt: skip
+                        f"again (`tunelab search {info.get('experiment', name)} --name {name}-new`)")  # fmt: skip
     options = Options(**info["options"])
     return Run(folder, spaces.restore(info["spec"]), options, Path(info["data_dir"]))
