@@ -146,7 +146,9 @@ def test_unwritable_results_directory(env, capsys, fixture_root):
 
 def test_commands_on_a_run_that_does_not_exist(env, capsys):
     for command in ("leaderboard", "retrain", "report", "resume"):
-        assert "no search run 'nothing'" in fails(capsys, command, "nothing")
+        err = fails(capsys, command, "nothing")
+        assert "no search run 'nothing'" in err and "`tunelab search EXPERIMENT --name nothing`" in err
+    assert "Start one with `tunelab search fashion_cnn`" in fails(capsys, "retrain", "fashion_cnn")  # an experiment
 
 
 def test_wandb_online_without_a_key_is_refused_not_prompted(env, capsys, fixture_root):

@@ -205,10 +205,10 @@ def open_run(name: str, root: Path) -> Run:
     info_file = folder / INFO_FILE
     if not info_file.is_file():
         runs = sorted(p.parent.name for p in root.glob(f"*/{INFO_FILE}"))
-        raise UserError(
-            f"no search run {name!r} in {root}; runs there: {', '.join(runs) or '(none)'}. "
-            f"Start one with `tunelab search {name}`"
-        )
+        start = (f"`tunelab search {name}`" if name in spaces.experiments()
+                 else f"`tunelab search EXPERIMENT --name {name}` (`tunelab list` shows the experiments)")
+        raise UserError(f"no search run {name!r} in {root}; runs there: {', '.join(runs) or '(none)'}. "
+                        f"Start one with {start}")
     info = yaml.safe_load(info_file.read_text())
     info = info if isinstance(info, dict) else {}
     if info.get("layout") != LAYOUT_VERSION:
