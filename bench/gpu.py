@@ -19,9 +19,15 @@ prints its maximum per trial, the median and the largest over the trials; ``nvid
 polled twice a second for the GPU's used memory and utilisation during each search, which do include the
 contexts of all the workers.
 
-The device machine: it has torch but no Ray, Optuna or W&B and reaches no package registry, so they are
-installed from carried wheels (``pip install --no-deps``, keeping the machine's torch). W&B need not be among
-them: this bench runs every search with ``--wandb disabled``, which never imports wandb.
+A GPU machine with Python and torch but no package index, Ray or Optuna: ``bench/device_wheels.sh 3.12`` builds
+here the wheels of what a search needs and such a machine lacks (58 MB: Ray's without its Java jars and dashboard
+web client, Optuna, kornia and their needs; not W&B, which a ``--wandb disabled`` search does without), and
+``bench/on_device.sh`` runs there in a copy of the checkout. The wheels and Fashion-MNIST (30 MB) do not fit one
+64 MiB transfer together, so it takes two calls, back to back while the machine stays up (what the first installs
+stays for the second): ``bench/on_device.sh install`` carrying ``build/device-wheels``, then ``bench/on_device.sh
+bench`` carrying ``datasets/fashion-mnist`` (``tunelab data fetch fashion_mnist`` puts it there). Tried on a CPU
+machine set up alike (Python 3.11 with torch and the scientific stack, no Ray, Optuna or W&B; wheels for 3.11),
+where ``install`` and ``bench --quick`` ran through.
 
 ``--quick`` is a smoke run: 4, 4 and 2 trials of 1 epoch on 1 %. On a machine without CUDA (this project's
 2-core CPU) it runs the same code path with CPU fractions in place of GPU fractions (``--cpus-per-trial`` all the
