@@ -8,6 +8,7 @@ from ray.tune import ExperimentAnalysis
 
 from tunelab import UserError, pareto
 from tunelab.runs import Run, plain
+from tunelab.spaces import Spec
 
 _STATUS = {"TERMINATED": "completed", "ERROR": "failed", "RUNNING": "interrupted", "PENDING": "pending",
            "PAUSED": "interrupted"}
@@ -34,6 +35,18 @@ def _one_row_per_epoch(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop_duplicates("epoch", keep="last").reset_index(drop=True) if "epoch" in df else df
 
 
+def end_status(spec: Spec, epochs: int) -> str:
+    """The status of a trial that Ray ended after ``epochs``: completed, stopped early (ASHA stops a trial only at
+    one of its rungs), or cut by the time budget (ended at another epoch, or before its first)."""
+    if epochs >= spec.max_epochs:
+        return "completed"
+    rungs, rung = set(), spec.hyperband["min_iter"] if spec.hyperband else spec.max_epochs
+    while rung < spec.max_epochs:  # as tunelab.search.scheduler's ASHA: min_iter, min_iter * eta, ...
+        rungs.add(rung)
+        rung *= spec.hyperband["eta"]
+    return "cut by the time budget" if spec.time_budget_s and epochs not in rungs else "stopped early"
+
+
 def table(run: Run) -> pd.DataFrame:
     """One row per trial: its status, its metrics at the best epoch it reported (for several objectives, its last),
     its epochs, size, time and sampled config; best first (for several objectives, see tunelab.pareto)."""
@@ -48,8 +61,8 @@ def table(run: Run) -> pd.DataFrame:
             row[m] = float(best[m].iloc[0]) if len(best) and m in best else math.nan
         epochs = int(df["epoch"].max()) if "epoch" in df and len(df) else 0
         seconds = next((c for c in ("duration_s", "time_total_s") if c in df and len(df)), None)  # epochs, or wall time
-        if row["status"] == "completed" and epochs < spec.max_epochs:
-            row["status"] = "stopped early"
+        if row["status"] == "completed":
+            row["status"] = end_status(spec, epochs)
         elif row["status"] == "pending" and epochs:  # Ray saves a trial stopped by Ctrl-C as pending
             row["status"] = "interrupted"
         row |= {

@@ -46,7 +46,8 @@ from tunelab import UserError, tracking
 from tunelab.runs import Run
 
 # the leaderboard's status -> the trial's state; "interrupted" and "pending" stay RUNNING (resume continues them)
-STATES = {"completed": TrialState.COMPLETE, "stopped early": TrialState.PRUNED, "failed": TrialState.FAIL}
+STATES = {"completed": TrialState.COMPLETE, "stopped early": TrialState.PRUNED,
+          "cut by the time budget": TrialState.PRUNED, "failed": TrialState.FAIL}  # fmt: skip
 NEVER_RUN = "never run: the search stopped after the sampler drew it and before Ray recorded the trial"
 
 
