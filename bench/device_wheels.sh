@@ -30,6 +30,7 @@ import sys, zipfile
 from pathlib import Path
 
 DROP = ("ray/jars/", "ray/dashboard/client/build/")
+DROPPED = tuple(d.encode() for d in DROP)  # the same, as RECORD's lines start
 wheel = next(Path(sys.argv[1]).glob("ray-*.whl"))
 slim = wheel.with_suffix(".slim")
 with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(slim, "w", zipfile.ZIP_DEFLATED) as dst:
@@ -38,8 +39,7 @@ with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(slim, "w", zipfile.ZIP_DEFLA
             continue
         data = src.read(item)
         if item.filename.endswith(".dist-info/RECORD"):  # the record lists only what the wheel holds
-            dropped = tuple(d.encode() for d in DROP)
-            data = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(dropped))
+            data = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(DROPPED))
         dst.writestr(item, data)
 slim.replace(wheel)
 EOF

@@ -23,7 +23,6 @@ def test_layer_table_names_nested_layers_as_their_weights_are_named():
     assert table["output shape"].iloc[0] == "[1, 3]"
 
 
-
 def test_importance_finds_the_parameter_that_decides_the_metric_and_is_the_same_each_time(tmp_path):
     spec = spaces.load("fashion_cnn_quick")
     sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

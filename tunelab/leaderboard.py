@@ -40,11 +40,7 @@ def end_status(spec: Spec, epochs: int) -> str:
     one of its rungs), or cut by the time budget (ended at another epoch, or before its first)."""
     if epochs >= spec.max_epochs:
         return "completed"
-    rungs, rung = set(), spec.hyperband["min_iter"] if spec.hyperband else spec.max_epochs
-    while rung < spec.max_epochs:  # as tunelab.search.scheduler's ASHA: min_iter, min_iter * eta, ...
-        rungs.add(rung)
-        rung *= spec.hyperband["eta"]
-    return "cut by the time budget" if spec.time_budget_s and epochs not in rungs else "stopped early"
+    return "cut by the time budget" if spec.time_budget_s and epochs not in spec.rungs else "stopped early"
 
 
 def table(run: Run) -> pd.DataFrame:

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from tunelab import spaces
+
 RULE = ("The trial to hand in is the Pareto-optimal one nearest the ideal point, each objective scaled to [0, 1] "
         "over the front (over the trials that reach the targets, if any do); early stopping keeps the trials in "
         "the top 1/eta Pareto layers at each rung (tunelab.pareto).")  # fmt: skip
@@ -102,11 +104,8 @@ class ParetoASHA(FIFOScheduler):
     def __init__(self, metrics: list[str], modes: list[str], grace_period: int, eta: int, max_t: int):
         super().__init__()
         self.metrics, self.modes, self.eta = metrics, modes, eta
-        milestones, t = [], grace_period
-        while t < max_t:
-            milestones.append(t)
-            t *= eta
-        self.rungs: dict[int, dict[str, list[float]]] = {t: {} for t in milestones}  # epoch -> trial -> values
+        rungs = spaces.asha_rungs(grace_period, eta, max_t)
+        self.rungs: dict[int, dict[str, list[float]]] = {t: {} for t in rungs}  # epoch -> trial -> values
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         recorded = self.rungs.get(result.get("training_iteration"))

@@ -118,7 +118,7 @@ def _prepare(run: Run) -> None:
 
 def _scheduler(spec: Spec):
     """ASHA over the epochs (for several objectives, over Pareto layers: see tunelab.pareto), or None."""
-    if not spec.hyperband or spec.max_epochs <= spec.hyperband["min_iter"]:
+    if not spec.rungs:  # no early_terminate, or its first rung is at max_epochs or beyond
         return None
     grace, eta = spec.hyperband["min_iter"], spec.hyperband["eta"]
     if len(spec.metrics) > 1:

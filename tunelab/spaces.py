@@ -80,6 +80,11 @@ class Spec:
         return self.metrics[0]
 
     @property
+    def rungs(self) -> list[int]:
+        """The epochs at which ASHA compares trials; none without early_terminate."""
+        return asha_rungs(self.hyperband["min_iter"], self.hyperband["eta"], self.max_epochs) if self.hyperband else []
+
+    @property
     def mode(self) -> str:
         return self.modes[0]
 
@@ -241,6 +246,15 @@ _TYPES = {bool: "a boolean (true/false)", int: "an integer", float: "a number", 
 
 
 GPUS = "0, a fraction of one GPU (0.25, 0.5) or a whole number of GPUs"  # what a trial may ask for
+
+
+def asha_rungs(min_iter: int, eta: int, max_epochs: int) -> list[int]:
+    """ASHA's rungs: min_iter, min_iter * eta, ... below max_epochs."""
+    rungs = []
+    while min_iter < max_epochs:
+        rungs.append(min_iter)
+        min_iter *= eta
+    return rungs
 
 
 def gpus_ok(value: Any) -> bool:

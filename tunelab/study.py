@@ -42,7 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
-from tunelab import UserError, tracking
+from tunelab import UserError, leaderboard, tracking
 from tunelab.runs import Run
 
 # the leaderboard's status -> the trial's state; "interrupted" and "pending" stay RUNNING (resume continues them)
@@ -158,7 +158,7 @@ class StudyWriter(Callback):
 
     def __init__(self, run: Run):
         self.path, self.name = run.study_file.resolve(), run.name
-        self.metrics, self.max_epochs = list(run.spec.metrics), run.spec.max_epochs
+        self.spec, self.metrics = run.spec, list(run.spec.metrics)
         self._study: _Study | None = None
 
     def __getstate__(self) -> dict:  # Ray saves its callbacks with the search's state; the open storage stays here
@@ -192,7 +192,7 @@ class StudyWriter(Callback):
             values = [result.get(m, math.nan) for m in self.metrics]
         else:  # the best epoch's, as on the leaderboard (the study has the trial's every epoch)
             values = [found.intermediate_values.get(best_epoch, math.nan)]
-        status = "completed" if epochs >= self.max_epochs else "stopped early"  # as tunelab.leaderboard.table
+        status = leaderboard.end_status(self.spec, epochs)
         self.study.finish(found, status, values, epochs, best_epoch)
 
     def on_trial_error(self, iteration, trials, trial, **info):
