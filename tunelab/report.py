@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 
 
 def write(run: Run, wandb: str | None = None) -> Path:
+    mode = tracking.mode(wandb or run.options.wandb)  # a mode that cannot work is refused before anything is written
     out = run.report_dir
     out.mkdir(parents=True, exist_ok=True)
     spec = run.spec
@@ -54,7 +55,6 @@ def write(run: Run, wandb: str | None = None) -> Path:
 
     (out / "report.md").write_text(_markdown(blocks, out))
     (out / "report.html").write_text(_html(blocks, out))
-    mode = tracking.mode(wandb or run.options.wandb)
     with tracking.run(mode, spec.project, run.name, "report", f"{run.name}-report", {"run": run.name}, run.dir) as log:
         log.log_images(images)
     return out / "report.md"

@@ -130,9 +130,9 @@ def _scheduler(spec: Spec):
 def search(run: Run) -> pd.DataFrame:
     """Run a new search; write and return its leaderboard."""
     spec = run.spec
+    mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before anything else
     _check_data(run)
     _prepare(run)
-    mode = tracking.mode(run.options.wandb)
     with cluster.connected(run.options.address, spec.trainable, spec.cpus, spec.gpus) as slots:
         run.save()
         # Ray starts as many trials together as the limiter allows (one at a time without it)
@@ -158,8 +158,8 @@ def search(run: Run) -> pd.DataFrame:
 def resume(run: Run) -> pd.DataFrame:
     """Continue an interrupted search (finished trials and the sampler's history, its study, are kept); write and
     return its leaderboard."""
+    mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before anything else
     _check_data(run)
-    mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before Ray starts
     with cluster.connected(run.options.address, run.spec.trainable, run.spec.cpus, run.spec.gpus):
         tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True)
         return _fit(run, tuner, mode)

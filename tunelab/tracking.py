@@ -1,44 +1,92 @@
 """Weights & Biases: the only module that imports wandb.
 
 With no API key it runs offline (runs are written under the results folder and can be synced later with
-``wandb sync``): never a login prompt, never a hang. ``disabled`` turns it off.
+``wandb sync``): never a login prompt, never a hang. With a key but no answer from W&B's server it runs offline
+too, saying so (``--wandb online`` is then refused before anything starts); a run that W&B refuses to start is
+not logged, with a warning, and the trials after it log offline: a search never stops for W&B. ``disabled`` turns
+it off.
 """
 
 import netrc
 import os
+import sys
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 from ray.tune import Callback
 
 from tunelab import UserError
 
 MODES = ("online", "offline", "disabled")
+# Besides WANDB_BASE_URL's, the hosts under which `wandb login` keeps a key in ~/.netrc: W&B's API and, since
+# wandb 0.31, its default base URL
+KEY_HOSTS = ("api.wandb.ai", "api.forge.coreweave.com")
+ANSWER_S = 5.0  # how long W&B's server has to answer before a search logs offline
 
 
 def _has_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
+    hosts = [urlsplit(os.environ.get("WANDB_BASE_URL", "")).hostname, *KEY_HOSTS]
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
+        entries = netrc.netrc().hosts
     except (OSError, netrc.NetrcParseError):
         return False
+    return any(host in entries for host in hosts)
 
 
 def mode(requested: str | None) -> str:
-    """The mode in force: ``--wandb``, else ``WANDB_MODE``, else online with a key and offline without one; a mode
-    that cannot work is refused."""
-    mode = requested or os.environ.get("WANDB_MODE") or ("online" if _has_key() else "offline")
+    """The mode in force: ``--wandb``, else ``WANDB_MODE``, else online with a key and offline without one (or
+    when W&B's server does not answer); a mode that cannot work is refused."""
+    chosen = requested or os.environ.get("WANDB_MODE")
+    mode = chosen or ("online" if _has_key() else "offline")
     if mode not in MODES:
         raise UserError(f"--wandb {mode!r} is not allowed; allowed: {', '.join(MODES)}")
     if mode == "online" and not _has_key():
         raise UserError("--wandb online needs an API key: set WANDB_API_KEY or run `wandb login` "
                         "(or use --wandb offline)")
+    if mode == "online" and (silence := _no_answer()):
+        if chosen:
+            flag = "--wandb online" if requested else "WANDB_MODE=online"
+            raise UserError(f"{flag}: W&B's server {silence}. Use --wandb offline: the runs are kept in the run's "
+                            "folder, and `wandb sync` uploads them later")
+        print(f"W&B's server {silence}: logging offline (`wandb sync` uploads the runs later)", file=sys.stderr)
+        return "offline"
     return mode
+
+
+def _no_answer() -> str | None:
+    """What keeps W&B's server (wandb's base URL) from answering within ANSWER_S, or None: any HTTP answer will do
+    (a search without network would otherwise wait 90 s for each trial's run, then fail)."""
+    import wandb
+
+    url = wandb.setup().settings.base_url
+    try:
+        urllib.request.urlopen(url, timeout=ANSWER_S).close()
+    except urllib.error.HTTPError:  # an answer, if not a page
+        return None
+    except (urllib.error.URLError, OSError) as e:
+        return f"{url} does not answer ({getattr(e, 'reason', e)})"
+    return None
+
+
+def _init(mode: str, **kwargs):
+    """``wandb.init``; where W&B cannot start the run (a wrong key, a lost network, a full disk) a disabled run that
+    logs nothing instead, with a warning: a search never stops for W&B."""
+    import wandb
+
+    try:
+        return wandb.init(mode=mode, **kwargs)
+    except Exception as e:  # wandb.errors.Error, and the service's own errors, which are plain Exceptions
+        print(f"W&B: run {kwargs.get('name')} not logged: it could not start {mode} ({e})", file=sys.stderr)
+        return wandb.init(mode="disabled", **kwargs)
 
 
 def _settings(requirements: bool = True):
@@ -97,13 +145,13 @@ class TrialRuns(Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         if trial.trial_id in self._runs:
             return
-        import wandb
-
-        self._runs[trial.trial_id] = wandb.init(
-            project=self.project, group=self.group, job_type="search", name=trial.trial_id,
-            id=trial_run_id(trial.trial_id), config=self.config_of(trial.config), mode=self.mode, dir=self.folder,
+        run = self._runs[trial.trial_id] = _init(
+            self.mode, project=self.project, group=self.group, job_type="search", name=trial.trial_id,
+            id=trial_run_id(trial.trial_id), config=self.config_of(trial.config), dir=self.folder,
             reinit="create_new", resume="allow", settings=_settings(requirements=False),
         )  # fmt: skip
+        if run.disabled:  # W&B refused it: the next trials' runs are written offline, without waiting for its server
+            self.mode = "offline"
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run = self._runs.get(trial.trial_id)
@@ -154,9 +202,9 @@ def log_leaderboard(mode: str, project: str, group: str, board, run_dir: Path) -
 
     table = board.copy()
     table.insert(1, "wandb_run_id", table["trial_id"].astype(str).map(trial_run_id))
-    with wandb.init(project=project, group=group, job_type="leaderboard", name=f"{group}-leaderboard",
-                    id=LEADERBOARD_ID + uuid.uuid4().hex[:8], mode=mode, dir=str(run_dir.resolve()),
-                    reinit="create_new", settings=_settings()) as r:  # fmt: skip
+    with _init(mode, project=project, group=group, job_type="leaderboard", name=f"{group}-leaderboard",
+               id=LEADERBOARD_ID + uuid.uuid4().hex[:8], dir=str(run_dir.resolve()), reinit="create_new",
+               settings=_settings()) as r:  # fmt: skip
         r.log({"leaderboard": wandb.Table(dataframe=table)})
 
 
@@ -166,8 +214,6 @@ def run(mode: str, project: str, group: str, job_type: str, name: str, config: d
     if mode == "disabled":
         yield _Run(None)
         return
-    import wandb
-
-    with wandb.init(project=project, group=group, job_type=job_type, name=name, config=config, mode=mode,
-                    dir=str(run_dir.resolve()), reinit="create_new", settings=_settings()) as r:
+    with _init(mode, project=project, group=group, job_type=job_type, name=name, config=config,
+               dir=str(run_dir.resolve()), reinit="create_new", settings=_settings()) as r:
         yield _Run(r)
