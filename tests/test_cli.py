@@ -90,9 +90,11 @@ def test_malformed_search_space(env, capsys, change, message):
         (["retrain", "fashion_cnn", "--seeds", "0"], "argument --seeds: must be an integer >= 1, not 0"),
         (["retrain", "fashion_cnn", "--epochs", "0"], "argument --epochs: must be an integer >= 1, not 0"),
         (["leaderboard", "fashion_cnn", "--top", "0"], "argument --top: must be an integer >= 1, not 0"),
+        (["search", "fashion_cnn", "--name", "a/b"], "argument --name: must be a folder name of letters, digits"),
+        (["search", "fashion_cnn", "--name", ""], "argument --name: must be a folder name of letters, digits"),
     ],
 )
-def test_bad_numbers_on_the_command_line(env, capsys, argv, message):
+def test_bad_numbers_and_names_on_the_command_line(env, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     err = capsys.readouterr().err
@@ -121,6 +123,21 @@ def test_more_cpus_per_trial_than_the_machine_has_names_how_many_it_has(env, cap
     expected = r"a trial asks for 1000 CPUs \(--cpus-per-trial\), but this machine has \d+ CPUs?$"
     assert re.search(expected, err.strip()), err
     assert not (env / "results" / "fashion_cnn").exists()
+
+
+@pytest.mark.parametrize("address", ["nonsense", "ray://head", "head:port"])
+def test_an_address_that_is_not_one_says_what_an_address_is(env, capsys, fixture_root, monkeypatch, address):
+    argv = ["--data-dir", str(fixture_root), "search", "fashion_cnn"]
+    err = fails(capsys, *argv, "--address", address)
+    assert f"--address {address!r} is not a Ray cluster's address: HOST:PORT of its head node" in err
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    assert f"RAY_ADDRESS {address!r} is not a Ray cluster's address" in fails(capsys, *argv)
+    assert not (env / "results" / "fashion_cnn").exists()
+
+
+def test_a_storage_that_cannot_keep_the_trials_is_named(env, capsys, fixture_root):
+    err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--storage", "nosuch://bucket")
+    assert "cannot use 'nosuch://bucket/fashion_cnn' (--storage) to keep the trials: Unrecognized filesystem" in err
 
 
 def test_missing_data_set_writes_nothing(env, capsys):

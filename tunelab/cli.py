@@ -3,6 +3,7 @@ check | new | data."""
 
 import argparse
 import math
+import re
 import sys
 
 from tunelab import UserError, __version__
@@ -212,6 +213,14 @@ def _gpus(text: str) -> float:
     return value
 
 
+def _run_name(text: str) -> str:
+    """A run's name: its results folder, W&B group and study, so one plain folder name."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise argparse.ArgumentTypeError(f"must be a folder name of letters, digits, '.', '_' and '-' that starts with "
+                                         f"a letter or a digit, not {text!r}")  # fmt: skip
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunelab",
                                 description="Hyperparameter search for course-assignment models on Ray Tune.")
@@ -243,7 +252,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--subset", type=_fraction, default=1.0, metavar="F",
                    help="train on a fraction F of the data (smoke runs)")
     s.add_argument("--seed", type=_number(int, 0), help="seed of the sampler and the trials")
-    s.add_argument("--name", metavar="RUN", help="name of the run's results folder (default: the experiment)")
+    s.add_argument("--name", type=_run_name, metavar="RUN",
+                   help="name of the run's results folder (default: the experiment)")
     s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     s.add_argument("--storage", metavar="PATH|URI", help="where Ray keeps the trials and checkpoints: a shared file "
                    "system or a bucket (s3://..., gs://...) that every node reaches; needed on a multi-node cluster "

@@ -97,7 +97,11 @@ def _run_config(run: Run, mode: str) -> tune.RunConfig:
 
 def started(run: Run) -> bool:
     """Whether Ray's state of a search is already where this run keeps its trials."""
-    return tune.Tuner.can_restore(run.experiment_path)
+    try:
+        return tune.Tuner.can_restore(run.experiment_path)
+    except (OSError, ValueError) as e:  # pyarrow's: a bucket it cannot reach, a scheme it does not know
+        flag = " (--storage)" if run.options.storage else ""
+        raise UserError(f"cannot use {run.experiment_path!r}{flag} to keep the trials: {e}") from None
 
 
 def _check_data(run: Run) -> None:
