@@ -54,6 +54,8 @@ def test_yaml_syntax_error(env, capsys):
             {"parameters": {"n_heads": {"values": [2]}}},
             "parameters.n_heads: cnn_classifier has no hyperparameter 'n_heads'",
         ),
+        ({"dataset": "sentiment140"},
+         "exp.yaml: dataset: 'sentiment140' is a data set of texts, and the trainable trains on images (chest_xray"),
         ({"run_cap": 0}, "exp.yaml: run_cap: must be an integer >= 1, not 0"),
         ({"max_epochs": float("inf")}, "exp.yaml: max_epochs: must be an integer >= 1, not inf"),
         ({"time_budget_s": -1}, "exp.yaml: time_budget_s: must be a number >= 1, not -1"),

@@ -28,6 +28,8 @@ def read_config(path: Path, defaults: dict) -> dict:
 def describe(trainable: str, config_path: str | None, dataset: str | None, root: Path) -> str:
     checked = protocol.load(str(Path(trainable).resolve()) if trainable.endswith(".py") else trainable)
     config = checked.defaults | (read_config(config_path, checked.defaults) if config_path else {})
+    if dataset and (mismatch := datasets.other_kind(dataset, checked.dataset)):
+        raise UserError(f"--dataset: {mismatch}")
     data = datasets.load(dataset or checked.dataset, root, "search")
     torch.manual_seed(0)
     try:

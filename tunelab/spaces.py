@@ -156,11 +156,13 @@ def parse(raw: Any, path: Path) -> Spec:
         err("trainable", str(e))
     defaults = module.defaults if module else {}
 
-    from tunelab.data import SOURCES
+    from tunelab.data import SOURCES, other_kind
 
     dataset = raw.get("dataset", module.dataset if module else None)
     if dataset not in SOURCES:
         err("dataset", f"unknown data set {dataset!r}; known: {', '.join(sorted(SOURCES))}")
+    elif module and (mismatch := other_kind(dataset, module.dataset)):
+        err("dataset", mismatch)
 
     method = raw.get("method", "bayes")
     if method not in METHODS:
