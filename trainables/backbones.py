@@ -7,23 +7,30 @@
 - ``mnist_cnn``: tunelab's ``cnn_classifier`` trained on MNIST once, kept with tunelab.cache.
 """
 
+import functools
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from trainables import common
 from tunelab import UserError, cache
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # mean and std of images in [0, 1]
-TORCHVISION = tuple(
-    n for n in torchvision.models.list_models(module=torchvision.models) if n.startswith(("resnet", "vgg"))
-)
-NAMES = ("efficientnet_lite0", "mnist_cnn", *TORCHVISION)
+OWN = ("efficientnet_lite0", "mnist_cnn")
 MNIST_EPOCHS = 3  # epochs of tunelab's MNIST pretraining (the best one's weights are kept)
+
+
+@functools.cache
+def names() -> tuple[str, ...]:
+    """Every backbone's name: ours and torchvision's resnet* and vgg* (torchvision is imported only here and where
+    its models are built: 2 s that `tunelab list` and the other trainables need not pay)."""
+    import torchvision
+
+    found = torchvision.models.list_models(module=torchvision.models)
+    return (*OWN, *(n for n in found if n.startswith(("resnet", "vgg"))))
 
 
 @dataclass
@@ -42,9 +49,9 @@ def load(name: str, pretrained: bool, size: int, data_root: Path | None = None) 
         return _efficientnet_lite0(pretrained, size)
     if name == "mnist_cnn":
         return _mnist_cnn(pretrained, data_root)
-    if name in TORCHVISION:
+    if name in names():
         return _torchvision(name, pretrained)
-    raise ValueError(f"backbone must be one of {', '.join(NAMES)}, not {name!r}")
+    raise ValueError(f"backbone must be one of {', '.join(names())}, not {name!r}")
 
 
 class _MBConv(nn.Module):
@@ -78,6 +85,8 @@ def _efficientnet_lite0(pretrained: bool, size: int) -> Backbone:
 
 
 def _torchvision(name: str, pretrained: bool) -> Backbone:
+    import torchvision
+
     net = torchvision.models.get_model(name, weights=None)
     if pretrained:
         net.load_state_dict(_hub_weights(name))
@@ -92,6 +101,8 @@ def _torchvision(name: str, pretrained: bool) -> Backbone:
 
 
 def _hub_weights(name: str) -> dict:
+    import torchvision
+
     weights = torchvision.models.get_model_weights(name).DEFAULT
     file = Path(torch.hub.get_dir()) / "checkpoints" / Path(urllib.parse.urlparse(weights.url).path).name
     try:

@@ -101,7 +101,7 @@ def make_model(config: dict, n_classes: int, data_root: Path | None = None) -> T
 
 
 def build(config: dict, data: Data) -> dict:
-    common.check_choice(config, "backbone", backbones.NAMES)
+    common.check_choice(config, "backbone", backbones.names())
     common.check_choice(config, "freeze", FREEZES)
     model = make_model(config, len(data.classes), data.root).to(data.device)
     optimizer = common.make_optimizer(config, model.trainable.parameters())
@@ -112,7 +112,7 @@ def build(config: dict, data: Data) -> dict:
 def prepare(values: dict[str, list], data_dir: Path) -> None:
     """Before a search: every backbone it may try is there (pretrained weights found or downloaded, tunelab's MNIST
     CNN trained), so that a missing download is one clear error rather than failed trials."""
-    for key, allowed in (("backbone", backbones.NAMES), ("freeze", FREEZES)):
+    for key, allowed in (("backbone", backbones.names()), ("freeze", FREEZES)):
         wrong = [v for v in values[key] if v not in allowed]
         if wrong:
             raise UserError(f"{key} {', '.join(map(repr, wrong))} is not allowed; allowed: {', '.join(allowed)}")
