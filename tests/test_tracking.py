@@ -76,6 +76,9 @@ def test_online_asked_for_without_a_server_that_answers_is_refused(silent):
     os.environ["WANDB_MODE"] = "online"  # the fixture's monkeypatch restores it
     with pytest.raises(UserError, match="WANDB_MODE=online: W&B's server"):
         tracking.mode(None)
+    os.environ["WANDB_MODE"] = "dryrun"
+    with pytest.raises(UserError, match="WANDB_MODE 'dryrun' is not allowed; allowed: online, offline, disabled"):
+        tracking.mode(None)
 
 
 def test_the_key_that_wandb_login_writes_for_its_default_host_means_online(refusing, tmp_path, w_and_b):

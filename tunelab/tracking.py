@@ -48,7 +48,8 @@ def mode(requested: str | None) -> str:
     chosen = requested or os.environ.get("WANDB_MODE")
     mode = chosen or ("online" if _has_key() else "offline")
     if mode not in MODES:
-        raise UserError(f"--wandb {mode!r} is not allowed; allowed: {', '.join(MODES)}")
+        source = "--wandb" if requested else "WANDB_MODE"
+        raise UserError(f"{source} {mode!r} is not allowed; allowed: {', '.join(MODES)}")
     if mode == "online" and not _has_key():
         raise UserError("--wandb online needs an API key: set WANDB_API_KEY or run `wandb login` "
                         "(or use --wandb offline)")
