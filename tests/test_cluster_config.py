@@ -64,6 +64,8 @@ def test_address_from_the_flag_else_ray_address(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert cluster.address(None) == "10.0.0.1:6379"
     assert cluster.address("auto") == "auto"
+    assert cluster.address("ray://head:10001") == "ray://head:10001"
+    assert cluster.address("local") is None  # a Ray of the search's own, whatever RAY_ADDRESS says
 
 
 def test_storage_uri_kept_local_path_made_absolute(tmp_path, monkeypatch):

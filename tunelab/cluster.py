@@ -40,14 +40,17 @@ FLAGS = {"CPU": "--cpus-per-trial", "GPU": "--gpus-per-trial"}
 
 
 def address(cli_value: str | None) -> str | None:
-    """The cluster to run on: ``--address``, else ``RAY_ADDRESS``, else None (a local Ray)."""
+    """The cluster to run on: ``--address``, else ``RAY_ADDRESS``, else None (a local Ray; so does "local")."""
     value = cli_value or os.environ.get("RAY_ADDRESS") or None
     host, sep, port = (value or "").removeprefix("ray://").rpartition(":")
-    if value and value != "auto" and not (host and sep and port.isdigit()):
+    if value in (None, "local"):
+        return None
+    if value != "auto" and not (host and sep and port.isdigit()):
         source = "--address" if cli_value else "RAY_ADDRESS"
         raise UserError(f"{source} {value!r} is not a Ray cluster's address: HOST:PORT of its head node (port 6379 "
-                        "unless `ray start --head --port` chose another), ray://HOST:PORT for Ray Client (10001), or "
-                        "auto (the cluster that `ray start` began on this machine)")  # fmt: skip
+                        "unless `ray start --head --port` chose another), ray://HOST:PORT for Ray Client (10001), "
+                        "auto (the cluster that `ray start` began on this machine) or local (a Ray of the search's "
+                        "own, the default)")  # fmt: skip
     return value
 
 
