@@ -42,16 +42,21 @@ FLAGS = {"CPU": "--cpus-per-trial", "GPU": "--gpus-per-trial"}
 def address(cli_value: str | None) -> str | None:
     """The cluster to run on: ``--address``, else ``RAY_ADDRESS``, else None (a local Ray; so does "local")."""
     value = cli_value or os.environ.get("RAY_ADDRESS") or None
-    host, sep, port = (value or "").removeprefix("ray://").rpartition(":")
     if value in (None, "local"):
         return None
-    if value != "auto" and not (host and sep and port.isdigit()):
+    if value != "auto" and _host_port(value) is None:
         source = "--address" if cli_value else "RAY_ADDRESS"
         raise UserError(f"{source} {value!r} is not a Ray cluster's address: HOST:PORT of its head node (port 6379 "
                         "unless `ray start --head --port` chose another), ray://HOST:PORT for Ray Client (10001), "
                         "auto (the cluster that `ray start` began on this machine) or local (a Ray of the search's "
                         "own, the default)")  # fmt: skip
     return value
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """HOST and PORT of ``HOST:PORT`` or ``ray://HOST:PORT``, or None for anything else."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    return (host, int(port)) if host and sep and port.isdigit() else None
 
 
 def storage(cli_value: str | None) -> str | None:
@@ -184,12 +189,10 @@ def check_reachable(address: str, token: bool = False, timeout_s: float = 5) -> 
     """Fail fast on a HOST:PORT that does not answer (Ray itself retries for minutes) or that wants a token this
     driver does not have (Ray retries that for 20 s, then says only that it cannot connect); "auto" is Ray's to
     find. ``token``: whether this driver has one (see use_token)."""
-    client = address.startswith("ray://")  # Ray Client's server, not the head's GCS
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not (sep and port.isdigit()):
+    if (host_port := _host_port(address)) is None:
         return
-    socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    if client:
+    socket.create_connection(host_port, timeout=timeout_s).close()
+    if address.startswith("ray://"):  # Ray Client's server, not the head's GCS
         return
     try:
         GcsClient(address=address)

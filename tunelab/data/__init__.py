@@ -53,12 +53,11 @@ def source(name: str) -> Source:
 def other_kind(name: str, trainables_own: str) -> str | None:
     """Why data set ``name`` does not suit a trainable whose own data set is ``trainables_own`` (one of images, the
     other of texts), or None where both are of one kind."""
-    kinds = {"image": sorted(IMAGE_SOURCES), "text": sorted(TEXT_SOURCES)}
-    kind, own = ({k for k, names in kinds.items() if n in names} for n in (name, trainables_own))
-    if kind == own or not kind or not own:
+    kinds = {"image": IMAGE_SOURCES, "text": TEXT_SOURCES}
+    kind, own = (next((k for k, names in kinds.items() if n in names), None) for n in (name, trainables_own))
+    if None in (kind, own) or kind == own:
         return None
-    (kind,), (own,) = kind, own
-    return f"{name!r} is a data set of {kind}s, and the trainable trains on {own}s ({', '.join(kinds[own])})"
+    return f"{name!r} is a data set of {kind}s, and the trainable trains on {own}s ({', '.join(sorted(kinds[own]))})"
 
 
 def candidate_dirs(name: str, root: Path) -> list[Path]:
