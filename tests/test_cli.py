@@ -142,6 +142,19 @@ def test_a_storage_that_cannot_keep_the_trials_is_named(env, capsys, fixture_roo
     assert "cannot use 'nosuch://bucket/fashion_cnn' (--storage) to keep the trials: Unrecognized filesystem" in err
 
 
+def test_resume_from_a_storage_without_the_search_keeps_the_run_as_it_was(env, capsys, fixture_root):
+    from tunelab import runs, spaces
+
+    run = runs.Run(env / "results" / "mine", spaces.load("fashion_cnn"), runs.Options(), fixture_root)
+    run.save()
+    saved = (run.dir / runs.INFO_FILE).read_text()
+    err = fails(capsys, "resume", "mine", "--storage", "nosuch://bucket")
+    assert "cannot use 'nosuch://bucket/mine' (--storage) to keep the trials: Unrecognized filesystem" in err
+    err = fails(capsys, "resume", "mine", "--storage", str(env / "empty"))
+    assert f"{env / 'empty' / 'mine'} holds no search to continue" in err and "give --storage where" in err
+    assert (run.dir / runs.INFO_FILE).read_text() == saved
+
+
 def test_missing_data_set_writes_nothing(env, capsys):
     err = fails(capsys, "--data-dir", str(env / "nodata"), "search", "fashion_cnn")
     assert "data set 'fashion_mnist' not found" in err and "tunelab data fetch fashion_mnist" in err

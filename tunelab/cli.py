@@ -78,8 +78,12 @@ def _cmd_resume(args) -> None:
 
     run = _run(args)
     moved = {"address": cluster.address(args.address), "storage": cluster.storage(args.storage)}
-    if any(moved.values()):
-        run.options = dataclasses.replace(run.options, **{k: v for k, v in moved.items() if v})
+    moved = {k: v for k, v in moved.items() if v}
+    run.options = dataclasses.replace(run.options, **moved)
+    if not search.started(run):  # checked before a moved storage is saved with the run
+        raise UserError(f"{run.experiment_path} holds no search to continue (no state of Ray's there)"
+                        + ("; give --storage where the search's trials are" if args.storage else ""))
+    if moved:
         run.save()
     _finish(run, search.resume(run))
 
