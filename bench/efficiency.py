@@ -3,7 +3,8 @@
 Two methods on search_spaces/fashion_cnn_quick.yaml (the demo's space), the same number of trials, epochs, data
 subset and concurrency, each with the same sampler seeds (``--seed``, which also seeds the trials' training):
 
-- **TPE + ASHA**: the file as it is (``method: bayes``, Optuna TPE; ``early_terminate: hyperband``, ASHA).
+- **TPE + ASHA**: the file as it is (``method: bayes``, Optuna TPE; ``early_terminate: hyperband``, ASHA), or
+  with other ASHA rungs (``--asha MIN_ITER,ETA``, written like the random variant).
 - **random**: the same file with ``method: random`` and no ``early_terminate`` (a temporary YAML written from the
   loaded file), so every trial trains all its epochs.
 
@@ -45,12 +46,14 @@ EXPERIMENT = "fashion_cnn_quick"
 GOAL = 0.5  # time to target of TPE + ASHA / random (issue 12)
 
 
-def random_variant(folder: Path) -> Path:
-    """The experiment's file with method random and no early stopping, written from the loaded file."""
+def variant(folder: Path, method: str, early_terminate: dict | None) -> Path:
+    """The experiment's file with another method and early stopping (None: none), written from the loaded file."""
     raw = yaml.safe_load(spaces.find(EXPERIMENT).read_text())
-    raw["method"] = "random"
+    raw["method"] = method
     raw.pop("early_terminate", None)
-    path = folder / f"{EXPERIMENT}_random.yaml"
+    if early_terminate:
+        raw["early_terminate"] = early_terminate
+    path = folder / f"{EXPERIMENT}_{method}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     spaces.load(str(path))  # validated as `tunelab search` will
     return path
@@ -98,6 +101,15 @@ def time_to(result: dict, target: float) -> float | None:
     return next((t for t, v in result["events"] if sign * v >= sign * target), None)
 
 
+def hyperband(text: str) -> dict:
+    """``--asha MIN_ITER,ETA`` as the file's early_terminate."""
+    try:
+        min_iter, eta = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN_ITER,ETA (two whole numbers, e.g. 1,3)") from None
+    return {"type": "hyperband", "min_iter": min_iter, "eta": eta}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="1 seed, 4 trials x 3 epochs on 2 %% of the data: a smoke run")
@@ -106,6 +118,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, help="epochs per trial (default 4, --quick 3)")
     p.add_argument("--subset", type=float, help="fraction of the data (default 0.1, --quick 0.02)")
     p.add_argument("--concurrency", type=int, default=2, help="trials at once (default 2), 1 CPU each (the file's)")
+    p.add_argument("--asha", metavar="MIN_ITER,ETA", type=hyperband, help="TPE+ASHA with this early_terminate "
+                   "instead of the file's, e.g. 1,3: rungs at epochs 1, 3, 9, ...")
     args = p.parse_args()
     quick = args.quick
     seeds = range(args.seeds or (1 if quick else 3))
@@ -120,7 +134,12 @@ def main() -> None:
     results: dict[str, list[dict]] = {"TPE+ASHA": [], "random": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        experiments = {"TPE+ASHA": EXPERIMENT, "random": str(random_variant(folder))}
+        experiments = {"TPE+ASHA": EXPERIMENT, "random": str(variant(folder, "random", None))}
+        if args.asha:
+            experiments["TPE+ASHA"] = str(variant(folder, "bayes", args.asha))
+        asha = spaces.load(experiments["TPE+ASHA"]).hyperband
+        rungs = spaces.asha_rungs(asha["min_iter"], asha["eta"], args.epochs)
+        print(f"TPE+ASHA's rungs: epochs {', '.join(map(str, rungs))}")
         for seed in seeds:  # the methods alternate, so that a burst of load elsewhere hits both alike
             for method, experiment in experiments.items():
                 r = search(experiment, f"{method.replace('+', '_')}-{seed}", seed, args, root, folder)
