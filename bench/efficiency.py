@@ -137,7 +137,7 @@ def main() -> None:
         experiments = {"TPE+ASHA": EXPERIMENT, "random": str(variant(folder, "random", None))}
         if args.asha:
             experiments["TPE+ASHA"] = str(variant(folder, "bayes", args.asha))
-        asha = spaces.load(experiments["TPE+ASHA"]).hyperband
+        asha = args.asha or spaces.load(EXPERIMENT).hyperband
         rungs = spaces.asha_rungs(asha["min_iter"], asha["eta"], args.epochs)
         print(f"TPE+ASHA's rungs: epochs {', '.join(map(str, rungs))}")
         for seed in seeds:  # the methods alternate, so that a burst of load elsewhere hits both alike
