@@ -88,6 +88,10 @@ def test_classifier_augmentation_keeps_shape_and_dtype(kind, data):
     assert 0 <= out.min() and out.max() <= 1
     if kind == "flip":
         assert all(torch.equal(o, i) or torch.equal(o, i.flip(2)) for o, i in zip(out, x))
+    if kind.endswith("affine"):  # every image moved, each its own way
+        same = x[:1].expand(8, -1, -1, -1)
+        moved = common.augment(same, kind, pad=2)
+        assert not any(torch.allclose(m, same[0]) for m in moved) and not torch.allclose(moved[0], moved[1])
 
 
 @pytest.mark.parametrize("schedule", common.SCHEDULES)

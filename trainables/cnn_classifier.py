@@ -26,8 +26,8 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "batch_norm": True,  # batch norm after every convolution
     "dropout": 0.25,  # dropout rate before the output layer
     "hidden": 128,  # width of a dense ReLU layer before the output (0 = none)
-    "augment": "flip",  # none, flip, crop or flip_crop (random left-right flip, random shift)
-    "crop_pad": 2,  # largest shift in px of the crop augmentation
+    "augment": "flip",  # none, flip, crop, flip_crop, affine or flip_affine (see common.augment)
+    "crop_pad": 2,  # largest shift in px of the crop and affine augmentations
     "optimizer": "adamw",  # sgd, adam or adamw
     "lr": 3e-3,  # peak learning rate
     "momentum": 0.9,  # SGD's Nesterov momentum (0 = plain SGD)

@@ -13,7 +13,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 EVAL_BATCH = 1024  # images per forward pass when predicting without gradients
-AUGMENTS = ("none", "flip", "crop", "flip_crop")
+AUGMENTS = ("none", "flip", "crop", "flip_crop", "affine", "flip_affine")
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -89,12 +89,23 @@ def random_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
     return padded.gather(2, rows).gather(3, cols)
 
 
+def random_affine(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Rotate each image by up to 10 degrees, scale it by 0.9-1.1 and shift it by up to pad px each way."""
+    import kornia.augmentation as K  # loaded only when augmenting
+
+    shift = pad / x.shape[-1]
+    return K.RandomAffine(degrees=10, translate=(shift, shift), scale=(0.9, 1.1), p=1.0)(x)
+
+
 def augment(x: torch.Tensor, kind: str, pad: int) -> torch.Tensor:
-    """A batch of float images augmented as ``kind`` (one of AUGMENTS) says."""
-    if kind in ("flip", "flip_crop"):
+    """A batch of float images augmented as ``kind`` (one of AUGMENTS) says: ``flip`` a random left-right
+    flip, ``crop`` a random shift of up to pad px, ``affine`` a random rotation, scaling and shift."""
+    if kind.startswith("flip"):
         x = random_flip(x)
-    if kind in ("crop", "flip_crop"):
+    if kind.endswith("crop"):
         x = random_crop(x, pad)
+    if kind.endswith("affine"):
+        x = random_affine(x, pad)
     return x
 
 

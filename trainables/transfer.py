@@ -3,9 +3,10 @@
 ``freeze`` says what trains: ``linear_probe`` the output layer only (every other weight frozen),
 ``finetune_last_block`` the backbone's last block too, ``finetune_all`` every weight, and ``scratch`` every
 weight from a random initialisation. Images are resized to ``input_size`` px, grayscale is repeated to the
-backbone's channels, and they are normalised as its weights expect. What is frozen never changes, so its
-outputs are computed once per backbone, input size and set of images, and cached with tunelab.cache: each
-epoch then trains only the rest, and a linear probe of a backbone that takes minutes per pass trains in seconds.
+backbone's channels, and they are normalised as its weights expect; ``augment`` transforms the training images
+where they train (``finetune_all``, ``scratch``). What is frozen never changes, so its outputs are computed once
+per backbone, input size and set of images, and cached with tunelab.cache: each epoch then trains only the rest,
+and a linear probe of a backbone that takes minutes per pass trains in seconds.
 
 With two classes (the second is the positive one: pneumonia) evaluate also reports sensitivity, specificity,
 balanced accuracy and ROC-AUC, and figures draw the ROC curve.
@@ -41,6 +42,8 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "momentum": 0.9,  # SGD's Nesterov momentum (0 = plain SGD)
     "weight_decay": 1e-4,  # L2 penalty (sgd, adam) or decoupled weight decay (adamw)
     "schedule": "cosine",  # LR schedule per batch: constant, cosine, step or onecycle
+    "augment": "none",  # of the training images (common.AUGMENTS), where nothing is frozen: finetune_all, scratch
+    "crop_pad": 2,  # largest shift in px of the crop and affine augmentations
     "batch_size": 64,  # images per training step
     "epochs": 5,  # epochs the LR schedule spans (the harness sets it to the run's length)
 }
@@ -103,6 +106,7 @@ def make_model(config: dict, n_classes: int, data_root: Path | None = None) -> T
 def build(config: dict, data: Data) -> dict:
     common.check_choice(config, "backbone", backbones.names())
     common.check_choice(config, "freeze", FREEZES)
+    common.check_choice(config, "augment", common.AUGMENTS)
     model = make_model(config, len(data.classes), data.root).to(data.device)
     optimizer = common.make_optimizer(config, model.trainable.parameters())
     scheduler = common.make_scheduler(config, optimizer, len(data.splits["train"][1]))
@@ -155,6 +159,14 @@ def predict(model: TransferNet, x: torch.Tensor) -> torch.Tensor:
     return _forward(model.trainable, _inputs(model, x), _batch_size(model))
 
 
+def _augmented(model: TransferNet, inputs: torch.Tensor, config: dict) -> torch.Tensor:
+    """A training batch as floats, augmented when the trainable part takes images (a frozen part's cached
+    features are the same every epoch, so there is nothing to augment)."""
+    if len(model.frozen):
+        return _as_float(inputs)
+    return common.augment(_as_float(inputs), config["augment"], config["crop_pad"])
+
+
 def class_weights(y: torch.Tensor, n_classes: int, power: float) -> torch.Tensor:
     counts = torch.bincount(y, minlength=n_classes).clamp(min=1).float()
     return (len(y) / (n_classes * counts)) ** power
@@ -167,7 +179,7 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     weight = class_weights(y, len(data.classes), config["class_weight"])
     model.train()
     return common.classifier_epoch(
-        y, config["batch_size"], lambda idx: model.trainable(_as_float(inputs[idx])),
+        y, config["batch_size"], lambda idx: model.trainable(_augmented(model, inputs[idx], config)),
         lambda logits, labels: F.cross_entropy(logits, labels, weight=weight), parts["optimizer"], parts["scheduler"],
     )  # fmt: skip
 
