@@ -115,8 +115,9 @@ def build(config: dict, data: Data) -> dict:
 
 def prepare(values: dict[str, list], data_dir: Path) -> None:
     """Before a search: every backbone it may try is there (pretrained weights found or downloaded, tunelab's MNIST
-    CNN trained), so that a missing download is one clear error rather than failed trials."""
-    for key, allowed in (("backbone", backbones.names()), ("freeze", FREEZES)):
+    CNN trained) and every choice is known, so that a missing download or a typo is one clear error rather than
+    failed trials."""
+    for key, allowed in (("backbone", backbones.names()), ("freeze", FREEZES), ("augment", common.AUGMENTS)):
         wrong = [v for v in values[key] if v not in allowed]
         if wrong:
             raise UserError(f"{key} {', '.join(map(repr, wrong))} is not allowed; allowed: {', '.join(allowed)}")
