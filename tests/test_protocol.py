@@ -71,6 +71,11 @@ def test_a_complete_module_loads_with_the_defaults_for_what_it_leaves_out():
             "'EXTRA_DATASET' is not part of the protocol: did you mean EXTRA_DATASETS?",
         ),
         ({"EXTRA_DATASETS": "mnist"}, "EXTRA_DATASETS must be a tuple, not str"),
+        ({"CHOICES": {"colour": ("red",)}}, "CHOICES['colour']: 'colour' is not in DEFAULTS"),
+        (
+            {"DEFAULTS": {"opt": "adam", "epochs": 1}, "CHOICES": {"opt": ("sgd",)}},
+            "CHOICES['opt'] does not hold its default 'adam'",
+        ),
         (
             {"outputs": lambda parts, data, split: None},
             "has outputs but not metrics, ensemble: an ensemble needs all of",

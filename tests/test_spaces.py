@@ -148,6 +148,12 @@ def test_baseline_is_completed_with_defaults():
             "parameters.width: this hyperparameter is an integer",
         ),
         ({"colour": {"values": [1]}}, {}, "parameters.colour: cnn_classifier has no hyperparameter 'colour'; it has: "),
+        (
+            {"augment": {"values": ["flip", "rotate"]}},
+            {},
+            "parameters.augment: 'rotate' not allowed; allowed: none, flip, crop, flip_crop, affine, flip_affine",
+        ),
+        ({"optimizer": {"value": "adamx"}}, {}, "parameters.optimizer: 'adamx' not allowed; allowed: sgd, adam, adamw"),
         ({"lr": {"vals": [1]}}, {}, "parameters.lr: unknown key(s) vals"),
         ({}, {"methd": "bayes"}, "methd: unknown key; allowed:"),
         ({}, {"method": "bohb"}, "method: 'bohb' is not allowed; allowed: bayes"),

@@ -17,6 +17,7 @@ DATASET = gan.DATASET
 METRIC = gan.METRIC
 MODE = gan.MODE
 DEFAULTS = gan.DEFAULTS
+CHOICES = gan.CHOICES
 PER_CLASS = 8  # samples per class in the report's grid
 
 train_epoch = gan.train_epoch

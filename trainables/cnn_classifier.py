@@ -38,6 +38,8 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "epochs": 6,  # epochs the LR schedule spans (the harness sets it to the run's length)
 }
 
+CHOICES = {**common.TRAINING_CHOICES, "augment": common.AUGMENTS}  # the values a string key may take
+
 
 class Normalize(nn.Module):
     """Standardise images in [0, 1] with the training set's mean and std (kept in the state dict)."""

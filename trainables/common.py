@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 EVAL_BATCH = 1024  # images per forward pass when predicting without gradients
 AUGMENTS = ("none", "flip", "crop", "flip_crop", "affine", "flip_affine")
+OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta", "rmsprop")  # make_optimizer's
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -133,7 +134,7 @@ def make_optimizer(config: dict, params: Iterable[nn.Parameter], lr: float | Non
             return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
         case "rmsprop":
             return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"optimizer must be sgd, adam, adamw, adadelta or rmsprop, not {config['optimizer']!r}")
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {config['optimizer']!r}")
 
 
 def one_cycle(t: float) -> float:
@@ -148,6 +149,8 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
     "step": lambda t: 0.1 ** ((t >= 0.5) + (t >= 0.75)),  # /10 at half and at three quarters
     "onecycle": one_cycle,
 }
+# the CHOICES (tunelab.protocol) of the keys that make_optimizer and make_scheduler read
+TRAINING_CHOICES = {"optimizer": OPTIMIZERS, "schedule": tuple(SCHEDULES)}
 
 
 def make_scheduler(config: dict, optimizer: torch.optim.Optimizer, n_train: int) -> LambdaLR:

@@ -40,6 +40,8 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 
 ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU, "elu": nn.ELU}
 UPSAMPLES = ("transpose", "nearest", "bilinear")
+CHOICES = {**common.TRAINING_CHOICES, "activation": tuple(ACTIVATIONS), "upsample": UPSAMPLES,
+           "loss": reconstruction.LOSSES}  # fmt: skip
 
 
 def transpose_padding(k: int, size_in: int, size_out: int) -> tuple[int, int]:

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "pretrain_epochs": 3,  # MNIST epochs of the finetune variant's pretraining; the best one is kept
     "epochs": 10,  # epochs of the run (the harness sets it; the per-epoch decay needs no horizon)
 }
+CHOICES = {"variant": VARIANTS, "optimizer": common.OPTIMIZERS}
 
 
 class Standardize(nn.Module):

@@ -52,6 +52,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 NORMS = ("batch", "spectral", "none")
 LOSSES = ("nonsaturating", "wgan_gp", "hinge")
 OPTIMIZERS = ("adam", "rmsprop")  # of common.make_optimizer's, the ones GANs are trained with
+CHOICES = {"d_norm": NORMS, "loss": LOSSES, "optimizer": OPTIMIZERS}
 
 
 class Generator(nn.Module):

@@ -34,6 +34,8 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 }
 
 ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU, "elu": nn.ELU, "tanh": nn.Tanh, "none": nn.Identity}
+CHOICES = {**common.TRAINING_CHOICES, "activation": tuple(a for a in ACTIVATIONS if a != "none"),
+           "code_activation": tuple(ACTIVATIONS), "loss": reconstruction.LOSSES}  # fmt: skip
 
 
 def make_model(config: dict, shape: tuple) -> AutoEncoder:
@@ -52,7 +54,7 @@ def make_model(config: dict, shape: tuple) -> AutoEncoder:
 
 def check(config: dict) -> None:
     """Reject unknown choices and empty layers before building."""
-    common.check_choice(config, "activation", set(ACTIVATIONS) - {"none"})
+    common.check_choice(config, "activation", CHOICES["activation"])
     common.check_choice(config, "code_activation", ACTIVATIONS)
     if config["code"] < 1 or config["hidden"] < 0:
         raise ValueError(f"code must be >= 1 and hidden >= 0, not {config['code']} and {config['hidden']}")

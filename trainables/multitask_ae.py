@@ -17,6 +17,7 @@ MODE = "max"
 DEFAULTS: dict[str, int | float | bool | str] = thought_vector_ae.DEFAULTS | {  # the others are documented there
     "class_weight": 0.5,  # share of the classification loss in the training loss, in [0, 1]
 }
+CHOICES = thought_vector_ae.CHOICES
 
 
 def build(config: dict, data: Data) -> dict:

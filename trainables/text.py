@@ -63,6 +63,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "batch_size": 64,  # texts per training step
     "epochs": 5,  # epochs the LR schedule spans (the harness sets it to the run's length)
 }
+CHOICES = {**common.TRAINING_CHOICES, "level": LEVELS, "keep": KEEPS, "loss": LOSSES}  # of every text trainable
 
 CLEANERS: dict[str, Callable[[str], str]] = {
     "html": lambda t: re.sub(r"<[^>]{1,20}>", " ", html.unescape(t)),

@@ -24,6 +24,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "depth": 1,  # convolutions per branch, with a 2x max-pool between them
     "dropout": 0.5,  # before the output layer
 }
+CHOICES = text.CHOICES
 
 
 class TextCNN(nn.Module):

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 POOLINGS = ("last", "mean", "max")
+CHOICES = {**text.CHOICES, "cell": tuple(CELLS), "pooling": POOLINGS}
 
 
 class TextRNN(nn.Module):

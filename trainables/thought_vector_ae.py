@@ -26,6 +26,7 @@ DEFAULTS: dict[str, int | float | bool | str] = mlp_autoencoder.DEFAULTS | {  # 
 }
 
 TSNE_POINTS = 1500  # test images in the t-SNE map
+CHOICES = mlp_autoencoder.CHOICES
 
 
 def tsne_map(parts: dict, data: Data, path: Path) -> Path:

@@ -31,6 +31,8 @@ IMAGE_CLASSIFIER = True  # the report adds t-SNE, activation maximisation, confu
 FREEZES = ("linear_probe", "finetune_last_block", "finetune_all", "scratch")
 # how many of the stages prep, prefix, last, head are frozen
 FROZEN_PARTS = {"linear_probe": 3, "finetune_last_block": 2, "finetune_all": 0, "scratch": 0}
+# the values a string key may take (the backbones: prepare, which needs torchvision for their names)
+CHOICES = {**common.TRAINING_CHOICES, "freeze": FREEZES, "augment": common.AUGMENTS}
 
 DEFAULTS: dict[str, int | float | bool | str] = {
     "backbone": "efficientnet_lite0",  # efficientnet_lite0, mnist_cnn, or torchvision's resnet*/vgg* (see backbones)
@@ -114,13 +116,12 @@ def build(config: dict, data: Data) -> dict:
 
 
 def prepare(values: dict[str, list], data_dir: Path) -> None:
-    """Before a search: every backbone it may try is there (pretrained weights found or downloaded, tunelab's MNIST
-    CNN trained) and every choice is known, so that a missing download or a typo is one clear error rather than
-    failed trials."""
-    for key, allowed in (("backbone", backbones.names()), ("freeze", FREEZES), ("augment", common.AUGMENTS)):
-        wrong = [v for v in values[key] if v not in allowed]
-        if wrong:
-            raise UserError(f"{key} {', '.join(map(repr, wrong))} is not allowed; allowed: {', '.join(allowed)}")
+    """Before a search: every backbone it may try is known and there (pretrained weights found or downloaded,
+    tunelab's MNIST CNN trained), so that a missing download is one clear error rather than failed trials."""
+    known = backbones.names()
+    wrong = [v for v in values["backbone"] if v not in known]
+    if wrong:
+        raise UserError(f"backbone {', '.join(map(repr, wrong))} is not allowed; allowed: {', '.join(known)}")
     if set(values["freeze"]) != {"scratch"}:
         for name in values["backbone"]:
             backbones.load(name, True, 32, data_dir)

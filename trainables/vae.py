@@ -36,6 +36,7 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "epochs": 10,  # epochs the LR schedule spans (the harness sets it to the run's length)
 }
 TSNE_POINTS = 2000  # test images in the t-SNE of the latent means
+CHOICES = common.TRAINING_CHOICES
 
 
 def mlp(sizes: list[int]) -> list[nn.Module]:

@@ -24,6 +24,8 @@ Required:
 Optional (see ``OPTIONAL`` for each one's signature):
 
 - ``EXTRA_DATASETS``: other data sets it reads (e.g. to pretrain on), checked before a search.
+- ``CHOICES``: the values some string hyperparameters may take (``{"optimizer": ("sgd", "adam")}``); a search
+  space that sets or searches another value is an error naming the file, the key and these values.
 - ``IMAGE_CLASSIFIER = True``: ``parts["model"]`` maps uint8 images to class logits through a last linear layer;
   the report then adds the classifier analysis (t-SNE, activation maximisation, confusion matrix), running the
   model through ``predict(model, x) -> logits`` (default ``trainables.common.predict``).
@@ -50,7 +52,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -67,6 +69,7 @@ REQUIRED_FUNCTIONS = {
 }
 OPTIONAL = {  # name: the arguments of a function, or the type of a constant
     "EXTRA_DATASETS": tuple,
+    "CHOICES": dict,
     "IMAGE_CLASSIFIER": bool,
     "predict": ("model", "x"),
     "example_input": ("parts", "data"),
@@ -104,6 +107,7 @@ class Trainable:
     predict: Callable
     example_input: Callable
     extra_datasets: tuple[str, ...] = ()
+    choices: dict[str, tuple] = field(default_factory=dict)
     image_classifier: bool = False
     prepare: Callable | None = None
     outputs: Callable | None = None
@@ -195,6 +199,12 @@ def check(name: str, module: ModuleType) -> Trainable:
                      for k, v in defaults.items() if not isinstance(v, HYPERPARAMETER_TYPES)]  # fmt: skip
         if "epochs" not in defaults:
             problems.append("DEFAULTS has no 'epochs' (the harness sets it to the run's length)")
+        choices = getattr(module, "CHOICES", {})
+        for k, allowed in choices.items() if isinstance(choices, dict) else ():
+            if k not in defaults:
+                problems.append(f"CHOICES[{k!r}]: {k!r} is not in DEFAULTS")
+            elif defaults[k] not in allowed:
+                problems.append(f"CHOICES[{k!r}] does not hold its default {defaults[k]!r}")
     for function, arguments in REQUIRED_FUNCTIONS.items():
         if not hasattr(module, function):
             problems.append(f"missing {function}({', '.join(arguments)})")
@@ -227,6 +237,7 @@ def check(name: str, module: ModuleType) -> Trainable:
         defaults=dict(module.DEFAULTS), predict=found.pop("predict", common.predict),
         example_input=found.pop("example_input", _first_training_input),
         extra_datasets=tuple(found.pop("EXTRA_DATASETS", ())), image_classifier=found.pop("IMAGE_CLASSIFIER", False),
+        choices={k: tuple(v) for k, v in found.pop("CHOICES", {}).items()},
         **found,
     )  # fmt: skip
 

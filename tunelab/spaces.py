@@ -169,7 +169,7 @@ def parse(raw: Any, path: Path) -> Spec:
         err("method", f"{method!r} is not allowed; allowed: {', '.join(f'{k} ({v})' for k, v in METHODS.items())}")
 
     metrics, modes = _metrics(raw.get("metric"), module, err)
-    params, constants, epochs = {}, {}, None
+    params, constants, invalid, epochs = {}, {}, set(), None
     parameters = raw.get("parameters", {})
     if not isinstance(parameters, dict):
         err("parameters", "must be a mapping of hyperparameter names to value/values/distribution")
@@ -182,11 +182,14 @@ def parse(raw: Any, path: Path) -> Spec:
         if module and name not in defaults:
             err(key, f"{module.name} has no hyperparameter {name!r}; it has: {', '.join(defaults)}")
             continue
-        parsed = _parameter(p, defaults.get(name), method, lambda m, k=key: err(k, m))
+        allowed = module.choices.get(name) if module else None
+        parsed = _parameter(p, defaults.get(name), method, lambda m, k=key: err(k, m), allowed)
         if isinstance(parsed, od.BaseDistribution):
             params[name] = parsed
         elif parsed is not _INVALID:
             constants[name] = parsed
+        else:
+            invalid.add(name)
 
     def number(key: str, default, kind=int, low=1):
         value = raw.get(key, default)
@@ -229,7 +232,7 @@ def parse(raw: Any, path: Path) -> Spec:
         gpus=float(gpus) if isinstance(gpus, (int, float)) else 0.0,
         seed=number("seed", 0, int, 0),
         hyperband=_hyperband(raw.get("early_terminate"), err),
-        baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err) if module else None,
+        baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err, invalid) if module else None,
         ablation=_ablation(raw.get("ablation"), params, err),
         project=str(raw.get("project") or "tunelab"),
         compare_with=_compare_with(raw.get("compare_with", []), trainable_name, module, err),
@@ -278,8 +281,16 @@ def _type_ok(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _parameter(p: Any, default: Any, method: str, err) -> Any:
-    """An Optuna distribution, a constant value, or _INVALID after reporting what is wrong."""
+def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = None) -> Any:
+    """An Optuna distribution, a constant value, or _INVALID after reporting what is wrong. ``allowed``: the
+    values the trainable's CHOICES give this hyperparameter, if any."""
+
+    def not_allowed(values: list) -> bool:
+        wrong = [v for v in values if allowed is not None and v not in allowed]
+        if wrong:
+            err(f"{', '.join(map(repr, wrong))} not allowed; allowed: {', '.join(map(str, allowed))}")
+        return bool(wrong)
+
     if not isinstance(p, dict):
         err(f"must be a mapping with value, values or distribution (e.g. {{values: [1, 2]}}), not {p!r}")
         return _INVALID
@@ -307,7 +318,7 @@ def _parameter(p: Any, default: Any, method: str, err) -> Any:
         if not _type_ok(p["value"], default):
             err(f"value {p['value']!r} has the wrong type; expected {expect}")
             return _INVALID
-        return p["value"]
+        return _INVALID if not_allowed([p["value"]]) else p["value"]
     if dist == "categorical":
         values = p.get("values")
         if not isinstance(values, list) or not values:
@@ -316,6 +327,8 @@ def _parameter(p: Any, default: Any, method: str, err) -> Any:
         wrong = [v for v in values if not _type_ok(v, default)]
         if wrong:
             err(f"values {wrong!r} have the wrong type; expected {expect}")
+            return _INVALID
+        if not_allowed(values):
             return _INVALID
         if "probabilities" in p:
             err("'probabilities' cannot be honoured by Optuna's samplers; remove it")
@@ -432,15 +445,16 @@ def _hyperband(et: Any, err) -> dict[str, int] | None:
     return {"min_iter": min_iter, "eta": eta}
 
 
-def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: dict, err) -> dict | None:
-    """The baseline as a point of the search space: its values, and the defaults for searched keys it omits."""
+def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: dict, err, invalid: set) -> dict | None:
+    """The baseline as a point of the search space: its values, and the defaults for searched keys it omits.
+    ``invalid``: hyperparameters whose own entry is wrong (already reported)."""
     if baseline is None:
         return None
     if not isinstance(baseline, dict):
         err("baseline", "must be a mapping of searched hyperparameters to values")
         return None
     for k in baseline:
-        if k not in params:
+        if k not in params and k not in invalid:
             err(f"baseline.{k}", f"not a searched hyperparameter (searched: {', '.join(params) or 'none'}); "
                 "fix other hyperparameters with parameters: {k: {value: ...}}")
     point = {k: baseline.get(k, defaults.get(k)) for k in params}
