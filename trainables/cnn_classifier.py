@@ -79,7 +79,7 @@ def make_model(config: dict, images: torch.Tensor, n_classes: int) -> nn.Sequent
 
 
 def build(config: dict, data: Data) -> dict:
-    common.check_choice(config, "augment", common.AUGMENTS)
+    common.check_choices(config, CHOICES)
     if config["kernel_size"] % 2 == 0:
         raise ValueError(f"kernel_size must be odd for 'same' padding, not {config['kernel_size']}")
     x, _ = data.splits["train"]

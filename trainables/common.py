@@ -115,6 +115,12 @@ def check_choice(config: dict, key: str, choices: Iterable) -> None:
         raise ValueError(f"{key} must be one of {', '.join(map(str, choices))}, not {config[key]!r}")
 
 
+def check_choices(config: dict, choices: dict[str, Iterable]) -> None:
+    """Every key of a trainable's CHOICES has one of its values in ``config``."""
+    for key, allowed in choices.items():
+        check_choice(config, key, allowed)
+
+
 def make_optimizer(config: dict, params: Iterable[nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
     """config["optimizer"]: "sgd" (Nesterov momentum when momentum > 0), "adam", "adamw", "adadelta" or "rmsprop",
     at ``lr`` (default: config["lr"]; the GAN's two networks each have their own). weight_decay, momentum, beta1 and

@@ -81,8 +81,7 @@ def make_model(config: dict, shape: tuple) -> AutoEncoder:
 
 
 def build(config: dict, data: Data) -> dict:
-    for key, choices in (("activation", ACTIVATIONS), ("upsample", UPSAMPLES)):
-        common.check_choice(config, key, choices)
+    common.check_choices(config, CHOICES)
     if config["kernel_size"] % 2 == 0 or config["kernel_size"] < 3:
         raise ValueError(f"kernel_size must be odd and at least 3, not {config['kernel_size']}")
     x, _ = data.splits["train"]

@@ -107,7 +107,7 @@ def mnist_weights(data: Data, epochs: int) -> dict[str, torch.Tensor]:
 
 
 def build(config: dict, data: Data) -> dict:
-    common.check_choice(config, "variant", VARIANTS)
+    common.check_choices(config, CHOICES)
     x, _ = data.splits["train"]
     model = make_model(config["variant"] == "batch_norm", tuple(x.shape[1:]), len(data.classes))
     if config["variant"] == "finetune":

@@ -151,8 +151,7 @@ def make_model(config: dict, shape: tuple, n_classes: int) -> GAN:
 
 
 def make_parts(config: dict, data: Data, n_classes: int) -> dict:
-    for key, choices in (("d_norm", NORMS), ("loss", LOSSES), ("optimizer", OPTIMIZERS)):
-        common.check_choice(config, key, choices)
+    common.check_choices(config, CHOICES)
     if config["d_steps"] < 1:
         raise ValueError(f"d_steps must be at least 1, not {config['d_steps']}")
     model = make_model(config, tuple(data.splits["train"][0].shape[1:]), n_classes).to(data.device)

@@ -54,8 +54,7 @@ def make_model(config: dict, shape: tuple) -> AutoEncoder:
 
 def check(config: dict) -> None:
     """Reject unknown choices and empty layers before building."""
-    common.check_choice(config, "activation", CHOICES["activation"])
-    common.check_choice(config, "code_activation", ACTIVATIONS)
+    common.check_choices(config, CHOICES)
     if config["code"] < 1 or config["hidden"] < 0:
         raise ValueError(f"code must be >= 1 and hidden >= 0, not {config['code']} and {config['hidden']}")
 

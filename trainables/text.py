@@ -135,7 +135,7 @@ def trim(ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 def build(config: dict, data: Data, make_model: Callable[[dict, int, int], nn.Module]) -> dict:
     """Tokeniser from the training texts, then ``make_model(config, vocabulary size, outputs)``."""
-    common.check_choice(config, "loss", LOSSES)
+    common.check_choices(config, CHOICES)
     tokenizer = Tokenizer(config).fit(data.splits["train"][0])
     model = make_model(config, len(tokenizer.vocab), len(data.classes)).to(data.device)
     optimizer = common.make_optimizer(config, model.parameters())

@@ -66,8 +66,7 @@ class TextRNN(nn.Module):
 
 
 def make_model(config: dict, vocab: int, outputs: int) -> TextRNN:
-    for key, choices in (("cell", CELLS), ("pooling", POOLINGS)):
-        common.check_choice(config, key, choices)
+    common.check_choices(config, CHOICES)
     return TextRNN(config, vocab, outputs)
 
 

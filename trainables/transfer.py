@@ -107,8 +107,7 @@ def make_model(config: dict, n_classes: int, data_root: Path | None = None) -> T
 
 def build(config: dict, data: Data) -> dict:
     common.check_choice(config, "backbone", backbones.names())
-    common.check_choice(config, "freeze", FREEZES)
-    common.check_choice(config, "augment", common.AUGMENTS)
+    common.check_choices(config, CHOICES)
     model = make_model(config, len(data.classes), data.root).to(data.device)
     optimizer = common.make_optimizer(config, model.trainable.parameters())
     scheduler = common.make_scheduler(config, optimizer, len(data.splits["train"][1]))
