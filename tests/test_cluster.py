@@ -263,3 +263,22 @@ def test_a_users_own_trainable_travels_to_the_nodes_with_its_folder(cluster, env
     assert len(board) == 2 and (board["status"] == "completed").all()
     nodes = set(pd.concat(leaderboard.histories(run).values())["node_id"])
     assert nodes and nodes <= worker_ids(cluster)  # trained on the worker nodes (the head has no GPU)
+
+
+def test_a_users_folder_reaches_the_nodes_without_its_secrets(cluster, env, data_root):
+    """The trainable's folder holds a W&B key, an .env and AWS credentials: its trials, run in the shipped folder
+    (their working directory), fail if any of them is there."""
+    folder = write_student_model(env / "hw3", {"sweep": {"hidden": {"values": [8, 16]}}})
+    for name in (".netrc", ".env", ".aws/credentials"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("SECRET\n")
+    model = (folder / "mlp.py").read_text()
+    check = ('def build(config, data):\n    import os\n'
+             '    assert not [n for n in (".netrc", ".env", ".aws") if os.path.exists(n)], os.listdir()\n')  # fmt: skip
+    (folder / "mlp.py").write_text(model.replace("def build(config, data):\n", check))
+    sweep = yaml.safe_load((folder / "sweep.yaml").read_text()) | {"resources": {"cpu": 1, "gpu": 0.5}}
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    out = finish(tunelab("--data-dir", str(data_root), "search", str(folder / "sweep.yaml"), "--address",
+                         cluster.address, "--storage", str(env / "shared"), "--wandb", "disabled"))  # fmt: skip
+    board = runs.open_run("sweep", env / "results").leaderboard()
+    assert len(board) == 2 and (board["status"] == "completed").all(), out

@@ -149,5 +149,7 @@ def test_a_gpu_trial_starts_where_the_autoscaler_can_add_a_gpu_node(head, space,
                       "--time-budget", "3")  # fmt: skip  # no node comes: the trial waits until the budget ends
     finally:
         report_cluster_config(head, {})
-    assert done.returncode == 0, done.stdout + done.stderr
+    # the search started and ended with its budget, but no trial finished: exit 1, saying what became of it
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "tunelab: error: no trial of run 'tiny' reached a value of val_acc (1 " in done.stderr
     assert (tmp_path / "tiny" / "leaderboard.csv").is_file()

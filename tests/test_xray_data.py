@@ -64,7 +64,7 @@ def test_a_corrupt_npz_is_a_clear_error(tmp_path):
         data.load("pneumoniamnist", tmp_path)
     (folder / "pneumoniamnist.npz").write_bytes(b"PK garbage")
     data.forget()
-    with pytest.raises(UserError, match="cannot read .*pneumoniamnist.npz"):
+    with pytest.raises(UserError, match="pneumoniamnist.npz: cannot read it"):
         data.load("pneumoniamnist", tmp_path)
 
 
@@ -96,7 +96,7 @@ def test_a_corrupt_jpeg_names_the_file(tmp_path):
     bad = tmp_path / "chest_xray" / "test" / "PNEUMONIA" / "broken.jpeg"
     bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
     data.forget()
-    with pytest.raises(UserError, match=f"cannot read the image {bad}"):
+    with pytest.raises(UserError, match=f"{bad}: cannot read the image"):
         data.load("chest_xray", tmp_path, "retrain")
 
 

@@ -21,6 +21,7 @@ from tunelab import UserError, cache
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # mean and std of images in [0, 1]
 OWN = ("efficientnet_lite0", "mnist_cnn")
 MNIST_EPOCHS = 3  # epochs of tunelab's MNIST pretraining (the best one's weights are kept)
+PRETRAINED_ON = {"mnist_cnn": "mnist"}  # the data set a backbone of tunelab's own pretrains on, where it reads one
 
 
 @functools.cache
@@ -134,7 +135,8 @@ def pretrain_mnist_cnn(config: dict, data_root: Path | None) -> dict:
     from trainables import cnn_classifier
     from tunelab import data as datasets, training
 
-    mnist = datasets.load("mnist", data_root or datasets.data_root(), "search", device=training.device())
+    root = data_root or datasets.data_root()
+    mnist = datasets.load(PRETRAINED_ON["mnist_cnn"], root, "search", device=training.device())
 
     def train() -> dict:
         print(f"training tunelab's MNIST CNN once ({config['epochs']} epochs; kept in {cache.cache_dir()})", flush=True)

@@ -18,6 +18,8 @@ METRIC = gan.METRIC
 MODE = gan.MODE
 DEFAULTS = gan.DEFAULTS
 CHOICES = gan.CHOICES
+RANGES = gan.RANGES
+METRICS = (*gan.METRICS, "val_class_acc", "val_class_acc_real")  # and the classifier's accuracy on its samples
 PER_CLASS = 8  # samples per class in the report's grid
 
 train_epoch = gan.train_epoch

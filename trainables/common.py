@@ -157,6 +157,8 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
 }
 # the CHOICES (tunelab.protocol) of the keys that make_optimizer and make_scheduler read
 TRAINING_CHOICES = {"optimizer": OPTIMIZERS, "schedule": tuple(SCHEDULES)}
+# the RANGES (tunelab.protocol) of the keys that make_optimizer and the training loops read
+TRAINING_RANGES = {"lr": "> 0", "momentum": "[0, 1)", "weight_decay": ">= 0", "batch_size": ">= 1", "epochs": ">= 1"}
 
 
 def make_scheduler(config: dict, optimizer: torch.optim.Optimizer, n_train: int) -> LambdaLR:

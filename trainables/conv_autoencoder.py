@@ -42,6 +42,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU, "elu": nn.ELU}
 UPSAMPLES = ("transpose", "nearest", "bilinear")
 CHOICES = {**common.TRAINING_CHOICES, "activation": tuple(ACTIVATIONS), "upsample": UPSAMPLES,
            "loss": reconstruction.LOSSES}  # fmt: skip
+RANGES = {**common.TRAINING_RANGES, "width": ">= 1", "depth": ">= 1", "kernel_size": ">= 1", "code_channels": ">= 0"}
+METRICS = reconstruction.METRICS
 
 
 def transpose_padding(k: int, size_in: int, size_out: int) -> tuple[int, int]:

@@ -49,6 +49,8 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "epochs": 10,  # epochs of the run (the harness sets it; the per-epoch decay needs no horizon)
 }
 CHOICES = {"variant": VARIANTS, "optimizer": common.OPTIMIZERS}
+RANGES = {**common.TRAINING_RANGES, "lr_decay": "> 0", "augment_p": "[0, 1]", "pretrain_epochs": ">= 1"}
+METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 
 
 class Standardize(nn.Module):

@@ -53,6 +53,9 @@ NORMS = ("batch", "spectral", "none")
 LOSSES = ("nonsaturating", "wgan_gp", "hinge")
 OPTIMIZERS = ("adam", "rmsprop")  # of common.make_optimizer's, the ones GANs are trained with
 CHOICES = {"d_norm": NORMS, "loss": LOSSES, "optimizer": OPTIMIZERS}
+RANGES = {"latent": ">= 1", "g_width": ">= 1", "d_width": ">= 1", "gp_weight": ">= 0", "d_steps": ">= 1", "lr_g": "> 0",
+          "lr_d": "> 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "batch_size": ">= 1", "epochs": ">= 1"}  # fmt: skip
+METRICS = ("val_frechet", "val_frechet_real", "train_loss_d", "train_loss_g")
 
 
 class Generator(nn.Module):

@@ -36,6 +36,8 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 ACTIVATIONS = {"relu": nn.ReLU, "selu": nn.SELU, "elu": nn.ELU, "tanh": nn.Tanh, "none": nn.Identity}
 CHOICES = {**common.TRAINING_CHOICES, "activation": tuple(a for a in ACTIVATIONS if a != "none"),
            "code_activation": tuple(ACTIVATIONS), "loss": reconstruction.LOSSES}  # fmt: skip
+RANGES = {**common.TRAINING_RANGES, "hidden": ">= 0", "code": ">= 1"}
+METRICS = reconstruction.METRICS
 
 
 def make_model(config: dict, shape: tuple) -> AutoEncoder:

@@ -18,6 +18,9 @@ DEFAULTS: dict[str, int | float | bool | str] = thought_vector_ae.DEFAULTS | {  
     "class_weight": 0.5,  # share of the classification loss in the training loss, in [0, 1]
 }
 CHOICES = thought_vector_ae.CHOICES
+RANGES = {**thought_vector_ae.RANGES, "class_weight": "[0, 1]"}
+# and the classifier's
+METRICS = (*reconstruction.METRICS, "val_acc", "val_class_loss", "train_acc", "train_class_loss")
 
 
 def build(config: dict, data: Data) -> dict:

@@ -17,6 +17,8 @@ from trainables import common
 from tunelab.data import Data
 
 LOSSES = ("bce", "mse")
+# an autoencoder's METRICS (tunelab.protocol): batch_metrics' of the validation split and of training
+METRICS = ("val_loss", "val_mse", "val_bce", "val_pixel_acc", "train_loss", "train_mse", "train_bce", "train_pixel_acc")
 SHOWN = 10  # test images in the reconstruction figures
 
 

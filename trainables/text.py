@@ -64,6 +64,9 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "epochs": 5,  # epochs the LR schedule spans (the harness sets it to the run's length)
 }
 CHOICES = {**common.TRAINING_CHOICES, "level": LEVELS, "keep": KEEPS, "loss": LOSSES}  # of every text trainable
+RANGES = {**common.TRAINING_RANGES, "vocab_size": ">= 2", "min_count": ">= 1", "max_len": ">= 1", "grad_clip": ">= 0"}
+# class labels: acc and auc; soft labels: rmse and auc_micro, auc_macro (see scores)
+METRICS = ("val_loss", "val_acc", "val_auc", "val_rmse", "val_auc_micro", "val_auc_macro", "train_loss")
 
 CLEANERS: dict[str, Callable[[str], str]] = {
     "html": lambda t: re.sub(r"<[^>]{1,20}>", " ", html.unescape(t)),

@@ -25,6 +25,8 @@ DEFAULTS: dict[str, int | float | bool | str] = {
     "dropout": 0.5,  # before the output layer
 }
 CHOICES = text.CHOICES
+RANGES = {**text.RANGES, "embedding_dim": ">= 1", "filters": ">= 1", "depth": ">= 1", "dropout": "[0, 1)"}
+METRICS = text.METRICS
 
 
 class TextCNN(nn.Module):

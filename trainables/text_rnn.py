@@ -29,6 +29,8 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 POOLINGS = ("last", "mean", "max")
 CHOICES = {**text.CHOICES, "cell": tuple(CELLS), "pooling": POOLINGS}
+RANGES = {**text.RANGES, "embedding_dim": ">= 1", "hidden": ">= 1", "layers": ">= 1", "dropout": "[0, 1)"}
+METRICS = text.METRICS
 
 
 class TextRNN(nn.Module):

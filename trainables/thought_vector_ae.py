@@ -27,6 +27,8 @@ DEFAULTS: dict[str, int | float | bool | str] = mlp_autoencoder.DEFAULTS | {  # 
 
 TSNE_POINTS = 1500  # test images in the t-SNE map
 CHOICES = mlp_autoencoder.CHOICES
+RANGES = mlp_autoencoder.RANGES
+METRICS = reconstruction.METRICS
 
 
 def tsne_map(parts: dict, data: Data, path: Path) -> Path:

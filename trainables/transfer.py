@@ -33,6 +33,10 @@ FREEZES = ("linear_probe", "finetune_last_block", "finetune_all", "scratch")
 FROZEN_PARTS = {"linear_probe": 3, "finetune_last_block": 2, "finetune_all": 0, "scratch": 0}
 # the values a string key may take (the backbones: prepare, which needs torchvision for their names)
 CHOICES = {**common.TRAINING_CHOICES, "freeze": FREEZES, "augment": common.AUGMENTS}
+RANGES = {**common.TRAINING_RANGES, "input_size": ">= 1", "class_weight": ">= 0", "crop_pad": ">= 0"}
+# with two classes also sensitivity, specificity, balanced_acc and auc (see metrics)
+METRICS = ("val_acc", "val_loss", "val_sensitivity", "val_specificity", "val_balanced_acc", "val_auc", "train_acc",
+           "train_loss")  # fmt: skip
 
 DEFAULTS: dict[str, int | float | bool | str] = {
     "backbone": "efficientnet_lite0",  # efficientnet_lite0, mnist_cnn, or torchvision's resnet*/vgg* (see backbones)
@@ -114,16 +118,19 @@ def build(config: dict, data: Data) -> dict:
     return {"model": model, "optimizer": optimizer, "scheduler": scheduler}
 
 
-def prepare(values: dict[str, list], data_dir: Path) -> None:
+def prepare(values: dict[str, list], data_dir: Path) -> tuple[str, ...]:
     """Before a search: every backbone it may try is known and there (pretrained weights found or downloaded,
-    tunelab's MNIST CNN trained), so that a missing download is one clear error rather than failed trials."""
+    tunelab's MNIST CNN trained), so that a missing download is one clear error rather than failed trials. Returns
+    the data sets the pretrained backbones read (MNIST for mnist_cnn)."""
     known = backbones.names()
     wrong = [v for v in values["backbone"] if v not in known]
     if wrong:
         raise UserError(f"backbone {', '.join(map(repr, wrong))} is not allowed; allowed: {', '.join(known)}")
-    if set(values["freeze"]) != {"scratch"}:
-        for name in values["backbone"]:
-            backbones.load(name, True, 32, data_dir)
+    if set(values["freeze"]) == {"scratch"}:
+        return ()
+    for name in values["backbone"]:
+        backbones.load(name, True, 32, data_dir)
+    return tuple(backbones.PRETRAINED_ON[n] for n in values["backbone"] if n in backbones.PRETRAINED_ON)
 
 
 def _batch_size(model: TransferNet) -> int:

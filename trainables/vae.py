@@ -37,6 +37,9 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 }
 TSNE_POINTS = 2000  # test images in the t-SNE of the latent means
 CHOICES = common.TRAINING_CHOICES
+RANGES = {**common.TRAINING_RANGES, "latent": ">= 1", "hidden": ">= 1", "layers": ">= 0", "beta": ">= 0"}
+METRICS = ("val_nelbo", "val_recon", "val_kl", "val_frechet", "val_frechet_real", "train_loss", "train_nelbo",
+           "train_recon", "train_kl")  # fmt: skip
 
 
 def mlp(sizes: list[int]) -> list[nn.Module]:

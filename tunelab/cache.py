@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from tunelab.files import writable
+
 if TYPE_CHECKING:  # tunelab.data caches decoded images here, so it is not imported at run time
     from tunelab.data import Data
 
@@ -29,7 +31,7 @@ def cache_dir() -> Path:
 def cached(name: str, compute: Callable[[], dict]) -> dict:
     """The dict of tensors saved as ``<cache>/<name>.pt``, computed by ``compute()`` the first time."""
     path = cache_dir() / f"{name}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable(path.parent, "cache folder (TUNELAB_CACHE)")
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():

@@ -99,27 +99,60 @@ def build(t: Trainable, data: Data) -> None:
 
 
 def train_epoch(t: Trainable, data: Data) -> None:
-    """train_epoch(parts, data, config) on the tiny training split in one batch returns finite float metrics."""
+    """train_epoch(parts, data, config) on the tiny training split in one batch returns finite float metrics, each
+    in METRICS (as train_<name>) where the trainable declares them."""
     config = one_batch_config(t, data)
     parts = t.build(config, data)
-    assert_finite(t.train_epoch(parts, data, config), "train_epoch")
+    metrics = t.train_epoch(parts, data, config)
+    assert_finite(metrics, "train_epoch")
+    assert_declared(t, metrics, "train", "train_epoch")
 
 
 def evaluate(t: Trainable, data: Data) -> None:
     """evaluate(parts, data, split) on val and test returns finite float metrics, METRIC among them (as the split's
-    metric without its prefix: val_acc is evaluate's acc)."""
+    metric without its prefix: val_acc is evaluate's acc), each in METRICS (as val_<name>) where it declares them."""
     assert t.metric.startswith("val_"), f"METRIC {t.metric!r} must be a validation metric (val_<name of evaluate's>)"
     parts = t.build(one_batch_config(t, data), data)
     for split in ("val", "test"):
         metrics = evaluate_split(t, parts, data, split)
+        if split == "val":
+            assert_declared(t, metrics, "val", "evaluate")
         key = t.metric.removeprefix("val_")
         assert key in metrics, f"evaluate(parts, data, {split!r}) has no {key!r} (METRIC {t.metric}): {sorted(metrics)}"
+
+
+def assert_declared(t: Trainable, metrics: dict, prefix: str, what: str) -> None:
+    """A search space's metric is checked against METRICS: a metric reported but not declared could not be searched."""
+    missing = [f"{prefix}_{k}" for k in metrics if t.metric_names and f"{prefix}_{k}" not in t.metric_names]
+    assert not missing, f"{what} reports {', '.join(missing)}, which METRICS does not list: add it there"
 
 
 def evaluate_split(t: Trainable, parts: dict, data: Data, split: str) -> dict:
     metrics = t.evaluate(parts, data, split)
     assert_finite(metrics, f"evaluate(parts, data, {split!r})")
     return metrics
+
+
+def check_search_metrics(spec, t: Trainable) -> None:
+    """Refuse a search (a ``tunelab.spaces.Spec`` of ``t``) whose metric ``t`` does not report, found by one epoch of
+    the search's config on the tiny data set shaped like its data set: for a trainable that declares no METRICS."""
+    from tunelab import training
+    from tunelab.spaces import HARNESS_METRICS
+
+    data = tiny_data(spec.dataset)
+    config = spec.config({}) | {"batch_size": len(data.splits["train"][1]), "epochs": 1}
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            reported = training.epoch(t, t.build(config, data), data, config, "val")
+    except Exception as e:
+        raise UserError(f"{spec.path}: metric: could not see what {t.name} reports, as one epoch on a tiny data set "
+                        f"failed: {failure(e, t)} (`tunelab check` says more; or declare METRICS)") from None
+    known = ", ".join(dict.fromkeys([*reported, *HARNESS_METRICS]))
+    for i, name in enumerate(spec.metrics):
+        if name not in reported and name not in HARNESS_METRICS:
+            key = "metric" if len(spec.metrics) == 1 else f"metric[{i}]"
+            raise UserError(f"{spec.path}: {key}.name: {t.name} reports no metric {name!r}; allowed: {known}")
 
 
 def gradients(t: Trainable, data: Data) -> None:

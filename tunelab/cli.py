@@ -3,10 +3,11 @@ check | new | data."""
 
 import argparse
 import math
+import os
 import re
 import sys
 
-from tunelab import UserError, __version__
+from tunelab import Failed, UserError, __version__
 
 
 def _cmd_list(args) -> None:
@@ -23,6 +24,15 @@ def _cmd_list(args) -> None:
     for trainable in protocol.registered():
         print(f"  {trainable.name:24s} {trainable.dataset:14s} {trainable.metric} ({trainable.mode})")
     _cmd_data_list(args, heading="\nData sets")
+
+
+def _cmd_doctor(args) -> None:
+    from tunelab import data, doctor
+
+    lines, outside = doctor.report(data.data_root(args.data_dir), None)
+    print("\n".join(lines))
+    if outside:
+        raise Failed(f"{outside} librar{'y is' if outside == 1 else 'ies are'} outside the tested range (see above)")
 
 
 def _cmd_data_list(args, heading: str = "Data sets") -> None:
@@ -65,43 +75,56 @@ def _cmd_search(args) -> None:
     spec = options.apply(spaces.load(args.experiment))
     folder = runs.results_root(args.results_dir) / (args.name or spec.name)
     run = runs.Run(folder, spec, options, data.data_root(args.data_dir))
-    if search.started(run):
-        raise UserError(f"{run.experiment_path} already holds a search; continue it with "
-                        f"`tunelab resume {folder.name}`, or start another with --name")
-    _finish(run, search.search(run))
+    with run.locked("search"):  # checked under the lock: a search that held it may have written the folder
+        search.check_unused(run)
+        if search.started(run):
+            raise UserError(f"{run.experiment_path} already holds a search; continue it with "
+                            f"`tunelab resume {folder.name}`, or start another with --name")
+        _finish(run, search.search(run))
 
 
 def _cmd_resume(args) -> None:
     import dataclasses
 
-    from tunelab import cluster, search
+    from tunelab import cluster, search, study, tracking
 
     run = _run(args)
-    moved = {"address": cluster.address(args.address), "storage": cluster.storage(args.storage)}
-    moved = {k: v for k, v in moved.items() if v}
-    run.options = dataclasses.replace(run.options, **moved)
-    if not search.started(run):  # checked before a moved storage is saved with the run
-        raise UserError(f"{run.experiment_path} holds no search to continue (no state of Ray's there)"
-                        + ("; give --storage where the search's trials are" if args.storage else ""))
-    if moved:
-        run.save()
-    _finish(run, search.resume(run))
+    if args.wandb:
+        tracking.mode(args.wandb)  # a mode that cannot work is refused before it is saved with the run
+    given = {k: v for k, v in {"storage": cluster.storage(args.storage), "wandb": args.wandb}.items() if v}
+    if args.address or os.environ.get("RAY_ADDRESS"):
+        given["address"] = cluster.address(args.address)  # None for "local": a Ray of the search's own
+    run.options = dataclasses.replace(run.options, **given)
+    with run.locked("resume"):
+        if not search.started(run):  # checked before a moved storage is saved with the run
+            raise UserError(f"{run.experiment_path} holds no search to continue (no state of Ray's there)"
+                            + ("; give --storage where the search's trials are" if args.storage else ""))
+        study.check(run.study_file, run.spec.argument)
+        if given:
+            run.save()
+        _finish(run, search.resume(run))
 
 
 def _finish(run, board) -> None:
-    from tunelab import leaderboard
+    from tunelab import leaderboard, search
 
     print("\n" + leaderboard.render(board, run, top=5))
-    print(f"\nLeaderboard: {run.leaderboard_file}\nBest config: {run.best_file}")
+    print(f"\nLeaderboard: {run.leaderboard_file}")
+    if run.best_file.is_file():
+        print(f"Best config: {run.best_file}")
     unfinished = board["status"].isin(["pending", "interrupted"]).sum() if len(board) else 0
     if unfinished:
         print(f"\n{unfinished} trial(s) did not finish: `tunelab resume {run.name}` continues the search")
+    warning = search.outcome(run, board)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _cmd_leaderboard(args) -> None:
-    from tunelab import leaderboard
+    from tunelab import files, leaderboard
 
     run = _run(args)
+    files.writable(run.dir)
     print(leaderboard.render(leaderboard.write(run), run, top=args.top))
 
 
@@ -120,7 +143,8 @@ def _cmd_retrain(args) -> None:
     from tunelab import retrain
 
     run = _run(args)
-    table = retrain.retrain(run, args.top_k, args.seeds, args.epochs, args.wandb, args.subset, args.ensemble)
+    with run.locked("retrain"):
+        table = retrain.retrain(run, args.top_k, args.seeds, args.epochs, args.wandb, args.subset, args.ensemble)
     print("\n" + table.to_markdown(index=False, floatfmt=".4f"))
     print(f"\nRetrain results: {run.retrain_file}")
     ensemble = run.ensemble_table()
@@ -131,12 +155,17 @@ def _cmd_retrain(args) -> None:
     if first_try is not None:
         print("\nWhat a student would try first:\n\n" + first_try.to_markdown(index=False))
         print(f"\nBaseline: {run.baseline_file}")
+    warning = retrain.outcome(run)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def _cmd_report(args) -> None:
     from tunelab import report
 
-    print(f"Report: {report.write(_run(args), wandb=args.wandb)}")
+    run = _run(args)
+    with run.locked("report"):
+        print(f"Report: {report.write(run, wandb=args.wandb)}")
 
 
 def _cmd_describe(args) -> None:
@@ -207,6 +236,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    """A seed of the sampler and the trials, as a search-space file's seed."""
+    from tunelab import spaces
+
+    value = _number(int, 0)(text)
+    if value >= spaces.SEEDS:
+        raise argparse.ArgumentTypeError(f"must be below 2**32 ({spaces.SEEDS}), not {text}")
+    return value
+
+
 def _gpus(text: str) -> float:
     """GPUs per trial: 0, a fraction of one GPU (trials share it) or a whole number of GPUs."""
     from tunelab import spaces
@@ -243,6 +282,8 @@ def parser() -> argparse.ArgumentParser:
         return c
 
     command("list", _cmd_list, "list experiments, trainables and data sets")
+    command("doctor", _cmd_doctor, "the Python, Ray, Optuna, torch and W&B versions tunelab runs with, each against "
+            "its tested range (exit 1 outside it), the data root and the W&B mode")  # fmt: skip
     s = command("search", _cmd_search, "run a hyperparameter search for an experiment")
     s.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
     s.add_argument("--trials", type=_number(), help="number of trials (the file's run_cap)")
@@ -255,7 +296,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--concurrency", type=_number(), metavar="K", help="at most K trials at once")
     s.add_argument("--subset", type=_fraction, default=1.0, metavar="F",
                    help="train on a fraction F of the data (smoke runs)")
-    s.add_argument("--seed", type=_number(int, 0), help="seed of the sampler and the trials")
+    s.add_argument("--seed", type=_seed, help="seed of the sampler and the trials")
     s.add_argument("--name", type=_run_name, metavar="RUN",
                    help="name of the run's results folder (default: the experiment)")
     s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
@@ -328,12 +369,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tunelab: error: {e}", file=sys.stderr)
         return 2
+    except Failed as e:
+        if args.debug:
+            raise
+        interrupted = e.status == Failed.INTERRUPTED
+        print(("\n" if interrupted else "tunelab: error: ") + str(e), file=sys.stderr)
+        return e.status
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted: `tunelab resume RUN` continues a search where it stopped", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # outside a search's trials (a search's own is a Failed that names its run)
+        print("\ninterrupted", file=sys.stderr)
+        return Failed.INTERRUPTED
     return 0
 
 

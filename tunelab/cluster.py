@@ -8,10 +8,14 @@
 - The code: the driver's copies of ``tunelab`` and ``trainables``, and a user's own trainable with the folder it
   sits in, travel to the nodes in Ray's runtime environment, so every node runs exactly the driver's code (the
   nodes' install provides the libraries).
-- The data: on a cluster the driver reads the data set and ships it through Ray's object store, so the
-  worker nodes need no copy of their own.
+- The data: on a cluster the driver reads the data set, and the trainable's EXTRA_DATASETS, and ships them through
+  Ray's object store (tunelab.data.use_shipped on the workers), so the worker nodes need no copy of their own.
+- Not secrets: a shipped folder leaves dotfiles, virtual environments, data, results and weights behind
+  (USER_EXCLUDES), and a token this driver has that the cluster does not take is refused (check_reachable).
 """
 
+import contextlib
+import fnmatch
 import importlib.util
 import logging
 import math
@@ -33,9 +37,15 @@ from tunelab import UserError
 
 PACKAGES = ("tunelab", "trainables")  # what the nodes import from the driver's copy
 STATE_PERIOD_S = 1  # how often Ray saves the search's state to the storage (its default: every 10 s or more)
-TOKEN_SOURCES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+AUTH_MODE = "RAY_AUTH_MODE"  # Ray's switch: token, disabled, or unset (Ray decides)
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")  # `ray up` writes its cluster config there on the head node
-USER_EXCLUDES = ["results", "datasets", "wandb", ".venv", ".git", "*.pt"]  # what a user's folder holds besides code
+# What a folder shipped to the nodes leaves behind (Ray's gitignore-style patterns; a name without "/" matches at any
+# depth): dotfiles and dot-folders (secrets: .netrc, .env, .aws/, .ssh/, .ray/auth_token; and .git, .venv, caches),
+# virtual environments (also any folder holding pyvenv.cfg: see _shipped), data, results, weights, caches.
+# ".?*", not ".*": the latter matches the folder itself (".") and would ship nothing.
+USER_EXCLUDES = [".?*", "venv", "env", "virtualenv", "datasets", "data", "results", "outputs", "wandb", "ray_results",
+                 "lightning_logs", "*.pt", "*.pth", "*.ckpt", "*.safetensors", "__pycache__", "*.pyc"]  # fmt: skip
+UPLOAD_LIMIT = int(os.environ.get("RAY_max_grpc_message_size", 512 * 2**20))  # Ray's GCS_STORAGE_MAX_SIZE
 FLAGS = {"CPU": "--cpus-per-trial", "GPU": "--gpus-per-trial"}
 
 
@@ -72,7 +82,7 @@ def runtime_env(trainable: str) -> dict:
     there), or an importable module's top-level package where it is not an installed one."""
     # each package's own folder: the checkout's (editable) or site-packages' (a wheel, with tunelab/search_spaces/)
     folders = [Path(importlib.util.find_spec(p).origin).parent for p in PACKAGES]
-    env = {"py_modules": [str(f) for f in folders], "excludes": [*USER_EXCLUDES, "__pycache__", "*.pyc"]}
+    env = {"py_modules": [str(f) for f in folders]}
     if trainable.endswith(".py"):
         env["working_dir"] = str(Path(trainable).parent)
     elif "." in trainable or trainable not in trainables.NAMES:
@@ -80,7 +90,53 @@ def runtime_env(trainable: str) -> dict:
         origin = Path(top.origin) if top and top.origin else None
         if origin and "site-packages" not in origin.parts:
             env["py_modules"].append(str(origin.parent if origin.name == "__init__.py" else origin))
+    shipped = [Path(env["working_dir"])] if "working_dir" in env else []
+    shipped += [Path(m) for m in env["py_modules"][len(PACKAGES) :] if Path(m).is_dir()]
+    env["excludes"] = list(USER_EXCLUDES)
+    for folder in shipped:
+        sizes, venvs = _shipped(folder)
+        env["excludes"] += [f"/{v}/" for v in venvs]  # anchored at the shipped folder
+        check_upload_size(folder, sizes)
     return env
+
+
+def _shipped(folder: Path) -> tuple[dict[str, int], list[str]]:
+    """What ``folder`` ships past USER_EXCLUDES: the bytes of each top-level entry (a folder's name ends in "/"),
+    and the virtual environments that USER_EXCLUDES does not name (any folder holding pyvenv.cfg), relative paths."""
+    sizes: dict[str, int] = {}
+    venvs = []
+    for d, dirs, files in os.walk(folder):
+        here = Path(d).relative_to(folder)
+        venvs += [(here / x).as_posix() for x in dirs if not _excluded(x) and (Path(d) / x / "pyvenv.cfg").is_file()]
+        dirs[:] = [x for x in dirs if not _excluded(x) and (here / x).as_posix() not in venvs]
+        for f in files:
+            if not _excluded(f):
+                with contextlib.suppress(OSError):  # a broken link, a file gone meanwhile: Ray skips it too
+                    key = f"{here.parts[0]}/" if here.parts else f
+                    sizes[key] = sizes.get(key, 0) + (Path(d) / f).stat().st_size
+    return sizes, venvs
+
+
+def _excluded(name: str) -> bool:
+    """Whether a file or folder of this name matches USER_EXCLUDES (their patterns have no "/": any depth)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in USER_EXCLUDES)
+
+
+def check_upload_size(folder: Path, sizes: dict[str, int]) -> None:
+    """Refuse a folder whose shipped entries' ``sizes`` exceed Ray's upload limit, before Ray starts, naming its size
+    and its biggest entries (Ray's own error comes after the cluster is joined and names neither). Uncompressed: Ray
+    compares the zip, so a folder just above the limit may have shipped."""
+    total = sum(sizes.values())
+    if total < UPLOAD_LIMIT:
+        return
+    biggest = ", ".join(f"{k} {_mb(v)}" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:3] if v >= 2**20)
+    raise UserError(f"{folder} would ship {_mb(total)} to the cluster's nodes (Ray's limit: {_mb(UPLOAD_LIMIT)}; "
+                    f"biggest: {biggest}): move data, outputs and weights out of the trainable's folder, or put them "
+                    f"in datasets/, results/ or *.pt files there, which stay behind")  # fmt: skip
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.0f} MiB"
 
 
 def init(address: str | None, trainable: str) -> None:
@@ -100,7 +156,7 @@ def init(address: str | None, trainable: str) -> None:
         where = {"address": address, "runtime_env": runtime_env(trainable)}
     try:
         if address is not None:
-            check_reachable(address, use_token())
+            check_reachable(address)
         ray.init(**where, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
     except (ConnectionError, TimeoutError, OSError) as e:
         raise UserError(f"cannot reach the Ray cluster at {address!r} (--address or RAY_ADDRESS): {e}; "
@@ -110,7 +166,8 @@ def init(address: str | None, trainable: str) -> None:
 def use_token() -> bool:
     """Whether this driver authenticates with a token. ray.init turns it on by itself only for a local Ray or
     "auto", where RAY_AUTH_MODE is unset and a token is found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token,
-    where `ray start` finds it): this does the same for any address. Ray reads RAY_AUTH_MODE when it is imported, so
+    where `ray start` finds it): this does the same for a cluster that wants a token (check_reachable; one that wants
+    none must not get one, see there). Ray reads RAY_AUTH_MODE when it is imported, so
     setting the variable here is not enough; Ray's own function sets it and reloads Ray's config."""
     return ray_auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
@@ -185,24 +242,55 @@ def _node_name(node: dict) -> str:
     return "head" if "node:__internal_head__" in node["Resources"] else node["NodeManagerAddress"]
 
 
-def check_reachable(address: str, token: bool = False, timeout_s: float = 5) -> None:
-    """Fail fast on a HOST:PORT that does not answer (Ray itself retries for minutes) or that wants a token this
-    driver does not have (Ray retries that for 20 s, then says only that it cannot connect); "auto" is Ray's to
-    find. ``token``: whether this driver has one (see use_token)."""
+def token_source() -> str | None:
+    """Where Ray finds this machine's token, in Ray's order (an environment variable or a file), or None."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return os.environ["RAY_AUTH_TOKEN_PATH"]
+    default = Path.home() / ".ray" / "auth_token"
+    return str(default) if default.is_file() else None
+
+
+def check_reachable(address: str, timeout_s: float = 5) -> None:
+    """Fail fast on a HOST:PORT that does not answer (Ray itself retries for minutes), that wants a token this driver
+    does not have (Ray retries that for 20 s, then says only that it cannot connect) or another one, or that wants
+    none where this driver has one (see use_token); "auto" is Ray's to find."""
     if (host_port := _host_port(address)) is None:
+        use_token()
         return
     socket.create_connection(host_port, timeout=timeout_s).close()
     if address.startswith("ray://"):  # Ray Client's server, not the head's GCS
+        use_token()
         return
+    source, mode = token_source(), os.environ.get(AUTH_MODE, "").lower() or None
     try:
-        GcsClient(address=address)
+        _gcs(address)  # without a token unless RAY_AUTH_MODE=token: does the cluster want one?
+        if source and mode is None:
+            # A driver that authenticates demands the token from the nodes too, which a cluster without tokens does not
+            # send: its trials' actors are cancelled before they start (ActorDiedError), every one
+            hint = "unset RAY_AUTH_TOKEN" if source == "RAY_AUTH_TOKEN" else f"remove or rename {source}"
+            raise UserError(f"the Ray cluster at {address!r} does not use token authentication, but this machine has "
+                            f"a token ({source}; left by a local Ray?), with which every trial would fail: {hint}, or "
+                            f"set RAY_AUTH_MODE=disabled for this search")  # fmt: skip
     except AuthenticationError:
-        if token:
-            raise UserError(f"the Ray cluster at {address!r} refuses this machine's token ({TOKEN_SOURCES}): "
-                            f"use its head node's (`ray get-auth-token` there)") from None  # fmt: skip
+        if mode is None and source and use_token():
+            with contextlib.suppress(AuthenticationError):
+                return _gcs(address)
+        if source and mode != "disabled":
+            raise UserError(f"the Ray cluster at {address!r} refuses this machine's token ({source}): replace it with "
+                            f"the head node's (`ray get-auth-token` prints it there)") from None  # fmt: skip
         raise UserError(f"the Ray cluster at {address!r} uses token authentication and this machine has no token: "
                         f"copy ~/.ray/auth_token from its head node to this machine, or set RAY_AUTH_TOKEN to what "
                         f"`ray get-auth-token` prints there") from None  # fmt: skip
+
+
+def _gcs(address: str) -> None:
+    """Connect to the cluster's GCS as `ray status` does (an AuthenticationError where it refuses this driver)."""
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        raise
     except RayError as e:
         raise ConnectionError(f"{address} answers, but not as a Ray head node's GCS port (`ray start --head "
                               f"--port`, 6379 by default): {str(e).rstrip('.')}") from None  # fmt: skip

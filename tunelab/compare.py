@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tunelab import UserError, data as datasets, figures, protocol, training
+from tunelab import UserError, data as datasets, figures, files, protocol, training
 from tunelab.runs import Run
 
 HOOKS = {"predict_proba": "ROC curves", "reconstruct": "reconstructions", "sample": "samples"}  # in the rule's order
@@ -111,8 +111,7 @@ def compare(runs: list[Run], root: Path) -> tuple[Path, Comparison]:
     missing = [run.name for run in runs if not run.has_retrained()]
     if missing:
         raise UserError(f"not retrained yet: {', '.join(missing)}; run `tunelab retrain {missing[0]}` first")
-    out = root / ("compare_" + "_vs_".join(run.name for run in runs))
-    out.mkdir(parents=True, exist_ok=True)
+    out = files.writable(root / ("compare_" + "_vs_".join(run.name for run in runs)))
     result = side_by_side([retrained(run) for run in runs], out)
     if result.table is not None:
         result.table.to_csv(out / "auc.csv", index=False)

@@ -5,21 +5,17 @@ from pathlib import Path
 
 import torch
 import torchinfo
-import yaml
 
-from tunelab import UserError, data as datasets, protocol
+from tunelab import UserError, data as datasets, protocol, spaces
 
 
 def read_config(path: Path, defaults: dict) -> dict:
     """Hyperparameters from a YAML mapping, or from its ``config:`` (as in a run's best.yaml)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"{path}: cannot read the config ({e})") from None
+    raw = spaces.read_yaml(path)
     raw = raw.get("config", raw) if isinstance(raw, dict) else raw
     if not isinstance(raw, dict):
         raise UserError(f"{path}: must be a mapping of hyperparameters to values (or have one under config:)")
-    unknown = sorted(set(raw) - set(defaults))
+    unknown = sorted(map(str, set(raw) - set(defaults)))  # YAML keys may be numbers too
     if unknown:
         raise UserError(f"{path}: unknown hyperparameter(s) {', '.join(unknown)}; allowed: {', '.join(defaults)}")
     return raw

@@ -7,6 +7,7 @@ import yaml
 from ray.tune import ExperimentAnalysis
 
 from tunelab import UserError, pareto
+from tunelab.files import atomic_write
 from tunelab.runs import Run, plain
 from tunelab.spaces import Spec
 
@@ -86,8 +87,8 @@ def table(run: Run) -> pd.DataFrame:
 def write(run: Run) -> pd.DataFrame:
     """Write leaderboard.csv, leaderboard.md and best.yaml from the search's results; return the table."""
     frame = table(run)
-    frame.to_csv(run.leaderboard_file, index=False)
-    (run.dir / "leaderboard.md").write_text(_markdown(frame, run) + "\n")
+    atomic_write(run.leaderboard_file, frame.to_csv(index=False))
+    atomic_write(run.dir / "leaderboard.md", _markdown(frame, run) + "\n")
     ok = frame[frame[run.spec.metric].notna()] if not frame.empty else frame
     if len(ok):
         best = ok.iloc[0]
@@ -104,7 +105,7 @@ def write(run: Run) -> pd.DataFrame:
         }
         if len(run.spec.metrics) > 1:
             info["objectives"] = {m: plain(best[m]) for m in run.spec.metrics}
-        run.best_file.write_text(yaml.safe_dump(info, sort_keys=False))
+        atomic_write(run.best_file, yaml.safe_dump(info, sort_keys=False))
     return frame
 
 

@@ -23,15 +23,26 @@ Required:
 
 Optional (see ``OPTIONAL`` for each one's signature):
 
-- ``EXTRA_DATASETS``: other data sets it reads (e.g. to pretrain on), checked before a search.
+- ``EXTRA_DATASETS``: other data sets it reads (e.g. to pretrain on), checked before a search and shipped to a
+  cluster's nodes with the search's own.
 - ``CHOICES``: the values some string hyperparameters may take (``{"optimizer": ("sgd", "adam")}``); a search
   space that sets or searches another value is an error naming the file, the key and these values.
+- ``RANGES``: the valid range of some numeric hyperparameters, each a string: ``">= 1"``, ``"> 0"``, ``"<= 1"``,
+  ``"< 1"`` or an interval, ``"[0, 1)"`` (``[``/``]`` include the bound, ``(``/``)`` exclude it), e.g.
+  ``{"batch_size": ">= 1", "dropout": "[0, 1)", "lr": "> 0"}``; a search space whose values reach outside is an
+  error naming the file, the key and the range.
+- ``METRICS``: every metric name a search of it may optimise, on any data set it takes: ``evaluate``'s prefixed with
+  ``val_`` and ``train_epoch``'s with ``train_`` (``("val_acc", "val_loss", "train_loss")``), METRIC among them. A
+  search space's ``metric`` is checked against them when it is read; without METRICS, by one epoch on a tiny data
+  set before the search starts.
 - ``IMAGE_CLASSIFIER = True``: ``parts["model"]`` maps uint8 images to class logits through a last linear layer;
   the report then adds the classifier analysis (t-SNE, activation maximisation, confusion matrix), running the
   model through ``predict(model, x) -> logits`` (default ``trainables.common.predict``).
 - ``example_input(parts, data)``: what the model takes, for layer tables (default: one training input).
 - ``prepare(values, data_dir)``: called before a search with every value each hyperparameter may take (a list
-  per key); raises ``tunelab.UserError`` for what cannot work (e.g. missing pretrained weights).
+  per key); raises ``tunelab.UserError`` for what cannot work (e.g. missing pretrained weights). It may return the
+  names of data sets that these values read besides ``DATASET`` and ``EXTRA_DATASETS`` (a backbone pretrained on
+  MNIST): a search on a cluster ships them to the nodes too.
 - ``outputs``, ``metrics`` and ``ensemble`` (all three or none), a classifier's, for ``tunelab retrain
   --ensemble``: ``outputs(parts, data, split) -> logits`` (N x outputs) and ``metrics(logits, data, split,
   config) -> metrics``, so that ``evaluate`` is ``metrics`` of ``outputs``; ``ensemble(configs, data) ->
@@ -50,6 +61,8 @@ Optional (see ``OPTIONAL`` for each one's signature):
 import difflib
 import importlib
 import inspect
+import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +83,8 @@ REQUIRED_FUNCTIONS = {
 OPTIONAL = {  # name: the arguments of a function, or the type of a constant
     "EXTRA_DATASETS": tuple,
     "CHOICES": dict,
+    "RANGES": dict,
+    "METRICS": tuple,
     "IMAGE_CLASSIFIER": bool,
     "predict": ("model", "x"),
     "example_input": ("parts", "data"),
@@ -91,6 +106,52 @@ class ProtocolError(UserError):
 
 
 @dataclass(frozen=True)
+class Range:
+    """The numbers a hyperparameter may take: one of ``RANGES``, parsed (``Range.parse``)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False  # the bound itself is excluded
+    high_open: bool = False
+
+    @staticmethod
+    def parse(text: str) -> "Range":
+        """``">= 1"``, ``"> 0"``, ``"<= 1"``, ``"< 1"``, ``"[0, 1)"``, ...; a ValueError for anything else."""
+        if m := re.fullmatch(r"\s*([<>]=?)\s*(\S+)\s*", text):
+            op, bound = m.group(1), _bound(m.group(2))
+            low, high = (bound, math.inf) if op[0] == ">" else (-math.inf, bound)
+            return Range(low, high, op == ">", op == "<")
+        if m := re.fullmatch(r"\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s\])]+)\s*([\])])\s*", text):
+            r = Range(_bound(m.group(2)), _bound(m.group(3)), m.group(1) == "(", m.group(4) == ")")
+            if r.low < r.high or (r.low == r.high and not (r.low_open or r.high_open)):
+                return r
+            raise ValueError(f"{text!r} is empty")
+        raise ValueError(f"{text!r} is not a range; write '>= 1', '> 0', '<= 1', '< 1' or an interval '[0, 1)'")
+
+    def __contains__(self, x: float) -> bool:
+        above = self.low < x if self.low_open else self.low <= x
+        return above and (x < self.high if self.high_open else x <= self.high)
+
+    def describe(self, name: str) -> str:
+        """The range in words: ``0 <= dropout < 1``, ``lr > 0``."""
+        low = f"{self.low:g} {'<' if self.low_open else '<='} " if self.low > -math.inf else ""
+        high = f" {'<' if self.high_open else '<='} {self.high:g}" if self.high < math.inf else ""
+        if low and not high:  # one-sided: the name first (batch_size >= 1)
+            return f"{name} {'>' if self.low_open else '>='} {self.low:g}"
+        return f"{low}{name}{high}"
+
+
+def _bound(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise ValueError(f"its bound {text!r} is not a number")
+    return value
+
+
+@dataclass(frozen=True)
 class Trainable:
     """A checked trainable: the module's names, and None (or the default) for each optional one it lacks."""
 
@@ -108,6 +169,8 @@ class Trainable:
     example_input: Callable
     extra_datasets: tuple[str, ...] = ()
     choices: dict[str, tuple] = field(default_factory=dict)
+    ranges: dict[str, Range] = field(default_factory=dict)
+    metric_names: tuple[str, ...] = ()  # METRICS: what a search may optimise (none declared: found by running it)
     image_classifier: bool = False
     prepare: Callable | None = None
     outputs: Callable | None = None
@@ -205,6 +268,12 @@ def check(name: str, module: ModuleType) -> Trainable:
                 problems.append(f"CHOICES[{k!r}]: {k!r} is not in DEFAULTS")
             elif defaults[k] not in allowed:
                 problems.append(f"CHOICES[{k!r}] does not hold its default {defaults[k]!r}")
+    ranges = _ranges(getattr(module, "RANGES", {}), defaults, problems) if isinstance(defaults, dict) else {}
+    names = getattr(module, "METRICS", None)
+    if isinstance(names, tuple) and (not names or not all(isinstance(n, str) for n in names)):
+        problems.append(f"METRICS must be a non-empty tuple of metric names (str), not {names!r}")
+    elif isinstance(names, tuple) and getattr(module, "METRIC", names[0]) not in names:
+        problems.append(f"METRICS does not hold METRIC {module.METRIC!r}")
     for function, arguments in REQUIRED_FUNCTIONS.items():
         if not hasattr(module, function):
             problems.append(f"missing {function}({', '.join(arguments)})")
@@ -231,15 +300,38 @@ def check(name: str, module: ModuleType) -> Trainable:
 
     from trainables import common
 
-    found = {n: getattr(module, n) for n in (*REQUIRED_FUNCTIONS, *OPTIONAL) if hasattr(module, n)}
+    found = {n: getattr(module, n) for n in (*REQUIRED_FUNCTIONS, *OPTIONAL) if hasattr(module, n) and n != "RANGES"}
     return Trainable(
         name=name, module=module, dataset=module.DATASET, metric=module.METRIC, mode=module.MODE,
         defaults=dict(module.DEFAULTS), predict=found.pop("predict", common.predict),
         example_input=found.pop("example_input", _first_training_input),
         extra_datasets=tuple(found.pop("EXTRA_DATASETS", ())), image_classifier=found.pop("IMAGE_CLASSIFIER", False),
         choices={k: tuple(v) for k, v in found.pop("CHOICES", {}).items()},
+        ranges=ranges, metric_names=found.pop("METRICS", ()),
         **found,
     )  # fmt: skip
+
+
+def _ranges(ranges, defaults: dict, problems: list[str]) -> dict[str, Range]:
+    """RANGES parsed, each holding its default; what is wrong with them is added to ``problems``."""
+    parsed = {}
+    for k, text in ranges.items() if isinstance(ranges, dict) else ():
+        default = defaults.get(k)
+        if k not in defaults:
+            problems.append(f"RANGES[{k!r}]: {k!r} is not in DEFAULTS")
+        elif isinstance(default, bool) or not isinstance(default, (int, float)):
+            problems.append(f"RANGES[{k!r}]: its default {default!r} is not a number (a string's values are CHOICES)")
+        elif not isinstance(text, str):
+            problems.append(f"RANGES[{k!r}] is {text!r}, not a string such as '>= 1', '> 0' or '[0, 1)'")
+        else:
+            try:
+                parsed[k] = Range.parse(text)
+            except ValueError as e:
+                problems.append(f"RANGES[{k!r}]: {e}")
+                continue
+            if default not in parsed[k]:
+                problems.append(f"RANGES[{k!r}] ({parsed[k].describe(k)}) does not hold its default {default!r}")
+    return parsed
 
 
 def _signature_problems(module: ModuleType, name: str, arguments: tuple[str, ...]) -> list[str]:

@@ -25,6 +25,7 @@ from tunelab import (
     spaces,
     tracking,
 )
+from tunelab.files import atomic_write
 from tunelab.runs import Run
 
 # pyplot picks its backend at the first figure, not at import, so this may follow the import
@@ -53,8 +54,8 @@ def write(run: Run, wandb: str | None = None) -> Path:
         blocks += _retrain_section(run, retrained, out)
     images = {rest[0]: rest[1] for kind, *rest in blocks if kind == "img"}
 
-    (out / "report.md").write_text(_markdown(blocks, out))
-    (out / "report.html").write_text(_html(blocks, out))
+    atomic_write(out / "report.md", _markdown(blocks, out))
+    atomic_write(out / "report.html", _html(blocks, out))
     with tracking.run(mode, spec.project, run.name, "report", f"{run.name}-report", {"run": run.name}, run.dir) as log:
         log.log_images(images)
     return out / "report.md"

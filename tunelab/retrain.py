@@ -5,11 +5,15 @@ same read: the ensemble of all the models (the mean of their predicted probabili
 kept in memory) and a trainable's classical baseline, fitted on the same training data.
 """
 
+import dataclasses
+import shutil
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from tunelab import UserError, data as datasets, protocol, tracking, training
+from tunelab import Failed, UserError, data as datasets, protocol, tracking, training
+from tunelab.files import atomic_write
 from tunelab.protocol import Trainable
 from tunelab.runs import Run
 
@@ -21,8 +25,10 @@ def retrain(
     """Write retrain/retrain.csv (one row per rank and seed) and the weights; with ``ensemble`` retrain/ensemble.csv
     (the test metrics of the mean of all the models' predicted probabilities); for a trainable with a
     ``classical_baseline``, retrain/baseline.csv. Return ``table``. ``subset``: the fraction of train+validation to
-    train on (default: the search's); the test set is whole."""
+    train on (default: the search's); the test set is whole. Everything is checked before anything is written, and
+    an earlier retrain's files are kept until this one has trained and tested every model."""
     spec = run.spec
+    mode = tracking.mode(wandb or run.options.wandb)  # a mode that cannot work is refused before anything else
     trainable = protocol.load(spec.trainable)
     if ensemble and not trainable.ensembles:
         known = ", ".join(t.name for t in protocol.registered() if t.ensembles)
@@ -36,16 +42,45 @@ def retrain(
     data = datasets.load(spec.dataset, run.data_dir, "retrain", subset, training.device())
     configs = [run.config_of(row) | ({"epochs": epochs} if epochs else {}) for _, row in ranked.iterrows()]
     combine = trainable.ensemble(configs, data) if ensemble else None  # refuses members that cannot average, up front
-    run.retrain_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (run.ensemble_file, run.baseline_file):  # an earlier retrain's
-        stale.unlink(missing_ok=True)
-    mode = tracking.mode(wandb or run.options.wandb)
-    outputs = _retrain_all(run, trainable, list(zip(ranked["trial_id"], configs)), data, subset, seeds, mode)
-    if combine and outputs:
-        _test_ensemble(run, trainable, combine, outputs, configs[0], data)
-    if trainable.classical_baseline:
-        _test_baseline(run, trainable, data)
+    earlier = run.retrain_dir.is_dir() and any(run.retrain_dir.iterdir())
+    out = _Staged(**{f.name: getattr(run, f.name) for f in dataclasses.fields(run)}) if earlier else run
+    if earlier:
+        print(f"{run.retrain_dir} holds an earlier retrain: this one is written to {out.retrain_dir} and replaces it "
+              f"once every model is tested", flush=True)  # fmt: skip
+        shutil.rmtree(out.retrain_dir, ignore_errors=True)  # a staging folder left by a retrain that was killed
+    out.retrain_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        outputs = _retrain_all(out, trainable, list(zip(ranked["trial_id"], configs)), data, subset, seeds, mode)
+        if combine and outputs:
+            _test_ensemble(out, trainable, combine, outputs, configs[0], data)
+        if trainable.classical_baseline:
+            _test_baseline(out, trainable, data)
+        if earlier:
+            outcome(out)  # a retrain whose every model failed does not replace the earlier one
+    except BaseException:
+        if earlier:
+            shutil.rmtree(out.retrain_dir, ignore_errors=True)
+        raise
+    if earlier:
+        _replace(run.retrain_dir, out.retrain_dir)
     return table(run)
+
+
+class _Staged(Run):
+    """A run whose retrain is written beside its earlier one, to replace it once it succeeds."""
+
+    @property
+    def retrain_dir(self) -> Path:
+        return self.dir / "retrain.new"
+
+
+def _replace(folder: Path, new: Path) -> None:
+    """Put ``new`` in ``folder``'s place and delete the old one: two renames, so ``folder`` is always whole."""
+    old = folder.with_name(f"{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old)
 
 
 def _retrain_all(run: Run, trainable: Trainable, chosen: list[tuple[str, dict]], data: datasets.Data, subset: float,
@@ -66,7 +101,7 @@ def _retrain_all(run: Run, trainable: Trainable, chosen: list[tuple[str, dict]],
             if tested := result.pop("outputs", None):
                 outputs[run.checkpoint_file(rank, seed).stem] = tested
             rows.append({"rank": rank, "trial_id": trial_id, "seed": seed, **result})
-            pd.DataFrame(rows).to_csv(run.retrain_file, index=False)  # each finished seed is kept
+            atomic_write(run.retrain_file, pd.DataFrame(rows).to_csv(index=False))  # each finished seed is kept
     return outputs
 
 
@@ -109,7 +144,7 @@ def _test_ensemble(run: Run, trainable: Trainable, combine, outputs: dict[str, d
         logits = combine([member[split] for member in outputs.values()])
         metrics |= training.named(trainable.metrics(logits, data, split, config), split)
     row = {"members": len(outputs), "models": " ".join(outputs), **metrics}
-    pd.DataFrame([row]).to_csv(run.ensemble_file, index=False)
+    atomic_write(run.ensemble_file, pd.DataFrame([row]).to_csv(index=False))
 
 
 def _test_baseline(run: Run, trainable: Trainable, data: datasets.Data) -> None:
@@ -119,7 +154,7 @@ def _test_baseline(run: Run, trainable: Trainable, data: datasets.Data) -> None:
     name, per_split = trainable.classical_baseline(data)
     metrics = {k: v for split, m in per_split.items() for k, v in training.named(m, split).items()}
     row = {"model": name, **metrics, "duration_s": round(time.perf_counter() - start, 1)}
-    pd.DataFrame([row]).to_csv(run.baseline_file, index=False)
+    atomic_write(run.baseline_file, pd.DataFrame([row]).to_csv(index=False))
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -165,3 +200,17 @@ def first_try(run: Run, retrained: pd.DataFrame) -> pd.DataFrame | None:
             continue
         rows.append({"model": label, **{m: row.get(m, "") for m in metrics}})
     return pd.DataFrame(rows)
+
+
+def outcome(run: Run) -> str | None:
+    """A retrain that ended: a Failed where every model failed (diverged); a one-line warning where some did; else
+    None."""
+    rows = run.retrain_table()
+    failed = rows[rows["status"] != "completed"] if rows is not None else []
+    if not len(failed):
+        return None
+    row = failed.iloc[0]
+    first = f"the first: rank {row['rank']} seed {row['seed']} (trial {row['trial_id']}) {row['status']}"
+    if len(failed) == len(rows):
+        raise Failed(f"every retrained model of run {run.name!r} failed ({len(rows)}); {first}")
+    return f"warning: {len(failed)} of {len(rows)} retrained models failed; {first}"

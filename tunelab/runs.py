@@ -15,6 +15,7 @@ results/<run>/report/           report.md, report.html and the figures
 
 import dataclasses
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pandas as pd
 import torch
 import yaml
 
-from tunelab import UserError, data as datasets, protocol, spaces, training
+from tunelab import UserError, data as datasets, files, protocol, spaces, training
 
 INFO_FILE = "tunelab.yaml"
 STUDY_FILE = "study.log"
@@ -94,12 +95,16 @@ class Run:
     def report_dir(self) -> Path:
         return self.dir / "report"
 
+    def locked(self, command: str):
+        """A context in which ``tunelab <command>`` alone writes the run's folder (see tunelab.files)."""
+        return files.locked(self.dir, f"tunelab {command}")
+
     def save(self) -> None:
         info = {"layout": LAYOUT_VERSION, "experiment": self.spec.name, "spec": self.spec.saved(),
                 "options": dataclasses.asdict(self.options), "data_dir": str(self.data_dir.resolve())}  # fmt: skip
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / INFO_FILE).write_text(yaml.safe_dump(info, sort_keys=False))
+            files.atomic_write(self.dir / INFO_FILE, yaml.safe_dump(info, sort_keys=False))
         except OSError as e:
             raise UserError(f"cannot write the results folder {self.dir}: {e.strerror}") from None
 
@@ -111,7 +116,8 @@ class Run:
             raise UserError(f"run {self.name!r} has no leaderboard yet: `tunelab leaderboard {self.name}` builds it "
                             f"from the trials finished so far")  # fmt: skip
         text = {f"config/{k}": str for k, v in self.spec.config({}).items() if isinstance(v, str)}  # "3" stays "3"
-        return pd.read_csv(self.leaderboard_file, dtype=text | {"trial_id": str})  # ids like "18201877" stay text
+        return _read(self.leaderboard_file, f"rebuild it with `tunelab leaderboard {self.name}`",
+                     ("trial_id", "status", *self.spec.metrics), dtype=text | {"trial_id": str})  # ids stay text
 
     def config_of(self, row: pd.Series) -> dict:
         """The complete config of a leaderboard row."""
@@ -135,7 +141,8 @@ class Run:
         """A retrained model as one self-describing file: what it is, what it was trained on, its weights."""
         checkpoint = {"trainable": self.spec.trainable, "dataset": self.spec.dataset, "subset": subset,
                       "trial_id": trial_id, "rank": rank, "seed": seed, "config": config, "model": weights}  # fmt: skip
-        torch.save(checkpoint, self.checkpoint_file(rank, seed))
+        with files.replacing(self.checkpoint_file(rank, seed)) as temporary:
+            torch.save(checkpoint, temporary)
 
     def retrained(self, rank: int = 1, seed: int = 0) -> dict:
         """A retrained model's checkpoint (its ``model`` weights on the CPU)."""
@@ -143,7 +150,21 @@ class Run:
         if not path.is_file():
             raise UserError(f"run {self.name!r} has no retrained model {path.name} yet; "
                             f"run `tunelab retrain {self.name}`")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as e:  # truncated or not torch's
+            why = _first_line(e).split(". ")[0]  # torch's first sentence; the rest is advice
+            raise UserError(f"{path}: not a readable checkpoint ({why}); {self._retrain_again}") from None
+        keys = ("trainable", "config", "subset", "model")
+        missing = [k for k in keys if not isinstance(saved, dict) or k not in saved]
+        if missing:
+            raise UserError(f"{path}: not a retrained model of tunelab's (no {', '.join(missing)}); "
+                            f"{self._retrain_again}")  # fmt: skip
+        return saved
+
+    @property
+    def _retrain_again(self) -> str:
+        return f"write it again with `tunelab retrain {self.name}`"
 
     def has_retrained(self) -> bool:
         return self.checkpoint_file().is_file()
@@ -176,17 +197,35 @@ class Run:
 
     def retrain_table(self) -> pd.DataFrame | None:
         """One row per rank and seed, or None before any retrain."""
-        return _read(self.retrain_file, dtype={"trial_id": str})
+        return _read(self.retrain_file, self._retrain_again, ("rank", "trial_id", "seed", "status"),
+                     dtype={"trial_id": str})
 
     def ensemble_table(self) -> pd.DataFrame | None:
-        return _read(self.ensemble_file)
+        return _read(self.ensemble_file, f"write it again with `tunelab retrain {self.name} --ensemble`",
+                     ("members", "models"))
 
     def baseline_table(self) -> pd.DataFrame | None:
-        return _read(self.baseline_file)
+        return _read(self.baseline_file, self._retrain_again, ("model",))
 
 
-def _read(path: Path, **options) -> pd.DataFrame | None:
-    return pd.read_csv(path, **options) if path.is_file() else None
+def _read(path: Path, remedy: str, columns: tuple[str, ...], **options) -> pd.DataFrame | None:
+    """A table tunelab wrote into a run (None where there is none). A damaged one (empty, truncated, not CSV, without
+    the ``columns`` tunelab reads) is a UserError naming it, with ``remedy``: the command that writes it again."""
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, **options)
+    except (OSError, ValueError) as e:  # pandas' EmptyDataError and ParserError, UnicodeDecodeError: ValueErrors
+        raise UserError(f"{path}: damaged, cannot read it as CSV ({_first_line(e)}); {remedy}") from None
+    missing = [c for c in columns if c not in frame]
+    if missing:
+        raise UserError(f"{path}: damaged, it has no column {', '.join(missing)}; {remedy}")
+    return frame
+
+
+def _first_line(error: Exception) -> str:
+    """An exception's message, for a one-line error."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def sampled(row: pd.Series) -> dict:
@@ -209,10 +248,17 @@ def open_run(name: str, root: Path) -> Run:
                  else f"`tunelab search EXPERIMENT --name {name}` (`tunelab list` shows the experiments)")
         raise UserError(f"no search run {name!r} in {root}; runs there: {', '.join(runs) or '(none)'}. "
                         f"Start one with {start}")
-    info = yaml.safe_load(info_file.read_text())
-    info = info if isinstance(info, dict) else {}
-    if info.get("layout") != LAYOUT_VERSION:
+    again = f"search again (`tunelab search EXPERIMENT --name {name}-new`)"  # a damaged file names no experiment
+    try:
+        info = spaces.read_yaml(info_file)
+    except UserError as e:
+        raise UserError(f"{e}; {again}") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{info_file}: damaged, not the mapping that `tunelab search` writes; {again}")
+    if info.get("layout") != LAYOUT_VERSION:  # runs of layout 1 had no layout key
         raise UserError(f"{info_file} was written by an older tunelab, which stored runs differently: search "
                         f"again (`tunelab search {info.get('experiment', name)} --name {name}-new`)")  # fmt: skip
-    options = Options(**info["options"])
-    return Run(folder, spaces.restore(info["spec"]), options, Path(info["data_dir"]))
+    try:
+        return Run(folder, spaces.restore(info["spec"]), Options(**info["options"]), Path(info["data_dir"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # truncated or edited: a key missing, a wrong type
+        raise UserError(f"{info_file}: damaged ({type(e).__name__}: {_first_line(e)}); {again}") from None

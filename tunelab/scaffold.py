@@ -23,8 +23,9 @@ TRAINABLES_DIR = Path(trainables.__file__).resolve().parent
 PY_HEADER = """\
 # {name}.py: your own trainable, a copy of tunelab's built-in {like!r} (trainables/{like}.py),
 # made by `tunelab new {name} --like {like}`. Edit it freely: the model, DEFAULTS (the hyperparameters
-# and their defaults), CHOICES (the values a string one may take), build, train_epoch, evaluate, figures
-# (the protocol: tunelab/protocol.py).
+# and their defaults), CHOICES (the values a string one may take), RANGES (those a number may take),
+# METRICS (what a search may optimise: keep it in step with evaluate), build, train_epoch, evaluate,
+# figures (the protocol: tunelab/protocol.py).
 # It still imports helpers from the installed `trainables` package; copy those in too to change them.
 # `tunelab check {name}.py` tests it on a tiny data set; `tunelab search {name}.yaml` tunes it.
 

@@ -3,24 +3,30 @@ resources, storage, callbacks."""
 
 import contextlib
 import math
+import posixpath
+import signal
+import threading
 import time
 import warnings
 
 import optuna
 import pandas as pd
 import pyarrow.fs
+import yaml
 from ray import tune
 from ray.tune import ResultGrid
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 
-from tunelab import UserError, cluster, data as datasets, leaderboard, pareto, protocol, study, tracking
-from tunelab.runs import Run
+from tunelab import Failed, UserError, cluster, data as datasets, leaderboard, pareto, protocol, study, tracking
+from tunelab.checks import check_search_metrics
+from tunelab.runs import INFO_FILE, Run
 from tunelab.spaces import Spec, grid_values
 from tunelab.trial import TrialJob, run_trial
 
 MAX_FAILURES = 2  # a failed trial is restarted from its latest checkpoint this many times before it counts as failed
+FINISHED = ("completed", "stopped early", "cut by the time budget")  # the leaderboard's statuses of trials that ended
 
 
 class Progress(tune.Callback):
@@ -50,6 +56,27 @@ class Progress(tune.Callback):
                    f"(see {trial.local_path}/error.txt); the search goes on")
 
 
+class CtrlC(tune.Callback):
+    """Whether Ctrl-C stopped the search. Ray handles the first press itself: it stops the trials, saves its state
+    and returns from ``fit`` as if the search had ended, telling no one. Ray calls ``setup`` after it installs its
+    SIGINT handler, which is wrapped here (the handler puts back the one from before the search, so a second press
+    raises KeyboardInterrupt as ever)."""
+
+    def __init__(self):
+        self.pressed = False
+
+    def setup(self, **info):
+        ray_handler = signal.getsignal(signal.SIGINT)
+        if not callable(ray_handler) or threading.current_thread() is not threading.main_thread():
+            return
+
+        def pressed(sig, frame):
+            self.pressed = True
+            ray_handler(sig, frame)
+
+        signal.signal(signal.SIGINT, pressed)
+
+
 def sampler(spec: Spec) -> optuna.samplers.BaseSampler:
     """The file's method as an Optuna sampler, seeded."""
     if spec.method == "grid":
@@ -63,34 +90,43 @@ def sampler(spec: Spec) -> optuna.samplers.BaseSampler:
                                       constant_liar=True)  # fmt: skip
 
 
-def _searcher(run: Run, mode: str) -> study.StudySearch:
-    """Ray's OptunaSearch on a new study in the run's folder (the baseline first, where the file has one)."""
+def _searcher(run: Run, mode: str, resumed: bool = False) -> study.StudySearch:
+    """Ray's OptunaSearch on a new study in the run's folder (the baseline first, where the file has one), or on
+    the study there (``resumed``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's group and constant_liar
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return study.searcher(run, sampler(run.spec), wandb=mode != "disabled")
+    return (study.resumed_searcher if resumed else study.searcher)(run, sampler(run.spec), wandb=mode != "disabled")
 
 
-def _trainable(run: Run):
+def _trainable(run: Run, data_sets: tuple[str, ...]):
+    """``data_sets``: the names of those the trials read (``_check``), shipped to a cluster's nodes."""
     spec = run.spec
     job = TrialJob(spec=spec, data_dir=str(run.data_dir.resolve()), subset=run.options.subset,
                    threads=max(1, math.floor(spec.cpus)))  # fmt: skip
-    shipped = datasets.read(spec.dataset, run.data_dir) if run.options.address else None  # see tunelab.cluster
+    shipped = None  # on a cluster, every data set the trials read, by name (see tunelab.cluster)
+    if run.options.address:
+        shipped = {name: datasets.read(name, run.data_dir) for name in data_sets}
     trial = tune.with_parameters(run_trial, job=job, shipped=shipped)
     return tune.with_resources(trial, {"cpu": spec.cpus, "gpu": spec.gpus})
 
 
-def _run_config(run: Run, mode: str) -> tune.RunConfig:
+def _callbacks(run: Run, mode: str) -> list[tune.Callback]:
+    """The search's callbacks, ``CtrlC`` first; each trial's results as the leaderboard (Ray's ExperimentAnalysis)
+    reads them, no TensorBoard files."""
     spec = run.spec
+    return [CtrlC(), Progress(spec), JsonLoggerCallback(), CSVLoggerCallback(), study.StudyWriter(run),
+            *tracking.trial_callbacks(mode, spec.project, run.name, spec.config, run.dir)]  # fmt: skip
+
+
+def _run_config(run: Run, callbacks: list[tune.Callback]) -> tune.RunConfig:
     return tune.RunConfig(
         name=run.name,
         storage_path=run.options.storage or str(run.dir.parent.resolve()),
         # Ray keeps every checkpoint while the search runs (see keep_latest_checkpoints)
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-        # each trial's results as the leaderboard (Ray's ExperimentAnalysis) reads them; no TensorBoard files
-        callbacks=[Progress(spec), JsonLoggerCallback(), CSVLoggerCallback(), study.StudyWriter(run),
-                   *tracking.trial_callbacks(mode, spec.project, run.name, spec.config, run.dir)],
+        callbacks=callbacks,
         verbose=0,
     )
 
@@ -104,20 +140,40 @@ def started(run: Run) -> bool:
         raise UserError(f"cannot use {run.experiment_path!r}{flag} to keep the trials: {e}") from None
 
 
-def _check_data(run: Run) -> None:
-    """Read the data sets the trials will read, so that a missing one is reported before the search starts."""
-    for name in (run.spec.dataset, *protocol.load(run.spec.trainable).extra_datasets):
+def check_unused(run: Run) -> None:
+    """Refuse a new search in a folder that holds a run which got going (trials in its study, a best config, a
+    retrain), wherever that run keeps its trials (--storage). A folder left by a search that never got going (no
+    trial) is the new search's: its study is replaced (``study.searcher``)."""
+    trials, since = study.started_trials(run.study_file)
+    if not trials and not run.best_file.exists() and not run.retrain_dir.exists():
+        return
+    try:
+        experiment = yaml.safe_load((run.dir / INFO_FILE).read_text())["experiment"]
+    except (OSError, ValueError, yaml.YAMLError, TypeError, KeyError):  # missing or damaged: the study still counts
+        experiment = "an experiment"
+    searched = f"searched {experiment}" + (f" on {since:%Y-%m-%d %H:%M}" if since else "")
+    searched += f", {trials} trial{'s' if trials != 1 else ''}" if trials else ""
+    raise UserError(f"{run.dir} already holds run {run.name} ({searched}): continue it with `tunelab resume "
+                    f"{run.name}`, or choose another --name")  # fmt: skip
+
+
+def _check(run: Run) -> tuple[str, ...]:
+    """What a search or resume checks before Ray starts: the data sets the trials will read (a missing one is reported
+    now), the trainable's own checks over every value the search may try (its ``prepare``), and the metric of one
+    that declares no METRICS (spaces checked the others' when it read the file). Returns the names of those data
+    sets: the experiment's, the trainable's EXTRA_DATASETS and those its ``prepare`` names for these values."""
+    trainable = protocol.load(run.spec.trainable)
+    names = (run.spec.dataset, *trainable.extra_datasets)
+    for name in names:
         datasets.check(name, run.data_dir)
-
-
-def _prepare(run: Run) -> None:
-    """The trainable's own checks before Ray starts, over every value the search may try."""
-    prepare = protocol.load(run.spec.trainable).prepare
-    if prepare:
+    if trainable.prepare:
         values = {k: [v] for k, v in run.spec.config({}).items()}
         values |= {k: list(d.choices) for k, d in run.spec.params.items()
                    if isinstance(d, optuna.distributions.CategoricalDistribution)}
-        prepare(values, run.data_dir)
+        names += tuple(trainable.prepare(values, run.data_dir) or ())
+    if not trainable.metric_names:
+        check_search_metrics(run.spec, trainable)
+    return tuple(dict.fromkeys(names))
 
 
 def _scheduler(spec: Spec):
@@ -135,15 +191,15 @@ def search(run: Run) -> pd.DataFrame:
     """Run a new search; write and return its leaderboard."""
     spec = run.spec
     mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before anything else
-    _check_data(run)
-    _prepare(run)
+    data_sets = _check(run)
     with cluster.connected(run.options.address, spec.trainable, spec.cpus, spec.gpus) as slots:
         run.save()
         # Ray starts as many trials together as the limiter allows (one at a time without it)
         searcher = ConcurrencyLimiter(_searcher(run, mode), max_concurrent=run.options.concurrency or slots)
         single = len(spec.metrics) == 1
+        callbacks = _callbacks(run, mode)
         tuner = tune.Tuner(
-            _trainable(run),
+            _trainable(run, data_sets),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=_scheduler(spec),
@@ -154,36 +210,106 @@ def search(run: Run) -> pd.DataFrame:
                 reuse_actors=True,  # a trial's worker process, its imports and its loaded data serve the next trial
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
             ),
-            run_config=_run_config(run, mode),
+            run_config=_run_config(run, callbacks),
         )
-        return _fit(run, tuner, mode)
+        return _fit(run, tuner, mode, callbacks[0])
 
 
 def resume(run: Run) -> pd.DataFrame:
     """Continue an interrupted search (finished trials and the sampler's history, its study, are kept); write and
     return its leaderboard."""
     mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before anything else
-    _check_data(run)
+    data_sets = _check(run)
+    searcher = _searcher(run, mode, resumed=True)  # a missing or damaged study is refused before Ray starts
     with cluster.connected(run.options.address, run.spec.trainable, run.spec.cpus, run.spec.gpus):
-        tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run), resume_unfinished=True)
-        return _fit(run, tuner, mode)
+        tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run, data_sets), resume_unfinished=True)
+        # Ray's saved state holds the callbacks and the searcher the search started with: their W&B mode, and the
+        # run's folder and study file as they were then (a renamed or copied run's are another's). Tuner.restore
+        # takes no new ones, so this run's replace them on Ray's TunerInternal (Ray 2.60); Ray then restores its
+        # saved searcher's state into this one (StudySearch.restore, _Resumed).
+        restored, callbacks = tuner._local_tuner, _callbacks(run, mode)
+        restored.get_run_config().callbacks = callbacks
+        limiter = restored._tune_config.search_alg
+        limiter.searcher = searcher
+        restored._tune_config.search_alg = _Resumed(limiter, run.experiment_path)
+        return _fit(run, tuner, mode, callbacks[0])
 
 
-def _fit(run: Run, tuner: tune.Tuner, mode: str) -> pd.DataFrame:
+class _Resumed(SearchGenerator):
+    """Ray's wrapper of a searcher, for a resumed search. Ray restores the experiment it saved, whose storage says
+    where new trials go: the run's folder as it was (a copied run's new trials would go to the first run's folder).
+    It is pointed at where the run is now, as Ray points the trials it restores."""
+
+    def __init__(self, searcher, experiment_path: str):
+        super().__init__(searcher)
+        self._path = experiment_path
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        storage = self._experiment.storage  # also the one in its spec, from which Ray makes the trials
+        if "://" in self._path:
+            storage.storage_filesystem, path = pyarrow.fs.FileSystem.from_uri(self._path)
+        else:
+            path = self._path
+        storage.storage_fs_path, storage.experiment_dir_name = posixpath.split(path)
+
+
+def _fit(run: Run, tuner: tune.Tuner, mode: str, ctrl_c: CtrlC) -> pd.DataFrame:
+    """Run the search; write and return its leaderboard. Ctrl-C (Ray's clean stop, or a second press) is a Failed
+    with exit status 130, raised once the leaderboard and the study hold what the search did."""
     tracking.warm_up(mode)
+    before = signal.getsignal(signal.SIGINT)
     try:
         results = tuner.fit()
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(UserError):  # what finished before the error is on the leaderboard, if anything did
             board = leaderboard.write(run)
             with contextlib.suppress(Exception):  # and in the study; the search's own error is the one to see
                 study.settle(run, board)
+        if isinstance(e, KeyboardInterrupt):
+            raise interrupted(run) from None
         raise
+    finally:
+        if before is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, before)  # Ray leaves its handler in place after a search that ended
     keep_latest_checkpoints(results)
     board = leaderboard.write(run)
     study.settle(run, board)
     tracking.log_leaderboard(mode, run.spec.project, run.name, board, run.dir)
+    if ctrl_c.pressed:
+        raise interrupted(run)
     return board
+
+
+def interrupted(run: Run) -> Failed:
+    return Failed(f"interrupted: `tunelab resume {run.name}` continues the search where it stopped", Failed.INTERRUPTED)
+
+
+def outcome(run: Run, board: pd.DataFrame) -> str | None:
+    """A search that ended: a Failed unless a trial finished with a value (completed, stopped early, or cut by the
+    time budget); a one-line warning where some trials failed; else None."""
+    if board.empty:
+        raise Failed(f"run {run.name!r} ran no trial")
+    failed = board[board["status"] == "failed"]
+    first = f"; the first: {_error(run, failed['trial_id'].iloc[0])}" if len(failed) else ""
+    if not (board["status"].isin(FINISHED) & board[run.spec.metric].notna()).any():
+        if len(failed) == len(board):
+            raise Failed(f"every trial of run {run.name!r} failed ({len(board)}){first}")
+        counts = ", ".join(f"{n} {status}" for status, n in board["status"].value_counts().items())
+        raise Failed(f"no trial of run {run.name!r} reached a value of {run.spec.metric} ({counts}{first})")
+    return f"warning: {len(failed)} of {len(board)} trials failed{first}" if len(failed) else None
+
+
+def _error(run: Run, trial_id: str) -> str:
+    """A failed trial's error (the last line of Ray's error.txt) and where its error.txt is."""
+    path = f"{run.experiment_path}/trial_{trial_id}/error.txt"
+    try:
+        filesystem, inner = pyarrow.fs.FileSystem.from_uri(path if "://" in path else f"file://{path}")
+        with filesystem.open_input_stream(inner) as f:
+            lines = f.readall().decode(errors="replace").strip().splitlines()
+    except (OSError, ValueError) as e:
+        return f"its {path} cannot be read ({e})"
+    return f"{lines[-1].strip() if lines else '(an empty error)'} (see {path})"
 
 
 def keep_latest_checkpoints(results: ResultGrid) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna.distributions as od
+import optuna.trial
 import yaml
 
 import trainables
@@ -27,6 +28,10 @@ TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resource
                 "compare_with", "targets"}  # fmt: skip
 MAX_EPOCHS = 10  # the epochs of every trial where the file sets neither max_epochs nor epochs
 RUN_CAP = 10  # the trials of a search whose file sets no run_cap (a grid: its size)
+MAX_GRID = 10**6  # grid points a search may have: Optuna's GridSampler holds every one in memory
+SEEDS = 2**32  # seeds are below this: numpy's and Optuna's random generators take no larger one
+LOG_EXPONENT = 700  # log_uniform's exponents: e^700 and e^-700 are finite floats, and e^-700 is not 0
+HARNESS_METRICS = ("params", "duration_s", "epoch_s")  # tunelab.trial reports them of every trial
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
 PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
@@ -113,7 +118,7 @@ def experiments() -> dict[str, Path]:
 def find(experiment: str) -> Path:
     """The file of an experiment given by name (a file in search_spaces/) or by path."""
     path = Path(experiment)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix in (".yaml", ".yml") and path.exists():  # a folder or an unreadable file: read_yaml says so
         return path
     known = experiments()
     if experiment not in known:
@@ -124,13 +129,24 @@ def find(experiment: str) -> Path:
 
 def load(experiment: str) -> Spec:
     path = find(experiment)
+    return parse(read_yaml(path), path)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file the user gives or tunelab wrote (a search space, a config, a run's tunelab.yaml) as plain data;
+    a file that cannot be read, is not UTF-8 text or is not YAML is a UserError naming it (and the line)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(Path(path).read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a YAML text file (byte {e.object[e.start]:#04x} at offset {e.start} is not "
+                        f"UTF-8)") from None  # fmt: skip
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
-    return parse(raw, path)
+        what = getattr(e, "problem", None) or getattr(e, "reason", None) or e  # a ReaderError has a reason
+        raise UserError(f"{where}: YAML syntax error: {' '.join(str(what).split())}") from None
 
 
 def parse(raw: Any, path: Path) -> Spec:
@@ -141,7 +157,7 @@ def parse(raw: Any, path: Path) -> Spec:
 
     if not isinstance(raw, dict):
         raise UserError(f"{path}: the file must be a mapping of keys (method, metric, parameters, ...)")
-    for key in sorted(set(raw) - WANDB_KEYS - TUNELAB_KEYS):
+    for key in sorted(set(raw) - WANDB_KEYS - TUNELAB_KEYS, key=str):  # YAML keys may be numbers too
         err(key, f"unknown key; allowed: {', '.join(sorted(WANDB_KEYS | TUNELAB_KEYS))}")
 
     trainable_name = raw.get("trainable")
@@ -159,13 +175,13 @@ def parse(raw: Any, path: Path) -> Spec:
     from tunelab.data import SOURCES, other_kind
 
     dataset = raw.get("dataset", module.dataset if module else None)
-    if dataset not in SOURCES:
+    if not isinstance(dataset, str) or dataset not in SOURCES:  # a list is no key of SOURCES
         err("dataset", f"unknown data set {dataset!r}; known: {', '.join(sorted(SOURCES))}")
     elif module and (mismatch := other_kind(dataset, module.dataset)):
         err("dataset", mismatch)
 
     method = raw.get("method", "bayes")
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         err("method", f"{method!r} is not allowed; allowed: {', '.join(f'{k} ({v})' for k, v in METHODS.items())}")
 
     metrics, modes = _metrics(raw.get("metric"), module, err)
@@ -174,7 +190,7 @@ def parse(raw: Any, path: Path) -> Spec:
     if not isinstance(parameters, dict):
         err("parameters", "must be a mapping of hyperparameter names to value/values/distribution")
         parameters = {}
-    for name, p in parameters.items():
+    for name, p in parameters.items() if module else ():  # without a trainable there are no defaults to check
         key = f"parameters.{name}"
         if name == "epochs":  # a W&B sweep's epochs per run: here, the epochs of every trial (max_epochs)
             epochs = _epochs(p, method, lambda m, k=key: err(k, m))
@@ -184,6 +200,8 @@ def parse(raw: Any, path: Path) -> Spec:
             continue
         allowed = module.choices.get(name) if module else None
         parsed = _parameter(p, defaults.get(name), method, lambda m, k=key: err(k, m), allowed)
+        if parsed is not _INVALID and module and name in module.ranges:
+            parsed = _in_range(parsed, name, module.ranges[name], lambda m, k=key: err(k, m))
         if isinstance(parsed, od.BaseDistribution):
             params[name] = parsed
         elif parsed is not _INVALID:
@@ -191,12 +209,13 @@ def parse(raw: Any, path: Path) -> Spec:
         else:
             invalid.add(name)
 
-    def number(key: str, default, kind=int, low=1):
+    def number(key: str, default, kind=int, low=1, below=math.inf):
         value = raw.get(key, default)
         if value is None and default is None:
             return None
-        if not _finite(value) or value < low or (kind is int and value != int(value)):
-            err(key, f"must be {'an integer' if kind is int else 'a number'} >= {low}, not {value!r}")
+        if not _finite(value) or not low <= value < below or (kind is int and value != int(value)):
+            upper = f" and < {below}" if below < math.inf else ""
+            err(key, f"must be {'an integer' if kind is int else 'a number'} >= {low}{upper}, not {value!r}")
             return default
         return kind(value)
 
@@ -226,11 +245,11 @@ def parse(raw: Any, path: Path) -> Spec:
         constants=constants,
         defaults=dict(defaults),
         max_epochs=max_epochs,
-        run_cap=number("run_cap", _grid_size(params) if method == "grid" else RUN_CAP),
+        run_cap=number("run_cap", _grid(params, err) if method == "grid" else RUN_CAP),
         time_budget_s=number("time_budget_s", None, float),
         cpus=float(cpus) if isinstance(cpus, (int, float)) else 1.0,
         gpus=float(gpus) if isinstance(gpus, (int, float)) else 0.0,
-        seed=number("seed", 0, int, 0),
+        seed=number("seed", 0, int, 0, SEEDS),
         hyperband=_hyperband(raw.get("early_terminate"), err),
         baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err, invalid) if module else None,
         ablation=_ablation(raw.get("ablation"), params, err),
@@ -238,7 +257,7 @@ def parse(raw: Any, path: Path) -> Spec:
         compare_with=_compare_with(raw.get("compare_with", []), trainable_name, module, err),
         targets=_targets(raw.get("targets", {}), metrics, err),
     )
-    if module and not params:
+    if module and not params and not invalid:  # an invalid one is reported already
         err("parameters", "nothing is searched (each hyperparameter has one value): give at least one a list of "
             "values: [...] or a distribution")
     if errors:
@@ -281,6 +300,16 @@ def _type_ok(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
+def _contains(distribution: od.BaseDistribution, key: str, value: Any) -> bool:
+    """Whether ``distribution`` holds ``value``, by Optuna's public check of a trial's values."""
+    try:
+        optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={key: value},
+                                  distributions={key: distribution})  # fmt: skip
+    except ValueError:
+        return False
+    return True
+
+
 def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = None) -> Any:
     """An Optuna distribution, a constant value, or _INVALID after reporting what is wrong. ``allowed``: the
     values the trainable's CHOICES give this hyperparameter, if any."""
@@ -291,19 +320,25 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
             err(f"{', '.join(map(repr, wrong))} not allowed; allowed: {', '.join(map(str, allowed))}")
         return bool(wrong)
 
+    def not_finite(values: list) -> bool:
+        wrong = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+        if wrong:
+            err(f"{', '.join(map(repr, wrong))}: YAML's .nan and .inf are no values a trial can take")
+        return bool(wrong)
+
     if not isinstance(p, dict):
         err(f"must be a mapping with value, values or distribution (e.g. {{values: [1, 2]}}), not {p!r}")
         return _INVALID
     unknown = set(p) - PARAM_KEYS
     if unknown:
-        err(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(PARAM_KEYS))} "
+        err(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(PARAM_KEYS))} "
             "(nested parameters are not supported)")
         return _INVALID
     dist = p.get("distribution") or ("constant" if "value" in p else "categorical" if "values" in p else None)
     if dist is None and {"min", "max"} <= set(p):
         integers = all(isinstance(p[k], int) and not isinstance(p[k], bool) for k in ("min", "max"))
         dist = "int_uniform" if integers else "uniform"
-    if dist in REFUSED:
+    if isinstance(dist, str) and dist in REFUSED:  # a list or mapping is no key of REFUSED
         err(f"distribution {dist!r} is not supported: {REFUSED[dist]}; use one of {', '.join(DISTRIBUTIONS)}")
         return _INVALID
     if dist not in DISTRIBUTIONS:
@@ -318,7 +353,7 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
         if not _type_ok(p["value"], default):
             err(f"value {p['value']!r} has the wrong type; expected {expect}")
             return _INVALID
-        return _INVALID if not_allowed([p["value"]]) else p["value"]
+        return _INVALID if not_finite([p["value"]]) or not_allowed([p["value"]]) else p["value"]
     if dist == "categorical":
         values = p.get("values")
         if not isinstance(values, list) or not values:
@@ -328,7 +363,7 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
         if wrong:
             err(f"values {wrong!r} have the wrong type; expected {expect}")
             return _INVALID
-        if not_allowed(values):
+        if not_finite(values) or not_allowed(values):
             return _INVALID
         if "probabilities" in p:
             err("'probabilities' cannot be honoured by Optuna's samplers; remove it")
@@ -337,8 +372,9 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
 
     lo, hi, q = p.get("min"), p.get("max"), p.get("q", 1)
     bounds = [lo, hi, q]
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in bounds):
-        err(f"distribution {dist} needs numbers min and max (and optionally q); got min={lo!r}, max={hi!r}, q={q!r}")
+    if not all(_finite(v) for v in bounds):
+        err(f"distribution {dist} needs finite numbers min and max (and optionally q); got min={lo!r}, max={hi!r}, "
+            f"q={q!r}")
         return _INVALID
     if lo > hi:
         err(f"min ({lo}) > max ({hi}); min must not exceed max")
@@ -374,6 +410,10 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
             return od.IntDistribution(lo, hi, step=q)
         return od.FloatDistribution(lo, hi, step=q)
     if dist == "log_uniform":  # W&B's min and max are exponents here
+        if max(-lo, hi) > LOG_EXPONENT:  # e^x overflows a float, or is 0 (no log-uniform's low)
+            err(f"log_uniform's min and max are exponents of e, within ±{LOG_EXPONENT}, not {lo} and {hi} "
+                "(log_uniform_values takes the values themselves)")
+            return _INVALID
         return od.FloatDistribution(math.exp(lo), math.exp(hi), log=True)
     if dist in ("log_uniform_values", "inv_log_uniform_values"):  # 1/X log-uniform <=> X log-uniform
         return od.FloatDistribution(lo, hi, log=True)
@@ -385,11 +425,34 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
     return od.IntDistribution(lo, hi, log=True)
 
 
+def _in_range(parsed: Any, name: str, allowed: protocol.Range, err) -> Any:
+    """``parsed`` (a distribution or a constant), or _INVALID after reporting that it reaches outside ``allowed``,
+    the trainable's RANGES of this hyperparameter."""
+    where = f"the allowed range {allowed.describe(name)}"
+    if isinstance(parsed, od.IntDistribution | od.FloatDistribution):
+        if parsed.low in allowed and parsed.high in allowed:
+            return parsed
+        kind = "log-uniform" if parsed.log else "int_uniform" if isinstance(parsed, od.IntDistribution) else "uniform"
+        err(f"{kind} [{parsed.low:g}, {parsed.high:g}] reaches outside {where}")
+        return _INVALID
+    values = list(parsed.choices) if isinstance(parsed, od.CategoricalDistribution) else [parsed]
+    wrong = [v for v in values if v not in allowed]
+    if wrong:
+        err(f"{'value' if len(wrong) == 1 else 'values'} {', '.join(map(repr, wrong))} "
+            f"{'is' if len(wrong) == 1 else 'are'} outside {where}")
+        return _INVALID
+    return parsed
+
+
 def _metrics(metric: Any, module, err) -> tuple[list[str], list[str]]:
     default = ([module.metric], [module.mode]) if module else (["val_loss"], ["min"])
     if metric is None:
         return default
     entries = metric if isinstance(metric, list) else [metric]
+    if not entries:
+        err("metric", "is an empty list; give {name: <metric>, goal: maximize|minimize} or a list of them")
+        return default
+    known = (*module.metric_names, *HARNESS_METRICS) if module and module.metric_names else None
     names, modes = [], []
     for i, m in enumerate(entries):
         key = "metric" if not isinstance(metric, list) else f"metric[{i}]"
@@ -398,6 +461,8 @@ def _metrics(metric: Any, module, err) -> tuple[list[str], list[str]]:
             err(key, "must be {name: <metric>, goal: maximize|minimize} "
                 "(or a list of them for a multi-objective search)")
             return default
+        if known and m["name"] not in known:
+            err(f"{key}.name", f"{module.name} reports no metric {m['name']!r}; allowed: {', '.join(known)}")
         names.append(m["name"])
         modes.append("max" if m.get("goal", "maximize") == "maximize" else "min")
     return names, modes
@@ -461,7 +526,7 @@ def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: d
     for k, v in point.items():
         d = params[k]
         try:
-            inside = _type_ok(v, defaults[k]) and d._contains(d.to_internal_repr(v))
+            inside = _type_ok(v, defaults[k]) and _contains(d, k, v)
         except (ValueError, TypeError):
             inside = False
         if not inside:
@@ -505,8 +570,24 @@ def _targets(targets: Any, metrics: list[str], err) -> dict[str, float]:
     return valid
 
 
-def _grid_size(params: dict[str, od.BaseDistribution]) -> int:
-    return math.prod(len(grid_values(d)) for d in params.values())
+def _grid(params: dict[str, od.BaseDistribution], err) -> int:
+    """The number of points of the grid (the trials of a grid search), counted without listing them; a grid larger
+    than MAX_GRID is reported."""
+    size = math.prod(_points(d) for d in params.values())
+    if size > MAX_GRID:
+        counts = " x ".join(f"{k} {_points(d):,}" for k, d in params.items())
+        err("parameters", f"the grid has {size:,} points ({counts}), more than a search can run (at most "
+            f"{MAX_GRID:,}): list fewer values, or use method: random or bayes")  # fmt: skip
+    return size
+
+
+def _points(d: od.BaseDistribution) -> int:
+    """How many values a discrete distribution has."""
+    if isinstance(d, od.CategoricalDistribution):
+        return len(d.choices)
+    if isinstance(d, od.IntDistribution):
+        return (d.high - d.low) // d.step + 1
+    return int(round((d.high - d.low) / d.step)) + 1
 
 
 def grid_values(d: od.BaseDistribution) -> list:
@@ -515,5 +596,4 @@ def grid_values(d: od.BaseDistribution) -> list:
         return list(d.choices)
     if isinstance(d, od.IntDistribution):
         return list(range(d.low, d.high + 1, d.step))
-    n = int(round((d.high - d.low) / d.step))
-    return [d.low + i * d.step for i in range(n + 1)]
+    return [d.low + i * d.step for i in range(_points(d))]

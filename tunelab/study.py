@@ -6,13 +6,14 @@ it while the search writes it (a reader takes no lock and ignores a line still b
 systems where SQLite's locks do not (NFS), it needs no database schema, and a copy taken mid-search (``ray
 rsync-down``) is readable up to its last whole line.
 
-It holds one study, named after the run. Ray's ``OptunaSearch`` samples from it (``StudySearch``), so the study
-is the sampler's history too: what the sampler learned from is what the dashboard shows, and ``tunelab resume``
-continues the same study. Each trial has its sampled values (params); its metric per epoch as intermediate values,
-step = epoch (the learning curve; with several objectives none, Optuna's intermediate values and its TPE's use of
-them are for one objective); user attrs ``ray_trial_id``, ``wandb_run_id`` (where W&B is on), and once it ends
-``status`` (the leaderboard's word), ``epochs`` and ``best_epoch``; and a state with the leaderboard's value(s) (for
-one objective the best epoch's metric, for several every objective at the last epoch):
+It holds one study, named after the run that started it (a renamed or copied run's keeps that name). Ray's
+``OptunaSearch`` samples from it (``StudySearch``), so the study is the sampler's history too: what the sampler
+learned from is what the dashboard shows, and ``tunelab resume`` continues the same study. Each trial has its
+sampled values (params); its metric per epoch as intermediate values, step = epoch (the learning curve; with several
+objectives none, Optuna's intermediate values and its TPE's use of them are for one objective); user attrs
+``ray_trial_id``, ``wandb_run_id`` (where W&B is on), and once it ends ``status`` (the leaderboard's word),
+``epochs`` and ``best_epoch``; and a state with the leaderboard's value(s) (for one objective the best epoch's
+metric, for several every objective at the last epoch):
 
 - COMPLETE: it trained all ``max_epochs`` epochs;
 - PRUNED: ASHA (or Pareto-layer ASHA) stopped it earlier, or the search's time budget did; its value(s) are those it
@@ -29,6 +30,7 @@ the end of a search by ``settle`` from the leaderboard, for the trials the searc
 constraints, random; grid's would stop a ``study.optimize`` loop, which Ray does not run).
 """
 
+import datetime
 import math
 import warnings
 from collections.abc import Sequence
@@ -59,7 +61,14 @@ def searcher(run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool) -> "St
     """A new search's searcher, on a new study in the run's folder (a study left there by a search that never got
     going is replaced, as the search replaces the rest of the folder)."""
     run.study_file.unlink(missing_ok=True)
-    return StudySearch(run, sampler, wandb)
+    return StudySearch(run, sampler, wandb, run.name)
+
+
+def resumed_searcher(run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool) -> "StudySearch":
+    """A resumed search's searcher, on the study in the run's folder (a missing or unreadable one is a UserError),
+    whatever the folder's name now; Ray restores its saved state into it (``StudySearch.restore``)."""
+    name = check(run.study_file, run.spec.argument).get_all_studies()[0].study_name
+    return StudySearch(run, sampler, wandb, name, resumed=True)
 
 
 class StudySearch(OptunaSearch):
@@ -67,16 +76,17 @@ class StudySearch(OptunaSearch):
     W&B run id); results and ends are ``StudyWriter``'s, so the searcher's own reporting (every result as an
     intermediate value at Ray's iteration, the last result as the value, ASHA's stops as complete) is off."""
 
-    def __init__(self, run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool):
+    def __init__(self, run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool, name: str, resumed: bool = False):
         spec = run.spec
+        first = spec.baseline and spec.method != "grid" and not resumed  # a resumed study has it queued or tried
         multi = len(spec.metrics) > 1
         super().__init__(
             space=spec.params,
             metric=spec.metrics if multi else spec.metric,
             mode=spec.modes if multi else spec.mode,
-            points_to_evaluate=[spec.baseline] if spec.baseline and spec.method != "grid" else None,
+            points_to_evaluate=[spec.baseline] if first else None,
             sampler=sampler,
-            study_name=run.name,
+            study_name=name,
             storage=_storage(run.study_file),
         )
         self._wandb = wandb
@@ -99,6 +109,15 @@ class StudySearch(OptunaSearch):
                 trial.set_user_attr("wandb_run_id", tracking.trial_run_id(trial_id))
         return config
 
+    def restore(self, checkpoint_path: str) -> None:
+        """Ray's saved searcher (the sampler's state, the trials it asked for) on this searcher's study file and W&B
+        mode: the saved one holds the file's path where the search started (a renamed or copied run's is another)."""
+        study, wandb = self._ot_study, self._wandb
+        super().restore(checkpoint_path)
+        self._ot_study, self._storage, self._wandb = study, study._storage, wandb
+        for trial in self._ot_trials.values():
+            trial.study, trial.storage = study, study._storage
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         pass  # StudyWriter.on_trial_result
 
@@ -107,11 +126,11 @@ class StudySearch(OptunaSearch):
 
 
 class _Study:
-    """The study of one file, through the storage's public API (trials by Ray trial id)."""
+    """The one study of a file, through the storage's public API (trials by Ray trial id)."""
 
-    def __init__(self, path: Path, name: str):
+    def __init__(self, path: Path):
         self.storage = _storage(path)
-        self.id = self.storage.get_study_id_from_name(name)
+        self.id = self.storage.get_study_id_from_name(self.storage.get_all_studies()[0].study_name)
         self.directions = self.storage.get_study_directions(self.id)
         self._numbers: dict[str, int] = {}
 
@@ -157,7 +176,7 @@ class StudyWriter(Callback):
     """Writes what happens to each trial into the run's study, as it happens (see the module's docstring)."""
 
     def __init__(self, run: Run):
-        self.path, self.name = run.study_file.resolve(), run.name
+        self.path = run.study_file.resolve()
         self.spec, self.metrics = run.spec, list(run.spec.metrics)
         self._study: _Study | None = None
 
@@ -167,7 +186,7 @@ class StudyWriter(Callback):
     @property
     def study(self) -> _Study:
         if self._study is None:
-            self._study = _Study(self.path, self.name)
+            self._study = _Study(self.path)
         return self._study
 
     def _running(self, trial) -> FrozenTrial | None:
@@ -208,7 +227,7 @@ def settle(run: Run, board: pd.DataFrame) -> None:
     trials stay running: resume continues them."""
     if not run.study_file.is_file():  # a run searched before tunelab kept its study
         return
-    study = _Study(run.study_file, run.name)
+    study = _Study(run.study_file)
     rows = {str(row["trial_id"]): row for _, row in board.iterrows()} if len(board) else {}
     for trial in study.trials():
         if trial.state != TrialState.RUNNING:
@@ -223,8 +242,8 @@ def settle(run: Run, board: pd.DataFrame) -> None:
 
 def load(run: Run) -> optuna.Study:
     """The run's study, to read (a missing or unreadable file is a UserError that says so)."""
-    check(run.study_file, run.spec.argument)
-    return optuna.load_study(study_name=run.name, storage=_storage(run.study_file))
+    storage = check(run.study_file, run.spec.argument)
+    return optuna.load_study(study_name=storage.get_all_studies()[0].study_name, storage=storage)
 
 
 def check(path: Path, experiment: str | None = None) -> JournalStorage:
@@ -246,3 +265,12 @@ def check(path: Path, experiment: str | None = None) -> JournalStorage:
         raise UserError(f"{path} holds {len(studies)} studies, not the one study of run {run!r}: it is written by "
                         f"`tunelab search` (search again for a new one: {again})")  # fmt: skip
     return storage
+
+
+def started_trials(path: Path) -> tuple[int, datetime.datetime | None]:
+    """How many trials the study file at ``path`` holds and when the first started: (0, None) without one (or an
+    empty one, left by a search that stopped as it began); one that cannot be read is ``check``'s UserError."""
+    if not path.is_file() or not path.stat().st_size:
+        return 0, None
+    (summary,) = optuna.get_all_study_summaries(check(path), include_best_trial=False)
+    return summary.n_trials, summary.datetime_start

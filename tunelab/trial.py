@@ -37,13 +37,14 @@ _loaded: dict[tuple, datasets.Data] = {}  # the worker's data set, by what it wa
 
 
 def _data(job: TrialJob, shipped: dict | None) -> datasets.Data:
-    """The trial's data on its device: loaded by the worker's first trial of that data set and subset."""
+    """The trial's data on its device: loaded by the worker's first trial of that data set and subset. ``shipped``:
+    every data set the search reads (its own and the trainable's extra ones), by name, from a cluster's driver."""
+    if shipped:
+        datasets.use_shipped(shipped)  # also what the trainable loads itself (e.g. MNIST to pretrain on)
     key = (job.spec.dataset, job.data_dir, job.subset, str(training.device()))
     if key not in _loaded:
         _loaded.clear()  # one data set per worker: another's tensors are freed first
-        _loaded[key] = datasets.load(
-            job.spec.dataset, Path(job.data_dir), "search", job.subset, training.device(), shipped
-        )
+        _loaded[key] = datasets.load(job.spec.dataset, Path(job.data_dir), "search", job.subset, training.device())
     return _loaded[key]
 
 
@@ -58,7 +59,7 @@ def _clean_start(job: TrialJob) -> None:
 
 
 def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None:
-    """``shipped``: the data set's arrays from the driver (on a cluster), else the trial reads the data root."""
+    """``shipped``: the data sets' arrays by name from the driver (on a cluster), else the trial reads the data root."""
     _clean_start(job)
     spec = job.spec
     config = spec.config(sampled)

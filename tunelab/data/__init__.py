@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab import UserError
+from tunelab import DamagedFile, UserError
 from tunelab.data.sources import IMAGE_SOURCES, SPLIT_SEED, Source
 from tunelab.data.text import TEXT_SOURCES
 
@@ -113,8 +113,21 @@ def check(name: str, root: Path) -> None:
 
 
 def read(name: str, root: Path) -> dict[str, np.ndarray]:
-    """The data set's arrays as its source reads them (cached per process)."""
+    """The data set's arrays as its source reads them (cached per process), or as the driver shipped them."""
+    if name in _shipped:
+        return _shipped[name]
     return _arrays(name, require(name, root))
+
+
+_shipped: dict[str, dict[str, np.ndarray]] = {}  # data sets a cluster's driver shipped to this worker, by name
+
+
+def use_shipped(arrays: dict[str, dict[str, np.ndarray]]) -> None:
+    """Read the data sets in ``arrays`` (name -> arrays as ``read`` returned them on a Ray cluster's driver) from there
+    in this process, whatever root a reader names: the worker node need not have the driver's data root."""
+    for name, shipped in arrays.items():
+        if name not in _shipped:  # Ray's object store hands out read-only arrays: one writable copy per process
+            _shipped[name] = {k: np.array(v) for k, v in shipped.items()}
 
 
 def _train_val(arrays: dict[str, np.ndarray]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
@@ -129,7 +142,11 @@ def _train_val(arrays: dict[str, np.ndarray]) -> tuple[tuple[np.ndarray, np.ndar
 
 @lru_cache(maxsize=4)
 def _arrays(name: str, folder: Path) -> dict[str, np.ndarray]:
-    return source(name).read(folder)
+    src = source(name)
+    try:
+        return src.read(folder)
+    except DamagedFile as e:  # the reader names the file; the data set says where a good copy comes from
+        raise UserError(f"{e}; delete it and get a good copy: {src.how_to_get(name)}") from None
 
 
 def forget() -> None:
@@ -144,16 +161,11 @@ def load(
     purpose: str = "search",
     subset: float = 1.0,
     device: torch.device | str = "cpu",
-    shipped: dict[str, np.ndarray] | None = None,
 ) -> Data:
     """The data set for a search (train and validation) or for a retrain and report (train and validation
     together, and the official test set). ``subset`` cuts train and validation to a fraction (smoke runs);
-    the test set is always whole. ``shipped``: the arrays as ``read`` returned them on another machine
-    (a Ray cluster's driver), used instead of the data root."""
-    if shipped is not None:  # Ray's object store hands out read-only arrays
-        arrays = {k: np.array(v) for k, v in shipped.items()}
-    else:
-        arrays = read(name, root)
+    the test set is always whole."""
+    arrays = read(name, root)
     train, val = _train_val(arrays)
     if purpose == "search":
         splits = {"train": train, "val": val}

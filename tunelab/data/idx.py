@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tunelab import UserError
+from tunelab import DamagedFile
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -16,17 +16,15 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:
-        raise UserError(f"{path}: cannot read ({e}); delete it and fetch the data set again") from None
+        raise DamagedFile(f"{path}: cannot read it ({e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
-        raise UserError(f"{path}: not an IDX file (bad magic number); delete it and fetch the data set again")
+        raise DamagedFile(f"{path}: not an IDX file (bad magic number)")
     dtype, ndim = np.dtype(_DTYPES[raw[2]]), raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset, expected = 4 + 4 * ndim, int(np.prod(shape)) * dtype.itemsize
     if len(raw) - offset != expected:
-        raise UserError(
-            f"{path}: truncated or corrupt IDX file (header says {shape}, {expected} bytes of data, "
-            f"found {len(raw) - offset}); delete it and fetch the data set again"
-        )
+        raise DamagedFile(f"{path}: truncated or corrupt IDX file (header says {shape}, {expected} bytes of data, "
+                          f"found {len(raw) - offset})")  # fmt: skip
     return np.frombuffer(raw, dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
 
 

@@ -45,17 +45,15 @@ class Source:
 
     def read(self, folder: Path) -> dict[str, np.ndarray]:
         """The IDX quartet as arrays: train_x, train_y, test_x, test_y (images N x 1 x 28 x 28, uint8)."""
-        from tunelab import UserError
+        from tunelab import DamagedFile
 
         arrays = {}
         for split, prefix in (("train", "train"), ("test", "t10k")):
             x = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
             y = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
             if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or y.max(initial=0) >= len(self.classes):
-                raise UserError(
-                    f"{folder}: {prefix} images {x.shape} and labels {y.shape} (max {y.max(initial=0)}) do not "
-                    f"match; delete the folder and fetch the data set again"
-                )
+                raise DamagedFile(f"{folder}: {prefix} images {x.shape} and labels {y.shape} (max {y.max(initial=0)}) "
+                                  f"do not match")  # fmt: skip
             arrays[f"{split}_x"], arrays[f"{split}_y"] = x[:, None], y
         return arrays
 

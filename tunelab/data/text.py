@@ -8,6 +8,8 @@ labels. A copy with fewer rows than the published file is read as it is, with a 
 
 import sys
 import tarfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tunelab import UserError
+from tunelab import DamagedFile
 from tunelab.data.sources import SPLIT_SEED, Source
 
 KINDS = ["clouds", "cold", "dry", "hot", "humid", "hurricane", "I can't tell", "ice", "other", "rain", "snow",
@@ -63,9 +65,12 @@ def _note_subset(what: Path | str, rows: int, published: int) -> None:
 
 def _csv(path: Path, **kwargs) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, **kwargs)  # plain, .gz or .zip
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise UserError(f"{path}: cannot read as CSV ({e}); delete it and get the data set again") from None
+        frame = pd.read_csv(path, **kwargs)  # plain, .gz or .zip
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:  # pandas' errors are ValueErrors
+        raise DamagedFile(f"{path}: cannot read it as CSV ({e})") from None
+    if frame.empty:
+        raise DamagedFile(f"{path}: no rows (an empty file, or a header alone)")
+    return frame
 
 
 def _split(x: np.ndarray, y: np.ndarray, strata: np.ndarray) -> dict[str, np.ndarray]:
@@ -83,10 +88,19 @@ def read_weather(src: TextSource, folder: Path) -> dict[str, np.ndarray]:
     columns = ["tweet", *(f"k{i}" for i in range(1, 16))]
     missing = [c for c in columns if c not in frame]
     if missing:
-        raise UserError(f"{path}: columns {', '.join(missing)} are missing; expected Kaggle's train.csv "
-                        f"(id, tweet, state, location, s1..s5, w1..w4, k1..k15)")  # fmt: skip
+        raise DamagedFile(f"{path}: columns {', '.join(missing)} are missing; expected Kaggle's train.csv "
+                          f"(id, tweet, state, location, s1..s5, w1..w4, k1..k15)")  # fmt: skip
+    labels = frame[columns[1:]].apply(pd.to_numeric, errors="coerce")
+    bad = (~(labels.ge(0) & labels.le(1))).to_numpy()  # NaN, text and shares outside [0, 1]
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        name = columns[1 + column]
+        value = frame[name].iloc[row]
+        shown = "empty" if pd.isna(value) else repr(value.item() if hasattr(value, "item") else value)
+        raise DamagedFile(f"{path}: row {row + 1}: soft label {name} is {shown}, not a share in [0, 1] "
+                          f"({bad.sum()} such in all)")  # fmt: skip
     _note_subset(path, len(frame), 77_946)
-    y = frame[columns[1:]].to_numpy(np.float32)
+    y = labels.to_numpy(np.float32)
     return _split(frame["tweet"].astype(str).to_numpy(object), y, y.argmax(1))
 
 
@@ -96,7 +110,7 @@ SENTIMENT140_COLUMNS = ["target", "ids", "date", "flag", "user", "text"]
 def _sentiment140(path: Path) -> pd.DataFrame:
     frame = _csv(path, header=None, names=SENTIMENT140_COLUMNS, encoding="latin-1")
     if not frame["target"].isin([0, 2, 4]).all():
-        raise UserError(f"{path}: the first column must be the polarity 0, 2 or 4; is this a Sentiment140 file?")
+        raise DamagedFile(f"{path}: the first column must be the polarity 0, 2 or 4; is this a Sentiment140 file?")
     return frame
 
 
@@ -134,11 +148,11 @@ def read_imdb(src: TextSource, folder: Path) -> dict[str, np.ndarray]:
                     if member.isfile():
                         add(member.name.removeprefix("./"), lambda m=member: tar.extractfile(m).read())
     except (OSError, tarfile.TarError, EOFError) as e:
-        raise UserError(f"{path}: cannot read ({e}); delete it and get the data set again") from None
+        raise DamagedFile(f"{path}: cannot read it ({e})") from None
     arrays = {}
     for split, rows in reviews.items():
         if not rows:
-            raise UserError(f"{path}: no reviews in aclImdb/{split}/pos or aclImdb/{split}/neg")
+            raise DamagedFile(f"{path}: no reviews in aclImdb/{split}/pos or aclImdb/{split}/neg")
         _note_subset(f"{path} ({split})", len(rows), 25_000)
         rows.sort()
         arrays[f"{split}_x"] = np.array([r[1] for r in rows], dtype=object)

@@ -3,12 +3,13 @@ and Kaggle's JPEG folders ``chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpe
 
 import hashlib
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tunelab import UserError, cache
+from tunelab import DamagedFile, cache
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
@@ -18,14 +19,13 @@ def read_medmnist(path: Path, n_classes: int) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as npz:
             raw = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise UserError(f"cannot read {path} ({e}); delete it and fetch the data set again") from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:  # truncated or garbled
+        raise DamagedFile(f"{path}: cannot read it ({e})") from None
     arrays = {}
     for split in ("train", "val", "test"):
         x, y = raw.get(f"{split}_images"), raw.get(f"{split}_labels")
         if x is None or y is None or x.ndim != 3 or len(x) != len(y) or y.max(initial=0) >= n_classes:
-            raise UserError(f"{path}: {split}_images and {split}_labels are missing or do not match; "
-                            f"delete the file and fetch the data set again")  # fmt: skip
+            raise DamagedFile(f"{path}: {split}_images and {split}_labels are missing or do not match")
         arrays[f"{split}_x"], arrays[f"{split}_y"] = x[:, None], y.reshape(-1)
     return arrays
 
@@ -69,4 +69,4 @@ def _image(path: Path, size: int) -> np.ndarray:
             im.draft("L", (size, size))  # JPEG: decode at a reduced scale (much faster for 2000 px X-rays)
             return np.asarray(ImageOps.fit(im.convert("L"), (size, size), Image.Resampling.BILINEAR))
     except OSError as e:  # also PIL's UnidentifiedImageError and truncated files
-        raise UserError(f"cannot read the image {path} ({e}); delete or replace it") from None
+        raise DamagedFile(f"{path}: cannot read the image ({e})") from None
