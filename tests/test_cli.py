@@ -77,8 +77,10 @@ def test_malformed_search_space(env, capsys, change, message):
         (["search", "fashion_cnn", "--trials", "0"], "argument --trials: must be an integer >= 1, not 0"),
         (["search", "fashion_cnn", "--trials", "2.5"], "argument --trials: must be an integer, not '2.5'"),
         (["search", "fashion_cnn", "--concurrency", "0"], "argument --concurrency: must be an integer >= 1, not 0"),
-        (["search", "fashion_cnn", "--time-budget", "-1"], "argument --time-budget: must be a number > 0, not -1"),
-        (["search", "fashion_cnn", "--time-budget", "0"], "argument --time-budget: must be a number > 0, not 0"),
+        (["search", "fashion_cnn", "--time-budget", "-1"],
+         "argument --time-budget: must be a duration: seconds (90) or a number with s, m or h (90s, 20m, 1.5h), "
+         "not '-1'"),
+        (["search", "fashion_cnn", "--time-budget", "0m"], "argument --time-budget: must be a duration > 0: seconds"),
         (["search", "fashion_cnn", "--max-epochs", "0"], "argument --max-epochs: must be an integer >= 1, not 0"),
         (["search", "fashion_cnn", "--cpus-per-trial", "0"], "argument --cpus-per-trial: must be a number > 0, not 0"),
         (["search", "fashion_cnn", "--cpus-per-trial", "-2"],

@@ -1,5 +1,5 @@
-"""The command line: tunelab list | search | resume | leaderboard | dashboard | retrain | report | describe | compare |
-check | new | data."""
+"""The command line: tunelab list | plan | search | resume | leaderboard | dashboard | retrain | report | describe |
+compare | check | new | data."""
 
 import argparse
 import math
@@ -63,13 +63,33 @@ def _run(args):
     return runs.open_run(args.run, runs.results_root(args.results_dir))
 
 
+def _fixed(args) -> dict:
+    """The flags a plan keeps (tunelab.plan.FLAGS), as the user gave them."""
+    from tunelab import plan
+
+    return {k: getattr(args, k) for k in plan.FLAGS if getattr(args, k) is not None}
+
+
+def _cmd_plan(args) -> None:
+    from tunelab import calibrate, data, runs, spaces
+
+    options = runs.Options(
+        trials=args.trials, max_epochs=args.max_epochs, time_budget=args.time_budget,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+    )  # fmt: skip
+    spec = options.apply(spaces.load(args.experiment))
+    if not spec.time_budget_s:
+        raise UserError(f"{spec.name} has no time_budget_s to plan for: give --time-budget (90s, 20m, 1.5h)")
+    print("\n".join(calibrate.plan_for(spec, data.data_root(args.data_dir), _fixed(args)).lines()))
+
+
 def _cmd_search(args) -> None:
-    from tunelab import cluster, data, runs, search, spaces
+    from tunelab import calibrate, cluster, data, runs, search, spaces, tracking
 
     options = runs.Options(
         trials=args.trials, max_epochs=args.max_epochs, time_budget=args.time_budget,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
-        concurrency=args.concurrency, subset=args.subset, address=cluster.address(args.address),
+        concurrency=args.concurrency, subset=args.subset or 1.0, address=cluster.address(args.address),
         storage=cluster.storage(args.storage), wandb=args.wandb,
     )  # fmt: skip
     spec = options.apply(spaces.load(args.experiment))
@@ -80,6 +100,10 @@ def _cmd_search(args) -> None:
         if search.started(run):
             raise UserError(f"{run.experiment_path} already holds a search; continue it with "
                             f"`tunelab resume {folder.name}`, or start another with --name")
+        if spec.time_budget_s:  # a budget (the flag's or the file's) is planned for; calibration counts in it
+            tracking.mode(options.wandb)  # a mode that cannot work is refused before calibration
+            run = calibrate.apply(run, calibrate.plan_for(spec, run.data_dir, _fixed(args)))
+            print("\n".join(run.plan.lines()), flush=True)
         _finish(run, search.search(run))
 
 
@@ -229,6 +253,20 @@ def _number(kind: type = int, low: float = 1, strict: bool = False):
     return parse
 
 
+DURATION = "seconds (90) or a number with s, m or h (90s, 20m, 1.5h)"
+
+
+def _duration(text: str) -> float:
+    """A time budget in seconds: plain seconds, or a number with the unit s, m or h."""
+    found = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)\s*([smh]?)\s*", text)
+    if not found:
+        raise argparse.ArgumentTypeError(f"must be a duration: {DURATION}, not {text!r}")
+    value = float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[found[2]]
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a duration > 0: {DURATION}, not {text!r}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = _number(float, 0, strict=True)(text)
     if value > 1:
@@ -284,18 +322,24 @@ def parser() -> argparse.ArgumentParser:
     command("list", _cmd_list, "list experiments, trainables and data sets")
     command("doctor", _cmd_doctor, "the Python, Ray, Optuna, torch and W&B versions tunelab runs with, each against "
             "its tested range (exit 1 outside it), the data root and the W&B mode")  # fmt: skip
-    s = command("search", _cmd_search, "run a hyperparameter search for an experiment")
-    s.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
-    s.add_argument("--trials", type=_number(), help="number of trials (the file's run_cap)")
-    s.add_argument("--max-epochs", type=_number(), help="epochs per trial")
+    pl = command("plan", _cmd_plan, "print the plan of a search within a time budget (trials, epochs, ASHA's rungs, "
+                 "data fraction, concurrency, retrain) without running it; it times a short calibration")  # fmt: skip
+    s = command("search", _cmd_search, "run a hyperparameter search for an experiment (planned to fit its time "
+                "budget where it has one)")  # fmt: skip
     positive = _number(float, 0, strict=True)
-    s.add_argument("--time-budget", type=positive, metavar="S",
-                   help="end the search after S seconds (results so far are kept)")
-    s.add_argument("--cpus-per-trial", type=positive, metavar="C", help="CPUs per trial (also torch's threads)")
-    s.add_argument("--gpus-per-trial", type=_gpus, metavar="G", help="GPUs per trial; fractions pack trials on one GPU")
-    s.add_argument("--concurrency", type=_number(), metavar="K", help="at most K trials at once")
-    s.add_argument("--subset", type=_fraction, default=1.0, metavar="F",
-                   help="train on a fraction F of the data (smoke runs)")
+    for c in (pl, s):
+        c.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
+        c.add_argument("--time-budget", type=_duration, metavar="T", help="plan the search to end within T (90s, 20m, "
+                       "1.5h; plain seconds), calibration included; it stops when T is up, with results so far kept")
+        c.add_argument("--trials", type=_number(), help="number of trials (default: planned, else the file's run_cap)")
+        c.add_argument("--max-epochs", type=_number(), help="epochs per trial (default: planned, else the file's)")
+        c.add_argument("--cpus-per-trial", type=positive, metavar="C", help="CPUs per trial (also torch's threads)")
+        c.add_argument("--gpus-per-trial", type=_gpus, metavar="G",
+                       help="GPUs per trial; fractions pack trials on one GPU")
+        c.add_argument("--concurrency", type=_number(), metavar="K",
+                       help="at most K trials at once (default: planned, else as many as fit)")
+        c.add_argument("--subset", type=_fraction, metavar="F",
+                       help="train on a fraction F of the data (default: planned, else all of it)")
     s.add_argument("--seed", type=_seed, help="seed of the sampler and the trials")
     s.add_argument("--name", type=_run_name, metavar="RUN",
                    help="name of the run's results folder (default: the experiment)")
@@ -316,9 +360,10 @@ def parser() -> argparse.ArgumentParser:
     r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
     r.add_argument("--top-k", type=_number(), default=1, metavar="K", help="retrain the K best configs")
     r.add_argument("--seeds", type=_number(), default=3, metavar="S", help="seeds per config")
-    r.add_argument("--epochs", type=_number(), metavar="E", help="epochs (default: the search's max epochs)")
-    r.add_argument("--subset", type=_fraction, metavar="F", help="train on a fraction F of train+validation "
-                   "(default: the search's --subset; 1 for all of it)")  # fmt: skip
+    r.add_argument("--epochs", type=_number(), metavar="E",
+                   help="epochs (default: the plan's retrain epochs, else the search's max epochs)")
+    r.add_argument("--subset", type=_fraction, metavar="F", help="train on a fraction F of train+validation (default: "
+                   "all of it after a planned search, else the search's --subset; 1 for all of it)")  # fmt: skip
     r.add_argument("--ensemble", action="store_true", help="also test the mean of all K x S models' predicted "
                    "class probabilities (classifiers)")  # fmt: skip
     rep = command("report", _cmd_report, "write the run's report: figures, report.md and report.html")

@@ -25,8 +25,9 @@ def retrain(
     """Write retrain/retrain.csv (one row per rank and seed) and the weights; with ``ensemble`` retrain/ensemble.csv
     (the test metrics of the mean of all the models' predicted probabilities); for a trainable with a
     ``classical_baseline``, retrain/baseline.csv. Return ``table``. ``subset``: the fraction of train+validation to
-    train on (default: the search's); the test set is whole. Everything is checked before anything is written, and
-    an earlier retrain's files are kept until this one has trained and tested every model."""
+    train on (default: all of it after a planned search, else the search's); the test set is whole. ``epochs``:
+    default the plan's retrain epochs, else the search's max epochs. Everything is checked before anything is
+    written, and an earlier retrain's files are kept until this one has trained and tested every model."""
     spec = run.spec
     mode = tracking.mode(wandb or run.options.wandb)  # a mode that cannot work is refused before anything else
     trainable = protocol.load(spec.trainable)
@@ -38,7 +39,9 @@ def retrain(
     if ensemble and len(ranked) * seeds < 2:
         raise UserError(f"--ensemble needs at least 2 models, not {len(ranked)} config(s) x {seeds} seed(s): "
                         f"give --seeds 2 or more")  # fmt: skip
-    subset = run.options.subset if subset is None else subset
+    if subset is None:
+        subset = 1.0 if run.plan else run.options.subset
+    epochs = epochs or (run.plan.retrain_epochs if run.plan else None)
     data = datasets.load(spec.dataset, run.data_dir, "retrain", subset, training.device())
     configs = [run.config_of(row) | ({"epochs": epochs} if epochs else {}) for _, row in ranked.iterrows()]
     combine = trainable.ensemble(configs, data) if ensemble else None  # refuses members that cannot average, up front

@@ -1,7 +1,8 @@
 """The results layout, and the one API to what a run holds: its spec, leaderboard, best config, retrained models.
 
 results/<run>/tunelab.yaml      the resolved spec (trainable, defaults, searched space), options and data root,
-                                written when the search starts: a run reopens from it alone
+                                and the plan of a budgeted search (tunelab.plan), written when the search starts:
+                                a run reopens from it alone
 results/<run>/trial_*/          Ray's trials, checkpoints and state (unless --storage puts them elsewhere)
 results/<run>/study.log         the run's Optuna study, an Optuna journal written as the search runs (tunelab.study):
                                 every trial's sampled values, per-epoch metric, state and value(s); always here, on
@@ -24,6 +25,7 @@ import torch
 import yaml
 
 from tunelab import UserError, data as datasets, files, protocol, spaces, training
+from tunelab.plan import Plan
 
 INFO_FILE = "tunelab.yaml"
 STUDY_FILE = "study.log"
@@ -64,6 +66,7 @@ class Run:
     spec: spaces.Spec
     options: Options
     data_dir: Path
+    plan: Plan | None = None  # a budgeted search's (tunelab.calibrate applied it to spec and options)
 
     @property
     def name(self) -> str:
@@ -102,6 +105,8 @@ class Run:
     def save(self) -> None:
         info = {"layout": LAYOUT_VERSION, "experiment": self.spec.name, "spec": self.spec.saved(),
                 "options": dataclasses.asdict(self.options), "data_dir": str(self.data_dir.resolve())}  # fmt: skip
+        if self.plan:
+            info["plan"] = self.plan.saved()
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             files.atomic_write(self.dir / INFO_FILE, yaml.safe_dump(info, sort_keys=False))
@@ -259,6 +264,7 @@ def open_run(name: str, root: Path) -> Run:
         raise UserError(f"{info_file} was written by an older tunelab, which stored runs differently: search "
                         f"again (`tunelab search {info.get('experiment', name)} --name {name}-new`)")  # fmt: skip
     try:
-        return Run(folder, spaces.restore(info["spec"]), Options(**info["options"]), Path(info["data_dir"]))
+        plan = Plan.restore(info["plan"]) if info.get("plan") is not None else None
+        return Run(folder, spaces.restore(info["spec"]), Options(**info["options"]), Path(info["data_dir"]), plan)
     except (KeyError, TypeError, ValueError, AttributeError) as e:  # truncated or edited: a key missing, a wrong type
         raise UserError(f"{info_file}: damaged ({type(e).__name__}: {_first_line(e)}); {again}") from None

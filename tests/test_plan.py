@@ -1,0 +1,147 @@
+"""The planner: a time budget -> trials, epochs, ASHA's rungs, data fraction and concurrency that fit it, the flags
+the user gave kept; `tunelab plan` prints it, and a budgeted `tunelab search` saves it and keeps to it."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tunelab import calibrate, runs, spaces
+from tunelab.cli import main, parser
+from tunelab.plan import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
+
+FASHION = {"epoch_s_cheap": 25.0, "epoch_s_costly": 650.0, "overhead_s": 1.5, "slots": 2, "space_max_epochs": 12}
+
+
+def test_rungs_spread_over_the_epochs_from_the_first():
+    assert rungs_of(12) == [1, 3, 9] and rungs_of(27) == [1, 3, 9] and rungs_of(28) == [1, 3, 9, 27]
+    assert rungs_of(3) == [1] and rungs_of(2) == rungs_of(1) == []  # one epoch's value tells too little
+    assert rungs_of(12, eta=2) == [1, 2, 4, 8]
+
+
+def test_asha_lets_about_one_in_eta_go_on_and_the_first_few_more():
+    assert promoted(1, 3) == 1.0 and promoted(2, 3) == 1.5
+    assert 27 / 3 < promoted(27, 3) < 27 / 3 + 3
+
+
+def test_a_budget_that_affords_the_whole_data_gets_it_and_many_trials():
+    plan = make_plan(3600, 5.0, 15.0, 1.0, 2, {}, 12, calibration_s=20)
+    assert (plan.subset, plan.max_epochs, plan.rungs, plan.eta, plan.concurrency) == (1.0, 12, [1, 3, 9], 3, 2)
+    assert TARGET_TRIALS <= plan.trials <= MAX_TRIALS and plan.expected_s <= plan.budget_s
+    assert plan.retrain_epochs == 12 and plan.retrain_expected_s == 12 * 10.0  # the mean of the corners
+
+
+def test_a_small_budget_shrinks_the_data_before_the_trials_then_the_epochs():
+    twenty = make_plan(1200, **FASHION, calibration_s=15, epoch_s_mean=160)
+    assert 0.1 <= twenty.subset < 1 and twenty.trials >= TARGET_TRIALS and twenty.max_epochs == 12
+    five = make_plan(300, **FASHION, calibration_s=15, epoch_s_mean=250)
+    assert five.subset == 0.1 and MIN_TRIALS <= five.trials < TARGET_TRIALS
+    tiny = make_plan(150, **FASHION, calibration_s=15, epoch_s_mean=250)
+    assert tiny.subset == 0.1 and MIN_TRIALS <= tiny.trials < TARGET_TRIALS and tiny.max_epochs < 12
+    for plan in (twenty, five, tiny):
+        assert plan.expected_s <= plan.budget_s
+
+
+@pytest.mark.parametrize("budget", [180, 300, 900, 1200, 3600, 4 * 3600])
+def test_the_expected_time_fits_the_budget(budget):
+    plan = make_plan(budget, **FASHION, calibration_s=10)
+    search = search_s(plan.trials, plan.max_epochs, plan.rungs, plan.eta, plan.epoch_s, 1.5, plan.concurrency)
+    assert plan.expected_s == pytest.approx(10 + 15 + search) and plan.expected_s <= budget
+
+
+def test_the_users_flags_are_kept_and_the_rest_planned_around_them():
+    fixed = {"trials": 8, "max_epochs": 6, "concurrency": 1}
+    plan = make_plan(1200, **FASHION | {"space_max_epochs": 6}, fixed=fixed, epoch_s_mean=160)
+    assert (plan.trials, plan.max_epochs, plan.rungs, plan.concurrency) == (8, 6, [1, 3], 1)
+    assert 0.1 <= plan.subset < 1 and plan.fixed == fixed
+    assert "Kept from the command line: --trials 8, --max-epochs 6, --concurrency 1." in plan.lines()[0]
+    subset = make_plan(1200, **FASHION, fixed={"subset": 0.5}, epoch_s_mean=160)
+    assert subset.subset == 0.5 and subset.max_epochs < 12  # fewer epochs, not less data
+    over = make_plan(120, **FASHION, fixed={"trials": 30, "subset": 1.0})
+    assert over.trials == 30 and over.expected_s > 120 and "over the budget, which stops the search" in over.lines()[0]
+    with pytest.raises(ValueError, match="cannot fix eta"):
+        make_plan(1200, **FASHION, fixed={"eta": 2})
+
+
+def test_the_plan_in_two_lines():
+    plan = Plan(trials=24, max_epochs=12, rungs=[1, 3, 9], eta=3, subset=0.3, concurrency=2, expected_s=1080,
+                calibration_s=40, retrain_epochs=12, retrain_expected_s=240, budget_s=1200)  # fmt: skip
+    assert plan.lines() == [
+        "Plan: 24 trials, rungs at 1/3/9 of 12 epochs, on 30 % of the training set, 2 at a time; expected 18 min of 20 "
+        "(calibration 40 s).",
+        "Retrain of the best config: 12 epochs on the whole training set, about 4 min per seed.",
+    ]
+    assert plan.hard_stop_s(40) == 1160 and plan.hard_stop_s(5000) == 120  # a tenth of the budget at least
+
+
+def test_a_plan_applied_is_what_the_search_runs_and_reopens_with_its_run(tmp_path):
+    spec = runs.Options(time_budget=1200).apply(spaces.load("fashion_cnn"))
+    run = runs.Run(tmp_path / "fashion_cnn", spec, runs.Options(time_budget=1200), tmp_path / "data")
+    plan = make_plan(1200, **FASHION, calibration_s=30, epoch_s_mean=160)
+    planned = calibrate.apply(run, plan)
+    assert planned.spec.rungs == plan.rungs == [1, 3, 9] and planned.spec.hyperband == {"min_iter": 1, "eta": 3}
+    assert (planned.spec.run_cap, planned.spec.max_epochs, planned.spec.time_budget_s) == (plan.trials, 12, 1170)
+    assert (planned.options.subset, planned.options.concurrency) == (plan.subset, 2)
+    planned.save()
+    reopened = runs.open_run("fashion_cnn", tmp_path)
+    assert reopened.plan == plan and reopened.spec == planned.spec
+    assert runs.open_run("fashion_cnn", tmp_path).options.subset == plan.subset
+
+
+@pytest.mark.parametrize("text, seconds", [("20m", 1200), ("1.5h", 5400), ("90s", 90), ("45", 45), ("0.5", 0.5)])
+def test_a_time_budget_takes_units(text, seconds):
+    for command in ("search", "plan"):
+        assert parser().parse_args([command, "fashion_cnn", "--time-budget", text]).time_budget == seconds
+
+
+@pytest.mark.parametrize("text", ["20x", "m", "-5m", "1.5 hours"])
+def test_a_time_budget_in_no_unit_says_which_are_allowed(capsys, text):
+    with pytest.raises(SystemExit) as exit_:
+        parser().parse_args(["plan", "fashion_cnn", f"--time-budget={text}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert f"argument --time-budget: must be a duration: seconds (90) or a number with s, m or h (90s, 20m, 1.5h), " \
+           f"not {text!r}" in err  # fmt: skip
+
+
+def test_resume_takes_no_budget(capsys):
+    with pytest.raises(SystemExit):
+        parser().parse_args(["resume", "fashion_cnn", "--time-budget", "20m"])
+
+
+def test_plan_prints_the_plan_in_two_lines(env, fixture_root, capsys):
+    argv = ["--data-dir", str(fixture_root), "plan", "fashion_cnn", "--time-budget", "2m", "--subset", "0.5"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Plan: ") and "on 50 % of the training set" in lines[0]
+    assert "Kept from the command line: --subset 0.5." in lines[0] and lines[1].startswith("Retrain of the best")
+    assert not (env / "results").exists()  # nothing runs, nothing is written
+
+
+def test_plan_without_a_budget_asks_for_one(env, fixture_root, capsys):
+    assert main(["--data-dir", str(fixture_root), "plan", "fashion_cnn"]) == 2
+    err = capsys.readouterr().err
+    assert "fashion_cnn has no time_budget_s to plan for: give --time-budget (90s, 20m, 1.5h)" in err
+
+
+@pytest.mark.slow
+def test_a_budgeted_search_saves_its_plan_keeps_to_it_and_its_retrain_follows_it(env, fixture_root):
+    cmd = [sys.executable, "-m", "tunelab.cli", "--data-dir", str(fixture_root), "search", "fashion_cnn",
+           "--time-budget", "40s", "--trials", "4", "--max-epochs", "3", "--wandb", "disabled"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = yaml.safe_load((env / "results" / "fashion_cnn" / runs.INFO_FILE).read_text())
+    plan = Plan.restore(saved["plan"])
+    assert done.stdout.splitlines()[:2] == plan.lines()  # printed before the first trial
+    assert (plan.trials, plan.max_epochs, plan.rungs, plan.budget_s) == (4, 3, [1], 40)
+    spec = saved["spec"]
+    assert (spec["run_cap"], spec["max_epochs"], spec["hyperband"]) == (4, 3, {"min_iter": 1, "eta": 3})
+    assert 0 < spec["time_budget_s"] <= 40 and saved["options"]["subset"] == plan.subset
+    board = pd.read_csv(env / "results" / "fashion_cnn" / "leaderboard.csv")
+    assert len(board) <= 4 and set(board["epochs"]) <= {1, 3}  # stopped at the rung, or trained all 3 epochs
+    # the retrain inside the plan: its epochs, on all of train+validation
+    assert main(["--data-dir", str(fixture_root), "retrain", "fashion_cnn", "--seeds", "1", "--wandb", "disabled"]) == 0
+    retrained = runs.open_run("fashion_cnn", env / "results").retrained()
+    assert retrained["subset"] == 1.0 and retrained["config"]["epochs"] == plan.retrain_epochs == 3

@@ -1,0 +1,190 @@
+"""The plan of a search from the user's time budget: how many trials, how many epochs each, ASHA's rungs, the
+fraction of the data, how many trials at once, and how long the retrain of the best config will take.
+
+Pure: no torch, no Ray. ``make_plan`` takes the epoch times that tunelab.calibrate measured (or a replay's
+recorded ones, bench/) and returns a ``Plan``; tunelab.calibrate applies it to a run.
+
+The cost model (``search_s``): every trial trains to the first rung, ASHA lets about 1/eta of them go on to the
+next (``promoted``: Ray's ASHA compares each trial with those that reached the rung before it, so the first few go
+on more often), and so on up to max_epochs. An epoch of a trial costs ``subset`` times its epoch on the whole
+training set (training and validation, both cut to the fraction) plus a fixed cost to report and checkpoint it;
+each trial also costs a fixed start. ``concurrency`` trials run at once: each stage takes as many waves as it has
+trials over the concurrency, rounded up.
+"""
+
+import bisect
+import math
+from dataclasses import asdict, dataclass, field
+
+from tunelab.spaces import asha_rungs
+
+ETA = 3  # ASHA's reduction factor: rungs at 1, 3, 9 ... epochs
+TARGET_TRIALS = 20  # enough trials for TPE to learn from (its first ones sample at random)
+MIN_TRIALS = 6  # fewer than this is hardly a search: epochs go before trials do
+MAX_TRIALS = 200  # a search that even this many trials leave short of its budget ends early
+SUBSETS = (1.0, 0.75, 0.5, 0.3, 0.2, 0.15, 0.1)  # data fractions, most data first; 0.1 is the floor
+START_S = 15.0  # Ray's start before the first trial
+TRIAL_START_S = 1.0  # Ray's own cost per trial (its folder, its first result), beyond building the model
+EPOCH_REPORT_S = 0.2  # per epoch: reporting the metrics and writing the checkpoint
+MARGIN = 0.05  # the share of the budget left unplanned: estimates err, and Ray's budget stops the search hard
+FLAGS = {"trials": "--trials", "max_epochs": "--max-epochs", "subset": "--subset", "concurrency": "--concurrency"}
+
+
+@dataclass
+class Plan:
+    """A planned search and the retrain after it (times in seconds)."""
+
+    trials: int
+    max_epochs: int
+    rungs: list[int]  # the epochs at which ASHA compares trials (none: every trial trains max_epochs epochs)
+    eta: int
+    subset: float  # the fraction of the training (and validation) set that the trials train on
+    concurrency: int
+    expected_s: float  # calibration, Ray's start and the trials
+    calibration_s: float
+    retrain_epochs: int
+    retrain_expected_s: float  # one seed of the best config on the whole data
+    budget_s: float
+    epoch_s: float = 0.0  # a trial's expected epoch at ``subset``
+    fixed: dict = field(default_factory=dict)  # what the user's flags set (FLAGS' keys): kept as given
+
+    def lines(self) -> list[str]:
+        """The two lines printed before the first trial."""
+        if self.rungs:
+            epochs = f"rungs at {'/'.join(map(str, self.rungs))} of {self.max_epochs} epochs"
+        else:
+            epochs = f"{_epochs(self.max_epochs)} each, no early stopping"
+        unit, expected = _unit(self.budget_s), _unit(self.expected_s)
+        over = ": over the budget, which stops the search" if self.expected_s > self.budget_s else ""
+        kept = ", ".join(f"{FLAGS[k]} {v:g}" for k, v in self.fixed.items())
+        return [
+            f"Plan: {self.trials} trials, {epochs}, on {_fraction(self.subset)}, {self.concurrency} at a time; "
+            f"expected {_in(self.expected_s, expected)} of {_in(self.budget_s, unit, expected != unit)}{over} "
+            f"(calibration {self.calibration_s:.0f} s)." + (f" Kept from the command line: {kept}." if kept else ""),
+            f"Retrain of the best config: {_epochs(self.retrain_epochs)} on the whole training set, about "
+            f"{_in(self.retrain_expected_s, _unit(self.retrain_expected_s))} per seed.",
+        ]
+
+    def hard_stop_s(self, spent: float) -> float:
+        """Ray's time budget once ``spent`` seconds of the user's went (calibration, Ray's start): the rest, and at
+        least a tenth of the budget, so that a budget smaller than calibration still runs a trial."""
+        return max(self.budget_s - spent, 0.1 * self.budget_s)
+
+    def saved(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def restore(cls, saved: dict) -> "Plan":
+        return cls(**saved)
+
+
+def make_plan(
+    budget_s: float, epoch_s_cheap: float, epoch_s_costly: float, overhead_s: float, slots: int,
+    fixed: dict | None = None, space_max_epochs: int = 10, *, calibration_s: float = 0.0,
+    epoch_s_mean: float | None = None, eta: int = ETA, start_s: float = START_S, margin: float = MARGIN,
+    epoch_report_s: float = EPOCH_REPORT_S,
+) -> Plan:  # fmt: skip
+    """The plan that fits ``budget_s``.
+
+    ``epoch_s_cheap`` and ``epoch_s_costly``: an epoch (training and validation) on the whole training set of the
+    space's cheapest and costliest configs; a trial's expected epoch is ``epoch_s_mean`` where calibration knows
+    it, else the mean of the two. ``overhead_s``: a trial's start (building its model). ``slots``: how many trials
+    fit on the machine at once. ``fixed``: the user's values of FLAGS' keys, kept exactly. ``space_max_epochs``:
+    the file's max_epochs, a ceiling. The trials may take the budget less calibration and Ray's start, less
+    ``margin``.
+
+    Heuristics, in order: run as many trials at once as fit; keep the space's max_epochs, with ASHA's rungs at 1,
+    eta, eta^2 ... epochs (none below 3 epochs: one epoch's value tells too little); take the largest data fraction
+    (SUBSETS) at which TARGET_TRIALS trials fit, with as many trials as fit there (up to MAX_TRIALS); below that,
+    fewer trials down to MIN_TRIALS, at the largest fraction that affords as many as the floor fraction does;
+    below that, fewer epochs. Where even MIN_TRIALS trials
+    of one epoch do not fit, that smallest plan is returned, expected over the budget.
+
+    The retrain (``tunelab retrain``'s defaults for a planned run) trains the best config for max_epochs epochs on
+    the whole data (train+validation), at a trial's expected epoch on the whole training set: an upper estimate
+    where the retrain has more threads than a trial had.
+    """
+    fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
+    unknown = set(fixed) - set(FLAGS)
+    if unknown:
+        raise ValueError(f"cannot fix {', '.join(sorted(unknown))}; a plan keeps {', '.join(FLAGS)}")
+    epoch_full = (epoch_s_cheap + epoch_s_costly) / 2 if epoch_s_mean is None else epoch_s_mean
+    available = max(budget_s - calibration_s - start_s, 0.0) * (1 - margin)
+    subsets = [fixed["subset"]] if "subset" in fixed else list(SUBSETS)
+    epochs = [fixed["max_epochs"]] if "max_epochs" in fixed else list(range(space_max_epochs, 0, -1))
+
+    def cost(trials: int, max_epochs: int, subset: float) -> float:
+        concurrency = fixed.get("concurrency") or max(1, min(slots, trials))
+        return search_s(trials, max_epochs, rungs_of(max_epochs, eta), eta, subset * epoch_full + epoch_report_s,
+                        overhead_s, concurrency)  # fmt: skip
+
+    def trials_at(max_epochs: int, subset: float) -> int:
+        if "trials" in fixed:
+            return fixed["trials"]
+        # the cost grows with the trials: the last that fits, by bisection
+        return bisect.bisect_right(range(1, MAX_TRIALS + 1), available, key=lambda n: cost(n, max_epochs, subset))
+
+    attempts = [(epochs[0], s, TARGET_TRIALS) for s in subsets] + [(e, subsets[-1], MIN_TRIALS) for e in epochs]
+    for max_epochs, subset, wanted in attempts:
+        trials = trials_at(max_epochs, subset)
+        if ("trials" in fixed or trials >= wanted) and cost(trials, max_epochs, subset) <= available:
+            # less data only where it buys trials (it does not where a trial's start outweighs its epochs)
+            subset = next(s for s in subsets if trials_at(max_epochs, s) >= trials and cost(trials, max_epochs, s)
+                          <= available)  # fmt: skip
+            break
+    else:  # not even the smallest plan fits
+        max_epochs, subset, trials = epochs[-1], subsets[-1], fixed.get("trials", MIN_TRIALS)
+    concurrency = fixed.get("concurrency") or max(1, min(slots, trials))
+    return Plan(
+        trials=trials, max_epochs=max_epochs, rungs=rungs_of(max_epochs, eta), eta=eta, subset=subset,
+        concurrency=concurrency, expected_s=calibration_s + start_s + cost(trials, max_epochs, subset),
+        calibration_s=calibration_s, retrain_epochs=max_epochs, retrain_expected_s=max_epochs * epoch_full,
+        budget_s=budget_s, epoch_s=subset * epoch_full + epoch_report_s, fixed=fixed,
+    )  # fmt: skip
+
+
+def rungs_of(max_epochs: int, eta: int = ETA) -> list[int]:
+    """ASHA's rungs for ``max_epochs``: 1, eta, eta^2 ... below it; none below 3 epochs."""
+    return asha_rungs(1, eta, max_epochs) if max_epochs >= 3 else []
+
+
+def promoted(trials: float, eta: int) -> float:
+    """How many of ``trials`` that reach a rung Ray's ASHA lets go on, expected. The m-th (from 0) goes on where its
+    value is at least the (1 - 1/eta) quantile of the m values recorded before it (the first always does): for
+    exchangeable values, with probability (m - q (m - 1)) / (m + 1), q = 1 - 1/eta (numpy's linear quantile
+    between two order statistics). About trials / eta, and more for the first few."""
+    q = 1 - 1 / eta
+    return sum(1.0 if m == 0 else (m - q * (m - 1)) / (m + 1) for m in range(round(trials)))
+
+
+def search_s(trials: int, max_epochs: int, rungs: list[int], eta: int, epoch_s: float, overhead_s: float,
+             concurrency: int) -> float:  # fmt: skip
+    """The expected seconds of the trials of a search (the module's cost model): ``epoch_s`` per epoch of a trial,
+    ``overhead_s`` per trial, ``concurrency`` trials at once, ASHA at ``rungs``."""
+
+    def waves(n: float) -> int:
+        return math.ceil(n / concurrency - 1e-9)
+
+    total, going_on, done = waves(trials) * overhead_s, float(trials), 0
+    for milestone in [*rungs, max_epochs]:
+        total += waves(going_on) * (milestone - done) * epoch_s
+        going_on, done = promoted(going_on, eta), milestone
+    return total
+
+
+def _unit(seconds: float) -> str:
+    return "s" if seconds < 120 else "min" if seconds < 2 * 3600 else "h"
+
+
+def _in(seconds: float, unit: str, named: bool = True) -> str:
+    value = seconds / {"s": 1, "min": 60, "h": 3600}[unit]
+    text = f"{value:.1f}".removesuffix(".0") if unit == "h" or unit == "min" and value < 10 else f"{value:.0f}"
+    return f"{text} {unit}" if named else text
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' if n > 1 else ''}"
+
+
+def _fraction(subset: float) -> str:
+    return "the whole training set" if subset >= 1 else f"{subset * 100:.3g} % of the training set"
