@@ -7,7 +7,7 @@ ifneq ($(wildcard ../shared/data),)
 export TUNELAB_LOCAL_COPIES ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv demo test lint bench bench-gpu
+.PHONY: venv demo test lint bench bench-record bench-gpu
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,13 @@ bench: venv
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/efficiency.py
+	$(BIN)/python bench/replay.py
+
+# Learning curves of fashion_cnn's wide space for bench/replay.py (most of an hour on 2 cores; an interrupted recording
+# resumes where it stopped): writes bench/curves/fashion_cnn.csv.
+bench-record: venv
+	$(BIN)/tunelab data fetch fashion_mnist
+	$(BIN)/python bench/record_curves.py
 
 # Trials per minute of a search on one GPU, whole vs packed (needs CUDA; `bench/gpu.py --quick` runs anywhere).
 bench-gpu: venv

@@ -17,6 +17,8 @@ BENCHES = {  # bench -> the line that carries its ratio
     "efficiency.py": rf"^TPE\+ASHA / random, time to target: {RATIO}",
     "gpu.py": rf"^packed / whole trials per minute: {RATIO}",
     "throughput.py": rf"^\| tunelab train_epoch .*\| +{RATIO} \|$",
+    "record_curves.py": rf"^costliest / cheapest config, CPU s per epoch: {RATIO}",
+    "replay.py": rf"^TPE\+ASHA / random, median time to target: {RATIO}",
 }
 
 
