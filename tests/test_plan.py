@@ -123,7 +123,7 @@ def test_plan_prints_the_plan_in_two_lines(env, fixture_root, capsys):
 def test_plan_without_a_budget_asks_for_one(env, fixture_root, capsys):
     assert main(["--data-dir", str(fixture_root), "plan", "fashion_cnn"]) == 2
     err = capsys.readouterr().err
-    assert "fashion_cnn has no time_budget_s to plan for: give --time-budget (90s, 20m, 1.5h)" in err
+    assert "tunelab plan needs --time-budget (90s, 20m, 1.5h): the time to plan the search for" in err
 
 
 @pytest.mark.slow

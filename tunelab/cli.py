@@ -77,9 +77,9 @@ def _cmd_plan(args) -> None:
         trials=args.trials, max_epochs=args.max_epochs, time_budget=args.time_budget,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
     )  # fmt: skip
+    if not args.time_budget:
+        raise UserError("tunelab plan needs --time-budget (90s, 20m, 1.5h): the time to plan the search for")
     spec = options.apply(spaces.load(args.experiment))
-    if not spec.time_budget_s:
-        raise UserError(f"{spec.name} has no time_budget_s to plan for: give --time-budget (90s, 20m, 1.5h)")
     print("\n".join(calibrate.plan_for(spec, data.data_root(args.data_dir), _fixed(args)).lines()))
 
 
@@ -100,7 +100,8 @@ def _cmd_search(args) -> None:
         if search.started(run):
             raise UserError(f"{run.experiment_path} already holds a search; continue it with "
                             f"`tunelab resume {folder.name}`, or start another with --name")
-        if spec.time_budget_s:  # a budget (the flag's or the file's) is planned for; calibration counts in it
+        # --time-budget plans the search (calibration counts in it); a file's time_budget_s only stops it
+        if args.time_budget:
             tracking.mode(options.wandb)  # a mode that cannot work is refused before calibration
             run = calibrate.apply(run, calibrate.plan_for(spec, run.data_dir, _fixed(args)))
             print("\n".join(run.plan.lines()), flush=True)

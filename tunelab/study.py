@@ -17,7 +17,10 @@ metric, for several every objective at the last epoch):
 
 - COMPLETE: it trained all ``max_epochs`` epochs;
 - PRUNED: ASHA (or Pareto-layer ASHA) stopped it earlier, or the search's time budget did; its value(s) are those it
-  reached, as on the leaderboard (Optuna's own pruning would give it its last epoch's value instead);
+  reached, as on the leaderboard (Optuna's own pruning would give it its last epoch's value instead). A stopped
+  trial still teaches the sampler: TPE ranks pruned trials after the completed ones, the deepest first, then by
+  their last epoch's intermediate value (its ``_split_pruned_trials``), so a trial stopped at a later rung with a
+  good value counts among the good ones where too few trials completed, as BOHB's models of lower budgets do;
 - FAIL: it failed after its retries (no value, as Optuna keeps none for a failed trial; its epochs stay as
   intermediate values), or the search stopped after the sampler drew it but before Ray recorded it (never run);
 - RUNNING: it is running, or the search was interrupted (Ctrl-C) and ``tunelab resume`` continues it.
