@@ -12,7 +12,6 @@ import warnings
 import optuna
 import pandas as pd
 import pyarrow.fs
-import yaml
 from ray import tune
 from ray.tune import ResultGrid
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -22,7 +21,7 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from tunelab import Failed, UserError, cluster, data as datasets, leaderboard, pareto, protocol, study, tracking
 from tunelab.checks import check_search_metrics
 from tunelab.runs import INFO_FILE, Run
-from tunelab.spaces import Spec, grid_values
+from tunelab.spaces import Spec, grid_values, read_yaml
 from tunelab.trial import TrialJob, run_trial
 
 MAX_FAILURES = 2  # a failed trial is restarted from its latest checkpoint this many times before it counts as failed
@@ -148,8 +147,8 @@ def check_unused(run: Run) -> None:
     if not trials and not run.best_file.exists() and not run.retrain_dir.exists():
         return
     try:
-        experiment = yaml.safe_load((run.dir / INFO_FILE).read_text())["experiment"]
-    except (OSError, ValueError, yaml.YAMLError, TypeError, KeyError):  # missing or damaged: the study still counts
+        experiment = read_yaml(run.dir / INFO_FILE)["experiment"]
+    except (UserError, TypeError, KeyError):  # missing or damaged: the study still counts
         experiment = "an experiment"
     searched = f"searched {experiment}" + (f" on {since:%Y-%m-%d %H:%M}" if since else "")
     searched += f", {trials} trial{'s' if trials != 1 else ''}" if trials else ""
