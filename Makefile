@@ -17,13 +17,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# A search of the Fashion-MNIST CNN sized for a 2-core CPU (at most 5 minutes), then retrain on all of the training set
-# (about 4 minutes) and report.
+# A 5-minute search of the Fashion-MNIST CNN, planned for this machine (it tries only configs whose retrain takes at
+# most 5 minutes), then the planned retrain of the best config on all of the training set, and the report.
 demo: venv
 	$(BIN)/tunelab data fetch fashion_mnist
 	rm -rf results/demo
-	$(BIN)/tunelab search fashion_cnn_quick --name demo --subset 0.5 --concurrency 2 --time-budget 300
-	$(BIN)/tunelab retrain demo --seeds 1 --epochs 18 --subset 1
+	$(BIN)/tunelab search fashion_cnn --name demo --time-budget 5m
+	$(BIN)/tunelab retrain demo --seeds 1
 	$(BIN)/tunelab report demo
 	@echo "Leaderboard: results/demo/leaderboard.md"
 	@echo "Report:      results/demo/report/report.md (and report.html)"
@@ -35,8 +35,9 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 
-# The CPU benchmarks (sized for about 20 minutes on 2 cores; run them on a quiet machine, one at a time); each prints its
-# ratios against a baseline measured in the same run. `--quick` on any of them is a smoke run.
+# The CPU benchmarks (sized for about 40 minutes on 2 cores, 35 of them bench/efficiency.py's searches; run them on a
+# quiet machine, one at a time); each prints its ratios against a baseline measured in the same run. `--quick` on any
+# of them is a smoke run.
 bench: venv
 	$(BIN)/tunelab data fetch fashion_mnist
 	$(BIN)/python bench/throughput.py
@@ -44,11 +45,13 @@ bench: venv
 	$(BIN)/python bench/efficiency.py
 	$(BIN)/python bench/replay.py
 
-# Learning curves of fashion_cnn's wide space for bench/replay.py (most of an hour on 2 cores; an interrupted recording
-# resumes where it stopped): writes bench/curves/fashion_cnn.csv.
+# Learning curves of fashion_cnn's wide space for bench/replay.py (about an hour and a quarter on 2 cores; an
+# interrupted recording resumes where it stopped): writes bench/curves/fashion_cnn.csv, then the priors' recording
+# bench/curves/fashion_cnn_priors.csv on another slice of the data (--offset) with other configs (--seed).
 bench-record: venv
 	$(BIN)/tunelab data fetch fashion_mnist
 	$(BIN)/python bench/record_curves.py
+	$(BIN)/python bench/record_curves.py --offset 0.5 --seed 1 --configs 30 --out bench/curves/fashion_cnn_priors.csv
 
 # Trials per minute of a search on one GPU, whole vs packed (needs CUDA; `bench/gpu.py --quick` runs anywhere).
 bench-gpu: venv

@@ -1,98 +1,96 @@
-"""Does tunelab's search find a good config sooner than the obvious alternative, random search run to the end?
+"""Does tunelab's default search reach a good config sooner than random search run to the end, on the wall clock?
 
-Two methods on search_spaces/fashion_cnn_quick.yaml (the demo's space), the same number of trials, epochs, data
-subset and concurrency, each with the same sampler seeds (``--seed``, which also seeds the trials' training):
+Real searches, every method with the same wall-clock budget T per search.
 
-- **TPE + ASHA**: the file as it is (``method: bayes``, Optuna TPE; ``early_terminate: hyperband``, ASHA), or
-  with other ASHA rungs (``--asha MIN_ITER,ETA``, written like the random variant).
-- **random**: the same file with ``method: random`` and no ``early_terminate`` (a temporary YAML written from the
-  loaded file), so every trial trains all its epochs.
+Experiments: ``fashion_cnn`` (the wide space) and ``weather_cnn`` (of the text experiments, the cheapest to calibrate
+and plan on the shared data). For each seed (``--seed``, which seeds the sampler and the trials), one search at a
+time, in this order:
 
-Both run through the real ``tunelab search`` (``cli.main`` in this process, one search after another) with
-``--wandb disabled``: W&B's cost is bench/overhead.py's subject, and it would cost both methods the same.
+- **TPE+ASHA**, tunelab's default: ``tunelab search EXP --time-budget T --seed S`` as a user runs it (calibration,
+  which counts in T, the planned trials, epochs, rungs, data fraction and concurrency, Optuna TPE, ASHA, and the
+  retrain-budget ceiling, T by default, that skips configs whose retrain would exceed it). Its plan is read back
+  from the run and printed.
+- **random**: the same file with ``method: random``, no ``early_terminate`` and ``time_budget_s: T`` (a hard stop,
+  no planning), written to a temporary YAML, run with that seed's planned ``--subset``, ``--max-epochs`` and
+  ``--concurrency`` and ``--trials 200`` (more than fit): every trial trains all its epochs until T stops the search.
+- **TPE**: the same with ``method: bayes`` (TPE without stopping, nor the ceiling).
 
-The clock: every epoch of every trial is a row of Ray's results (``leaderboard.histories``) with Ray's
-``timestamp``, the wall clock of the trial's worker when the epoch's result was recorded (whole seconds, rounded
-down; the driver and the workers share this machine's clock). Its time is that timestamp minus the wall clock
-read just before ``cli.main`` started, so it includes Ray's start and the workers' start, which both methods pay
-alike (this pulls the ratio towards 1, never away from it). The running best ``val_acc`` over all epochs in time
-order reaches the target at the first epoch whose value is at least the target. The target is the median over
-random search's seeds of its final best. A seed whose search never reaches the target counts its whole wall time
-and the mean is then printed as a lower bound (">="); nothing is extrapolated. Both methods evaluate the file's
-baseline config first, with the same seed: its value is printed, since a baseline at the target makes both fast.
-So is how many of TPE's configs random search trained too (same seed): TPE samples its first
-``n_startup_trials`` (tunelab.search.sampler: a quarter of the trials, at most 10) with the same random sampler.
+Each search is the ``tunelab`` command in a subprocess (``python -m tunelab``) with ``--wandb disabled`` (W&B's cost
+is bench/overhead.py's subject). The clock: every epoch of every trial is a row of Ray's results with Ray's
+``timestamp`` (the worker's wall clock, whole seconds rounded down); its time is that minus the wall clock read just
+before the command started, so the interpreter's and Ray's start count for every method (this pulls the ratios
+towards 1). The target, per experiment, is the median over random search's seeds of its final best (a value it
+reached). A search's time to target is the time of the first epoch whose value reaches it; a search that never
+does counts its whole wall time, and a median that such a seed decides is a lower bound (">="). Printed per
+experiment: each method's median time to target, its ratio to random search's, and a bootstrap 90 % interval of
+the ratio (seeds resampled together, as bench/replay.py does).
 
-Defaults (12 trials x 4 epochs on 10 % of the data, 2 at a time, 3 seeds) are sized for at most ~15 minutes on 2
-cores.
-``--quick`` (1 seed, 4 trials x 3 epochs on 2 %: 3 epochs so that ASHA is on at all, since its first rung is
-epoch 2 and tunelab runs no scheduler for 2 epochs) is a smoke run whose ratio means nothing.
+Caveats: a handful of seeds on a busy machine is noisy (the load average is printed at the start and the end, and
+calibration, thus the plan, varies with the load); the default runs first in each seed, since the others take its
+plan; with a small T the retrain ceiling may confine the default to the space's cheapest configs (its plan's second
+line says so) while the others sample the whole space.
+
+Defaults: T = 100 s, 3 seeds, two experiments: 18 searches of about 2 minutes, ~35 minutes on 2 cores.
+``--quick`` (1 seed, T = 30 s, fashion_cnn only, ``--subset 0.02`` for every method, ``--retrain-budget 1h`` for
+the default, whose ceiling at T = 30 s would admit only the cheapest configs) is a smoke run whose ratios mean
+nothing.
 """
 
 import argparse
-import contextlib
-import io
+import datetime
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
+from replay import RESAMPLES, censored  # bench/replay.py, beside this file
 
-from tunelab import cli, data as datasets, leaderboard, runs, spaces
+from tunelab import data as datasets, leaderboard, runs, spaces
+from tunelab.cli import _duration
 
-EXPERIMENT = "fashion_cnn_quick"
-GOAL = 0.5  # time to target of TPE + ASHA / random (issue 12)
+EXPERIMENTS = ("fashion_cnn", "weather_cnn")
+METHODS = ("TPE+ASHA", "random", "TPE")  # the default first: the others take its plan
+GOAL = 0.7  # time to target of tunelab's default / random search's (issue 28, real runs)
+BUDGET_S, QUICK_BUDGET_S, QUICK_SUBSET = 100.0, 30.0, 0.02
+QUICK_RETRAIN_BUDGET_S = 3600.0  # at T = 30 s the retrain ceiling would admit only the cheapest configs
+TRIALS = 200  # the variants' --trials: more than fit in T, which stops them
 
 
-def variant(folder: Path, method: str, early_terminate: dict | None) -> Path:
-    """The experiment's file with another method and early stopping (None: none), written from the loaded file."""
-    raw = yaml.safe_load(spaces.find(EXPERIMENT).read_text())
+def variant(folder: Path, experiment: str, method: str, budget_s: float) -> Path:
+    """The experiment's file with ``method``, no early stopping and a hard stop at ``budget_s``."""
+    raw = yaml.safe_load(spaces.find(experiment).read_text())
     raw["method"] = method
     raw.pop("early_terminate", None)
-    if early_terminate:
-        raw["early_terminate"] = early_terminate
-    path = folder / f"{EXPERIMENT}_{method}.yaml"
+    raw["time_budget_s"] = budget_s
+    path = folder / f"{experiment}_{method}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     spaces.load(str(path))  # validated as `tunelab search` will
     return path
 
 
-def search(experiment: str, name: str, seed: int, args, root: Path, results: Path) -> dict:
-    """One `tunelab search`; every epoch's (seconds since the command started, metric) in time order."""
-    argv = ["--data-dir", str(root), "--results-dir", str(results), "search", experiment, "--name", name,
-            "--seed", str(seed), "--trials", str(args.trials), "--max-epochs", str(args.epochs),
-            "--subset", str(args.subset), "--concurrency", str(args.concurrency), "--wandb", "disabled"]  # fmt: skip
-    out = io.StringIO()
+def search(experiment: str, name: str, seed: int, flags: list[str], root: Path, results: Path) -> dict:
+    """One `tunelab search` in a subprocess; every epoch's (seconds since the command started, metric) in time
+    order, and what it ran."""
+    argv = [sys.executable, "-m", "tunelab", "--data-dir", str(root), "--results-dir", str(results), "search",
+            experiment, "--name", name, "--seed", str(seed), "--wandb", "disabled", *flags]  # fmt: skip
     start = time.time()
-    with contextlib.redirect_stdout(out):
-        rc = cli.main(argv)
+    done = subprocess.run(argv, capture_output=True, text=True)
     wall = time.time() - start
-    if rc != 0:
-        raise SystemExit(f"tunelab search {experiment} failed ({rc}):\n{out.getvalue()}")
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     run = runs.open_run(name, results)
     metric, sign = run.spec.metric, 1 if run.spec.mode == "max" else -1
-    histories = leaderboard.histories(run)
-    events = sorted((float(t) - start, float(v)) for df in histories.values() if metric in df
+    events = sorted((float(t) - start, float(v)) for df in leaderboard.histories(run).values() if metric in df
                     for t, v in zip(df["timestamp"], df[metric]) if v == v)  # fmt: skip
     board = leaderboard.table(run)
-    return {"wall": wall, "events": events, "sign": sign, "best": max((sign * v for _, v in events), default=None),
-            "epochs": len(events), "trials": len(board), "baseline": baseline_value(run, board),
-            "configs": {tuple(sorted((k, round(v, 9) if isinstance(v, float) else v) for k, v in
-                                     run.config_of(row).items())) for _, row in board.iterrows()},
+    return {"wall": wall, "events": events, "sign": sign, "metric": metric, "plan": run.plan,
+            "best": max((sign * v for _, v in events), default=None), "epochs": len(events), "trials": len(board),
             "stopped": int((board["status"] == "stopped early").sum()) if len(board) else 0}  # fmt: skip
-
-
-def baseline_value(run: runs.Run, board) -> float | None:
-    """The metric of the trial that trained the file's baseline config (both methods evaluate it first)."""
-    want = run.spec.config(run.spec.baseline or {})
-    for _, row in board.iterrows():
-        config = run.config_of(row)
-        if all(config[k] == v or (isinstance(v, float) and abs(config[k] - v) <= 1e-9 * abs(v))
-               for k, v in want.items()):
-            return float(row[run.spec.metric])
-    return None
 
 
 def time_to(result: dict, target: float) -> float | None:
@@ -101,84 +99,99 @@ def time_to(result: dict, target: float) -> float | None:
     return next((t for t, v in result["events"] if sign * v >= sign * target), None)
 
 
-def hyperband(text: str) -> dict:
-    """``--asha MIN_ITER,ETA`` as the file's early_terminate."""
-    try:
-        min_iter, eta = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not MIN_ITER,ETA (two whole numbers, e.g. 1,3)") from None
-    return {"type": "hyperband", "min_iter": min_iter, "eta": eta}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="1 seed, 4 trials x 3 epochs on 2 %% of the data: a smoke run")
-    p.add_argument("--seeds", type=int, help="sampler seeds 0..S-1 per method (default 3, --quick 1)")
-    p.add_argument("--trials", type=int, help="trials per search (default 12, --quick 4)")
-    p.add_argument("--epochs", type=int, help="epochs per trial (default 4, --quick 3)")
-    p.add_argument("--subset", type=float, help="fraction of the data (default 0.1, --quick 0.02)")
-    p.add_argument("--concurrency", type=int, default=2, help="trials at once (default 2), 1 CPU each (the file's)")
-    p.add_argument("--asha", metavar="MIN_ITER,ETA", type=hyperband, help="TPE+ASHA with this early_terminate "
-                   "instead of the file's, e.g. 1,3: rungs at epochs 1, 3, 9, ...")
-    args = p.parse_args()
+    p.add_argument("--quick", action="store_true", help=f"1 seed, T = {QUICK_BUDGET_S:.0f} s, fashion_cnn with "
+                   f"--subset {QUICK_SUBSET}: a smoke run")
+    p.add_argument("--budget", type=_duration, metavar="T", help=f"every search's wall-clock budget (90s, 2m; "
+                   f"default {BUDGET_S:.0f} s, --quick {QUICK_BUDGET_S:.0f} s)")
+    p.add_argument("--seeds", type=int, help="seeds 0..S-1 per method (default 3, --quick 1)")
+    p.add_argument("--experiments", nargs="+", metavar="EXP",
+                   help=f"default {' '.join(EXPERIMENTS)}, --quick {EXPERIMENTS[0]}")
+    p.add_argument("--subset", type=float, metavar="F",
+                   help=f"every method's data fraction (default: the plan's; --quick {QUICK_SUBSET})")
+    p.add_argument("--retrain-budget", type=_duration, metavar="T",
+                   help="tunelab's default's --retrain-budget (default: none, so T; --quick 1h)")
+    args = p.parse_args()  # fmt: skip
     quick = args.quick
+    budget = args.budget or (QUICK_BUDGET_S if quick else BUDGET_S)
     seeds = range(args.seeds or (1 if quick else 3))
-    args.trials = args.trials or (4 if quick else 12)
-    args.epochs = args.epochs or (3 if quick else 4)
-    args.subset = args.subset or (0.02 if quick else 0.1)
+    experiments = args.experiments or (EXPERIMENTS[:1] if quick else EXPERIMENTS)
+    subset = args.subset or (QUICK_SUBSET if quick else None)
     root = datasets.data_root()
-    print(f"{EXPERIMENT}: {args.trials} trials x {args.epochs} epochs on {args.subset:.0%} of the data, "
-          f"{args.concurrency} at a time, seeds {', '.join(map(str, seeds))}, W&B disabled; {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}{' (--quick: a smoke run, its ratio means nothing)' if quick else ''}")
+    smoke = " (--quick: a smoke run, its ratios mean nothing)" if quick else ""
+    print(f"# Search efficiency on the wall clock, {datetime.datetime.now():%Y-%m-%d %H:%M}{smoke}\n")
+    print(f"- {', '.join(experiments)}; T = {budget:.0f} s per search; seeds {', '.join(map(str, seeds))}; one search "
+          f"at a time, W&B disabled; data fraction {'planned' if subset is None else subset}")
+    print(f"- {os.cpu_count()} CPUs, load average at the start {'/'.join(f'{x:.1f}' for x in os.getloadavg())} "
+          "(1, 5, 15 min)", flush=True)
+    retrain_budget = args.retrain_budget or (QUICK_RETRAIN_BUDGET_S if quick else None)
+    default = ["--time-budget", str(budget)] + (["--subset", str(subset)] if subset else []) + (
+        ["--retrain-budget", str(retrain_budget)] if retrain_budget else [])  # fmt: skip
 
-    results: dict[str, list[dict]] = {"TPE+ASHA": [], "random": []}
+    results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        experiments = {"TPE+ASHA": EXPERIMENT, "random": str(variant(folder, "random", None))}
-        if args.asha:
-            experiments["TPE+ASHA"] = str(variant(folder, "bayes", args.asha))
-        asha = args.asha or spaces.load(EXPERIMENT).hyperband
-        rungs = spaces.asha_rungs(asha["min_iter"], asha["eta"], args.epochs)
-        print(f"TPE+ASHA's rungs: epochs {', '.join(map(str, rungs))}")
-        for seed in seeds:  # the methods alternate, so that a burst of load elsewhere hits both alike
-            for method, experiment in experiments.items():
-                r = search(experiment, f"{method.replace('+', '_')}-{seed}", seed, args, root, folder)
-                results[method].append(r)
-                print(f"  {method:8s} seed {seed}: {r['wall']:5.0f} s, {r['epochs']:3d} epochs in {r['trials']} trials "
-                      f"({r['stopped']} stopped early), best val_acc {r['sign'] * r['best']:.4f}", flush=True)
+        for experiment in experiments:
+            print(f"\n## {experiment}\n", flush=True)
+            files = {"random": variant(folder, experiment, "random", budget),
+                     "TPE": variant(folder, experiment, "bayes", budget)}  # fmt: skip
+            results[experiment] = {m: [] for m in METHODS}
+            for seed in seeds:
+                for method in METHODS:
+                    if method == "TPE+ASHA":
+                        r = search(experiment, f"{experiment}-default-{seed}", seed, default, root, folder)
+                        plan = r["plan"]
+                        print("\n".join(f"  seed {seed}: {line}" for line in plan.lines()))
+                        planned = ["--subset", str(plan.subset), "--max-epochs", str(plan.max_epochs),
+                                   "--concurrency", str(plan.concurrency), "--trials", str(TRIALS)]  # fmt: skip
+                    else:
+                        r = search(str(files[method]), f"{experiment}-{method}-{seed}", seed, planned, root, folder)
+                    results[experiment][method].append(r)
+                    best = "none" if r["best"] is None else f"{r['sign'] * r['best']:.4f}"
+                    print(f"  {method:8s} seed {seed}: {r['wall']:4.0f} s, {r['trials']:3d} trials, {r['epochs']:3d} "
+                          f"epochs ({r['stopped']} stopped early), best {r['metric']} {best}", flush=True)
+            report(experiment, results[experiment], seeds, quick)
+    print(f"\nload average at the end {'/'.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min; other "
+          "processes on these CPUs slow every search unevenly)")
 
-    sign = results["random"][0]["sign"]
-    target = sign * statistics.median_low(r["best"] for r in results["random"])  # a value random search reached
-    baselines = ", ".join("?" if r["baseline"] is None else f"{r['baseline']:.4f}" for r in results["random"])
-    print(f"\ntarget: val_acc >= {target:.4f}, the median over seeds of random search's final best; the file's "
-          f"baseline config, which both methods train first, reached {baselines} (per seed)\n")  # fmt: skip
-    print("| method   | seed | wall s | epochs | final best | s to target | configs also in random's |")
-    print("|----------|-----:|-------:|-------:|-----------:|------------:|-------------------------:|")
-    means, missed = {}, {}
-    for method, rs in results.items():
-        times = [time_to(r, target) for r in rs]
-        for seed, r, t, rnd in zip(seeds, rs, times, results["random"]):
-            shown = f"{t:11.0f}" if t is not None else f"{'never':>11s}"
-            same = f"{len(r['configs'] & rnd['configs'])} of {len(r['configs'])}"
-            print(f"| {method:8s} | {seed:4d} | {r['wall']:6.0f} | {r['epochs']:6d} | {sign * r['best']:10.4f} "
-                  f"| {shown} | {same:>24s} |")
-        means[method] = statistics.mean(r["wall"] if t is None else t for r, t in zip(rs, times))
-        missed[method] = sum(t is None for t in times)
-    print()
-    for method, mean in means.items():
-        n = len(results[method])
-        print(f"{method:8s}: mean time to target {'>= ' if missed[method] else ''}{mean:.0f} s (reached in "
-              f"{n - missed[method]} of {n} seeds; a miss counts its search's whole wall time), mean wall "
-              f"{statistics.mean(r['wall'] for r in results[method]):.0f} s, mean epochs "
-              f"{statistics.mean(r['epochs'] for r in results[method]):.0f}")  # fmt: skip
-    # a miss makes that method's mean a lower bound: of the ratio's denominator (random) an upper bound of the ratio
-    bound = {(0, 0): "", (1, 0): ">= ", (0, 1): "<= "}.get((min(missed["TPE+ASHA"], 1), min(missed["random"], 1)), "~")
-    note = {"": "", ">= ": " (a lower bound: TPE+ASHA missed the target in some seed)",
-            "<= ": " (an upper bound: random search missed the target in some seed, as its worst seed must)",
-            "~": " (both missed the target in some seed: neither bound holds)"}[bound]  # fmt: skip
-    ratio = means["TPE+ASHA"] / means["random"]
-    print(f"\nTPE+ASHA / random, time to target: {bound}{ratio:.2f}x (goal <= {GOAL}x){note}")
-    print(f"load average after: {os.getloadavg()[0]:.1f} (other processes on these CPUs slow every search unevenly)")
+
+def report(experiment: str, results: dict[str, list[dict]], seeds: range, quick: bool) -> None:
+    """The experiment's table and ratios."""
+    first = results["random"][0]
+    sign, metric = first["sign"], first["metric"]
+    finals = [r["best"] for r in results["random"] if r["best"] is not None]
+    if not finals:
+        print(f"\nrandom search recorded no {metric} in any seed: no target (T too small?)")
+        return
+    target = sign * statistics.median_low(finals)  # a value random search reached
+    times, missed = {}, {}
+    for m, rs in results.items():
+        found = [time_to(r, target) for r in rs]
+        times[m] = np.array([r["wall"] if t is None else t for r, t in zip(rs, found)])
+        missed[m] = np.array([t is None for t in found])
+    n = len(seeds)
+    picks = np.random.default_rng(0).integers(0, n, (RESAMPLES, n))  # the same resampled seeds for every method
+    boot = {m: np.median(times[m][picks], axis=1) for m in METHODS}
+    base = np.median(times["random"])
+
+    print(f"\ntarget: {metric} {'>=' if sign > 0 else '<='} {target:.4f}, random search's median final best\n")
+    print("| method | seed | wall s | trials | epochs | stopped early | final best | s to target |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for m, rs in results.items():
+        for seed, r, t, miss in zip(seeds, rs, times[m], missed[m]):
+            best = "none" if r["best"] is None else f"{sign * r['best']:.4f}"
+            print(f"| {m} | {seed} | {r['wall']:.0f} | {r['trials']} | {r['epochs']} | {r['stopped']} | {best} "
+                  f"| {'never' if miss else f'{t:.0f}'} |")
+    print(f"\nrandom: median time to target {base:.0f} s")
+    for m in ("TPE+ASHA", "TPE"):
+        lower = ">= " if censored(times[m], missed[m]) else ""
+        ratio, (lo, hi) = np.median(times[m]) / base, np.percentile(boot[m] / boot["random"], [5, 95])
+        print(f"{m} / random, time to target: {lower}{ratio:.2f}x ({experiment}; median {lower}"
+              f"{np.median(times[m]):.0f} s vs {base:.0f} s, reached in {int((~missed[m]).sum())} of {n} seeds; "
+              f"90 % interval {lo:.2f}x to {hi:.2f}x" + (f"; goal <= {GOAL}x" if m == "TPE+ASHA" else "") + ")")
+    if quick:
+        print("(--quick: a smoke run, its ratios mean nothing)")
 
 
 if __name__ == "__main__":

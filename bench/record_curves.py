@@ -7,7 +7,8 @@ config N is the same whatever ``--configs`` is, and a recording grows or resumes
 Each trains ``--epochs`` epochs (its learning-rate schedule spans them, as in a search with that ``max_epochs``)
 with the file's training seed, on the search's data as a trial reads it (``tunelab.data.load(..., "search",
 --subset)``: the first fraction of train minus the fixed validation slice, and of that slice), through the same
-``tunelab.training.build`` and ``epoch`` as ``tunelab.trial.run_trial``, without Ray.
+``tunelab.training.build`` and ``epoch`` as ``tunelab.trial.run_trial``, without Ray. ``--offset F`` takes the
+fraction from F on instead: a recording on data that the default one never sees (where priors come from).
 
 The clock: ``time.process_time()`` (the CPU time of the worker process) and the wall clock around each epoch
 (training and validation), both stored. Workers have one torch thread each, so a quiet machine's CPU seconds are
@@ -28,6 +29,7 @@ the data into a temporary file: a smoke run.
 import argparse
 import concurrent.futures
 import csv
+import dataclasses
 import datetime
 import json
 import math
@@ -88,11 +90,28 @@ def recorded_ids(path: Path) -> set[int]:
 _data: datasets.Data | None = None  # the worker's data set, loaded once by ``_start``
 
 
-def _start(root: str, subset: float) -> None:
+def load(root: Path, subset: float, offset: float) -> datasets.Data:
+    """The search's data as a trial reads it at ``subset`` (offset 0), or the same fraction of its training and
+    validation examples from ``offset`` on: data a recording at offset 0 never sees."""
+    name = spaces.load(EXPERIMENT).dataset
+    if not offset:
+        return datasets.load(name, root, "search", subset, "cpu")
+    if offset + subset > 1:
+        raise SystemExit(f"--offset {offset} + --subset {subset} reach past the data's end (1)")
+    data = datasets.load(name, root, "search", 1.0, "cpu")
+
+    def part(values: tuple) -> tuple:
+        n = len(values[1])
+        return tuple(v[int(offset * n):int(offset * n) + max(1, int(subset * n))] for v in values)
+
+    return dataclasses.replace(data, splits={k: part(v) for k, v in data.splits.items()})
+
+
+def _start(root: str, subset: float, offset: float) -> None:
     global _data
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")  # a schedule's or optimizer's notices, once per config
-    _data = datasets.load(spaces.load(EXPERIMENT).dataset, Path(root), "search", subset, "cpu")
+    _data = load(Path(root), subset, offset)
 
 
 def train(config_id: int, sampled: dict, epochs: int) -> list[dict]:
@@ -123,6 +142,8 @@ def main() -> None:
     p.add_argument("--configs", type=int, help="configurations (default 100, --quick 3)")
     p.add_argument("--epochs", type=int, help="epochs per configuration (default 9, --quick 2)")
     p.add_argument("--subset", type=float, help="fraction of the search's data (default 0.03, --quick 0.01)")
+    p.add_argument("--offset", type=float, default=0.0, help="take the --subset fraction from this fraction of the "
+                   "search's data on (default 0: its start, as a search's --subset does)")
     p.add_argument("--seed", type=int, default=0, help="the random sampler's seed that draws the configs (default 0)")
     p.add_argument("--jobs", type=int, default=2, help="configurations trained at once, 1 CPU each (default 2)")
     p.add_argument("--out", type=Path, help=f"the CSV (default bench/curves/{EXPERIMENT}.csv; --quick: a temporary "
@@ -133,19 +154,20 @@ def main() -> None:
     subset = args.subset or (0.01 if quick else 0.03)
     with tempfile.TemporaryDirectory() as tmp:
         record(args.out or (Path(tmp) / f"{EXPERIMENT}.csv" if quick else DEFAULT_FILE), n, epochs, subset,
-               args.seed, args.jobs)
+               args.seed, args.jobs, args.offset)
 
 
-def record(path: Path, n: int, epochs: int, subset: float, seed: int, jobs: int) -> None:
+def record(path: Path, n: int, epochs: int, subset: float, seed: int, jobs: int, offset: float = 0.0) -> None:
     spec = spaces.load(EXPERIMENT)
     root = datasets.data_root()
-    data = datasets.load(spec.dataset, root, "search", subset, "cpu")
+    data = load(root, subset, offset)
     recording = {"experiment": EXPERIMENT, "space": str(spec.path.relative_to(spec.path.parents[1])),
                  "dataset": spec.dataset, "split": "search (train minus the fixed validation slice, "
                  f"tunelab.data.SPLIT_SEED={datasets.SPLIT_SEED})", "subset": subset,
                  "train_images": len(data.splits["train"][1]), "val_images": len(data.splits["val"][1]),
                  "epochs": epochs, "sampler": f"optuna RandomSampler(seed={seed})", "sampler_seed": seed,
                  "training_seed": spec.seed, "metric": spec.metric, "torch_threads": 1}  # fmt: skip
+    recording |= {"offset": offset} if offset else {}
     del data
     if path.exists():
         have, _ = read_header(path)
@@ -175,7 +197,7 @@ def record(path: Path, n: int, epochs: int, subset: float, seed: int, jobs: int)
             f.write(",".join(columns) + "\n")
         writer = csv.DictWriter(f, columns)
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
-        with concurrent.futures.ProcessPoolExecutor(jobs, context, _start, (str(root), subset)) as pool:
+        with concurrent.futures.ProcessPoolExecutor(jobs, context, _start, (str(root), subset, offset)) as pool:
             futures = {pool.submit(train, i, configs[i], epochs): i for i in todo}
             for k, future in enumerate(concurrent.futures.as_completed(futures), 1):
                 rows = future.result()

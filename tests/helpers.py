@@ -19,6 +19,8 @@ import yaml
 from tunelab.data.idx import write_idx
 
 REPO = Path(__file__).resolve().parents[1]
+# a narrow CNN space that keeps tests fast (not a built-in experiment): its run and Spec.name are "small_cnn"
+SMALL_CNN = REPO / "tests" / "spaces" / "small_cnn.yaml"
 
 
 def report_figures(report_text: str) -> list[str]:
@@ -41,13 +43,14 @@ def subset_for(root: Path) -> str:
     return "0.03" if real else "1.0"
 
 
-def retrained_run(results: Path, experiment: str, data_root: Path, **config):
-    """A run of ``experiment`` in ``results`` with no search, whose best retrained model (rank 1, seed 0) is the
-    untrained model of the experiment's default config (``config`` overrides some of it)."""
+def retrained_run(results: Path, experiment: str | Path, data_root: Path, **config):
+    """A run of ``experiment`` (a name or a file) in ``results``, named as ``tunelab search`` names it, with no
+    search, whose best retrained model (rank 1, seed 0) is the untrained model of the experiment's default config
+    (``config`` overrides some of it)."""
     from tunelab import data as datasets, protocol, runs, spaces, training
 
-    spec = spaces.load(experiment)
-    run = runs.Run(results / experiment, spec, runs.Options(), data_root)
+    spec = spaces.load(str(experiment))
+    run = runs.Run(results / spec.name, spec, runs.Options(), data_root)
     run.save()
     config = spec.config({}) | config
     data = datasets.load(spec.dataset, data_root, "retrain", 1.0, training.device())

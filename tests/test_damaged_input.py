@@ -10,10 +10,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.helpers import REPO, retrained_run, write_mnist_like, write_pneumoniamnist, write_weather
+from tests.helpers import SMALL_CNN, retrained_run, write_mnist_like, write_pneumoniamnist, write_weather
 from tunelab.cli import main
 
-QUICK = "fashion_cnn_quick"
+RUN = "small_cnn"  # the run `tunelab search SMALL_CNN` makes: the file's stem
 
 
 def one_line_error(capsys, argv, *names) -> str:
@@ -35,7 +35,7 @@ def space(tmp_path, text: str | bytes, name: str = "space.yaml"):
 
 
 def quick(**changes) -> str:
-    raw = yaml.safe_load((REPO / "search_spaces" / f"{QUICK}.yaml").read_text())
+    raw = yaml.safe_load(SMALL_CNN.read_text())
     raw.pop("baseline", None)  # the cases change what it would refer to
     return yaml.safe_dump(raw | changes)
 
@@ -82,8 +82,8 @@ def test_keys_of_mixed_types_are_each_one_line(env, capsys):
 
 
 ALLOWED = ("ablation, baseline, command, compare_with, dataset, description, early_terminate, entity, max_epochs, "
-           "method, metric, name, parameters, program, project, resources, run_cap, seed, targets, time_budget_s, "
-           "trainable")  # fmt: skip
+           "method, metric, name, parameters, prefer, priors, program, project, resources, run_cap, seed, targets, "
+           "time_budget_s, trainable")  # fmt: skip
 
 
 def test_a_grid_is_counted_not_built(env, capsys):
@@ -96,7 +96,7 @@ def test_a_grid_is_counted_not_built(env, capsys):
 
 def test_a_seed_too_large_for_numpy_on_the_command_line(env, capsys):
     with pytest.raises(SystemExit) as exit:
-        main(["search", QUICK, "--seed", str(2**32)])
+        main(["search", str(SMALL_CNN), "--seed", str(2**32)])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and "Traceback" not in err
     assert err.splitlines()[-1].endswith("argument --seed: must be below 2**32 (4294967296), not 4294967296")
@@ -124,7 +124,7 @@ def test_describe_with_a_damaged_config(env, capsys, fixture_root, text, message
 
 @pytest.fixture
 def run(env, fixture_root):
-    return retrained_run(env / "results", QUICK, fixture_root)
+    return retrained_run(env / "results", SMALL_CNN, fixture_root)
 
 
 def truncate(path, keep: float = 0.5) -> None:
@@ -133,15 +133,15 @@ def truncate(path, keep: float = 0.5) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "binary", "a list"])
-@pytest.mark.parametrize("command", [["leaderboard", QUICK], ["retrain", QUICK], ["report", QUICK],
-                                     ["dashboard", QUICK], ["compare", QUICK, "other"]])  # fmt: skip
+@pytest.mark.parametrize("command", [["leaderboard", RUN], ["retrain", RUN], ["report", RUN],
+                                     ["dashboard", RUN], ["compare", RUN, "other"]])  # fmt: skip
 def test_a_damaged_tunelab_yaml(run, capsys, damage, command):
     info = run.dir / "tunelab.yaml"
     shutil.copytree(run.dir, run.dir.parent / "other")
     {"truncated": truncate, "empty": lambda p: p.write_text(""), "binary": lambda p: p.write_bytes(b"\x80\x81\x82"),
      "a list": lambda p: p.write_text("- 1\n- 2\n")}[damage](info)  # fmt: skip
     line = one_line_error(capsys, command, info)
-    assert f"search again (`tunelab search EXPERIMENT --name {QUICK}-new`)" in line
+    assert f"search again (`tunelab search EXPERIMENT --name {RUN}-new`)" in line
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -153,16 +153,16 @@ def test_a_damaged_tunelab_yaml(run, capsys, damage, command):
 ])  # fmt: skip
 def test_a_damaged_leaderboard_csv(run, capsys, content, message):
     run.leaderboard_file.write_bytes(content)
-    line = one_line_error(capsys, ["retrain", QUICK, "--seeds", "1"], run.leaderboard_file)
-    assert message in line and f"rebuild it with `tunelab leaderboard {QUICK}`" in line
+    line = one_line_error(capsys, ["retrain", RUN, "--seeds", "1"], run.leaderboard_file)
+    assert message in line and f"rebuild it with `tunelab leaderboard {RUN}`" in line
 
 
 @pytest.mark.parametrize("damage", [truncate, lambda p: p.write_bytes(b"garbage"), lambda p: p.write_bytes(b"")])
 def test_a_damaged_checkpoint(run, capsys, damage):
     shutil.copytree(run.dir, run.dir.parent / "other")
     damage(run.checkpoint_file())
-    line = one_line_error(capsys, ["compare", QUICK, "other"], run.checkpoint_file())
-    assert "not a readable checkpoint" in line and f"write it again with `tunelab retrain {QUICK}`" in line
+    line = one_line_error(capsys, ["compare", RUN, "other"], run.checkpoint_file())
+    assert "not a readable checkpoint" in line and f"write it again with `tunelab retrain {RUN}`" in line
 
 
 def test_a_checkpoint_that_is_not_tunelabs(run, capsys):
@@ -170,7 +170,7 @@ def test_a_checkpoint_that_is_not_tunelabs(run, capsys):
 
     shutil.copytree(run.dir, run.dir.parent / "other")
     torch.save({"weights": torch.zeros(2)}, run.checkpoint_file())
-    line = one_line_error(capsys, ["compare", QUICK, "other"], run.checkpoint_file())
+    line = one_line_error(capsys, ["compare", RUN, "other"], run.checkpoint_file())
     assert "not a retrained model of tunelab's (no trainable, config, subset, model)" in line
 
 
@@ -246,15 +246,15 @@ def test_a_damaged_npz(env, capsys, damage):
 
 def test_a_results_root_under_a_file(env, capsys, fixture_root):
     (env / "file").write_text("")
-    argv = ["search", QUICK, "--results-dir", str(env / "file" / "results"), "--data-dir", str(fixture_root)]
+    argv = ["search", str(SMALL_CNN), "--results-dir", str(env / "file" / "results"), "--data-dir", str(fixture_root)]
     line = one_line_error(capsys, argv, env / "file" / "results")
     assert "Not a directory" in line
 
 
 def test_a_comparison_folder_that_cannot_be_made(run, capsys):
     shutil.copytree(run.dir, run.dir.parent / "other")
-    (run.dir.parent / f"compare_{QUICK}_vs_other").write_text("")  # a file where the folder belongs
-    line = one_line_error(capsys, ["compare", QUICK, "other"], f"compare_{QUICK}_vs_other")
+    (run.dir.parent / f"compare_{RUN}_vs_other").write_text("")  # a file where the folder belongs
+    line = one_line_error(capsys, ["compare", RUN, "other"], f"compare_{RUN}_vs_other")
     assert "cannot make the results folder: File exists" in line
 
 
@@ -276,6 +276,6 @@ def test_a_cache_under_a_file(env, capsys, monkeypatch):
 def test_a_read_only_run_folder(run, capsys, command):
     run.dir.chmod(0o555)
     try:
-        one_line_error(capsys, [command, QUICK], run.dir)
+        one_line_error(capsys, [command, RUN], run.dir)
     finally:
         run.dir.chmod(0o755)

@@ -14,7 +14,7 @@ import yaml
 from ray import tune
 
 from tests.helpers import report_figures, subset_for, wandb_run
-from tunelab import data as datasets, protocol, search, tracking
+from tunelab import data as datasets, protocol, runs, search, tracking
 from tunelab.cli import main
 
 pytestmark = pytest.mark.slow
@@ -45,6 +45,12 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
     assert (board["params"] > 0).all() and (board["epochs"] >= 1).all()
     assert (board["best_epoch"] <= board["epochs"]).all()
     assert (run / "leaderboard.md").read_text().startswith("# Leaderboard: fashion_cnn")
+    # each accuracy with its interval over the validation split, every trial's the same; ties with the best
+    assert (board["val_examples"] > 0).all() and board["val_examples"].nunique() == 1
+    assert (board["val_acc_low"] <= board["val_acc"]).all() and (board["val_acc"] <= board["val_acc_high"]).all()
+    assert board["tied"].iloc[0] and "| val_acc 95 %" in (run / "leaderboard.md").read_text()
+    small = runs.preferred_first(board, "small")  # what `prefer: small` would take
+    assert small["params"].iloc[0] == board.loc[board["tied"], "params"].min()
 
     best = yaml.safe_load((run / "best.yaml").read_text())
     assert set(best["config"]) == set(protocol.load("cnn_classifier").defaults)

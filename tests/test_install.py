@@ -75,8 +75,8 @@ def test_a_wheel_lists_the_built_in_experiments_and_searches_from_any_folder(ins
     assert experiments == sorted(p.stem for p in (REPO / "search_spaces").glob("*.yaml")), listed
     assert "INVALID" not in listed
 
-    run([installed / "tunelab", "search", "fashion_cnn_quick", "--trials", "2", "--max-epochs", "1",
+    run([installed / "tunelab", "search", "fashion_cnn", "--trials", "2", "--max-epochs", "1",
          "--subset", subset_for(fashion_root), "--wandb", "disabled"], tmp_path, clean_env)  # fmt: skip
-    with open(tmp_path / "results" / "fashion_cnn_quick" / "leaderboard.csv") as f:
+    with open(tmp_path / "results" / "fashion_cnn" / "leaderboard.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and all(row["status"] == "completed" for row in rows), rows

@@ -38,15 +38,17 @@ def test_new_then_check_passes(folder, capsys):
     assert new("my_cnn") == 0
     out = capsys.readouterr().out
     assert "tunelab check my_cnn.py" in out
-    assert "tunelab search my_cnn.yaml --trials 4 --max-epochs 2 --subset 0.1" in out
+    assert "tunelab search my_cnn.yaml --time-budget 10m" in out
     source = (folder / "my_cnn.py").read_text()
     assert source.startswith("# my_cnn.py: ") and "trainables/cnn_classifier.py" in source.splitlines()[0]
     assert source.endswith((REPO / "trainables" / "cnn_classifier.py").read_text())
     raw = yaml.safe_load((folder / "my_cnn.yaml").read_text())
-    assert raw["trainable"] == "my_cnn.py" and "fashion_cnn_quick" in (folder / "my_cnn.yaml").read_text()
+    header = (folder / "my_cnn.yaml").read_text().split("\n\n")[0]
+    assert raw["trainable"] == "my_cnn.py" and "(search_spaces/fashion_cnn.yaml)" in header
+    assert "`tunelab search my_cnn.yaml --time-budget 10m`" in header  # the wide space, planned to the machine
     spec = spaces.load("my_cnn.yaml")
     assert spec.trainable == str(folder / "my_cnn.py") and spec.name == "my_cnn"
-    assert spec.params.keys() == spaces.load("fashion_cnn_quick").params.keys()
+    assert spec.params.keys() == spaces.load("fashion_cnn").params.keys()
 
     assert main(["check", "my_cnn.py"]) == 0
     lines = check_lines(capsys.readouterr().out)
@@ -69,7 +71,7 @@ def test_new_like_every_builtin(like, folder, capsys):
 
 
 def test_the_quickest_experiment_is_copied():
-    assert scaffold.experiment_of("cnn_classifier") == "fashion_cnn_quick"  # not fashion_cnn (24 x 12 epochs)
+    assert scaffold.experiment_of("cnn_classifier") == "fashion_cnn"  # its wide space, planned with --time-budget
     assert scaffold.experiment_of("text_cnn") == "sentiment140_cnn"  # a time budget of 600 s, of 10 x 5 epochs
 
 

@@ -1,14 +1,18 @@
 """The planner: a time budget -> trials, epochs, ASHA's rungs, data fraction and concurrency that fit it, the flags
 the user gave kept; `tunelab plan` prints it, and a budgeted `tunelab search` saves it and keeps to it."""
 
+import dataclasses
+import pickle
 import subprocess
 import sys
 
+import optuna
 import pandas as pd
 import pytest
 import yaml
+from optuna.trial import TrialState
 
-from tunelab import calibrate, runs, spaces
+from tunelab import calibrate, runs, spaces, study
 from tunelab.cli import main, parser
 from tunelab.plan import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
 
@@ -145,3 +149,53 @@ def test_a_budgeted_search_saves_its_plan_keeps_to_it_and_its_retrain_follows_it
     assert main(["--data-dir", str(fixture_root), "retrain", "fashion_cnn", "--seeds", "1", "--wandb", "disabled"]) == 0
     retrained = runs.open_run("fashion_cnn", env / "results").retrained()
     assert retrained["subset"] == 1.0 and retrained["config"]["epochs"] == plan.retrain_epochs == 3
+
+
+def test_a_retrain_budget_caps_the_configs_on_the_line_through_the_corners():
+    found = calibrate.Calibration(20.0, 620.0, 0.0, 1.0, 9.0, flops=(10.0, 40.0, 70.0, 110.0))
+    assert found.epoch_s_at(60.0) == pytest.approx(320.0) and found.flops_at(320.0) == pytest.approx(60.0)
+    ceiling, mean = found.capped(320.0)  # the two cheapest drawn configs are under it
+    assert ceiling == pytest.approx(60.0) and mean == pytest.approx((20.0 + 200.0) / 2)
+    assert found.capped(620.0) is None  # every config fits: no ceiling
+    assert found.capped(5.0) == (10.0, 20.0)  # below the cheapest: the cheapest config still runs
+    assert dataclasses.replace(found, epoch_s_costly=15.0).capped(17.0) is None  # FLOPs do not say what costs
+
+
+def test_the_plan_says_how_long_the_retrain_may_take_at_most():
+    plan = make_plan(300, **FASHION, epoch_s_mean=24.0, retrain_budget_s=300, max_epoch_s=25.0)
+    assert (plan.retrain_budget_s, plan.max_epoch_s, plan.retrain_expected_s) == (300, 25.0, 12 * 24.0)
+    capped = Plan.restore(plan.saved() | {"max_flops": 3e7})
+    assert capped.lines()[1] == ("Retrain of the best config: 12 epochs on the whole training set, about 4.8 min per "
+                                 "seed, at most 5 min: the search skips configs that would take longer.")  # fmt: skip
+    over = Plan.restore(capped.saved() | {"max_epoch_s": 50.0})
+    assert "even the space's cheapest config takes about 10 min, over the retrain budget of 5 min" in over.lines()[1]
+    assert plan.lines()[1].endswith("per seed.")  # no ceiling: every config fits
+    blind = Plan.restore(plan.saved() | {"max_epoch_s": None, "retrain_expected_s": 600.0})
+    assert blind.lines()[1].endswith("over the retrain budget of 5 min, and this space's configs do not cost "
+                                     "in proportion to their FLOPs, so the search cannot skip the costly ones.")
+
+
+def test_the_ceiling_measures_a_config_against_the_costliest_that_fits(fixture_root):
+    spec = spaces.load("fashion_cnn")
+    cheap = {"depth": 2, "width": 32, "convs_per_block": 1, "kernel_size": 3}
+    costly = {"depth": 3, "width": 64, "convs_per_block": 2, "kernel_size": 5}
+    trainable, data = calibrate.Ceiling(spec, fixture_root, 0.0)._load()
+    ceiling = calibrate.Ceiling(spec, fixture_root, calibrate._flops(trainable, spec, spec.config(cheap), data))
+    assert ceiling(cheap) == 1.0 and ceiling(costly) > 10  # 2 more convolutions of 5x5, twice as wide
+    assert pickle.loads(pickle.dumps(ceiling))._loaded is None  # Ray saves the searcher: no data, no model in it
+
+
+def test_a_searcher_runs_only_configs_its_ceiling_admits_and_tells_the_study_the_rest(tmp_path):
+    spec = spaces.load("fashion_cnn")
+    run = runs.Run(tmp_path / "r", spec, runs.Options(), tmp_path)
+    run.save()
+    admit = lambda config: 2.5 if config["width"] == 64 else 1.0  # noqa: E731  (FLOPs over the ceiling's)
+    searcher = study.searcher(run, optuna.samplers.RandomSampler(seed=0), wandb=False, admit=admit)
+    configs = [searcher.suggest(f"t{i}") for i in range(8)]
+    assert configs[0]["width"] == spec.baseline["width"] and all(c["width"] != 64 for c in configs)
+    trials = study.load(run).trials
+    refused = [t for t in trials if "ray_trial_id" not in t.user_attrs]
+    note = "not tried: about 2.5x the FLOPs of the costliest config whose retrain fits its budget"
+    assert refused and all(t.params["width"] == 64 and t.state == TrialState.FAIL and t.value is None
+                           and t.user_attrs == {"status": "not tried", "note": note} for t in refused)  # fmt: skip
+    assert len(trials) - len(refused) == 8

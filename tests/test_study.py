@@ -22,11 +22,12 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from tests.helpers import SMALL_CNN
 from tunelab import UserError, dashboard, leaderboard, runs, spaces, study
 from tunelab.cli import main
 
 
-def _run(folder: Path, experiment: str = "fashion_cnn_quick") -> runs.Run:
+def _run(folder: Path, experiment: str = str(SMALL_CNN)) -> runs.Run:
     run = runs.Run(folder, spaces.load(experiment), runs.Options(), folder.parent)
     run.save()
     return run
@@ -79,7 +80,7 @@ def test_a_trials_state_and_value_are_the_leaderboards(tmp_path):
     assert searcher.suggest("next") is not None and _by_ray_id(run)["next"].number == 3  # samples on after all three
     loaded = study.load(run)
     assert loaded.study_name == "r" and loaded.metric_names == ["val_acc"]
-    assert loaded.user_attrs["experiment"] == "fashion_cnn_quick" and loaded.user_attrs["max_epochs"] == 4
+    assert loaded.user_attrs["experiment"] == "small_cnn" and loaded.user_attrs["max_epochs"] == 4
 
 
 def test_several_objectives_store_every_objective(tmp_path):
@@ -123,7 +124,7 @@ def test_a_missing_or_corrupt_study_file_is_a_clear_error(env, capsys):
     run = _run(results / "old")
     assert main(["dashboard", "old"]) == 2
     err = capsys.readouterr().err
-    assert str(run.study_file) in err and "does not exist" in err and "tunelab search fashion_cnn_quick" in err
+    assert str(run.study_file) in err and "does not exist" in err and f"tunelab search {SMALL_CNN}" in err
     assert main(["dashboard"]) == 2  # no run has a study
     assert "no run in" in capsys.readouterr().err
     for text in ("{not json\nnor this\n", '{"op_code": 0}\n'):
@@ -168,7 +169,7 @@ def test_several_runs_studies_are_one_storage_to_the_dashboard(tmp_path):
 # A real search: interrupted (Ctrl-C) in the third trial's first epochs, then resumed; ASHA stops some (rungs at
 # epochs 2 and 4 of 6).
 
-EXPERIMENT = "fashion_cnn_quick"
+RUN = "small_cnn"  # the run `tunelab search SMALL_CNN` makes
 TRIALS = 6
 
 
@@ -182,7 +183,7 @@ def _environ(results: Path) -> dict:
 def searched(tmp_path_factory, fixture_root) -> SimpleNamespace:
     results = tmp_path_factory.mktemp("study") / "results"
     environ = _environ(results)
-    cmd = [sys.executable, "-m", "tunelab.cli", "--data-dir", str(fixture_root), "search", EXPERIMENT,
+    cmd = [sys.executable, "-m", "tunelab.cli", "--data-dir", str(fixture_root), "search", str(SMALL_CNN),
            "--trials", str(TRIALS), "--max-epochs", "6", "--concurrency", "1", "--wandb", "offline"]  # fmt: skip
     search = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ)
     lines = []
@@ -192,12 +193,12 @@ def searched(tmp_path_factory, fixture_root) -> SimpleNamespace:
             search.send_signal(signal.SIGINT)  # Ctrl-C in the third trial
             break
     rest, _ = search.communicate(timeout=300)
-    run = runs.open_run(EXPERIMENT, results)
+    run = runs.open_run(RUN, results)
     before = {t.number: t for t in study.load(run).trials}
     board_before = run.leaderboard()
     assert (board_before["status"].isin(["interrupted", "pending"])).any(), "".join(lines) + rest
 
-    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "resume", EXPERIMENT], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "tunelab.cli", "resume", RUN], capture_output=True, text=True,
                           timeout=600, env=environ)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     return SimpleNamespace(run=run, environ=environ, before=before, board_before=board_before)

@@ -8,6 +8,10 @@ the fewest and the most FLOPs per example are the cheap and the costly corner. E
 of the training set and evaluates a slice of the validation set, timed and scaled per example to the whole sets,
 with torch's threads as a trial has them. A trial's expected epoch is the drawn configs' mean, each interpolated
 between the two corners' times by its FLOPs.
+
+A retrain budget caps the configs a search tries (``Ceiling``): an epoch's seconds are linear in FLOPs between the
+corners, so the budget over the retrain's epochs is a number of FLOPs per example, and the searcher counts each
+config's before it runs it (a few hundredths of a second), skipping those above.
 """
 
 import dataclasses
@@ -27,8 +31,8 @@ from tunelab.runs import Run
 from tunelab.spaces import Spec
 
 CANDIDATES = 12  # configs drawn from the space to find its corners (fewer for a budget under 10 minutes)
-COUNTED = 16  # examples of the training step whose FLOPs are counted
-SLICE = 2048  # training examples the drawn configs are built on (an image model's input statistics, a vocabulary)
+COUNTED = 8  # examples of the training step whose FLOPs are counted
+SLICE = 256  # training examples a config is built on to count its FLOPs (an image model's statistics, a vocabulary)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,30 @@ class Calibration:
     epoch_s_mean: float
     overhead_s: float
     seconds: float
+    flops: tuple[float, ...] = ()  # per example, of each drawn config, fewest first: the corners are the ends
+
+    def epoch_s_at(self, flops: float) -> float:
+        """The epoch of a config of ``flops``, on the line through the corners."""
+        low, high = self.flops[0], self.flops[-1]
+        share = (flops - low) / (high - low) if high > low else 0.5
+        return self.epoch_s_cheap + share * (self.epoch_s_costly - self.epoch_s_cheap)
+
+    def flops_at(self, epoch_s: float) -> float:
+        """The FLOPs of a config whose epoch takes ``epoch_s``, on the same line."""
+        low, high = self.flops[0], self.flops[-1]
+        if self.epoch_s_costly <= self.epoch_s_cheap:
+            return high if epoch_s >= self.epoch_s_cheap else low
+        return low + (epoch_s - self.epoch_s_cheap) / (self.epoch_s_costly - self.epoch_s_cheap) * (high - low)
+
+    def capped(self, max_epoch_s: float) -> tuple[float, float] | None:
+        """The FLOPs ceiling for configs whose epoch is at most ``max_epoch_s`` (the cheap corner's at least) and
+        the mean epoch of the drawn configs under it; None where every drawn config is under it, or where the
+        corners' times do not grow with their FLOPs (a text model's cost may lie in its sequence length)."""
+        if max_epoch_s >= self.epoch_s_costly or self.epoch_s_costly <= self.epoch_s_cheap:
+            return None
+        ceiling = max(self.flops_at(max_epoch_s), self.flops[0])
+        under = [self.epoch_s_at(f) for f in self.flops if f <= ceiling]
+        return ceiling, sum(under) / len(under)
 
 
 def slots(spec: Spec) -> int:
@@ -66,14 +94,14 @@ def calibrate(spec: Spec, data_dir: Path, budget_s: float) -> Calibration:
     try:
         counted = sorted(((_flops(trainable, spec, config, data), i, config) for i, config in
                           enumerate(_candidates(spec, candidates))), key=lambda c: c[:2])  # fmt: skip
-        (low, _, cheap), (high, _, costly) = counted[0], counted[-1]
+        (_, _, cheap), (_, _, costly) = counted[0], counted[-1]
         (cheap_s, build_s), (costly_s, costly_build_s) = (_epoch_s(trainable, c, data, aim) for c in (cheap, costly))
     finally:
         torch.set_num_threads(threads)
-    mean_flops = sum(c[0] for c in counted) / len(counted)
-    share = (mean_flops - low) / (high - low) if high > low else 0.5
-    return Calibration(cheap_s, costly_s, cheap_s + share * (costly_s - cheap_s),
-                       TRIAL_START_S + max(build_s, costly_build_s), time.perf_counter() - started)  # fmt: skip
+    flops = tuple(c[0] for c in counted)
+    found = Calibration(cheap_s, costly_s, 0.0, TRIAL_START_S + max(build_s, costly_build_s), 0.0, flops)
+    return dataclasses.replace(found, epoch_s_mean=found.epoch_s_at(sum(flops) / len(flops)),
+                               seconds=time.perf_counter() - started)  # fmt: skip
 
 
 def _candidates(spec: Spec, n: int) -> list[dict]:
@@ -123,14 +151,46 @@ def _timed(run, data: datasets.Data) -> float:
     return time.perf_counter() - start
 
 
-def plan_for(spec: Spec, data_dir: Path, fixed: dict) -> Plan:
+def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | None = None) -> Plan:
     """The plan of a search of ``spec`` (with the command line's options applied) within its time budget;
-    ``fixed``: the user's flags that the plan keeps (tunelab.plan.FLAGS' keys). A grid keeps its size."""
+    ``fixed``: the user's flags that the plan keeps (tunelab.plan.FLAGS' keys). A grid keeps its size.
+    ``retrain_budget_s``: the most one seed's retrain of the best config may take (the search's budget where
+    None); the search then tries only configs whose retrain fits it (a grid tries all of its own)."""
     if spec.method == "grid":
         fixed = {"trials": spec.run_cap} | fixed
     found = calibrate(spec, data_dir, spec.time_budget_s)
-    return make_plan(spec.time_budget_s, found.epoch_s_cheap, found.epoch_s_costly, found.overhead_s, slots(spec),
-                     fixed, spec.max_epochs, calibration_s=found.seconds, epoch_s_mean=found.epoch_s_mean)  # fmt: skip
+    retrain_budget_s = retrain_budget_s or spec.time_budget_s
+    max_epoch_s = retrain_budget_s / fixed.get("max_epochs", spec.max_epochs)
+    capped = found.capped(max_epoch_s) if spec.method != "grid" else None
+    plan = make_plan(spec.time_budget_s, found.epoch_s_cheap, found.epoch_s_costly, found.overhead_s, slots(spec),
+                     fixed, spec.max_epochs, calibration_s=found.seconds,
+                     epoch_s_mean=capped[1] if capped else found.epoch_s_mean, retrain_budget_s=retrain_budget_s,
+                     max_epoch_s=found.epoch_s_at(capped[0]) if capped else None)  # fmt: skip
+    return dataclasses.replace(plan, max_flops=capped[0]) if capped else plan
+
+
+class Ceiling:
+    """A planned search's check of a config before it runs (``tunelab.study.StudySearch``): its FLOPs per example
+    against the plan's ``max_flops``. It loads the trainable and a slice of the data when first asked, and leaves
+    them behind when Ray saves the searcher."""
+
+    def __init__(self, spec: Spec, data_dir: Path, max_flops: float):
+        self.spec, self.data_dir, self.max_flops = spec, data_dir, max_flops
+        self._loaded: tuple | None = None
+
+    def __getstate__(self) -> dict:
+        return self.__dict__ | {"_loaded": None}
+
+    def __call__(self, params: dict) -> float:
+        """The FLOPs of the config of ``params`` over the ceiling's (above 1: it does not fit)."""
+        trainable, data = self._load()
+        return _flops(trainable, self.spec, self.spec.config(params), data) / self.max_flops
+
+    def _load(self) -> tuple[protocol.Trainable, datasets.Data]:
+        if self._loaded is None:
+            data = datasets.load(self.spec.dataset, self.data_dir, "search", 1.0, torch.device("cpu"))
+            self._loaded = protocol.load(self.spec.trainable), _sliced(data, SLICE)
+        return self._loaded
 
 
 def apply(run: Run, plan: Plan) -> Run:

@@ -80,17 +80,22 @@ def _cmd_plan(args) -> None:
     if not args.time_budget:
         raise UserError("tunelab plan needs --time-budget (90s, 20m, 1.5h): the time to plan the search for")
     spec = options.apply(spaces.load(args.experiment))
-    print("\n".join(calibrate.plan_for(spec, data.data_root(args.data_dir), _fixed(args)).lines()))
+    plan = calibrate.plan_for(spec, data.data_root(args.data_dir), _fixed(args), args.retrain_budget)
+    print("\n".join(plan.lines()))
 
 
 def _cmd_search(args) -> None:
-    from tunelab import calibrate, cluster, data, runs, search, spaces, tracking
+    from tunelab import calibrate, cluster, data, runs, search, spaces, tracking, warmstart
+
+    if args.retrain_budget and not args.time_budget:
+        raise UserError("--retrain-budget goes with --time-budget: it limits the configs a planned search tries")
 
     options = runs.Options(
         trials=args.trials, max_epochs=args.max_epochs, time_budget=args.time_budget,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
         concurrency=args.concurrency, subset=args.subset or 1.0, address=cluster.address(args.address),
-        storage=cluster.storage(args.storage), wandb=args.wandb,
+        storage=cluster.storage(args.storage), wandb=args.wandb, warm_start=args.warm_start or [],
+        no_priors=args.no_priors,
     )  # fmt: skip
     spec = options.apply(spaces.load(args.experiment))
     folder = runs.results_root(args.results_dir) / (args.name or spec.name)
@@ -102,8 +107,9 @@ def _cmd_search(args) -> None:
                             f"`tunelab resume {folder.name}`, or start another with --name")
         # --time-budget plans the search (calibration counts in it); a file's time_budget_s only stops it
         if args.time_budget:
-            tracking.mode(options.wandb)  # a mode that cannot work is refused before calibration
-            run = calibrate.apply(run, calibrate.plan_for(spec, run.data_dir, _fixed(args)))
+            tracking.mode(options.wandb)  # a mode or an earlier run that cannot work is refused before calibration
+            warmstart.check(run)
+            run = calibrate.apply(run, calibrate.plan_for(spec, run.data_dir, _fixed(args), args.retrain_budget))
             print("\n".join(run.plan.lines()), flush=True)
         _finish(run, search.search(run))
 
@@ -235,7 +241,7 @@ def _cmd_new(args) -> None:
           f"with trainable: {py.name}). Next:")  # fmt: skip
     print(f"  edit {py} (the model, DEFAULTS) and {space} (what to search)")
     print(f"  tunelab check {py}")
-    print(f"  tunelab search {space} --trials 4 --max-epochs 2 --subset 0.1")
+    print(f"  tunelab search {space} --time-budget 10m   (planned for this machine; tunelab plan shows the plan)")
 
 
 def _number(kind: type = int, low: float = 1, strict: bool = False):
@@ -332,6 +338,9 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
         c.add_argument("--time-budget", type=_duration, metavar="T", help="plan the search to end within T (90s, 20m, "
                        "1.5h; plain seconds), calibration included; it stops when T is up, with results so far kept")
+        c.add_argument("--retrain-budget", type=_duration, metavar="T", help="with --time-budget: try only configs "
+                       "whose retrain (one seed, the planned epochs, all the data) is expected within T (default: "
+                       "the --time-budget)")  # fmt: skip
         c.add_argument("--trials", type=_number(), help="number of trials (default: planned, else the file's run_cap)")
         c.add_argument("--max-epochs", type=_number(), help="epochs per trial (default: planned, else the file's)")
         c.add_argument("--cpus-per-trial", type=positive, metavar="C", help="CPUs per trial (also torch's threads)")
@@ -348,6 +357,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", metavar="PATH|URI", help="where Ray keeps the trials and checkpoints: a shared file "
                    "system or a bucket (s3://..., gs://...) that every node reaches; needed on a multi-node cluster "
                    "(default: the results folder)")  # fmt: skip
+    s.add_argument("--warm-start", type=_run_name, nargs="+", metavar="RUN", help="start the sampler from the "
+                   "finished trials of earlier runs of the same trainable and data set (those outside this search's "
+                   "space are dropped); they are not this run's trials and do not count in --trials")  # fmt: skip
+    s.add_argument("--no-priors", action="store_true", help="do not evaluate the file's priors (configs that did "
+                   "well in earlier searches of the experiment) first, after its baseline")  # fmt: skip
     res = command("resume", _cmd_resume, "continue an interrupted search")
     res.add_argument("--address", help="the Ray cluster to continue on (default: $RAY_ADDRESS, else the search's)")
     res.add_argument("--storage", metavar="PATH|URI", help="the search's --storage, if its contents have moved")

@@ -47,6 +47,12 @@ class Plan:
     budget_s: float
     epoch_s: float = 0.0  # a trial's expected epoch at ``subset``
     fixed: dict = field(default_factory=dict)  # what the user's flags set (FLAGS' keys): kept as given
+    retrain_budget_s: float | None = None  # the most one seed's retrain may take (None: no limit)
+    # The costliest config the search tries, so that its retrain fits retrain_budget_s: an epoch on the whole
+    # training set (max_epoch_s) and, as tunelab.calibrate measures a config, FLOPs per example (max_flops). None:
+    # every config fits.
+    max_epoch_s: float | None = None
+    max_flops: float | None = None
 
     def lines(self) -> list[str]:
         """The two lines printed before the first trial."""
@@ -62,8 +68,22 @@ class Plan:
             f"expected {_in(self.expected_s, expected)} of {_in(self.budget_s, unit, expected != unit)}{over} "
             f"(calibration {self.calibration_s:.0f} s)." + (f" Kept from the command line: {kept}." if kept else ""),
             f"Retrain of the best config: {_epochs(self.retrain_epochs)} on the whole training set, about "
-            f"{_in(self.retrain_expected_s, _unit(self.retrain_expected_s))} per seed.",
+            f"{_in(self.retrain_expected_s, _unit(self.retrain_expected_s))} per seed{self._ceiling()}.",
         ]
+
+    def _ceiling(self) -> str:
+        budget = self.retrain_budget_s
+        if self.max_flops is None:
+            if budget and self.retrain_expected_s > budget * 1.01:  # calibration found no line to cap configs on
+                return (f"; over the retrain budget of {_in(budget, _unit(budget))}, and this space's configs do not "
+                        "cost in proportion to their FLOPs, so the search cannot skip the costly ones")  # fmt: skip
+            return ""
+        most = self.retrain_epochs * self.max_epoch_s
+        if self.retrain_budget_s and most > self.retrain_budget_s * 1.01:
+            return (f"; even the space's cheapest config takes about {_in(most, _unit(most))}, over the retrain "
+                    f"budget of {_in(self.retrain_budget_s, _unit(self.retrain_budget_s))}: the search tries only "
+                    "configs as cheap as it")  # fmt: skip
+        return f", at most {_in(most, _unit(most))}: the search skips configs that would take longer"
 
     def hard_stop_s(self, spent: float) -> float:
         """Ray's time budget once ``spent`` seconds of the user's went (calibration, Ray's start): the rest, and at
@@ -82,7 +102,7 @@ def make_plan(
     budget_s: float, epoch_s_cheap: float, epoch_s_costly: float, overhead_s: float, slots: int,
     fixed: dict | None = None, space_max_epochs: int = 10, *, calibration_s: float = 0.0,
     epoch_s_mean: float | None = None, eta: int = ETA, start_s: float = START_S, margin: float = MARGIN,
-    epoch_report_s: float = EPOCH_REPORT_S,
+    epoch_report_s: float = EPOCH_REPORT_S, retrain_budget_s: float | None = None, max_epoch_s: float | None = None,
 ) -> Plan:  # fmt: skip
     """The plan that fits ``budget_s``.
 
@@ -102,7 +122,9 @@ def make_plan(
 
     The retrain (``tunelab retrain``'s defaults for a planned run) trains the best config for max_epochs epochs on
     the whole data (train+validation), at a trial's expected epoch on the whole training set: an upper estimate
-    where the retrain has more threads than a trial had.
+    where the retrain has more threads than a trial had. ``max_epoch_s``: the costliest config's epoch that the
+    search tries (tunelab.calibrate sets it from ``retrain_budget_s``; ``epoch_s_mean`` is then the mean of the
+    configs it tries); the plan records both.
     """
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
     unknown = set(fixed) - set(FLAGS)
@@ -140,6 +162,7 @@ def make_plan(
         concurrency=concurrency, expected_s=calibration_s + start_s + cost(trials, max_epochs, subset),
         calibration_s=calibration_s, retrain_epochs=max_epochs, retrain_expected_s=max_epochs * epoch_full,
         budget_s=budget_s, epoch_s=subset * epoch_full + epoch_report_s, fixed=fixed,
+        retrain_budget_s=retrain_budget_s, max_epoch_s=max_epoch_s,
     )  # fmt: skip
 
 

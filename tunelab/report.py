@@ -76,6 +76,11 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
         f"at epoch {best['best_epoch']}."
     )
     blocks.append(("p", summary))
+    chosen = runs.preferred_first(ok, spec.prefer).iloc[0]
+    if chosen["trial_id"] != best["trial_id"]:
+        blocks.append(("p", f"Of the {ok['tied'].eq(True).sum()} trials tied with the best (it included), "
+                            f"`prefer: {spec.prefer}` takes trial {chosen['trial_id']} ({spaces.PREFER[spec.prefer]}): "
+                            "best.yaml and `tunelab retrain` use its config."))  # fmt: skip
     baseline = _baseline_row(board, spec)
     if baseline is not None and pd.notna(baseline[spec.metric]):
         comparison = (
@@ -94,7 +99,7 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
             f"trial {best['trial_id']}"
         )
         blocks.append(("img", caption, front))
-    blocks.append(("table", board.head(10).rename(columns=lambda c: c.removeprefix("config/"))))
+    blocks += [("p", leaderboard.noise_note(spec)), ("table", leaderboard.shown(board.head(10), spec))]
     curves = _learning_curves(histories[best["trial_id"]], out / "learning_curves.png")
     blocks.append(("img", "Learning curves of the best trial", curves))
     trials = _all_trials(histories, spec.metric, out / "search_trials.png")

@@ -7,7 +7,8 @@ results/<run>/trial_*/          Ray's trials, checkpoints and state (unless --st
 results/<run>/study.log         the run's Optuna study, an Optuna journal written as the search runs (tunelab.study):
                                 every trial's sampled values, per-epoch metric, state and value(s); always here, on
                                 the driver's machine, also with --storage; `tunelab dashboard` serves it
-results/<run>/leaderboard.csv   one row per trial, best first (and leaderboard.md); best.yaml: the best config
+results/<run>/leaderboard.csv   one row per trial, best first (and leaderboard.md); best.yaml: the best config, or the
+                                one the spec prefers among those tied with it (``preferred_first``)
 results/<run>/retrain/          retrain.csv; rank<k>_seed<s>.pt, each a self-describing checkpoint (trainable, data
                                 set and subset, config, weights: ``torch.load(weights_only=True)`` reads it);
                                 ensemble.csv (--ensemble), baseline.csv (a trainable's classical baseline)
@@ -51,6 +52,8 @@ class Options:
     address: str | None = None  # a Ray cluster (tunelab.cluster)
     storage: str | None = None  # where Ray keeps the trials: a shared file system or a bucket (tunelab.cluster)
     wandb: str | None = None
+    warm_start: list[str] = dataclasses.field(default_factory=list)  # earlier runs whose trials the study starts from
+    no_priors: bool = False  # --no-priors: the file's priors are not evaluated first (tunelab.priors)
 
     def apply(self, spec: spaces.Spec) -> spaces.Spec:
         changes = {"run_cap": self.trials, "max_epochs": self.max_epochs, "time_budget_s": self.time_budget,
@@ -129,9 +132,9 @@ class Run:
         return self.spec.config(sampled(row))
 
     def ranked(self, top_k: int) -> pd.DataFrame:
-        """The ``top_k`` best trials that reached a value of the metric."""
+        """The ``top_k`` best trials that reached a value of the metric, the one the spec prefers first."""
         board = self.leaderboard()
-        ranked = board[board[self.spec.metric].notna()].head(top_k)
+        ranked = preferred_first(board[board[self.spec.metric].notna()], self.spec.prefer).head(top_k)
         if ranked.empty:
             raise UserError(f"run {self.name!r} has no finished trial to retrain; "
                             f"see `tunelab leaderboard {self.name}`")
@@ -231,6 +234,20 @@ def _read(path: Path, remedy: str, columns: tuple[str, ...], **options) -> pd.Da
 def _first_line(error: Exception) -> str:
     """An exception's message, for a one-line error."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def preferred_first(board: pd.DataFrame, prefer: str) -> pd.DataFrame:
+    """``board`` (best first) with the trial that ``prefer`` (tunelab.spaces.PREFER) takes among those tied with the
+    best moved first: the fewest parameters (small) or the least time per epoch (fast), the better of equal ones. A
+    board without ``tied`` (several objectives, a leaderboard of an older tunelab) stays as it is."""
+    if prefer == "best" or "tied" not in board:
+        return board
+    tied = board[board["tied"].eq(True)]  # empty ("—"): not known to be tied
+    if tied.empty:
+        return board
+    cost = tied["params"] if prefer == "small" else tied["duration_s"] / tied["epochs"]
+    first = cost.idxmin()  # the first of equal ones: the better
+    return pd.concat([board.loc[[first]], board.drop(index=first)])
 
 
 def sampled(row: pd.Series) -> dict:

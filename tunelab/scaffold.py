@@ -2,8 +2,9 @@
 
 ``NAME.py`` is the source of the built-in trainable ``trainables/<TRAINABLE>.py`` with a header saying where it
 came from; ``NAME.yaml`` is the quickest built-in experiment (search_spaces/) of that trainable with
-``trainable: NAME.py``. The copy may import helpers from the installed ``trainables`` package (``trainables.common``,
-a thin module's ``trainables.gan``...), which it finds wherever it lies.
+``trainable: NAME.py`` (for cnn_classifier, fashion_cnn's wide space: ``tunelab search NAME.yaml --time-budget T``
+plans it to the machine). The copy may import helpers from the installed ``trainables`` package
+(``trainables.common``, a thin module's ``trainables.gan``...), which it finds wherever it lies.
 """
 
 import importlib.util
@@ -27,14 +28,16 @@ PY_HEADER = """\
 # METRICS (what a search may optimise: keep it in step with evaluate), build, train_epoch, evaluate,
 # figures (the protocol: tunelab/protocol.py).
 # It still imports helpers from the installed `trainables` package; copy those in too to change them.
-# `tunelab check {name}.py` tests it on a tiny data set; `tunelab search {name}.yaml` tunes it.
+# `tunelab check {name}.py` tests it on a tiny data set; `tunelab search {name}.yaml --time-budget 10m`
+# tunes it.
 
 """
 YAML_HEADER = """\
 # {name}.yaml: your search space, a copy of tunelab's built-in experiment {experiment!r}
 # (search_spaces/{experiment}.yaml), made by `tunelab new {name} --like {like}`. Its trainable is
 # {name}.py (a path relative to this file); edit the parameters to search what your model has.
-# Run it with `tunelab search {name}.yaml`.
+# Search it within a time budget, which plans the trials, their epochs and the data to fit your machine:
+# `tunelab search {name}.yaml --time-budget 10m` (`tunelab plan {name}.yaml --time-budget 10m` prints the plan).
 
 """
 

@@ -8,17 +8,32 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 
 import optuna
 import pandas as pd
 import pyarrow.fs
+from optuna.trial import FrozenTrial
 from ray import tune
 from ray.tune import ResultGrid
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 
-from tunelab import Failed, UserError, cluster, data as datasets, leaderboard, pareto, protocol, study, tracking
+from tunelab import (
+    Failed,
+    UserError,
+    calibrate,
+    cluster,
+    data as datasets,
+    leaderboard,
+    pareto,
+    priors,
+    protocol,
+    study,
+    tracking,
+    warmstart,
+)
 from tunelab.checks import check_search_metrics
 from tunelab.runs import INFO_FILE, Run
 from tunelab.spaces import Spec, grid_values, read_yaml
@@ -89,13 +104,18 @@ def sampler(spec: Spec) -> optuna.samplers.BaseSampler:
                                       constant_liar=True)  # fmt: skip
 
 
-def _searcher(run: Run, mode: str, resumed: bool = False) -> study.StudySearch:
-    """Ray's OptunaSearch on a new study in the run's folder (the baseline first, where the file has one), or on
-    the study there (``resumed``)."""
+def _searcher(run: Run, mode: str, resumed: bool = False, imported: Sequence[FrozenTrial] = ()) -> study.StudySearch:
+    """Ray's OptunaSearch on a new study in the run's folder (``imported`` trials of earlier runs first, then the
+    baseline, where the file has one, then its priors: tunelab.priors), or on the study there (``resumed``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's group and constant_liar
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return (study.resumed_searcher if resumed else study.searcher)(run, sampler(run.spec), wandb=mode != "disabled")
+    admit = calibrate.Ceiling(run.spec, run.data_dir, run.plan.max_flops) if run.plan and run.plan.max_flops else None
+    if resumed:
+        return study.resumed_searcher(run, sampler(run.spec), wandb=mode != "disabled", admit=admit)
+    queued = priors.points(run, admit)  # prints which it evaluates first, and which it skips
+    return study.searcher(run, sampler(run.spec), wandb=mode != "disabled", admit=admit, imported=imported,
+                          priors=queued)  # fmt: skip
 
 
 def _trainable(run: Run, data_sets: tuple[str, ...]):
@@ -191,10 +211,12 @@ def search(run: Run) -> pd.DataFrame:
     spec = run.spec
     mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before anything else
     data_sets = _check(run)
+    imported = warmstart.trials(run)  # earlier runs' trials (--warm-start), read and checked before Ray starts
     with cluster.connected(run.options.address, spec.trainable, spec.cpus, spec.gpus) as slots:
         run.save()
         # Ray starts as many trials together as the limiter allows (one at a time without it)
-        searcher = ConcurrencyLimiter(_searcher(run, mode), max_concurrent=run.options.concurrency or slots)
+        searcher = ConcurrencyLimiter(_searcher(run, mode, imported=imported),
+                                      max_concurrent=run.options.concurrency or slots)
         single = len(spec.metrics) == 1
         callbacks = _callbacks(run, mode)
         tuner = tune.Tuner(

@@ -24,8 +24,9 @@ SPACES_DIR = _INSTALLED if _INSTALLED.is_dir() else Path(__file__).resolve().par
 
 WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
               "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
-TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "ablation",
-                "compare_with", "targets"}  # fmt: skip
+TUNELAB_KEYS = {"trainable", "dataset", "max_epochs", "time_budget_s", "resources", "seed", "baseline", "priors",
+                "ablation", "compare_with", "targets", "prefer"}  # fmt: skip
+PRIOR_FROM = "from"  # the key of a prior that says where it came from (documentation, not a hyperparameter)
 MAX_EPOCHS = 10  # the epochs of every trial where the file sets neither max_epochs nor epochs
 RUN_CAP = 10  # the trials of a search whose file sets no run_cap (a grid: its size)
 MAX_GRID = 10**6  # grid points a search may have: Optuna's GridSampler holds every one in memory
@@ -33,6 +34,7 @@ SEEDS = 2**32  # seeds are below this: numpy's and Optuna's random generators ta
 LOG_EXPONENT = 700  # log_uniform's exponents: e^700 and e^-700 are finite floats, and e^-700 is not 0
 HARNESS_METRICS = ("params", "duration_s", "epoch_s")  # tunelab.trial reports them of every trial
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
+PREFER = {"best": "the best trial", "small": "the fewest parameters", "fast": "the least time per epoch"}  # of the tied
 PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
                  "log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values")  # fmt: skip
@@ -64,11 +66,15 @@ class Spec:
     seed: int = 0
     hyperband: dict[str, int] | None = None  # {"min_iter", "eta"} -> ASHA
     baseline: dict[str, Any] | None = None  # a config evaluated first
+    # configs evaluated next, after the baseline (tunelab.priors): each a mapping of hyperparameters to values, maybe
+    # with a "from" (where it came from); checked against the trainable here, against the space at search start
+    priors: list[dict[str, Any]] = field(default_factory=list)
     ablation: str | None = None  # a hyperparameter searched over a list of values: the report compares its values
     project: str = "tunelab"
     # runs whose retrained models the report sets beside this one's
     compare_with: list[str] = field(default_factory=list)
     targets: dict[str, float] = field(default_factory=dict)  # metric -> value the trial to hand in should reach
+    prefer: str = "best"  # of the trials tied with the best, the one best.yaml and retrain take (PREFER)
 
     @property
     def argument(self) -> str:
@@ -252,10 +258,12 @@ def parse(raw: Any, path: Path) -> Spec:
         seed=number("seed", 0, int, 0, SEEDS),
         hyperband=_hyperband(raw.get("early_terminate"), err),
         baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err, invalid) if module else None,
+        priors=_priors(raw.get("priors", []), module, err) if module else [],
         ablation=_ablation(raw.get("ablation"), params, err),
         project=str(raw.get("project") or "tunelab"),
         compare_with=_compare_with(raw.get("compare_with", []), trainable_name, module, err),
         targets=_targets(raw.get("targets", {}), metrics, err),
+        prefer=_prefer(raw.get("prefer", "best"), metrics, err),
     )
     if module and not params and not invalid:  # an invalid one is reported already
         err("parameters", "nothing is searched (each hyperparameter has one value): give at least one a list of "
@@ -535,6 +543,49 @@ def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: d
     return point
 
 
+def _priors(priors: Any, module, err) -> list[dict]:
+    """The file's priors, each checked against the trainable whatever the space (a hyperparameter it has, a value of
+    the default's type within its RANGES and CHOICES); whether each is inside this search's space is checked when a
+    search starts (tunelab.priors), where one outside it is skipped, not refused."""
+    usage = (f"a list of configs, each a mapping of hyperparameters to values with an optional {PRIOR_FROM}: "
+             f"(where it came from), e.g. [{{lr: 0.003, width: 64, {PRIOR_FROM}: \"fashion_cnn search, seed 1\"}}]")
+    if not isinstance(priors, list):
+        err("priors", f"must be {usage}, not {priors!r}")
+        return []
+    for i, prior in enumerate(priors):
+        if not isinstance(prior, dict) or not set(prior) - {PRIOR_FROM}:
+            err(f"priors[{i}]", f"must be a mapping of hyperparameters to values (at least one), not {prior!r}; "
+                f"priors is {usage}")  # fmt: skip
+            continue
+        for name, value in prior.items():
+            problem = _prior_value(module, name, value)
+            if problem:
+                err(f"priors[{i}].{name}", problem)
+    return [dict(p) for p in priors if isinstance(p, dict)]  # a wrong one is reported
+
+
+def _prior_value(module, name: Any, value: Any) -> str | None:
+    """What is wrong with one entry of a prior whatever the space, or None."""
+    defaults = module.defaults
+    if name == PRIOR_FROM:
+        return None if isinstance(value, str) else (f"must be a string saying where the config came from "
+                                                    f"(documentation only), not {value!r}")  # fmt: skip
+    if not isinstance(name, str) or name not in defaults:
+        return f"{module.name} has no hyperparameter {name!r}; it has: {', '.join(defaults)}"
+    if name == "epochs":
+        return "not a prior's to set: every trial trains the search's max_epochs epochs"
+    if not _type_ok(value, defaults[name]):
+        expect = _TYPES.get(type(defaults[name]), type(defaults[name]).__name__)
+        return f"{value!r} has the wrong type; expected {expect} (the default is {defaults[name]!r})"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r}: YAML's .nan and .inf are no values a trial can take"
+    if name in module.choices and value not in module.choices[name]:
+        return f"{value!r} not allowed; allowed: {', '.join(map(str, module.choices[name]))}"
+    if name in module.ranges and value not in module.ranges[name]:
+        return f"{value!r} is outside the allowed range {module.ranges[name].describe(name)}"
+    return None
+
+
 def _ablation(name: Any, params: dict[str, od.BaseDistribution], err) -> str | None:
     if name is not None and not (isinstance(name, str) and isinstance(params.get(name), od.CategoricalDistribution)):
         searched = [k for k, d in params.items() if isinstance(d, od.CategoricalDistribution)]
@@ -568,6 +619,18 @@ def _targets(targets: Any, metrics: list[str], err) -> dict[str, float]:
         else:
             valid[name] = float(value)
     return valid
+
+
+def _prefer(prefer: Any, metrics: list[str], err) -> str:
+    if not isinstance(prefer, str) or prefer not in PREFER:
+        err("prefer", f"{prefer!r} is not allowed; allowed: {', '.join(f'{k} ({v})' for k, v in PREFER.items())}, "
+            "among the trials tied with the best")  # fmt: skip
+        return "best"
+    if prefer != "best" and len(metrics) > 1:
+        err("prefer", f"{prefer} chooses among the trials tied with the best of one metric; a search of several "
+            "objectives hands in a Pareto-optimal trial: make params or duration_s one of its metrics instead")
+        return "best"
+    return prefer
 
 
 def _grid(params: dict[str, od.BaseDistribution], err) -> int:

@@ -11,7 +11,8 @@ It holds one study, named after the run that started it (a renamed or copied run
 learned from is what the dashboard shows, and ``tunelab resume`` continues the same study. Each trial has its
 sampled values (params); its metric per epoch as intermediate values, step = epoch (the learning curve; with several
 objectives none, Optuna's intermediate values and its TPE's use of them are for one objective); user attrs
-``ray_trial_id``, ``wandb_run_id`` (where W&B is on), and once it ends ``status`` (the leaderboard's word),
+``ray_trial_id``, ``wandb_run_id`` (where W&B is on), ``prior`` (a prior's, its index in the file's ``priors:``,
+tunelab.priors), and once it ends ``status`` (the leaderboard's word),
 ``epochs`` and ``best_epoch``; and a state with the leaderboard's value(s) (for one objective the best epoch's
 metric, for several every objective at the last epoch):
 
@@ -21,6 +22,8 @@ metric, for several every objective at the last epoch):
   trial still teaches the sampler: TPE ranks pruned trials after the completed ones, the deepest first, then by
   their last epoch's intermediate value (its ``_split_pruned_trials``), so a trial stopped at a later rung with a
   good value counts among the good ones where too few trials completed, as BOHB's models of lower budgets do;
+- FAIL with the status ``not tried``: the searcher drew it but a planned search's retrain budget rules it out
+  (``StudySearch.suggest``); Ray never runs it and the leaderboard does not list it;
 - FAIL: it failed after its retries (no value, as Optuna keeps none for a failed trial; its epochs stay as
   intermediate values), or the search stopped after the sampler drew it but before Ray recorded it (never run);
 - RUNNING: it is running, or the search was interrupted (Ctrl-C) and ``tunelab resume`` continues it.
@@ -36,7 +39,7 @@ constraints, random; grid's would stop a ``study.optimize`` loop, which Ray does
 import datetime
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
@@ -53,6 +56,7 @@ from tunelab.runs import Run
 # the leaderboard's status -> the trial's state; "interrupted" and "pending" stay RUNNING (resume continues them)
 STATES = {"completed": TrialState.COMPLETE, "stopped early": TrialState.PRUNED,
           "cut by the time budget": TrialState.PRUNED, "failed": TrialState.FAIL}  # fmt: skip
+ADMIT_TRIES = 200  # configs a searcher draws for one trial before it runs the last (see StudySearch.suggest)
 NEVER_RUN = "never run: the search stopped after the sampler drew it and before Ray recorded the trial"
 
 
@@ -60,18 +64,26 @@ def _storage(path: Path) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(path.resolve())))
 
 
-def searcher(run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool) -> "StudySearch":
+def searcher(run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool, admit=None,
+             imported: Sequence[FrozenTrial] = (),
+             priors: Sequence[tuple[int, dict]] = ()) -> "StudySearch":  # fmt: skip
     """A new search's searcher, on a new study in the run's folder (a study left there by a search that never got
-    going is replaced, as the search replaces the rest of the folder)."""
+    going is replaced, as the search replaces the rest of the folder). ``priors``: (index in the file's priors, point)
+    of those to evaluate right after the baseline (tunelab.priors.points)."""
     run.study_file.unlink(missing_ok=True)
-    return StudySearch(run, sampler, wandb, run.name)
+    if imported:  # earlier runs' trials (tunelab.warmstart) first: the study that OptunaSearch loads, then queues the
+        # baseline in; with the directions OptunaSearch gives a new study
+        directions = ["minimize" if m == "min" else "maximize" for m in run.spec.modes]
+        optuna.create_study(storage=_storage(run.study_file), study_name=run.name, directions=directions).add_trials(
+            imported)  # fmt: skip
+    return StudySearch(run, sampler, wandb, run.name, admit=admit, priors=priors)
 
 
-def resumed_searcher(run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool) -> "StudySearch":
+def resumed_searcher(run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool, admit=None) -> "StudySearch":
     """A resumed search's searcher, on the study in the run's folder (a missing or unreadable one is a UserError),
     whatever the folder's name now; Ray restores its saved state into it (``StudySearch.restore``)."""
     name = check(run.study_file, run.spec.argument).get_all_studies()[0].study_name
-    return StudySearch(run, sampler, wandb, name, resumed=True)
+    return StudySearch(run, sampler, wandb, name, resumed=True, admit=admit)
 
 
 class StudySearch(OptunaSearch):
@@ -79,7 +91,9 @@ class StudySearch(OptunaSearch):
     W&B run id); results and ends are ``StudyWriter``'s, so the searcher's own reporting (every result as an
     intermediate value at Ray's iteration, the last result as the value, ASHA's stops as complete) is off."""
 
-    def __init__(self, run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool, name: str, resumed: bool = False):
+    def __init__(self, run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool, name: str, resumed: bool = False,
+                 admit: Callable[[dict], float] | None = None,
+                 priors: Sequence[tuple[int, dict]] = ()):  # fmt: skip
         spec = run.spec
         first = spec.baseline and spec.method != "grid" and not resumed  # a resumed study has it queued or tried
         multi = len(spec.metrics) > 1
@@ -92,7 +106,7 @@ class StudySearch(OptunaSearch):
             study_name=name,
             storage=_storage(run.study_file),
         )
-        self._wandb = wandb
+        self._wandb, self._admit = wandb, admit
         study = self._ot_study
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -101,23 +115,46 @@ class StudySearch(OptunaSearch):
                  "subset": run.options.subset, "max_epochs": spec.max_epochs}  # fmt: skip
         for key, value in about.items():
             study.set_user_attr(key, value)
+        for index, point in priors:  # queued after the baseline (OptunaSearch queued it), marked for the dashboard
+            study.enqueue_trial(point, user_attrs={"prior": index})
 
     def suggest(self, trial_id: str) -> dict | None:
-        new = trial_id not in self._ot_trials
-        config = super().suggest(trial_id)
-        if new and trial_id in self._ot_trials:
+        """The next config. Where ``admit`` (a planned search's tunelab.calibrate.Ceiling) refuses a sampled one,
+        it stays in the study as FAIL (never run) with the status ``not tried`` and a note, and the sampler draws
+        again; the last of ADMIT_TRIES draws runs whatever it costs. TPE leaves failed trials out of its model: the
+        refused would otherwise be all it knows before the first trial ends, and it would sample beside them.
+        A queued config (the baseline, a prior) is always tried (a prior that ``admit`` refuses is not queued:
+        tunelab.priors)."""
+        for attempt in range(ADMIT_TRIES):
+            new = trial_id not in self._ot_trials
+            config = super().suggest(trial_id)
+            if not new or trial_id not in self._ot_trials:
+                return config
             trial = self._ot_trials[trial_id]
-            trial.set_user_attr("ray_trial_id", trial_id)
-            if self._wandb:
-                trial.set_user_attr("wandb_run_id", tracking.trial_run_id(trial_id))
+            over = self._over(trial, config)
+            if over <= 0 or attempt == ADMIT_TRIES - 1:
+                break
+            note = f"not tried: about {1 + over:.1f}x the FLOPs of the costliest config whose retrain fits its budget"
+            for key, value in {"status": "not tried", "note": note}.items():
+                trial.set_user_attr(key, value)
+            self._ot_study.tell(trial, state=TrialState.FAIL)
+            del self._ot_trials[trial_id]
+        trial.set_user_attr("ray_trial_id", trial_id)
+        if self._wandb:
+            trial.set_user_attr("wandb_run_id", tracking.trial_run_id(trial_id))
         return config
+
+    def _over(self, trial: optuna.Trial, config: dict) -> float:
+        """How far ``config`` is over ``admit``'s ceiling, as a share of it (0: within it, or queued)."""
+        queued = "fixed_params" in self._ot_study.get_trials(deepcopy=False)[trial.number].system_attrs
+        return 0.0 if self._admit is None or queued else max(self._admit(config) - 1, 0.0)
 
     def restore(self, checkpoint_path: str) -> None:
         """Ray's saved searcher (the sampler's state, the trials it asked for) on this searcher's study file and W&B
         mode: the saved one holds the file's path where the search started (a renamed or copied run's is another)."""
-        study, wandb = self._ot_study, self._wandb
+        study, wandb, admit = self._ot_study, self._wandb, self._admit
         super().restore(checkpoint_path)
-        self._ot_study, self._storage, self._wandb = study, study._storage, wandb
+        self._ot_study, self._storage, self._wandb, self._admit = study, study._storage, wandb, admit
         for trial in self._ot_trials.values():
             trial.study, trial.storage = study, study._storage
 
@@ -271,9 +308,13 @@ def check(path: Path, experiment: str | None = None) -> JournalStorage:
 
 
 def started_trials(path: Path) -> tuple[int, datetime.datetime | None]:
-    """How many trials the study file at ``path`` holds and when the first started: (0, None) without one (or an
-    empty one, left by a search that stopped as it began); one that cannot be read is ``check``'s UserError."""
+    """How many trials the study file at ``path`` holds, besides those a warm start imported and those queued but never
+    asked for (the baseline, priors), and when the first started: (0, None) without one (or an empty one, left by a
+    search that stopped as it began); one that cannot be read is ``check``'s UserError."""
     if not path.is_file() or not path.stat().st_size:
         return 0, None
-    (summary,) = optuna.get_all_study_summaries(check(path), include_best_trial=False)
-    return summary.n_trials, summary.datetime_start
+    storage = check(path)
+    study = optuna.load_study(study_name=storage.get_all_studies()[0].study_name, storage=storage)
+    own = [t for t in study.get_trials(deepcopy=False)
+           if "imported_from" not in t.user_attrs and t.state != TrialState.WAITING]  # fmt: skip
+    return len(own), min((t.datetime_start for t in own if t.datetime_start), default=None)

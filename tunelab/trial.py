@@ -71,6 +71,7 @@ def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None
     single = len(spec.metrics) == 1  # several objectives: a trial is its last epoch, the model as trained
     node = ray.get_runtime_context().get_node_id()  # where each epoch ran: a trial moves when its node fails
     worker = os.getpid()  # and in which worker process (reused by later trials)
+    examples = len(data.splits["val"][1])  # what each val_ metric is over (tunelab.leaderboard's intervals)
     start, best, best_epoch, duration = 0, None, 0, 0.0
 
     checkpoint = tune.get_checkpoint()
@@ -87,7 +88,7 @@ def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None
             best, best_epoch = value, epoch
         duration += metrics["epoch_s"]  # seconds of epochs so far (with validation; without start-up, data loading)
         metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params, "duration_s": duration, "node_id": node,
-                    "worker_pid": worker}
+                    "worker_pid": worker, "val_examples": examples}
         if data.device.type == "cuda":  # what packing trials on one GPU must fit
             metrics["gpu_mem_peak_mb"] = torch.cuda.max_memory_allocated(data.device) / 2**20
         with tempfile.TemporaryDirectory() as d:
