@@ -30,9 +30,9 @@ to the clock; one trial runs at a time. No Ray: the sampler and the ASHA rule ar
   has no baseline before them. ``--show-priors`` prints them as a ``priors:`` list for search_spaces/*.yaml.
 - **Warm start**: an earlier tunelab-default search of ``--earlier-trials`` trials (default 12; seed + 1000; no
   time budget) is replayed first, and its trials are imported into the new search's study before it samples, by
-  tunelab.warmstart's own rules (its private ``_learned``, ``_params`` and ``_rebuilt``, which read a Run's spec
-  only, called with the spec at the recording's epochs standing for both runs: COMPLETE with its value where it
-  trained every epoch, PRUNED with its per-epoch values where ASHA stopped it, failed ones left out). The new
+  tunelab.warmstart's own rules (``tunelab.warmstart.rebuild``, with the spec at the recording's epochs standing
+  for both runs): COMPLETE with its value where it trained every epoch, PRUNED with its per-epoch values where ASHA
+  stopped it, failed ones left out. The new
   search's clock starts at 0 (the earlier run's time is not charged), its ASHA starts empty, and the nearest-untried
   rule counts its own trials only: as in a real warm start, it may run a config that the earlier run tried.
 - **Methods**, each for ``--seeds`` seeds 0..S-1: random search without stopping, TPE without stopping, TPE + ASHA
@@ -61,7 +61,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import types
 import warnings
 from pathlib import Path
 
@@ -282,15 +281,10 @@ def replay(method: str, seed: int, curves: dict[int, Curve], points: dict[int, n
 
 
 def imports(earlier: optuna.Study, spec: spaces.Spec) -> list[FrozenTrial]:
-    """The earlier search's trials as ``tunelab search --warm-start`` imports them (tunelab.warmstart's rules, with
-    ``spec`` standing for both runs' spec: those functions read a Run's ``spec`` only)."""
-    run = types.SimpleNamespace(spec=spec, name="earlier")
-    out = []
-    for trial in filter(warmstart._learned, earlier.trials):
-        params, why = warmstart._params(run, run, trial)
-        assert why is None, why  # the same space: nothing is outside it
-        out.append(warmstart._rebuilt(run, trial, params, run.name))
-    return out
+    """The earlier search's trials as ``tunelab search --warm-start`` imports them (``tunelab.warmstart.rebuild``)."""
+    kept, dropped = warmstart.rebuild(earlier.trials, spec, spec, "earlier")
+    assert not dropped, dropped  # the same space: nothing is outside it
+    return kept
 
 
 def warm(seed: int, curves: dict[int, Curve], points: dict[int, np.ndarray], spec: spaces.Spec, budget: float,

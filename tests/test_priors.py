@@ -157,7 +157,7 @@ def test_without_a_baseline_the_priors_come_first(tmp_path, capsys):
     [
         ({"width": {"values": [16, 32]}}, "priors[0] (width 64 not among [16, 32])"),
         ({"lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.0025}},
-         "priors[0] (lr 0.005 outside [0.0001, 0.0025]); priors[1] (it leaves lr at the default 0.003, outside "
+         "priors[0] (lr 0.005 not in [0.0001, 0.0025]); priors[1] (it leaves lr at the default 0.003, not in "
          "[0.0001, 0.0025])"),
         ({"dropout": {"value": 0.5}}, "priors[2] (dropout 0.25, fixed at 0.5 here)"),
         ({"dropout": {"values": [0.25, 0.5]}, "width": {"value": 32}},

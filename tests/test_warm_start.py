@@ -84,7 +84,7 @@ def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier
     out = capsys.readouterr().out
     assert "Warm start: the sampler starts from 2 finished trials of run earlier" in out
     assert ("Warm start: dropped 2 trials outside this search's space: hidden not among [16, 32] (1); "
-            "lr outside [0.001, 0.05] (1)") in out  # fmt: skip
+            "lr not in [0.001, 0.05] (1)") in out  # fmt: skip
     assert searcher.suggest("own_0") == BASELINE  # the search's first own trial, its baseline, comes after them
     first, stopped, own = study.load(later).trials
     assert [first.user_attrs, stopped.user_attrs] == [{"imported_from": "earlier", "imported_trial_id": "old_0"},

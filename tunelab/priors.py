@@ -18,12 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.trial import TrialState
-
 from tunelab.runs import Run
-from tunelab.spaces import PRIOR_FROM, SPACES_DIR, Spec
+from tunelab.spaces import PRIOR_FROM, SPACES_DIR, Spec, allowed, contains
 
 
 def points(run: Run, admit: Callable[[dict], float] | None = None) -> list[tuple[int, dict]]:
@@ -71,27 +67,13 @@ def _point(spec: Spec, prior: dict[str, Any]) -> tuple[dict, str | None]:
         distribution = spec.params.get(key)
         if distribution is None and value != fixed.get(key):
             return {}, f"{key} {value!r}, fixed at {fixed.get(key)!r} here"
-        if distribution is not None and not _inside(distribution, key, value):
-            return {}, f"{key} {value!r} {_outside(distribution)}"
+        if distribution is not None and not contains(distribution, key, value):
+            return {}, f"{key} {value!r} not {allowed(distribution)}"
     point = {key: values.get(key, fixed.get(key)) for key in spec.params}
     for key, value in point.items():
-        if key not in values and not _inside(spec.params[key], key, value):
-            return {}, f"it leaves {key} at the default {value!r}, {_outside(spec.params[key])}"
+        if key not in values and not contains(spec.params[key], key, value):
+            return {}, f"it leaves {key} at the default {value!r}, not {allowed(spec.params[key])}"
     return point, None
-
-
-def _inside(distribution: BaseDistribution, key: str, value: Any) -> bool:
-    try:
-        optuna.trial.create_trial(state=TrialState.RUNNING, params={key: value}, distributions={key: distribution})
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
-def _outside(distribution: BaseDistribution) -> str:
-    if isinstance(distribution, CategoricalDistribution):
-        return f"not among {list(distribution.choices)}"
-    return f"outside [{distribution.low:g}, {distribution.high:g}]"
 
 
 def _built_in(spec: Spec) -> bool:

@@ -308,14 +308,21 @@ def _type_ok(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _contains(distribution: od.BaseDistribution, key: str, value: Any) -> bool:
+def contains(distribution: od.BaseDistribution, key: str, value: Any) -> bool:
     """Whether ``distribution`` holds ``value``, by Optuna's public check of a trial's values."""
     try:
         optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={key: value},
                                   distributions={key: distribution})  # fmt: skip
-    except ValueError:
+    except (ValueError, TypeError):
         return False
     return True
+
+
+def allowed(distribution: od.BaseDistribution) -> str:
+    """What ``distribution`` holds, in words: "among [...]" or "in [low, high]"."""
+    if isinstance(distribution, od.CategoricalDistribution):
+        return f"among {list(distribution.choices)}"
+    return f"in [{distribution.low:g}, {distribution.high:g}]"
 
 
 def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = None) -> Any:
@@ -534,7 +541,7 @@ def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: d
     for k, v in point.items():
         d = params[k]
         try:
-            inside = _type_ok(v, defaults[k]) and _contains(d, k, v)
+            inside = _type_ok(v, defaults[k]) and contains(d, k, v)
         except (ValueError, TypeError):
             inside = False
         if not inside:

@@ -25,12 +25,11 @@ What TPE learns from them is what it learns from the new run's own trials (see t
 from collections import Counter
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab import UserError, study
 from tunelab.runs import Run, open_run
-from tunelab.spaces import Spec
+from tunelab.spaces import Spec, allowed, contains
 
 LEARNS = ("bayes",)  # the methods whose sampler learns from earlier trials (TPE); random and grid do not
 
@@ -54,16 +53,10 @@ def trials(run: Run) -> list[FrozenTrial]:
         return []
     imported, dropped, counts = [], Counter(), {}
     for source in sources:
-        name = source.name
-        kept = []
-        for trial in filter(_learned, study.load(source).trials):
-            params, why = _params(source, run, trial)
-            if why:
-                dropped[why] += 1
-            else:
-                kept.append(_rebuilt(run, trial, params, name))
-        counts[name] = len(kept)
+        kept, outside = rebuild(study.load(source).trials, source.spec, run.spec, source.name)
+        counts[source.name] = len(kept)
         imported += kept
+        dropped += outside
     runs = ", ".join(f"{n} ({c})" for n, c in counts.items())
     runs = f"run {sources[0].name}" if len(sources) == 1 else f"runs {runs}"
     print(f"Warm start: the sampler starts from {len(imported)} finished trials of {runs}", flush=True)
@@ -71,6 +64,19 @@ def trials(run: Run) -> list[FrozenTrial]:
         reasons = "; ".join(f"{why} ({n})" for why, n in dropped.most_common())
         print(f"Warm start: dropped {sum(dropped.values())} trials outside this search's space: {reasons}", flush=True)
     return imported
+
+
+def rebuild(trials: list[FrozenTrial], source: Spec, spec: Spec, name: str) -> tuple[list[FrozenTrial], Counter]:
+    """The ``trials`` of run ``name`` (searched with ``source``) that a search of ``spec`` learns from, rebuilt on its
+    space, and why the others inside were dropped (reason: count)."""
+    kept, dropped = [], Counter()
+    for trial in filter(_learned, trials):
+        params, why = _params(source, spec, trial)
+        if why:
+            dropped[why] += 1
+        else:
+            kept.append(_rebuilt(spec, trial, params, name))
+    return kept, dropped
 
 
 def _learned(trial: FrozenTrial) -> bool:
@@ -103,45 +109,30 @@ def _goal(spec: Spec) -> str:
     return ", ".join(f"{m} ({mode})" for m, mode in zip(spec.metrics, spec.modes))
 
 
-def _params(source: Run, run: Run, trial: FrozenTrial) -> tuple[dict, str | None]:
-    """The trial as a point of the new run's space (its searched values), or why it is none: its whole config must
+def _params(source: Spec, spec: Spec, trial: FrozenTrial) -> tuple[dict, str | None]:
+    """The trial as a point of the new space (its searched values), or why it is none: its whole config must
     match, so a value the new run fixes (a constant, a default) must be the trial's too."""
-    old, new = source.spec.config(trial.params), run.spec.config({})  # new: searched keys too, at their defaults
+    old, new = source.config(trial.params), spec.config({})  # new: searched keys too, at their defaults
     params = {}
     for key in new:
         if key == "epochs":  # the run's length, not a hyperparameter
             continue
         if key not in old:
             return {}, f"no value of {key}"
-        value, distribution = old[key], run.spec.params.get(key)
+        value, distribution = old[key], spec.params.get(key)
         if distribution is None:
             if value != new[key]:
                 return {}, f"{key} not {new[key]!r}, fixed here"
-        elif not _inside(distribution, key, value):
-            return {}, f"{key} {_outside(distribution)}"
+        elif not contains(distribution, key, value):
+            return {}, f"{key} not {allowed(distribution)}"
         else:
             params[key] = value
     return params, None
 
 
-def _inside(distribution: BaseDistribution, key: str, value) -> bool:
-    try:
-        optuna.trial.create_trial(state=TrialState.RUNNING, params={key: value}, distributions={key: distribution})
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
-def _outside(distribution: BaseDistribution) -> str:
-    if isinstance(distribution, CategoricalDistribution):
-        return f"not among {list(distribution.choices)}"
-    return f"outside [{distribution.low:g}, {distribution.high:g}]"
-
-
-def _rebuilt(run: Run, trial: FrozenTrial, params: dict, source: str) -> FrozenTrial:
+def _rebuilt(spec: Spec, trial: FrozenTrial, params: dict, source: str) -> FrozenTrial:
     """The trial on the new space's distributions, as the new run would have recorded it (see the module's
     docstring)."""
-    spec = run.spec
     epochs = int(trial.user_attrs.get("epochs", max(trial.intermediate_values, default=0)))
     curve = {step: v for step, v in trial.intermediate_values.items() if step <= spec.max_epochs}
     values = trial.values
