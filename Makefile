@@ -7,7 +7,7 @@ ifneq ($(wildcard ../shared/data),)
 export TUNELAB_LOCAL_COPIES ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv demo test lint bench bench-record bench-gpu
+.PHONY: venv demo test lint bench bench-record bench-priors bench-gpu
 
 venv: $(VENV)/.installed
 
@@ -31,9 +31,12 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
-# ruff, configured in pyproject.toml.
+# ruff, configured in pyproject.toml; the docs (mkdocs.yml), built in strict mode into a temporary folder, so that
+# a broken link or anchor, or a page missing from the nav, fails (not --quiet: it hides the warnings strict counts).
 lint: venv
 	$(BIN)/ruff check .
+	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir "$$site"; \
+	status=$$?; rm -rf "$$site"; exit $$status
 
 # The CPU benchmarks (sized for about 40 minutes on 2 cores, 35 of them bench/efficiency.py's searches; run them on a
 # quiet machine, one at a time); each prints its ratios against a baseline measured in the same run. `--quick` on any
@@ -52,6 +55,12 @@ bench-record: venv
 	$(BIN)/tunelab data fetch fashion_mnist
 	$(BIN)/python bench/record_curves.py
 	$(BIN)/python bench/record_curves.py --offset 0.5 --seed 1 --configs 30 --out bench/curves/fashion_cnn_priors.csv
+
+# The built-in experiments' priors (search_spaces/*.yaml's priors:): a 90-second search of each with seed 1, whose top
+# 3 trials bench/record_priors.py writes into the file (about half an hour on 2 cores, one search at a time; those
+# whose data set is missing are skipped, fashion_cnn's come from bench-record and `bench/replay.py --show-priors`).
+bench-priors: venv
+	$(BIN)/python bench/record_priors.py
 
 # Trials per minute of a search on one GPU, whole vs packed (needs CUDA; `bench/gpu.py --quick` runs anywhere).
 bench-gpu: venv

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunelab import UserError, runs, study
 
-HOST = "127.0.0.1"  # only this machine; on a cluster's head node, forward the port (README: Run on a cluster)
+HOST = "127.0.0.1"  # only this machine; on a cluster's head node, forward the port (docs/clusters.md)
 _STRIDE = 2**32  # a study's trial ids in the file, offset by its run's index (JavaScript reads ids up to 2**53)
 
 
