@@ -45,7 +45,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray import tune
 
-from tunelab import cli, cluster, data as datasets, leaderboard, protocol, runs, search, spaces, training
+from tunelab import cli, cluster, data as datasets, engine, leaderboard, protocol, runs, spaces, training
 
 EXPERIMENT = "fashion_cnn"
 GOAL = 1.2  # tunelab wall / plain wall, one at a time (issue 12)
@@ -87,7 +87,7 @@ def _plain_worker(storage_path: str, spec: spaces.Spec, data: datasets.Data, n: 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="plain", storage=JournalStorage(JournalFileBackend(storage_path)),
-                              sampler=search.sampler(spec))  # fmt: skip
+                              sampler=engine.sampler(spec))  # fmt: skip
     started = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
     study.optimize(objective(spec, data), callbacks=[optuna.study.MaxTrialsCallback(n, states=started)])
 
@@ -107,7 +107,7 @@ def plain_loop(spec: spaces.Spec, root: Path, subset: float, workers: int = 1,
         journal = str(Path(tmp) / "study.log")
         storage = JournalStorage(JournalFileBackend(journal)) if workers > 1 else None
         study = optuna.create_study(study_name="plain", storage=storage, direction=direction,
-                                    sampler=search.sampler(spec))
+                                    sampler=engine.sampler(spec))
         for config in configs or [spec.baseline]:
             study.enqueue_trial(config)
         if workers == 1:

@@ -5,7 +5,7 @@ replayed on a simulated clock, so that many seeds are cheap.
 A replayed trial looks its config's recorded val_acc up epoch by epoch and charges the epoch's recorded CPU seconds
 to the clock; one trial runs at a time. No Ray: the sampler and the ASHA rule are driven in a loop here.
 
-- **Samplers**: tunelab's own (``tunelab.search.sampler`` on fashion_cnn's spec with ``method`` random or bayes, the
+- **Samplers**: tunelab's own (``tunelab.engine.sampler`` on fashion_cnn's spec with ``method`` random or bayes, the
   seed, and ``run_cap`` = ``--trials``, which sets TPE's startup trials), asking in the space's real distributions.
 - **Recorded configs**: the recording is a finite set, so each suggestion is replaced by the recorded config nearest
   to it that this search has not tried yet: hyperparameters scaled to [0, 1] on their distribution's scale (log for
@@ -71,7 +71,7 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from tunelab import search, spaces, warmstart
+from tunelab import engine, spaces, warmstart
 
 EXPERIMENT = "fashion_cnn"
 CURVES = Path(__file__).parent / "curves"
@@ -89,9 +89,9 @@ RESAMPLES = 2000
 
 
 def planned(epochs: int) -> tuple[list[int], int]:
-    """PLANNER: tunelab's default ASHA rungs and eta for trials of ``epochs`` epochs. Until tunelab.plan lands: rungs
-    at 1, 3, 9, ... epochs (eta 3), the spread the issue asks the planner for; then ``plan.rungs_of(epochs), plan.ETA``
-    (which gives the same from 3 epochs on, and no rungs below)."""
+    """PLANNER: tunelab's default ASHA rungs and eta for trials of ``epochs`` epochs. Until tunelab.planner lands:
+    rungs at 1, 3, 9, ... epochs (eta 3), the spread the issue asks the planner for; then
+    ``planner.rungs_of(epochs), planner.ETA`` (which gives the same from 3 epochs on, and no rungs below)."""
     return spaces.asha_rungs(1, 3, epochs), 3
 
 
@@ -241,7 +241,7 @@ def replay(method: str, seed: int, curves: dict[int, Curve], points: dict[int, n
     are enqueued first, ``imported`` trials added before it samples; ``max_trials`` ends it after that many."""
     method_spec = dataclasses.replace(spec, method="random" if method == "random" else "bayes", seed=seed,
                                       run_cap=trials)  # fmt: skip
-    study = optuna.create_study(direction="maximize", sampler=search.sampler(method_spec))
+    study = optuna.create_study(direction="maximize", sampler=engine.sampler(method_spec))
     study.add_trials(imported)
     for prior in priors:
         study.enqueue_trial(prior)

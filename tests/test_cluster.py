@@ -24,7 +24,7 @@ from ray.cluster_utils import Cluster
 from tests.helpers import REPO, wandb_run, write_mnist_like, write_student_model
 from tunelab import leaderboard, runs, tracking
 from tunelab.cluster import STATE_PERIOD_S
-from tunelab.search import MAX_FAILURES
+from tunelab.engine import MAX_FAILURES
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 import ray
 
 from tests.helpers import REPO, write_mnist_like
-from tunelab import UserError, cluster, data as datasets, runs, search, spaces, trial
+from tunelab import UserError, cluster, data as datasets, engine, runs, spaces, trial
 
 SECRETS = (".netrc", ".env", ".aws/credentials", ".ssh/id_rsa", ".ray/auth_token")
 
@@ -66,7 +66,7 @@ def test_every_data_set_a_search_reads_is_in_the_shipped_object_refs(fixture_roo
     run = runs.Run(tmp_path / "run", spec, options, fixture_root)
     ray.init(num_cpus=1, include_dashboard=False, address="local")
     try:
-        wrapped = search._trainable(run, search._check(run))
+        wrapped = engine._trainable(run, engine._check(run))
         registry = next(c.cell_contents for c in wrapped.__closure__ if hasattr(c.cell_contents, "references"))
         key = next(k for k in registry.references if k.endswith("_shipped"))
         shipped = ray.get(registry.references[key])
@@ -89,9 +89,9 @@ def test_a_backbone_pretrained_on_mnist_ships_mnist_too(fixture_root, tmp_path):
                 "freeze": od.CategoricalDistribution(["linear_probe", "scratch"])}  # fmt: skip
     run = runs.Run(tmp_path / "run", dataclasses.replace(spec, params=searched, baseline=None), runs.Options(),
                    fixture_root)  # fmt: skip
-    assert search._check(run) == ("fashion_mnist", "mnist")
+    assert engine._check(run) == ("fashion_mnist", "mnist")
     scratch = dataclasses.replace(run.spec, params={"freeze": od.CategoricalDistribution(["scratch"])})
-    assert search._check(dataclasses.replace(run, spec=scratch)) == ("fashion_mnist",)
+    assert engine._check(dataclasses.replace(run, spec=scratch)) == ("fashion_mnist",)
 
 
 CLUSTER_SCRIPT = """

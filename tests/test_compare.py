@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import retrained_run
-from tunelab import UserError, compare, runs, spaces
+from tunelab import UserError, comparison, runs, spaces
 from tunelab.cli import main
 
 
@@ -23,7 +23,8 @@ def unsearched(env, experiment: str, data_root) -> runs.Run:
     (["fashion_vae", "fashion_cnn"], None),
 ])  # fmt: skip
 def test_the_comparison_is_the_first_hook_all_the_runs_have(tmp_path, experiments, hook):
-    assert compare.hook([runs.Run(tmp_path / e, spaces.load(e), runs.Options(), tmp_path) for e in experiments]) == hook
+    opened = [runs.Run(tmp_path / e, spaces.load(e), runs.Options(), tmp_path) for e in experiments]
+    assert comparison.hook(opened) == hook
 
 
 def test_compare_refuses_runs_on_different_data_sets_or_of_different_kinds(env, fixture_root, capsys):
@@ -60,8 +61,8 @@ def test_compare_sets_autoencoders_reconstructions_of_the_same_test_images_side_
 def test_compare_image_classifiers_roc_curves_and_aucs(env, fixture_root, capsys):
     for experiment in ("fashion_cnn", "fashion_ablation"):
         retrained_run(env / "results", experiment, fixture_root)
-    out, result = compare.compare([runs.open_run(e, env / "results") for e in ("fashion_cnn", "fashion_ablation")],
-                                  env / "results")  # fmt: skip
+    out, result = comparison.compare([runs.open_run(e, env / "results") for e in ("fashion_cnn", "fashion_ablation")],
+                                     env / "results")  # fmt: skip
     assert result.hook == "predict_proba" and out.name == "compare_fashion_cnn_vs_fashion_ablation"
     table = pd.read_csv(out / "auc.csv", index_col="metric")
     assert list(table.columns) == ["fashion_cnn (cnn_classifier)", "fashion_ablation (examples_net)"]
@@ -78,4 +79,5 @@ def test_side_by_side_refuses_models_tested_on_different_test_splits(env, fixtur
     retrained_run(env / "results", "mnist_conv_ae", fixture_root)
     retrained_run(env / "results", "mnist_mlp_ae", other_root)
     with pytest.raises(UserError, match="'mnist_conv_ae' and 'mnist_mlp_ae' were not tested on the same test split"):
-        compare.compare([runs.open_run(e, env / "results") for e in ("mnist_conv_ae", "mnist_mlp_ae")], env / "results")
+        comparison.compare([runs.open_run(e, env / "results") for e in ("mnist_conv_ae", "mnist_mlp_ae")],
+                           env / "results")

@@ -14,7 +14,7 @@ import yaml
 from ray import tune
 
 from tests.helpers import report_figures, subset_for, wandb_run
-from tunelab import data as datasets, protocol, runs, search, tracking
+from tunelab import data as datasets, engine, protocol, runs, tracking
 from tunelab.cli import main
 
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ def test_the_checkpoint_that_rays_state_names_is_the_one_kept(tmp_path):
         ray.shutdown()
     trial = Path(results[0].path)
     (trial / "checkpoint_000003").mkdir()  # written after Ray last saved its state
-    search.keep_latest_checkpoints(results)
+    engine.keep_latest_checkpoints(results)
     kept = [d.name for d in trial.glob("checkpoint_*")]
     assert kept == [Path(results[0].checkpoint.path).name] == ["checkpoint_000002"]
 

@@ -80,14 +80,14 @@ def test_two_searches_of_one_name_started_together_one_runs_and_a_stale_lock_is_
 
 
 def test_a_used_name_is_refused_and_a_folder_no_search_got_going_in_is_reused(env, fixture_root, capsys):
-    from tunelab import search
+    from tunelab import engine
 
     run = runs.Run(env / "results" / "mine", spaces.load("fashion_cnn"), runs.Options(storage=str(env / "s")),
                    fixture_root)  # fmt: skip
     run.save()
-    search.check_unused(run)  # a search that failed before Ray started
+    engine.check_unused(run)  # a search that failed before Ray started
     created = optuna.create_study(study_name="mine", storage=study._storage(run.study_file))
-    search.check_unused(run)  # one whose study has no trial yet
+    engine.check_unused(run)  # one whose study has no trial yet
     created.ask()
     kept = snapshot(run.dir)
     err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--name", "mine", "--storage",

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from tunelab import calibrate, runs, spaces, study
 from tunelab.cli import main, parser
-from tunelab.plan import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
+from tunelab.planner import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
 
 FASHION = {"epoch_s_cheap": 25.0, "epoch_s_costly": 650.0, "overhead_s": 1.5, "slots": 2, "space_max_epochs": 12}
 

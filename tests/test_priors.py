@@ -9,7 +9,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tunelab import UserError, priors, runs, search, spaces, study
+from tunelab import UserError, engine, priors, runs, spaces, study
 from tunelab.cli import parser
 
 FROM = "fashion_cnn search, seed 1, 3 % subset at offset 0.5: bench/record_curves.py --offset 0.5"
@@ -45,7 +45,7 @@ def _run(tmp_path: Path, options: runs.Options | None = None, **changes) -> runs
 def _searched(run: runs.Run, asked: int, capsys) -> tuple[list, str]:
     """The study's trials after a new searcher (as `tunelab search` makes it) is asked for ``asked`` trials, and what
     it printed."""
-    searcher = search._searcher(run, "disabled")
+    searcher = engine._searcher(run, "disabled")
     for i in range(asked):
         assert searcher.suggest(f"t{i}") is not None
     return study.load(run).trials, capsys.readouterr().out
@@ -210,7 +210,7 @@ def test_a_resumed_search_does_not_queue_the_priors_again(tmp_path, capsys):
     _searched(run, 2, capsys)  # the baseline and priors[0] ran; priors[1] and [2] wait in the queue
     after = study.load(run).trials
     assert [t.state for t in after] == [TrialState.RUNNING] * 2 + [TrialState.WAITING] * 2
-    resumed = search._searcher(run, "disabled", resumed=True)
+    resumed = engine._searcher(run, "disabled", resumed=True)
     assert capsys.readouterr().out == ""
     assert [(t.params, t.user_attrs.get("prior")) for t in study.load(run).trials] == [
         (t.params, t.user_attrs.get("prior")) for t in after]  # fmt: skip
@@ -228,8 +228,8 @@ def test_a_grid_search_ignores_the_priors_and_says_so(tmp_path, capsys):
 
 def test_queued_priors_that_never_ran_do_not_make_the_folder_a_used_run(tmp_path, capsys):
     run = _run(tmp_path)
-    searcher = search._searcher(run, "disabled")  # the baseline and 3 priors queued, none asked for
+    searcher = engine._searcher(run, "disabled")  # the baseline and 3 priors queued, none asked for
     assert study.started_trials(run.study_file) == (0, None)
-    search.check_unused(run)  # a new search may take the folder
+    engine.check_unused(run)  # a new search may take the folder
     searcher.suggest("t0")
     assert study.started_trials(run.study_file)[0] == 1

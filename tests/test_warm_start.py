@@ -14,7 +14,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.helpers import write_student_model
-from tunelab import UserError, runs, search, spaces, study, warmstart
+from tunelab import UserError, engine, runs, spaces, study, warmstart
 from tunelab.cli import main
 
 BASELINE = {"hidden": 32, "lr": 0.01}  # the later run's, which it tries first after the imported trials
@@ -80,7 +80,7 @@ def _later(student: Path, earlier: runs.Run, sweep: str = "later", **changes) ->
 def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier, capsys):
     later = _later(student, earlier)
     later.save()  # as the search does before it builds its searcher
-    searcher = study.searcher(later, search.sampler(later.spec), wandb=False, imported=warmstart.trials(later))
+    searcher = study.searcher(later, engine.sampler(later.spec), wandb=False, imported=warmstart.trials(later))
     out = capsys.readouterr().out
     assert "Warm start: the sampler starts from 2 finished trials of run earlier" in out
     assert ("Warm start: dropped 2 trials outside this search's space: hidden not among [16, 32] (1); "
@@ -100,7 +100,7 @@ def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier
     space = tpe.infer_relative_search_space(ot_study, own)
     assert set(tpe.sample_relative(ot_study, own, space)) == {"hidden", "lr"}  # {}: still sampling at random
     # `tunelab resume` reopens the study as it is: nothing imported twice
-    study.resumed_searcher(later, search.sampler(later.spec), wandb=False)
+    study.resumed_searcher(later, engine.sampler(later.spec), wandb=False)
     assert len(study.load(later).trials) == 3
 
 
@@ -159,5 +159,5 @@ def test_a_warm_started_search_samples_after_the_imported_trials(student, earlie
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials[2:])
     board = pd.read_csv(run.leaderboard_file, dtype={"trial_id": str})
     assert sorted(board["trial_id"]) == sorted(own)  # --trials 2 (run_cap) counts the search's own trials only
-    search._searcher(run, "disabled", resumed=True)  # as `tunelab resume` opens it: nothing imported twice
+    engine._searcher(run, "disabled", resumed=True)  # as `tunelab resume` opens it: nothing imported twice
     assert len(study.load(run).trials) == 4

@@ -89,7 +89,7 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
 
 
 def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """Reconstructions in [0, 1] of uint8 images (the autoencoders' ``reconstruct`` hook: ``tunelab.compare`` sets
+    """Reconstructions in [0, 1] of uint8 images (the autoencoders' ``reconstruct`` hook: ``tunelab.comparison`` sets
     several runs' reconstructions of the same test images side by side)."""
     return torch.sigmoid(common.predict(model, images))
 

@@ -136,7 +136,7 @@ def reconstruct(model: VAE, images: torch.Tensor) -> torch.Tensor:
 
 
 def sample(model: VAE, n: int, seed: int) -> torch.Tensor:
-    """n images decoded from z ~ N(0, I), seeded (``tunelab.compare`` uses ``reconstruct`` unless the runs beside
+    """n images decoded from z ~ N(0, I), seeded (``tunelab.comparison`` uses ``reconstruct`` unless the runs beside
     it only sample, as a GAN)."""
     return model.sample(n, seed)
 

@@ -1,4 +1,8 @@
-"""tunelab: hyperparameter search for course-assignment deep-learning models on Ray Tune."""
+"""tunelab: hyperparameter search for course-assignment deep-learning models on Ray Tune.
+
+The Python API (tunelab.api): ``tunelab.search``, ``plan``, ``resume``, ``open``, ``compare``, ``describe`` and the
+``Run`` they return. The steps themselves are the modules tunelab.engine (the Ray Tune search), tunelab.planner,
+tunelab.comparison and tunelab.description."""
 
 __version__ = "0.1.0"
 
@@ -17,7 +21,15 @@ class Failed(Exception):
     message and its exit status, 1 or ``INTERRUPTED``."""
 
     INTERRUPTED = 130  # a shell's status for a command that SIGINT ended
+    run = None  # the tunelab.Run whose results were written before it failed (the command line shows them)
 
     def __init__(self, message: str, status: int = 1):
         super().__init__(message)
         self.status = status
+
+
+# tunelab.api imports only the standard library at first (each function imports the steps it runs): `import tunelab`
+# loads no Ray, torch, pandas or Optuna.
+from tunelab.api import Run, compare, describe, open, plan, resume, search  # noqa: E402  (it needs the errors above)
+
+__all__ = ["Failed", "Run", "UserError", "compare", "describe", "open", "plan", "resume", "search"]

@@ -1,5 +1,5 @@
 """Calibration of a planned search, and the plan applied to a run: how long an epoch of the space's cheapest and
-costliest configs takes on the search's data on this machine (tunelab.plan turns that into a plan). Imports torch
+costliest configs takes on the search's data on this machine (tunelab.planner turns that into a plan). Imports torch
 and the trainable, never Ray.
 
 The corners are found among a handful of configs drawn at random from the space (and its baseline): each is built
@@ -26,7 +26,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tunelab import data as datasets, protocol, training
-from tunelab.plan import TRIAL_START_S, Plan, make_plan
+from tunelab.planner import TRIAL_START_S, Plan, make_plan
 from tunelab.runs import Run
 from tunelab.spaces import Spec
 
@@ -153,7 +153,7 @@ def _timed(run, data: datasets.Data) -> float:
 
 def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | None = None) -> Plan:
     """The plan of a search of ``spec`` (with the command line's options applied) within its time budget;
-    ``fixed``: the user's flags that the plan keeps (tunelab.plan.FLAGS' keys). A grid keeps its size.
+    ``fixed``: the user's flags that the plan keeps (tunelab.planner.FLAGS' keys). A grid keeps its size.
     ``retrain_budget_s``: the most one seed's retrain of the best config may take (the search's budget where
     None); the search then tries only configs whose retrain fits it (a grid tries all of its own)."""
     if spec.method == "grid":

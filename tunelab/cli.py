@@ -2,12 +2,9 @@
 compare | check | new | data."""
 
 import argparse
-import math
-import os
-import re
 import sys
 
-from tunelab import Failed, UserError, __version__
+from tunelab import Failed, UserError, __version__, api
 
 
 def _cmd_list(args) -> None:
@@ -57,106 +54,65 @@ def _cmd_data_path(args) -> None:
     print(data.require(args.dataset, data.data_root(args.data_dir)))
 
 
-def _run(args):
-    from tunelab import runs
-
-    return runs.open_run(args.run, runs.results_root(args.results_dir))
-
-
-def _fixed(args) -> dict:
-    """The flags a plan keeps (tunelab.plan.FLAGS), as the user gave them."""
-    from tunelab import plan
-
-    return {k: getattr(args, k) for k in plan.FLAGS if getattr(args, k) is not None}
-
-
 def _cmd_plan(args) -> None:
-    from tunelab import calibrate, data, runs, spaces
-
-    options = runs.Options(
-        trials=args.trials, max_epochs=args.max_epochs, time_budget=args.time_budget,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-    )  # fmt: skip
-    if not args.time_budget:
-        raise UserError("tunelab plan needs --time-budget (90s, 20m, 1.5h): the time to plan the search for")
-    spec = options.apply(spaces.load(args.experiment))
-    plan = calibrate.plan_for(spec, data.data_root(args.data_dir), _fixed(args), args.retrain_budget)
-    print("\n".join(plan.lines()))
+    plan = api.plan(args.experiment, time_budget=args.time_budget, retrain_budget=args.retrain_budget,
+                    trials=args.trials, max_epochs=args.max_epochs, subset=args.subset, concurrency=args.concurrency,
+                    cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                    data_dir=args.data_dir)  # fmt: skip
+    print(plan)
 
 
 def _cmd_search(args) -> None:
-    from tunelab import calibrate, cluster, data, runs, search, spaces, tracking, warmstart
-
-    if args.retrain_budget and not args.time_budget:
-        raise UserError("--retrain-budget goes with --time-budget: it limits the configs a planned search tries")
-
-    options = runs.Options(
-        trials=args.trials, max_epochs=args.max_epochs, time_budget=args.time_budget,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
-        concurrency=args.concurrency, subset=args.subset or 1.0, address=cluster.address(args.address),
-        storage=cluster.storage(args.storage), wandb=args.wandb, warm_start=args.warm_start or [],
-        no_priors=args.no_priors,
-    )  # fmt: skip
-    spec = options.apply(spaces.load(args.experiment))
-    folder = runs.results_root(args.results_dir) / (args.name or spec.name)
-    run = runs.Run(folder, spec, options, data.data_root(args.data_dir))
-    with run.locked("search"):  # checked under the lock: a search that held it may have written the folder
-        search.check_unused(run)
-        if search.started(run):
-            raise UserError(f"{run.experiment_path} already holds a search; continue it with "
-                            f"`tunelab resume {folder.name}`, or start another with --name")
-        # --time-budget plans the search (calibration counts in it); a file's time_budget_s only stops it
-        if args.time_budget:
-            tracking.mode(options.wandb)  # a mode or an earlier run that cannot work is refused before calibration
-            warmstart.check(run)
-            run = calibrate.apply(run, calibrate.plan_for(spec, run.data_dir, _fixed(args), args.retrain_budget))
-            print("\n".join(run.plan.lines()), flush=True)
-        _finish(run, search.search(run))
+    _searched(lambda: api.search(
+        args.experiment, time_budget=args.time_budget, retrain_budget=args.retrain_budget, trials=args.trials,
+        max_epochs=args.max_epochs, subset=args.subset, concurrency=args.concurrency,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed, name=args.name,
+        wandb=args.wandb, warm_start=args.warm_start or (), no_priors=args.no_priors, address=args.address,
+        storage=args.storage, data_dir=args.data_dir, results_dir=args.results_dir,
+    ))  # fmt: skip
 
 
 def _cmd_resume(args) -> None:
-    import dataclasses
-
-    from tunelab import cluster, search, study, tracking
-
-    run = _run(args)
-    if args.wandb:
-        tracking.mode(args.wandb)  # a mode that cannot work is refused before it is saved with the run
-    given = {k: v for k, v in {"storage": cluster.storage(args.storage), "wandb": args.wandb}.items() if v}
-    if args.address or os.environ.get("RAY_ADDRESS"):
-        given["address"] = cluster.address(args.address)  # None for "local": a Ray of the search's own
-    run.options = dataclasses.replace(run.options, **given)
-    with run.locked("resume"):
-        if not search.started(run):  # checked before a moved storage is saved with the run
-            raise UserError(f"{run.experiment_path} holds no search to continue (no state of Ray's there)"
-                            + ("; give --storage where the search's trials are" if args.storage else ""))
-        study.check(run.study_file, run.spec.argument)
-        if given:
-            run.save()
-        _finish(run, search.resume(run))
+    _searched(lambda: api.resume(args.run, address=args.address, storage=args.storage, wandb=args.wandb,
+                                 results_dir=args.results_dir))  # fmt: skip
 
 
-def _finish(run, board) -> None:
-    from tunelab import leaderboard, search
+def _searched(start) -> None:
+    """A search or resume (``start``), then its leaderboard's top, its files and what is left; where no trial
+    finished, the error follows them."""
+    from tunelab import cluster
 
-    print("\n" + leaderboard.render(board, run, top=5))
-    print(f"\nLeaderboard: {run.leaderboard_file}")
-    if run.best_file.is_file():
-        print(f"Best config: {run.best_file}")
+    try:
+        run = start()
+    except Failed as e:
+        if e.run is not None:
+            _finish(e.run)
+        raise
+    finally:
+        cluster.keep_local(False)  # one search per process: its local Ray stops with it (the API's stays up)
+    _finish(run)
+
+
+def _finish(run: api.Run) -> None:
+    from tunelab import leaderboard
+
+    board = run.leaderboard
+    print("\n" + leaderboard.render(board, run.stored, top=5))
+    print(f"\nLeaderboard: {run.stored.leaderboard_file}")
+    if run.stored.best_file.is_file():
+        print(f"Best config: {run.stored.best_file}")
     unfinished = board["status"].isin(["pending", "interrupted"]).sum() if len(board) else 0
     if unfinished:
         print(f"\n{unfinished} trial(s) did not finish: `tunelab resume {run.name}` continues the search")
-    warning = search.outcome(run, board)
-    if warning:
-        print(warning, file=sys.stderr)
+    if run.warning:
+        print(run.warning, file=sys.stderr)
 
 
 def _cmd_leaderboard(args) -> None:
-    from tunelab import files, leaderboard
+    from tunelab import leaderboard
 
-    run = _run(args)
-    files.writable(run.dir)
-    print(leaderboard.render(leaderboard.write(run), run, top=args.top))
+    run = api.open(args.run, args.results_dir)
+    print(leaderboard.render(run.refresh(), run.stored, top=args.top))
 
 
 def _cmd_dashboard(args) -> None:
@@ -171,45 +127,46 @@ def _cmd_dashboard(args) -> None:
 
 
 def _cmd_retrain(args) -> None:
+    run = api.open(args.run, args.results_dir)
+    try:
+        table = run.retrain(top_k=args.top_k, seeds=args.seeds, ensemble=args.ensemble, epochs=args.epochs,
+                            subset=args.subset, wandb=args.wandb)  # fmt: skip
+    except Failed as e:
+        if e.run is not None:
+            _retrained(run, run.retrained)
+        raise
+    _retrained(run, table)
+
+
+def _retrained(run: api.Run, table) -> None:
     from tunelab import retrain
 
-    run = _run(args)
-    with run.locked("retrain"):
-        table = retrain.retrain(run, args.top_k, args.seeds, args.epochs, args.wandb, args.subset, args.ensemble)
+    stored = run.stored
     print("\n" + table.to_markdown(index=False, floatfmt=".4f"))
-    print(f"\nRetrain results: {run.retrain_file}")
-    ensemble = run.ensemble_table()
+    print(f"\nRetrain results: {stored.retrain_file}")
+    ensemble = stored.ensemble_table()
     if ensemble is not None:
         row = ensemble.iloc[0]
-        print(f"Ensemble (the mean probabilities of {row['members']} models: {row['models']}): {run.ensemble_file}")
-    first_try = retrain.first_try(run, table)
+        print(f"Ensemble (the mean probabilities of {row['members']} models: {row['models']}): {stored.ensemble_file}")
+    first_try = retrain.first_try(stored, table)
     if first_try is not None:
         print("\nWhat a student would try first:\n\n" + first_try.to_markdown(index=False))
-        print(f"\nBaseline: {run.baseline_file}")
-    warning = retrain.outcome(run)
-    if warning:
-        print(warning, file=sys.stderr)
+        print(f"\nBaseline: {stored.baseline_file}")
+    if run.warning:
+        print(run.warning, file=sys.stderr)
 
 
 def _cmd_report(args) -> None:
-    from tunelab import report
-
-    run = _run(args)
-    with run.locked("report"):
-        print(f"Report: {report.write(run, wandb=args.wandb)}")
+    print(f"Report: {api.open(args.run, args.results_dir).report(wandb=args.wandb)}")
 
 
 def _cmd_describe(args) -> None:
-    from tunelab import data, describe
-
-    print(describe.describe(args.trainable, args.config, args.dataset, data.data_root(args.data_dir)))
+    print(api.describe(args.trainable, args.config, args.dataset, data_dir=args.data_dir))
 
 
 def _cmd_compare(args) -> None:
-    from tunelab import compare, runs
-
-    root = runs.results_root(args.results_dir)
-    out, result = compare.compare([runs.open_run(name, root) for name in (args.run_a, args.run_b, *args.more)], root)
+    result = api.compare(args.run_a, args.run_b, *args.more, results_dir=args.results_dir)
+    out = result.folder
     if result.table is not None:
         print((out / "auc.md").read_text())
     for caption, path in result.figures.items():
@@ -244,69 +201,22 @@ def _cmd_new(args) -> None:
     print(f"  tunelab search {space} --time-budget 10m   (planned for this machine; tunelab plan shows the plan)")
 
 
-def _number(kind: type = int, low: float = 1, strict: bool = False):
-    """An argparse type: an integer (or a number) >= ``low``, or > ``low`` where ``strict``."""
-    what = "an integer" if kind is int else "a number"
+def _flag(check):
+    """An argparse type from one of tunelab.api's checks of a value, whose UserError argparse reports as its own
+    error (``argument --flag: ...``, exit status 2)."""
 
-    def parse(text: str) -> float:
+    def parse(text: str):
         try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
-        if not math.isfinite(value) or value < low or (strict and value == low):
-            raise argparse.ArgumentTypeError(f"must be {what} {'>' if strict else '>='} {low:g}, not {text}")
-        return value
+            return check(text)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     return parse
 
 
-DURATION = "seconds (90) or a number with s, m or h (90s, 20m, 1.5h)"
-
-
-def _duration(text: str) -> float:
-    """A time budget in seconds: plain seconds, or a number with the unit s, m or h."""
-    found = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)\s*([smh]?)\s*", text)
-    if not found:
-        raise argparse.ArgumentTypeError(f"must be a duration: {DURATION}, not {text!r}")
-    value = float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[found[2]]
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be a duration > 0: {DURATION}, not {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _number(float, 0, strict=True)(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], not {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    """A seed of the sampler and the trials, as a search-space file's seed."""
-    from tunelab import spaces
-
-    value = _number(int, 0)(text)
-    if value >= spaces.SEEDS:
-        raise argparse.ArgumentTypeError(f"must be below 2**32 ({spaces.SEEDS}), not {text}")
-    return value
-
-
-def _gpus(text: str) -> float:
-    """GPUs per trial: 0, a fraction of one GPU (trials share it) or a whole number of GPUs."""
-    from tunelab import spaces
-
-    value = _number(float, 0)(text)
-    if not spaces.gpus_ok(value):
-        raise argparse.ArgumentTypeError(f"must be {spaces.GPUS}, not {text}")
-    return value
-
-
-def _run_name(text: str) -> str:
-    """A run's name: its results folder, W&B group and study, so one plain folder name."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
-        raise argparse.ArgumentTypeError(f"must be a folder name of letters, digits, '.', '_' and '-' that starts with "
-                                         f"a letter or a digit, not {text!r}")  # fmt: skip
-    return text
+_integer, _duration, _fraction, _seed, _gpus, _run_name = map(
+    _flag, (api.number, api.duration, api.fraction, api.seed, api.gpus, api.run_name)
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -333,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
                  "data fraction, concurrency, retrain) without running it; it times a short calibration")  # fmt: skip
     s = command("search", _cmd_search, "run a hyperparameter search for an experiment (planned to fit its time "
                 "budget where it has one)")  # fmt: skip
-    positive = _number(float, 0, strict=True)
+    positive = _flag(api.positive)
     for c in (pl, s):
         c.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
         c.add_argument("--time-budget", type=_duration, metavar="T", help="plan the search to end within T (90s, 20m, "
@@ -341,12 +251,12 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--retrain-budget", type=_duration, metavar="T", help="with --time-budget: try only configs "
                        "whose retrain (one seed, the planned epochs, all the data) is expected within T (default: "
                        "the --time-budget)")  # fmt: skip
-        c.add_argument("--trials", type=_number(), help="number of trials (default: planned, else the file's run_cap)")
-        c.add_argument("--max-epochs", type=_number(), help="epochs per trial (default: planned, else the file's)")
+        c.add_argument("--trials", type=_integer, help="number of trials (default: planned, else the file's run_cap)")
+        c.add_argument("--max-epochs", type=_integer, help="epochs per trial (default: planned, else the file's)")
         c.add_argument("--cpus-per-trial", type=positive, metavar="C", help="CPUs per trial (also torch's threads)")
         c.add_argument("--gpus-per-trial", type=_gpus, metavar="G",
                        help="GPUs per trial; fractions pack trials on one GPU")
-        c.add_argument("--concurrency", type=_number(), metavar="K",
+        c.add_argument("--concurrency", type=_integer, metavar="K",
                        help="at most K trials at once (default: planned, else as many as fit)")
         c.add_argument("--subset", type=_fraction, metavar="F",
                        help="train on a fraction F of the data (default: planned, else all of it)")
@@ -367,15 +277,15 @@ def parser() -> argparse.ArgumentParser:
     res.add_argument("--storage", metavar="PATH|URI", help="the search's --storage, if its contents have moved")
     lb = command("leaderboard", _cmd_leaderboard,
                  "show a run's leaderboard (from its trials so far: also while it runs)")
-    lb.add_argument("--top", type=_number(), default=10, metavar="K")
+    lb.add_argument("--top", type=_integer, default=10, metavar="K")
     dash = command("dashboard", _cmd_dashboard, "watch a run's Optuna study (trials, learning curves, importances) "
                    "in optuna-dashboard on 127.0.0.1, while its search runs and after; Ctrl-C stops it")  # fmt: skip
     dash.add_argument("run", metavar="RUN", nargs="?", help="the run (default: every run under the results root)")
-    dash.add_argument("--port", type=_number(), help="the port to serve on (default: a free one)")
+    dash.add_argument("--port", type=_integer, help="the port to serve on (default: a free one)")
     r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
-    r.add_argument("--top-k", type=_number(), default=1, metavar="K", help="retrain the K best configs")
-    r.add_argument("--seeds", type=_number(), default=3, metavar="S", help="seeds per config")
-    r.add_argument("--epochs", type=_number(), metavar="E",
+    r.add_argument("--top-k", type=_integer, default=1, metavar="K", help="retrain the K best configs")
+    r.add_argument("--seeds", type=_integer, default=3, metavar="S", help="seeds per config")
+    r.add_argument("--epochs", type=_integer, metavar="E",
                    help="epochs (default: the plan's retrain epochs, else the search's max epochs)")
     r.add_argument("--subset", type=_fraction, metavar="F", help="train on a fraction F of train+validation (default: "
                    "all of it after a planned search, else the search's --subset; 1 for all of it)")  # fmt: skip

@@ -146,7 +146,7 @@ def init(address: str | None, trainable: str) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
-    # Tune's automatic TensorBoard logger costs 3 s of import per search: tunelab.search adds the JSON and CSV ones
+    # Tune's automatic TensorBoard logger costs 3 s of import per search: tunelab.engine adds the JSON and CSV ones
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger(ray_auth.__name__).setLevel(logging.ERROR)  # its notice at every start that tokens are on
     # "local": a Ray of the search's own, never another Ray instance that happens to run on this machine
@@ -172,15 +172,41 @@ def use_token() -> bool:
     return ray_auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
+_keep = False  # whether a local Ray, once started, serves the process's later searches (keep_local)
+_kept = False  # whether the Ray that is up is such a local Ray
+
+
+def keep_local(keep: bool = True) -> None:
+    """Whether the local Ray that a search starts stays up for the process's later searches (the Python API: in a
+    notebook's kernel, Ray's start is most of a small search's fixed cost) or stops with its search (the command
+    line: one search per process). ``keep=False`` also stops one that is up. Ray stops it when the process exits
+    (ray.shutdown is one of its atexit functions). A search on a cluster always joins and leaves it."""
+    global _keep, _kept
+    _keep = keep
+    if not keep and _kept:
+        ray.shutdown()
+        _kept = False
+
+
 @contextmanager
 def connected(address: str | None, trainable: str, cpus: float, gpus: float) -> Iterator[int]:
     """Ray started or joined for one search of ``trainable`` whose trials each take ``cpus`` and ``gpus``; yields how
-    many such trials fit on the cluster at once. A request that no node can serve is refused before anything starts."""
-    init(address, trainable)
+    many such trials fit on the cluster at once. A request that no node can serve is refused before anything starts.
+    A local Ray kept up by an earlier search of the process (``keep_local``) serves this one too; each search still
+    has actors of its own (Ray Tune ends a search's actors with it)."""
+    global _kept
+    keep = _keep and address is None
+    if _kept and not (keep and ray.is_initialized()):  # a search on a cluster next, or a kept Ray stopped meanwhile
+        ray.shutdown()
+        _kept = False
+    if not _kept:
+        init(address, trainable)
+        _kept = keep
     try:
         yield check_resources(cpus, gpus, local=address is None)
     finally:
-        ray.shutdown()
+        if not keep:
+            ray.shutdown()
 
 
 def check_resources(cpus: float, gpus: float, local: bool = False) -> int:

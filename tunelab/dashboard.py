@@ -175,19 +175,29 @@ def storage_of(root: Path, run_name: str | None) -> tuple[RunStudies, str]:
     return RunStudies({f: study.check(f) for f in files}, root), shown
 
 
-def serve(storage: BaseStorage, port: int | None, ready: Callable[[str], None]) -> None:
-    """optuna-dashboard on HOST:``port`` (None: a free port) until Ctrl-C; ``ready`` gets its address first."""
+def start(storage: BaseStorage, port: int | None) -> WSGIServer:
+    """optuna-dashboard's server on HOST:``port`` (None: a free port), bound and not yet serving (its
+    ``serve_forever``: in the foreground, ``serve``, or in a thread, tunelab.api's ``Run.dashboard``)."""
     import optuna_dashboard
 
     app = optuna_dashboard.wsgi(storage)
     try:
-        server = make_server(HOST, port or 0, app, server_class=_Server, handler_class=_Quiet)
+        return make_server(HOST, port or 0, app, server_class=_Server, handler_class=_Quiet)
     except (OSError, OverflowError) as e:
         why = getattr(e, "strerror", None) or str(e)
         raise UserError(f"cannot serve the dashboard on {HOST}:{port}: {why}; choose another --port, or leave "
                         "--port out for a free one") from None  # fmt: skip
+
+
+def address(server: WSGIServer) -> str:
+    return f"http://{HOST}:{server.server_port}/dashboard"
+
+
+def serve(storage: BaseStorage, port: int | None, ready: Callable[[str], None]) -> None:
+    """optuna-dashboard on HOST:``port`` (None: a free port) until Ctrl-C; ``ready`` gets its address first."""
+    server = start(storage, port)
     try:
-        ready(f"http://{HOST}:{server.server_port}/dashboard")
+        ready(address(server))
         server.serve_forever()
     except KeyboardInterrupt:
         print("\ndashboard stopped", file=sys.stderr)

@@ -55,7 +55,7 @@ Optional (see ``OPTIONAL`` for each one's signature):
   curves), ``reconstruct(model, images) -> images in [0, 1]`` (autoencoders, of uint8 test images: their
   reconstructions), ``sample(model, n, seed) -> images in [0, 1]`` (generative models: n samples, seeded; a
   conditional model's labels cycle through the classes, image i of class i modulo their number). Runs are
-  compared by the first of these that all their trainables have (``tunelab.compare``).
+  compared by the first of these that all their trainables have (``tunelab.comparison``).
 """
 
 import difflib

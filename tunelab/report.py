@@ -147,10 +147,10 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
 
 
 def _comparison(run: Run, data: datasets.Data, parts: dict, out: Path) -> list[tuple]:
-    """This run's retrained model beside those of the runs in compare_with (``tunelab.compare``)."""
-    from tunelab import compare
+    """This run's retrained model beside those of the runs in compare_with (``tunelab.comparison``)."""
+    from tunelab import comparison
 
-    models, missing = [compare.Model(run, data, parts)], []
+    models, missing = [comparison.Model(run, data, parts)], []
     for name in run.spec.compare_with:
         try:
             other = runs.open_run(name, run.dir.parent)
@@ -159,15 +159,15 @@ def _comparison(run: Run, data: datasets.Data, parts: dict, out: Path) -> list[t
             continue
         if not other.has_retrained():
             missing.append(f"`{name}` (not retrained yet: `tunelab retrain {name}`)")
-        elif other.spec.dataset != run.spec.dataset or compare.hook([*(m.run for m in models), other]) is None:
+        elif other.spec.dataset != run.spec.dataset or comparison.hook([*(m.run for m in models), other]) is None:
             missing.append(f"`{name}` (trains `{other.spec.trainable_name}` on `{other.spec.dataset}`: not comparable)")
         elif other.name not in {m.run.name for m in models}:
-            models.append(compare.retrained(other))
+            models.append(comparison.retrained(other))
     blocks = [("h3", f"Compared with {', '.join(run.spec.compare_with)}")]
     if missing:
         blocks.append(("p", f"Left out of the comparison: {'; '.join(missing)}."))
     if len(models) > 1:
-        blocks += compare.side_by_side(models, out).blocks()
+        blocks += comparison.side_by_side(models, out).blocks()
     return blocks
 
 

@@ -1,7 +1,7 @@
 """The results layout, and the one API to what a run holds: its spec, leaderboard, best config, retrained models.
 
 results/<run>/tunelab.yaml      the resolved spec (trainable, defaults, searched space), options and data root,
-                                and the plan of a budgeted search (tunelab.plan), written when the search starts:
+                                and the plan of a budgeted search (tunelab.planner), written when the search starts:
                                 a run reopens from it alone
 results/<run>/trial_*/          Ray's trials, checkpoints and state (unless --storage puts them elsewhere)
 results/<run>/study.log         the run's Optuna study, an Optuna journal written as the search runs (tunelab.study):
@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from tunelab import UserError, data as datasets, files, protocol, spaces, training
-from tunelab.plan import Plan
+from tunelab.planner import Plan
 
 INFO_FILE = "tunelab.yaml"
 STUDY_FILE = "study.log"

@@ -15,15 +15,28 @@ def read_config(path: Path, defaults: dict) -> dict:
     raw = raw.get("config", raw) if isinstance(raw, dict) else raw
     if not isinstance(raw, dict):
         raise UserError(f"{path}: must be a mapping of hyperparameters to values (or have one under config:)")
-    unknown = sorted(map(str, set(raw) - set(defaults)))  # YAML keys may be numbers too
+    return known(raw, path, defaults)
+
+
+def known(config: dict, where, defaults: dict) -> dict:
+    """``config``, whose every key is a hyperparameter of ``defaults``; else a UserError naming ``where`` it is from."""
+    unknown = sorted(map(str, set(config) - set(defaults)))  # YAML keys may be numbers too
     if unknown:
-        raise UserError(f"{path}: unknown hyperparameter(s) {', '.join(unknown)}; allowed: {', '.join(defaults)}")
-    return raw
+        raise UserError(f"{where}: unknown hyperparameter(s) {', '.join(unknown)}; allowed: {', '.join(defaults)}")
+    return config
 
 
-def describe(trainable: str, config_path: str | None, dataset: str | None, root: Path) -> str:
+def describe(trainable: str, config: str | Path | dict | None, dataset: str | None, root: Path) -> str:
+    """``config``: hyperparameters over the trainable's defaults, a mapping or a YAML file of one (a run's
+    best.yaml)."""
     checked = protocol.load(str(Path(trainable).resolve()) if trainable.endswith(".py") else trainable)
-    config = checked.defaults | (read_config(config_path, checked.defaults) if config_path else {})
+    if isinstance(config, dict):
+        given = known(config, "config", checked.defaults)
+    elif config is None or isinstance(config, (str, Path)):
+        given = read_config(config, checked.defaults) if config else {}
+    else:
+        raise UserError(f"config: must be a mapping of hyperparameters to values or a YAML file of one, not {config!r}")
+    config = checked.defaults | given
     if dataset and (mismatch := datasets.other_kind(dataset, checked.dataset)):
         raise UserError(f"--dataset: {mismatch}")
     data = datasets.load(dataset or checked.dataset, root, "search")

@@ -50,11 +50,13 @@ class Model:
 
 @dataclass(frozen=True)
 class Comparison:
-    """What ``side_by_side`` drew: the hook it used, {caption: PNG}, and a table (ROC: AUCs and test metrics)."""
+    """What ``side_by_side`` drew: the hook it used, {caption: PNG}, and a table (ROC: AUCs and test metrics);
+    ``folder``: where ``compare`` wrote them (tunelab.api.compare)."""
 
     hook: str
     figures: dict[str, Path]
     table: pd.DataFrame | None = None
+    folder: Path | None = None
 
     def blocks(self) -> list[tuple]:
         """As a report's blocks: the figures, then the table."""

@@ -71,6 +71,12 @@ class Plan:
             f"{_in(self.retrain_expected_s, _unit(self.retrain_expected_s))} per seed{self._ceiling()}.",
         ]
 
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython and Jupyter show the two lines
+        printer.text(str(self))
+
     def _ceiling(self) -> str:
         budget = self.retrain_budget_s
         if self.max_flops is None:

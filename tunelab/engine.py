@@ -243,7 +243,13 @@ def resume(run: Run) -> pd.DataFrame:
     data_sets = _check(run)
     searcher = _searcher(run, mode, resumed=True)  # a missing or damaged study is refused before Ray starts
     with cluster.connected(run.options.address, run.spec.trainable, run.spec.cpus, run.spec.gpus):
-        tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run, data_sets), resume_unfinished=True)
+        try:
+            tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run, data_sets),
+                                       resume_unfinished=True)  # fmt: skip
+        except ModuleNotFoundError as e:  # its saved callbacks name a module this tunelab no longer has
+            raise UserError(f"{run.experiment_path} was saved by an older tunelab ({e}): resume it with that "
+                            f"version, or start anew with `tunelab search {run.spec.argument} --name "
+                            f"{run.name}-2`; its trials so far stay in its leaderboard") from None
         # Ray's saved state holds the callbacks and the searcher the search started with: their W&B mode, and the
         # run's folder and study file as they were then (a renamed or copied run's are another's). Tuner.restore
         # takes no new ones, so this run's replace them on Ray's TunerInternal (Ray 2.60); Ray then restores its
