@@ -5,10 +5,13 @@ import dataclasses
 import pickle
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import optuna
 import pandas as pd
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -199,3 +202,25 @@ def test_a_searcher_runs_only_configs_its_ceiling_admits_and_tells_the_study_the
     assert refused and all(t.params["width"] == 64 and t.state == TrialState.FAIL and t.value is None
                            and t.user_attrs == {"status": "not tried", "note": note} for t in refused)  # fmt: skip
     assert len(trials) - len(refused) == 8
+
+
+def test_calibration_times_an_epoch_without_the_processs_one_off_costs(monkeypatch):
+    """The process's first batch pays imports and lazy setup (seconds, for a text model's first step): timed as an
+    epoch's share, it made a cheap config look 20 times costlier than its trials were."""
+    per_example, first = 0.001, [True]
+
+    def train_epoch(parts, data, config):
+        if first:  # the process's first batch
+            first.pop()
+            time.sleep(0.5)
+        time.sleep(per_example * len(data.splits["train"][1]))
+
+    def evaluate(parts, data, split):
+        time.sleep(per_example * len(data.splits[split][1]))
+
+    trainable = SimpleNamespace(train_epoch=train_epoch, evaluate=evaluate)
+    monkeypatch.setattr(calibrate.training, "build", lambda *args: None)
+    splits = {k: (torch.zeros(n, 1), torch.zeros(n)) for k, n in (("train", 1000), ("val", 200))}
+    data = calibrate.datasets.Data("toy", splits, ["a"], torch.device("cpu"))
+    epoch_s, _ = calibrate._epoch_s(trainable, {"batch_size": 50}, data, aim=0.25)
+    assert epoch_s == pytest.approx(1.2, rel=0.25)  # 1,200 examples at 1 ms, not the first batch's half second

@@ -135,6 +135,7 @@ def _epoch_s(trainable: protocol.Trainable, config: dict, data: datasets.Data, a
                        ("val", lambda d: trainable.evaluate(parts, d, "val"))):  # fmt: skip
         total = len(data.splits[split][1])
         n = min(total, config.get("batch_size", 64))  # one batch warms up and says how many to time
+        _timed(run, _sliced(data, n))  # the process's first batch pays one-off costs (imports, lazy setup)
         seconds = _timed(run, _sliced(data, n))
         more = min(total, int(aim * n / max(seconds, 1e-6)))
         if more > n:  # else the warm-up, a little slow, is the timing: a costly config on a small budget
