@@ -270,7 +270,8 @@ def replay(method: str, seed: int, curves: dict[int, Curve], points: dict[int, n
                 break
             seen[epoch] = v
             events.append((clock, v))
-            if epoch in at_rung and not asha_continues(at_rung[epoch], v, eta):
+            # the queued priors train all their epochs, as tunelab.engine's ASHA lets them; their values count
+            if epoch in at_rung and not asha_continues(at_rung[epoch], v, eta) and ran >= len(priors):
                 state, stopped = TrialState.PRUNED, stopped + 1
                 break
         ran += 1

@@ -15,7 +15,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from tunelab import calibrate, runs, spaces, study
+from tunelab import calibrate, engine, runs, spaces, study
 from tunelab.cli import main, parser
 from tunelab.planner import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
 
@@ -224,3 +224,16 @@ def test_calibration_times_an_epoch_without_the_processs_one_off_costs(monkeypat
     data = calibrate.datasets.Data("toy", splits, ["a"], torch.device("cpu"))
     epoch_s, _ = calibrate._epoch_s(trainable, {"batch_size": 50}, data, aim=0.25)
     assert epoch_s == pytest.approx(1.2, rel=0.25)  # 1,200 examples at 1 ms, not the first batch's half second
+
+
+def test_asha_lets_the_configs_queued_first_finish():
+    """The baseline and the priors train all their epochs; their values still set the bar for the others."""
+    asha = engine._scheduler(spaces.load("fashion_cnn"), {"prior"})  # rungs at epochs 2, 4, 8 of 12
+    asha.set_search_properties("val_acc", "max")
+    first, prior, other = (SimpleNamespace(trial_id=t) for t in ("first", "prior", "other"))
+    for trial in (first, prior, other):
+        asha.on_trial_add(None, trial)
+    at = lambda epoch, value: {"training_iteration": epoch, "val_acc": value}  # noqa: E731
+    assert asha.on_trial_result(None, first, at(2, 0.9)) == asha.CONTINUE  # the first at a rung goes on
+    assert asha.on_trial_result(None, prior, at(2, 0.5)) == asha.CONTINUE  # below the bar, but queued
+    assert asha.on_trial_result(None, other, at(2, 0.6)) == asha.STOP  # above the prior, below the first

@@ -107,6 +107,7 @@ class StudySearch(OptunaSearch):
             storage=_storage(run.study_file),
         )
         self._wandb, self._admit = wandb, admit
+        self.queued: set[str] = set()  # Ray trial ids of queued configs (baseline, priors): ASHA lets them finish
         study = self._ot_study
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -124,14 +125,15 @@ class StudySearch(OptunaSearch):
         again; the last of ADMIT_TRIES draws runs whatever it costs. TPE leaves failed trials out of its model: the
         refused would otherwise be all it knows before the first trial ends, and it would sample beside them.
         A queued config (the baseline, a prior) is always tried (a prior that ``admit`` refuses is not queued:
-        tunelab.priors)."""
+        tunelab.priors), and its trial id goes into ``queued``."""
         for attempt in range(ADMIT_TRIES):
             new = trial_id not in self._ot_trials
             config = super().suggest(trial_id)
             if not new or trial_id not in self._ot_trials:
                 return config
             trial = self._ot_trials[trial_id]
-            over = self._over(trial, config)
+            queued = "fixed_params" in self._ot_study.get_trials(deepcopy=False)[trial.number].system_attrs
+            over = 0.0 if queued or self._admit is None else self._admit(config) - 1
             if over <= 0 or attempt == ADMIT_TRIES - 1:
                 break
             note = f"not tried: about {1 + over:.1f}x the FLOPs of the costliest config whose retrain fits its budget"
@@ -142,12 +144,9 @@ class StudySearch(OptunaSearch):
         trial.set_user_attr("ray_trial_id", trial_id)
         if self._wandb:
             trial.set_user_attr("wandb_run_id", tracking.trial_run_id(trial_id))
+        if queued:
+            self.queued.add(trial_id)
         return config
-
-    def _over(self, trial: optuna.Trial, config: dict) -> float:
-        """How far ``config`` is over ``admit``'s ceiling, as a share of it (0: within it, or queued)."""
-        queued = "fixed_params" in self._ot_study.get_trials(deepcopy=False)[trial.number].system_attrs
-        return 0.0 if self._admit is None or queued else max(self._admit(config) - 1, 0.0)
 
     def restore(self, checkpoint_path: str) -> None:
         """Ray's saved searcher (the sampler's state, the trials it asked for) on this searcher's study file and W&B
