@@ -183,7 +183,7 @@ def test_the_ceiling_measures_a_config_against_the_costliest_that_fits(fixture_r
     cheap = {"depth": 2, "width": 32, "convs_per_block": 1, "kernel_size": 3}
     costly = {"depth": 3, "width": 64, "convs_per_block": 2, "kernel_size": 5}
     trainable, data = calibrate.Ceiling(spec, fixture_root, 0.0)._load()
-    ceiling = calibrate.Ceiling(spec, fixture_root, calibrate._flops(trainable, spec, spec.config(cheap), data))
+    ceiling = calibrate.Ceiling(spec, fixture_root, calibrate._cost(trainable, spec, spec.config(cheap), data, "flops"))
     assert ceiling(cheap) == 1.0 and ceiling(costly) > 10  # 2 more convolutions of 5x5, twice as wide
     assert pickle.loads(pickle.dumps(ceiling))._loaded is None  # Ray saves the searcher: no data, no model in it
 
@@ -198,7 +198,7 @@ def test_a_searcher_runs_only_configs_its_ceiling_admits_and_tells_the_study_the
     assert configs[0]["width"] == spec.baseline["width"] and all(c["width"] != 64 for c in configs)
     trials = study.load(run).trials
     refused = [t for t in trials if "ray_trial_id" not in t.user_attrs]
-    note = "not tried: about 2.5x the FLOPs of the costliest config whose retrain fits its budget"
+    note = "not tried: about 2.5x the cost of the costliest config whose retrain fits its budget"
     assert refused and all(t.params["width"] == 64 and t.state == TrialState.FAIL and t.value is None
                            and t.user_attrs == {"status": "not tried", "note": note} for t in refused)  # fmt: skip
     assert len(trials) - len(refused) == 8
@@ -237,3 +237,10 @@ def test_asha_lets_the_configs_queued_first_finish():
     assert asha.on_trial_result(None, first, at(2, 0.9)) == asha.CONTINUE  # the first at a rung goes on
     assert asha.on_trial_result(None, prior, at(2, 0.5)) == asha.CONTINUE  # below the bar, but queued
     assert asha.on_trial_result(None, other, at(2, 0.6)) == asha.STOP  # above the prior, below the first
+
+
+@pytest.mark.parametrize("experiment", ["fashion_gan", "fashion_cgan"])
+def test_a_gans_step_that_flop_counting_cannot_follow_is_planned_by_its_seconds(env, fixture_root, capsys, experiment):
+    """Their gradient penalty calls autograd.grad, which FlopCounterMode cannot follow: calibration times the steps."""
+    assert main(["--data-dir", str(fixture_root), "plan", experiment, "--time-budget", "2m"]) == 0
+    assert capsys.readouterr().out.startswith("Plan: ")

@@ -7,7 +7,8 @@ on a slice of the data and one training step of a few examples is counted in FLO
 the fewest and the most FLOPs per example are the cheap and the costly corner. Each corner then trains on a slice
 of the training set and evaluates a slice of the validation set, timed and scaled per example to the whole sets,
 with torch's threads as a trial has them. A trial's expected epoch is the drawn configs' mean, each interpolated
-between the two corners' times by its FLOPs.
+between the two corners' times by its FLOPs. Where FlopCounterMode cannot follow a trainable's step (a GAN's
+gradient penalty calls autograd.grad), a step's seconds per example stand in for its FLOPs, for every config alike.
 
 A retrain budget caps the configs a search tries (``Ceiling``): an epoch's seconds are linear in FLOPs between the
 corners, so the budget over the retrain's epochs is a number of FLOPs per example, and the searcher counts each
@@ -46,6 +47,7 @@ class Calibration:
     overhead_s: float
     seconds: float
     flops: tuple[float, ...] = ()  # per example, of each drawn config, fewest first: the corners are the ends
+    unit: str = "flops"  # what ``flops`` counts: FLOPs, or "s" where they cannot be counted (see ``_cost``)
 
     def epoch_s_at(self, flops: float) -> float:
         """The epoch of a config of ``flops``, on the line through the corners."""
@@ -92,14 +94,19 @@ def calibrate(spec: Spec, data_dir: Path, budget_s: float) -> Calibration:
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, math.floor(spec.cpus)))  # as a trial has them
     try:
-        counted = sorted(((_flops(trainable, spec, config, data), i, config) for i, config in
-                          enumerate(_candidates(spec, candidates))), key=lambda c: c[:2])  # fmt: skip
+        drawn = _candidates(spec, candidates)
+        try:
+            unit = "flops"
+            counted = sorted(((_cost(trainable, spec, c, data, unit), i, c) for i, c in enumerate(drawn)))
+        except RuntimeError:  # FlopCounterMode cannot follow the step (a GAN's gradient penalty: autograd.grad)
+            unit = "s"
+            counted = sorted(((_cost(trainable, spec, c, data, unit), i, c) for i, c in enumerate(drawn)))
         (_, _, cheap), (_, _, costly) = counted[0], counted[-1]
         (cheap_s, build_s), (costly_s, costly_build_s) = (_epoch_s(trainable, c, data, aim) for c in (cheap, costly))
     finally:
         torch.set_num_threads(threads)
     flops = tuple(c[0] for c in counted)
-    found = Calibration(cheap_s, costly_s, 0.0, TRIAL_START_S + max(build_s, costly_build_s), 0.0, flops)
+    found = Calibration(cheap_s, costly_s, 0.0, TRIAL_START_S + max(build_s, costly_build_s), 0.0, flops, unit)
     return dataclasses.replace(found, epoch_s_mean=found.epoch_s_at(sum(flops) / len(flops)),
                                seconds=time.perf_counter() - started)  # fmt: skip
 
@@ -117,11 +124,17 @@ def _sliced(data: datasets.Data, n: int) -> datasets.Data:
     return dataclasses.replace(data, splits={k: tuple(v[:n] for v in data.splits[k]) for k in ("train", "val")})
 
 
-def _flops(trainable: protocol.Trainable, spec: Spec, config: dict, data: datasets.Data) -> float:
-    """FLOPs per example of a training step of ``config``."""
+def _cost(trainable: protocol.Trainable, spec: Spec, config: dict, data: datasets.Data, unit: str) -> float:
+    """A training step's cost per example of ``config``: its FLOPs (unit "flops"), or its seconds on this process's
+    threads (unit "s": where FlopCounterMode cannot follow the step, a slower and noisier stand-in)."""
     parts = training.build(trainable, config, _sliced(data, SLICE), spec.seed)
+    if unit == "s":
+        run = lambda d: trainable.train_epoch(parts, d, config)  # noqa: E731
+        n = _smallest(run, data, COUNTED, len(data.splits["train"][1]))
+        return _timed(run, _sliced(data, n)) / n
+    step = _sliced(data, COUNTED)
     with FlopCounterMode(display=False) as counter:
-        trainable.train_epoch(parts, _sliced(data, COUNTED), config)
+        trainable.train_epoch(parts, step, config)
     return counter.get_total_flops() / COUNTED
 
 
@@ -134,14 +147,27 @@ def _epoch_s(trainable: protocol.Trainable, config: dict, data: datasets.Data, a
     for split, run in (("train", lambda d: trainable.train_epoch(parts, d, config)),
                        ("val", lambda d: trainable.evaluate(parts, d, "val"))):  # fmt: skip
         total = len(data.splits[split][1])
-        n = min(total, config.get("batch_size", 64))  # one batch warms up and says how many to time
-        _timed(run, _sliced(data, n))  # the process's first batch pays one-off costs (imports, lazy setup)
+        # the first run pays one-off costs (imports, lazy setup) and finds how few examples make a step
+        n = _smallest(run, data, min(total, config.get("batch_size", 64)), total)
         seconds = _timed(run, _sliced(data, n))
         more = min(total, int(aim * n / max(seconds, 1e-6)))
         if more > n:  # else the warm-up, a little slow, is the timing: a costly config on a small budget
             n, seconds = more, _timed(run, _sliced(data, more))
         per_example[split] = seconds / n * total
     return per_example["train"] + per_example["val"], build_s
+
+
+def _smallest(run, data: datasets.Data, n: int, most: int) -> int:
+    """How many examples, from ``n`` on and doubling up to ``most``, ``run`` takes without a ValueError (a GAN's
+    epoch must hold d_steps batches); it has run once on them."""
+    while True:
+        try:
+            run(_sliced(data, n))
+            return n
+        except ValueError:
+            if n >= most:
+                raise
+            n = min(2 * n, most)
 
 
 def _timed(run, data: datasets.Data) -> float:
@@ -167,7 +193,7 @@ def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | 
                      fixed, spec.max_epochs, calibration_s=found.seconds,
                      epoch_s_mean=capped[1] if capped else found.epoch_s_mean, retrain_budget_s=retrain_budget_s,
                      max_epoch_s=found.epoch_s_at(capped[0]) if capped else None)  # fmt: skip
-    return dataclasses.replace(plan, max_flops=capped[0]) if capped else plan
+    return dataclasses.replace(plan, max_flops=capped[0], cost_unit=found.unit) if capped else plan
 
 
 class Ceiling:
@@ -175,22 +201,22 @@ class Ceiling:
     against the plan's ``max_flops``. It loads the trainable and a slice of the data when first asked, and leaves
     them behind when Ray saves the searcher."""
 
-    def __init__(self, spec: Spec, data_dir: Path, max_flops: float):
-        self.spec, self.data_dir, self.max_flops = spec, data_dir, max_flops
+    def __init__(self, spec: Spec, data_dir: Path, max_flops: float, unit: str = "flops"):
+        self.spec, self.data_dir, self.max_flops, self.unit = spec, data_dir, max_flops, unit
         self._loaded: tuple | None = None
 
     def __getstate__(self) -> dict:
         return self.__dict__ | {"_loaded": None}
 
     def __call__(self, params: dict) -> float:
-        """The FLOPs of the config of ``params`` over the ceiling's (above 1: it does not fit)."""
+        """The cost of the config of ``params`` over the ceiling's (above 1: it does not fit)."""
         trainable, data = self._load()
-        return _flops(trainable, self.spec, self.spec.config(params), data) / self.max_flops
+        return _cost(trainable, self.spec, self.spec.config(params), data, self.unit) / self.max_flops
 
     def _load(self) -> tuple[protocol.Trainable, datasets.Data]:
         if self._loaded is None:
             data = datasets.load(self.spec.dataset, self.data_dir, "search", 1.0, torch.device("cpu"))
-            self._loaded = protocol.load(self.spec.trainable), _sliced(data, SLICE)
+            self._loaded = protocol.load(self.spec.trainable), _sliced(data, 8 * SLICE)  # a GAN's d_steps batches
         return self._loaded
 
 

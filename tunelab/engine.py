@@ -110,7 +110,9 @@ def _searcher(run: Run, mode: str, resumed: bool = False, imported: Sequence[Fro
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's group and constant_liar
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    admit = calibrate.Ceiling(run.spec, run.data_dir, run.plan.max_flops) if run.plan and run.plan.max_flops else None
+    plan = run.plan
+    admit = None if not plan or plan.max_flops is None else calibrate.Ceiling(run.spec, run.data_dir, plan.max_flops,
+                                                                               plan.cost_unit)  # fmt: skip
     if resumed:
         return study.resumed_searcher(run, sampler(run.spec), wandb=mode != "disabled", admit=admit)
     queued = priors.points(run, admit)  # prints which it evaluates first, and which it skips

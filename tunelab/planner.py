@@ -53,6 +53,7 @@ class Plan:
     # every config fits.
     max_epoch_s: float | None = None
     max_flops: float | None = None
+    cost_unit: str = "flops"  # what max_flops counts: "s" where calibration could not count FLOPs (its seconds)
 
     def lines(self) -> list[str]:
         """The two lines printed before the first trial."""

@@ -39,7 +39,7 @@ def points(run: Run, admit: Callable[[dict], float] | None = None) -> list[tuple
     for index, prior in enumerate(spec.priors):
         point, why = _point(spec, prior)
         if why is None and admit is not None and (over := admit(point)) > 1:
-            why, costly = f"about {over:.1f}x the FLOPs of the costliest config whose retrain fits its budget", True
+            why, costly = f"about {over:.1f}x the cost of the costliest config whose retrain fits its budget", True
         if why:
             skipped.append(f"priors[{index}] ({why})")
         else:

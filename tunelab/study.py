@@ -136,7 +136,7 @@ class StudySearch(OptunaSearch):
             over = 0.0 if queued or self._admit is None else self._admit(config) - 1
             if over <= 0 or attempt == ADMIT_TRIES - 1:
                 break
-            note = f"not tried: about {1 + over:.1f}x the FLOPs of the costliest config whose retrain fits its budget"
+            note = f"not tried: about {1 + over:.1f}x the cost of the costliest config whose retrain fits its budget"
             for key, value in {"status": "not tried", "note": note}.items():
                 trial.set_user_attr(key, value)
             self._ot_study.tell(trial, state=TrialState.FAIL)
