@@ -211,7 +211,7 @@ def test_a_retrain_whose_models_all_failed_carries_its_run_and_the_command_line_
     monkeypatch.setattr(retrain, "_train", lambda *_: {"status": "failed: the loss is nan", "duration_s": 0.1})
     run = tunelab.open("small_cnn")
     with pytest.raises(Failed, match=r"every retrained model of run 'small_cnn' failed \(2\)") as error:
-        run.retrain(seeds=2, epochs=1, wandb="disabled")
+        run.retrain(seeds="2", epochs="1", subset="0.5", wandb="disabled")  # checked as the flags' text is
     assert error.value.run is run and len(stored.retrain_table()) == 2
     with pytest.raises(UserError, match="^seeds: must be an integer >= 1, not 0$"):
         run.retrain(seeds=0)

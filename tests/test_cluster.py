@@ -197,7 +197,7 @@ def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root):
     start_time = time.monotonic()
     storage, epochs = env / "shared", 20  # long enough that a trial is still running when the driver is killed
     search = start(search_args(cluster, data_root, storage, "--max-epochs", str(epochs), "--concurrency", "2",
-                               "--wandb", "offline"))  # fmt: skip
+                               "--wandb", "offline", "--verbose"))  # fmt: skip  (a line per trial start and epoch)
     lines, second_finished = [], None
     for line in search.stdout:  # wait for two finished trials and a later one part-way (with a checkpoint)
         lines.append(line)
@@ -247,7 +247,8 @@ def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root):
 
 
 def trials_that(lines: list[str], event: str) -> set[str]:
-    """Trial ids from the search's progress lines ("trial ID started: ...", "trial ID epoch 1: ...")."""
+    """Trial ids from the search's progress lines ("trial ID started: ...", "trial ID epoch 1: ...", with --verbose;
+    "trial ID finished (...)")."""
     return {m.group(1) for line in lines if (m := re.search(rf"\btrial (\S+) {event}\b", line))}
 
 

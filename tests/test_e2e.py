@@ -32,7 +32,7 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
             "--subset", subset_for(fashion_root), "--wandb", "offline"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "epoch 2: val_acc=" in out and "# Leaderboard: fashion_cnn" in out
+    assert "; 3 of 3 trials done" in out and "# Leaderboard: fashion_cnn" in out
 
     run = results / "fashion_cnn"
     board = pd.read_csv(run / "leaderboard.csv")

@@ -132,10 +132,10 @@ def test_retrain_checks_first_and_keeps_the_previous_retrain_until_the_new_one_s
     data.with_name("moved").rename(data)
     real_train = retrain._train
 
-    def fails_second(trainable, config, data, seed, log):  # the second model of the new retrain fails
+    def fails_second(trainable, config, data, seed, log, shown):  # the second model of the new retrain fails
         if seed == 1:
             raise RuntimeError("CUDA out of memory")
-        return real_train(trainable, config, data, seed, log)
+        return real_train(trainable, config, data, seed, log, shown)
 
     monkeypatch.setattr(retrain, "_train", fails_second)
     with pytest.raises(RuntimeError):

@@ -76,11 +76,22 @@ def test_the_plan_in_two_lines():
     plan = Plan(trials=24, max_epochs=12, rungs=[1, 3, 9], eta=3, subset=0.3, concurrency=2, expected_s=1080,
                 calibration_s=40, retrain_epochs=12, retrain_expected_s=240, budget_s=1200)  # fmt: skip
     assert plan.lines() == [
-        "Plan: 24 trials, rungs at 1/3/9 of 12 epochs, on 30 % of the training set, 2 at a time; expected 18 min of 20 "
-        "(calibration 40 s).",
+        "Plan: 24 trials (more if time is left), rungs at 1/3/9 of 12 epochs, on 30 % of the training set, 2 at a "
+        "time; expected 18 min of 20 (calibration 40 s).",
         "Retrain of the best config: 12 epochs on the whole training set, about 4 min per seed.",
     ]
     assert plan.hard_stop_s(40) == 1160 and plan.hard_stop_s(5000) == 120  # a tenth of the budget at least
+
+
+def test_a_search_starts_more_trials_than_planned_only_while_one_reaches_its_first_rung():
+    plan = make_plan(1200, **FASHION, calibration_s=30, epoch_s_mean=160)
+    first_rung = plan.first_rung_s()  # a trial's start and its first epoch at the plan's subset
+    assert first_rung == pytest.approx(plan.trial_start_s + 1.0 + plan.rungs[0] * plan.epoch_s)
+    assert plan.more_trials(plan.trials - 1, left_s=0)  # the planned ones, whatever the time left
+    assert plan.more_trials(plan.trials, left_s=first_rung) and plan.more_trials(plan.trials + 30, left_s=600)
+    assert not plan.more_trials(plan.trials, left_s=first_rung - 1)
+    fixed = make_plan(1200, **FASHION, fixed={"trials": 8}, calibration_s=30, epoch_s_mean=160)
+    assert not fixed.more_trials(8, left_s=1000) and "more if time is left" not in fixed.lines()[0]
 
 
 def test_a_plan_applied_is_what_the_search_runs_and_reopens_with_its_run(tmp_path):

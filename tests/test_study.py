@@ -184,7 +184,8 @@ def searched(tmp_path_factory, fixture_root) -> SimpleNamespace:
     results = tmp_path_factory.mktemp("study") / "results"
     environ = _environ(results)
     cmd = [sys.executable, "-m", "tunelab.cli", "--data-dir", str(fixture_root), "search", str(SMALL_CNN),
-           "--trials", str(TRIALS), "--max-epochs", "6", "--concurrency", "1", "--wandb", "offline"]  # fmt: skip
+           "--trials", str(TRIALS), "--max-epochs", "6", "--concurrency", "1", "--wandb", "offline",
+           "--verbose"]  # fmt: skip  (a line per epoch)
     search = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ)
     lines = []
     for line in search.stdout:

@@ -193,7 +193,7 @@ def search(
     experiment: str | Path, *, time_budget=None, retrain_budget=None, trials=None, max_epochs=None, subset=None,
     concurrency=None, cpus_per_trial=None, gpus_per_trial=None, seed=None, name=None, wandb=None,
     warm_start: Iterable[str] = (), no_priors: bool = False, address=None, storage=None, data_dir=None,
-    results_dir=None,
+    results_dir=None, verbose: bool = False,
 ) -> Run:  # fmt: skip
     """Run a hyperparameter search and return its ``Run`` (what ``tunelab search`` does).
 
@@ -214,6 +214,9 @@ def search(
       (a shared file system or a bucket; default: the run's folder).
     - ``data_dir``, ``results_dir``: the data and results roots (default: $TUNELAB_DATA or ./datasets,
       $TUNELAB_RESULTS or ./results).
+    - ``verbose``: also print a line per trial start and per epoch. Without it a notebook or a terminal shows a
+      progress bar (trials done of those planned, running, the best value so far, elapsed and expected time), and
+      other output (a log, CI) one line per trial that ends.
 
     A search whose trials all failed raises tunelab.Failed (its leaderboard is written); where only some failed,
     the returned run's ``warning`` says so. Ctrl-C stops it (tunelab.Failed; ``tunelab.resume(name)`` continues it).
@@ -251,14 +254,14 @@ def search(
             run = calibrate.apply(run, calibrate.plan_for(spec, run.data_dir, _fixed(given), given["retrain_budget"]))
             print("\n".join(run.plan.lines()), flush=True)
         cluster.keep_local()
-        return _ended(run, engine.search(run))
+        return _ended(run, engine.search(run, verbose=bool(verbose)))
 
 
-def resume(name: str, *, address=None, storage=None, wandb=None, results_dir=None) -> Run:
+def resume(name: str, *, address=None, storage=None, wandb=None, results_dir=None, verbose: bool = False) -> Run:
     """Continue an interrupted search (its finished trials and its sampler's history are kept) and return its
     ``Run`` (what ``tunelab resume`` does). ``address``: the Ray cluster to continue on (default: $RAY_ADDRESS, else
     the search's; "local" for a local Ray); ``storage``: the search's storage, if its contents have moved;
-    ``wandb``: another W&B mode. Outcomes as ``search``'s."""
+    ``wandb``: another W&B mode; ``verbose``: as ``search``'s. Outcomes as ``search``'s."""
     from tunelab import cluster, engine, runs, study, tracking
 
     _checked(wandb=wandb)
@@ -277,7 +280,7 @@ def resume(name: str, *, address=None, storage=None, wandb=None, results_dir=Non
         if given:
             run.save()
         cluster.keep_local()
-        return _ended(run, engine.resume(run))
+        return _ended(run, engine.resume(run, verbose=bool(verbose)))
 
 
 def _ended(stored: runs.Run, board: pd.DataFrame) -> Run:
@@ -406,18 +409,22 @@ class Run:
 
         return retrain.table(self.stored) if self.stored.retrain_table() is not None else None
 
-    def retrain(self, top_k=1, seeds=1, ensemble=False, epochs=None, subset=None, wandb=None) -> pd.DataFrame:
+    def retrain(self, top_k=1, seeds=1, ensemble=False, epochs=None, subset=None, wandb=None,
+                verbose=False) -> pd.DataFrame:  # fmt: skip
         """Retrain the ``top_k`` best configs with ``seeds`` seeds each on train+validation, test them once on the
         test set and save the models (what ``tunelab retrain`` does); return the test metrics, mean ± std over the
         seeds of each config. ``ensemble``: also test the mean of all the models' predicted class probabilities
         (classifiers). ``epochs``: default the plan's retrain epochs, else the search's; ``subset``: the fraction
-        of train+validation (default: all of it after a planned search, else the search's). Where every model
-        failed it raises tunelab.Failed; where some did, ``warning`` says so."""
+        of train+validation (default: all of it after a planned search, else the search's). A notebook or a
+        terminal shows a progress bar over the models' epochs, other output one line per model; ``verbose``: also
+        a line per epoch. Where every model failed it raises tunelab.Failed; where some did, ``warning`` says
+        so."""
         from tunelab import retrain
 
-        _checked(top_k=top_k, seeds=seeds, epochs=epochs, subset=subset, wandb=wandb)
+        given = _checked(top_k=top_k, seeds=seeds, epochs=epochs, subset=subset, wandb=wandb)
         with self.stored.locked("retrain"):
-            table = retrain.retrain(self.stored, top_k, seeds, epochs, wandb, subset, ensemble)
+            table = retrain.retrain(self.stored, given["top_k"], given["seeds"], given["epochs"], wandb,
+                                    given["subset"], ensemble, bool(verbose))  # fmt: skip
         self.warning = None
         try:
             self.warning = retrain.outcome(self.stored)

@@ -68,13 +68,13 @@ def _cmd_search(args) -> None:
         max_epochs=args.max_epochs, subset=args.subset, concurrency=args.concurrency,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed, name=args.name,
         wandb=args.wandb, warm_start=args.warm_start or (), no_priors=args.no_priors, address=args.address,
-        storage=args.storage, data_dir=args.data_dir, results_dir=args.results_dir,
+        storage=args.storage, data_dir=args.data_dir, results_dir=args.results_dir, verbose=args.verbose,
     ))  # fmt: skip
 
 
 def _cmd_resume(args) -> None:
     _searched(lambda: api.resume(args.run, address=args.address, storage=args.storage, wandb=args.wandb,
-                                 results_dir=args.results_dir))  # fmt: skip
+                                 results_dir=args.results_dir, verbose=args.verbose))  # fmt: skip
 
 
 def _searched(start) -> None:
@@ -130,7 +130,7 @@ def _cmd_retrain(args) -> None:
     run = api.open(args.run, args.results_dir)
     try:
         table = run.retrain(top_k=args.top_k, seeds=args.seeds, ensemble=args.ensemble, epochs=args.epochs,
-                            subset=args.subset, wandb=args.wandb)  # fmt: skip
+                            subset=args.subset, wandb=args.wandb, verbose=args.verbose)  # fmt: skip
     except Failed as e:
         if e.run is not None:
             _retrained(run, run.retrained)
@@ -294,6 +294,11 @@ def parser() -> argparse.ArgumentParser:
     rep = command("report", _cmd_report, "write the run's report: figures, report.md and report.html")
     for c in (res, lb, r, rep):
         c.add_argument("run", metavar="RUN", help="the run (the experiment's name unless search had --name)")
+    for c in (s, res):
+        c.add_argument("--verbose", action="store_true", help="also print a line per trial start and per epoch "
+                       "(without it: a progress bar in a terminal, else a line per trial that ends)")  # fmt: skip
+    r.add_argument("--verbose", action="store_true", help="also print a line per epoch (without it: a progress bar "
+                   "in a terminal, else a line per model)")  # fmt: skip
     for c in (s, res, r, rep):
         c.add_argument("--wandb", choices=["online", "offline", "disabled"],
                        help="W&B mode (default: online with an API key, else offline)")

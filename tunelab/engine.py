@@ -28,7 +28,9 @@ from tunelab import (
     data as datasets,
     leaderboard,
     pareto,
+    planner,
     priors,
+    progress,
     protocol,
     study,
     tracking,
@@ -44,30 +46,98 @@ FINISHED = ("completed", "stopped early", "cut by the time budget")  # the leade
 
 
 class Progress(tune.Callback):
-    """One line per epoch of each trial, and one when a trial ends."""
+    """What a search shows while it runs. Where someone watches (a terminal, a notebook: tunelab.progress), one bar:
+    trials ended of those planned, how many run, the best value so far, the time elapsed and the plan's expected
+    time. Elsewhere (CI, a log, ``nohup``) one line per trial that ends. A failed trial always gets a line;
+    ``verbose`` adds a line per trial start and per epoch (and per trial end under the bar)."""
 
-    def __init__(self, spec: Spec):
-        self.metric, self.started, self.ended = spec.metric, time.monotonic(), 0
+    def __init__(self, spec: Spec, expected_s: float | None = None, verbose: bool = False):
+        self.spec, self.expected_s, self.verbose = spec, expected_s, verbose
+        self.single = len(spec.metrics) == 1  # several objectives have no single best
+        self.started = self.shown = time.monotonic()
+        self.ended: set[str] | None = None  # the trials that ended, from the first step on (a resumed search's too)
+        self.best: float | None = None
+        self.bar = None
 
-    def _line(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:6.0f}s] {text}", flush=True)
+    def on_step_begin(self, iteration, trials, **info):
+        if self.ended is None:
+            self.ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+            for trial in trials:  # a resumed search's
+                self._better(trial.metric_analysis.get(self.spec.metric, {}).get(self.spec.mode))
+            if progress.watched():  # no rate: trials that ASHA stops are quick, the others not
+                self.bar = progress.bar(self.spec.run_cap, "trial", desc=self.spec.name, initial=len(self.ended),
+                                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+        if time.monotonic() - self.shown >= 1:  # the bar's elapsed time goes on between trials' events
+            self._show(trials)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        config = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.config.items())
-        self._line(f"trial {trial.trial_id} started: {config}")
+        if self.verbose:
+            config = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.config.items())
+            self._line(f"trial {trial.trial_id} started: {config}")
+        self._show(trials)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        value = result.get(self.metric, float("nan"))
-        self._line(f"trial {trial.trial_id} epoch {result.get('epoch')}: {self.metric}={value:.4f}")
+        self._better(result.get(self.spec.metric))
+        if self.verbose:
+            self._line(f"trial {trial.trial_id} epoch {result.get('epoch')}: {self._values(result)}")
+        self._show(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.ended += 1
-        self._line(f"trial {trial.trial_id} finished ({self.ended} of {len(trials)} started trials done)")
+        result = trial.last_result
+        epochs = result.get("epoch") or 0
+        status = leaderboard.end_status(self.spec, epochs)
+        self._end(trials, trial, f"finished ({status}, {epochs} epoch{'s' if epochs != 1 else ''}): "
+                                 f"{self._values(result)}")  # fmt: skip
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.ended += 1
-        self._line(f"trial {trial.trial_id} FAILED after {MAX_FAILURES} retries "
-                   f"(see {trial.local_path}/error.txt); the search goes on")
+        self._end(trials, trial, f"FAILED after {MAX_FAILURES} retries (see {trial.local_path}/error.txt); the "
+                                 f"search goes on", failed=True)  # fmt: skip
+
+    def on_experiment_end(self, trials, **info):
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _end(self, trials, trial, what: str, failed: bool = False) -> None:
+        self.ended.add(trial.trial_id)
+        if self.bar is None or self.verbose or failed:
+            best = f"; best {self.spec.metric}={self.best:.4g}" if self.best is not None else ""
+            done, planned = len(self.ended), self.spec.run_cap
+            count = f"{done} of {planned} trials done" if done <= planned else f"{done} trials done, {planned} planned"
+            self._line(f"trial {trial.trial_id} {what}{best}; {count}")
+        self._show(trials)
+
+    def _better(self, value) -> None:
+        """Keep ``value`` as the best so far if it is (one objective)."""
+        if not self.single or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        if self.best is None or (value > self.best if self.spec.mode == "max" else value < self.best):
+            self.best = value
+
+    def _values(self, result: dict) -> str:
+        values = [f"{m}={result[m]:.4g}" if isinstance(result[m], float) else f"{m}={result[m]}"
+                  for m in self.spec.metrics if isinstance(result.get(m), (int, float))]  # fmt: skip
+        return ", ".join(values) or "no value"
+
+    def _show(self, trials) -> None:
+        self.shown = time.monotonic()
+        if self.bar is None:
+            return
+        running = sum(t.status == "RUNNING" and t.trial_id not in self.ended for t in trials)
+        shown = [f"{running} running"]
+        if self.best is not None:
+            shown.append(f"best {self.spec.metric}={self.best:.4g}")
+        if self.expected_s:
+            shown.append(f"expected {self.bar.format_interval(self.expected_s)}")
+        self.bar.total = max(self.bar.total, len(self.ended) + running)  # a planned search's trials beyond its plan
+        self.bar.update(len(self.ended) - self.bar.n)
+        self.bar.set_postfix_str(", ".join(shown))
+
+    def _line(self, text: str) -> None:
+        progress.line(f"[{time.monotonic() - self.started:6.0f}s] {text}")
 
 
 class CtrlC(tune.Callback):
@@ -132,11 +202,12 @@ def _trainable(run: Run, data_sets: tuple[str, ...]):
     return tune.with_resources(trial, {"cpu": spec.cpus, "gpu": spec.gpus})
 
 
-def _callbacks(run: Run, mode: str) -> list[tune.Callback]:
-    """The search's callbacks, ``CtrlC`` first; each trial's results as the leaderboard (Ray's ExperimentAnalysis)
-    reads them, no TensorBoard files."""
+def _callbacks(run: Run, mode: str, verbose: bool) -> list[tune.Callback]:
+    """The search's callbacks, ``CtrlC`` and ``Progress`` first (``_fit``'s); each trial's results as the
+    leaderboard (Ray's ExperimentAnalysis) reads them, no TensorBoard files."""
     spec = run.spec
-    return [CtrlC(), Progress(spec), JsonLoggerCallback(), CSVLoggerCallback(), study.StudyWriter(run),
+    shown = Progress(spec, run.plan.expected_s if run.plan else None, verbose)
+    return [CtrlC(), shown, JsonLoggerCallback(), CSVLoggerCallback(), study.StudyWriter(run),
             *tracking.trial_callbacks(mode, spec.project, run.name, spec.config, run.dir)]  # fmt: skip
 
 
@@ -225,8 +296,9 @@ class _QueuedFinish(ASHAScheduler):
         return self.CONTINUE if action == self.STOP and early and trial.trial_id in self.queued else action
 
 
-def search(run: Run) -> pd.DataFrame:
-    """Run a new search; write and return its leaderboard."""
+def search(run: Run, verbose: bool = False) -> pd.DataFrame:
+    """Run a new search; write and return its leaderboard. ``verbose``: show each trial's start and epochs
+    (``Progress``)."""
     spec = run.spec
     mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before anything else
     data_sets = _check(run)
@@ -238,7 +310,7 @@ def search(run: Run) -> pd.DataFrame:
         searcher = ConcurrencyLimiter(sampling,
                                       max_concurrent=run.options.concurrency or slots)
         single = len(spec.metrics) == 1
-        callbacks = _callbacks(run, mode)
+        callbacks = _callbacks(run, mode, verbose)
         tuner = tune.Tuner(
             _trainable(run, data_sets),
             tune_config=tune.TuneConfig(
@@ -246,19 +318,25 @@ def search(run: Run) -> pd.DataFrame:
                 scheduler=_scheduler(spec, sampling.queued),
                 metric=spec.metric if single else None,
                 mode=spec.mode if single else None,
-                num_samples=spec.run_cap,
+                num_samples=_samples(run),
                 time_budget_s=spec.time_budget_s,
                 reuse_actors=True,  # a trial's worker process, its imports and its loaded data serve the next trial
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
             ),
             run_config=_run_config(run, callbacks),
         )
-        return _fit(run, tuner, mode, callbacks[0])
+        return _fit(run, tuner, mode, callbacks)
 
 
-def resume(run: Run) -> pd.DataFrame:
+def _samples(run: Run) -> int:
+    """Ray's cap on the trials: the file's (or --trials), or for a planned search as many as its budget lasts for
+    (the searcher ends it: Plan.more_trials)."""
+    return planner.MAX_TRIALS if run.plan and "trials" not in run.plan.fixed else run.spec.run_cap
+
+
+def resume(run: Run, verbose: bool = False) -> pd.DataFrame:
     """Continue an interrupted search (finished trials and the sampler's history, its study, are kept); write and
-    return its leaderboard."""
+    return its leaderboard. ``verbose``: as ``search``'s."""
     mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before anything else
     data_sets = _check(run)
     searcher = _searcher(run, mode, resumed=True)  # a missing or damaged study is refused before Ray starts
@@ -274,12 +352,12 @@ def resume(run: Run) -> pd.DataFrame:
         # run's folder and study file as they were then (a renamed or copied run's are another's). Tuner.restore
         # takes no new ones, so this run's replace them on Ray's TunerInternal (Ray 2.60); Ray then restores its
         # saved searcher's state into this one (StudySearch.restore, _Resumed).
-        restored, callbacks = tuner._local_tuner, _callbacks(run, mode)
+        restored, callbacks = tuner._local_tuner, _callbacks(run, mode, verbose)
         restored.get_run_config().callbacks = callbacks
         limiter = restored._tune_config.search_alg
         limiter.searcher = searcher
         restored._tune_config.search_alg = _Resumed(limiter, run.experiment_path)
-        return _fit(run, tuner, mode, callbacks[0])
+        return _fit(run, tuner, mode, callbacks)
 
 
 class _Resumed(SearchGenerator):
@@ -301,9 +379,10 @@ class _Resumed(SearchGenerator):
         storage.storage_fs_path, storage.experiment_dir_name = posixpath.split(path)
 
 
-def _fit(run: Run, tuner: tune.Tuner, mode: str, ctrl_c: CtrlC) -> pd.DataFrame:
+def _fit(run: Run, tuner: tune.Tuner, mode: str, callbacks: list[tune.Callback]) -> pd.DataFrame:
     """Run the search; write and return its leaderboard. Ctrl-C (Ray's clean stop, or a second press) is a Failed
     with exit status 130, raised once the leaderboard and the study hold what the search did."""
+    ctrl_c, shown = callbacks[:2]
     tracking.warm_up(mode)
     before = signal.getsignal(signal.SIGINT)
     try:
@@ -317,6 +396,7 @@ def _fit(run: Run, tuner: tune.Tuner, mode: str, ctrl_c: CtrlC) -> pd.DataFrame:
             raise interrupted(run) from None
         raise
     finally:
+        shown.close()  # Ray closes it as the search ends; a search that raised leaves no bar half drawn
         if before is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, before)  # Ray leaves its handler in place after a search that ended
     keep_latest_checkpoints(results)

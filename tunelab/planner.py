@@ -46,6 +46,7 @@ class Plan:
     retrain_expected_s: float  # one seed of the best config on the whole data
     budget_s: float
     epoch_s: float = 0.0  # a trial's expected epoch at ``subset``
+    trial_start_s: float = 0.0  # a trial's own start, beyond Ray's (building its model)
     fixed: dict = field(default_factory=dict)  # what the user's flags set (FLAGS' keys): kept as given
     retrain_budget_s: float | None = None  # the most one seed's retrain may take (None: no limit)
     # The costliest config the search tries, so that its retrain fits retrain_budget_s: an epoch on the whole
@@ -64,8 +65,9 @@ class Plan:
         unit, expected = _unit(self.budget_s), _unit(self.expected_s)
         over = ": over the budget, which stops the search" if self.expected_s > self.budget_s else ""
         kept = ", ".join(f"{FLAGS[k]} {v:g}" for k, v in self.fixed.items())
+        more = "" if "trials" in self.fixed else " (more if time is left)"
         return [
-            f"Plan: {self.trials} trials, {epochs}, on {_fraction(self.subset)}, {self.concurrency} at a time; "
+            f"Plan: {self.trials} trials{more}, {epochs}, on {_fraction(self.subset)}, {self.concurrency} at a time; "
             f"expected {_in(self.expected_s, expected)} of {_in(self.budget_s, unit, expected != unit)}{over} "
             f"(calibration {self.calibration_s:.0f} s)." + (f" Kept from the command line: {kept}." if kept else ""),
             f"Retrain of the best config: {_epochs(self.retrain_epochs)} on the whole training set, about "
@@ -91,6 +93,20 @@ class Plan:
                     f"budget of {_in(self.retrain_budget_s, _unit(self.retrain_budget_s))}: the search tries only "
                     "configs as cheap as it")  # fmt: skip
         return f", at most {_in(most, _unit(most))}: the search skips configs that would take longer"
+
+    def first_rung_s(self) -> float:
+        """A trial's expected seconds until ASHA first judges it (until it ends, without rungs)."""
+        epochs = self.rungs[0] if self.rungs else self.max_epochs
+        return self.trial_start_s + TRIAL_START_S + epochs * self.epoch_s
+
+    def more_trials(self, started: int, left_s: float) -> bool:
+        """Whether a search that has ``started`` trials, with ``left_s`` seconds of its budget left, starts another:
+        the planned ones always; beyond them (ASHA stopped more trials than the cost model expects, or they ran
+        faster than calibrated) as long as another reaches ASHA's first rung in the time left, so that the budget
+        is spent rather than left (a grid's or the user's ``--trials`` are kept exactly)."""
+        if started < self.trials:
+            return True
+        return "trials" not in self.fixed and started < MAX_TRIALS and left_s >= self.first_rung_s()
 
     def hard_stop_s(self, spent: float) -> float:
         """Ray's time budget once ``spent`` seconds of the user's went (calibration, Ray's start): the rest, and at
@@ -168,7 +184,7 @@ def make_plan(
         trials=trials, max_epochs=max_epochs, rungs=rungs_of(max_epochs, eta), eta=eta, subset=subset,
         concurrency=concurrency, expected_s=calibration_s + start_s + cost(trials, max_epochs, subset),
         calibration_s=calibration_s, retrain_epochs=max_epochs, retrain_expected_s=max_epochs * epoch_full,
-        budget_s=budget_s, epoch_s=subset * epoch_full + epoch_report_s, fixed=fixed,
+        budget_s=budget_s, epoch_s=subset * epoch_full + epoch_report_s, trial_start_s=overhead_s, fixed=fixed,
         retrain_budget_s=retrain_budget_s, max_epoch_s=max_epoch_s,
     )  # fmt: skip
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tunelab import Failed, UserError, data as datasets, protocol, tracking, training
+from tunelab import Failed, UserError, data as datasets, progress, protocol, tracking, training
 from tunelab.files import atomic_write
 from tunelab.protocol import Trainable
 from tunelab.runs import Run
@@ -20,14 +20,15 @@ from tunelab.runs import Run
 
 def retrain(
     run: Run, top_k: int = 1, seeds: int = 3, epochs: int | None = None, wandb: str | None = None,
-    subset: float | None = None, ensemble: bool = False,
+    subset: float | None = None, ensemble: bool = False, verbose: bool = False,
 ) -> pd.DataFrame:
     """Write retrain/retrain.csv (one row per rank and seed) and the weights; with ``ensemble`` retrain/ensemble.csv
     (the test metrics of the mean of all the models' predicted probabilities); for a trainable with a
     ``classical_baseline``, retrain/baseline.csv. Return ``table``. ``subset``: the fraction of train+validation to
     train on (default: all of it after a planned search, else the search's); the test set is whole. ``epochs``:
     default the plan's retrain epochs, else the search's max epochs. Everything is checked before anything is
-    written, and an earlier retrain's files are kept until this one has trained and tested every model."""
+    written, and an earlier retrain's files are kept until this one has trained and tested every model.
+    ``verbose``: a line per model start and per epoch (``_retrain_all``)."""
     spec = run.spec
     mode = tracking.mode(wandb or run.options.wandb)  # a mode that cannot work is refused before anything else
     trainable = protocol.load(spec.trainable)
@@ -53,7 +54,8 @@ def retrain(
         shutil.rmtree(out.retrain_dir, ignore_errors=True)  # a staging folder left by a retrain that was killed
     out.retrain_dir.mkdir(parents=True, exist_ok=True)
     try:
-        outputs = _retrain_all(out, trainable, list(zip(ranked["trial_id"], configs)), data, subset, seeds, mode)
+        chosen = list(zip(ranked["trial_id"], configs))
+        outputs = _retrain_all(out, trainable, chosen, data, subset, seeds, mode, verbose)
         if combine and outputs:
             _test_ensemble(out, trainable, combine, outputs, configs[0], data)
         if trainable.classical_baseline:
@@ -87,36 +89,76 @@ def _replace(folder: Path, new: Path) -> None:
 
 
 def _retrain_all(run: Run, trainable: Trainable, chosen: list[tuple[str, dict]], data: datasets.Data, subset: float,
-                 seeds: int, mode: str) -> dict:  # fmt: skip
+                 seeds: int, mode: str, verbose: bool = False) -> dict:  # fmt: skip
     """Train and test each (trial id, config) with every seed. Return the test outputs of every model that
-    completed, by the name of its weights (rank<k>_seed<s>), where the trainable has outputs."""
+    completed, by the name of its weights (rank<k>_seed<s>), where the trainable has outputs. Where someone watches
+    (tunelab.progress) a bar runs over every model's epochs, named after the model it trains, with its last epoch's
+    metrics; elsewhere one line per model that ends, with its test metric (a failed model's line is always
+    shown); ``verbose`` adds a line per model start and per epoch."""
     rows, outputs = [], {}
-    for rank, (trial_id, config) in enumerate(chosen, start=1):
-        for seed in range(seeds):
-            n_train = len(data.splits["train"][1])
-            print(f"retrain rank {rank} (trial {trial_id}) seed {seed}: {config['epochs']} epochs on {n_train:,} "
-                  f"examples", flush=True)  # fmt: skip
-            wandb_name = f"{run.name}-rank{rank}-seed{seed}"
-            with tracking.run(mode, run.spec.project, run.name, "retrain", wandb_name, config, run.dir) as log:
-                result = _train(trainable, config, data, seed, log)
-            if "model" in result:
-                run.save_retrained(rank, seed, trial_id, config, subset, result.pop("model"))
-            if tested := result.pop("outputs", None):
-                outputs[run.checkpoint_file(rank, seed).stem] = tested
-            rows.append({"rank": rank, "trial_id": trial_id, "seed": seed, **result})
-            atomic_write(run.retrain_file, pd.DataFrame(rows).to_csv(index=False))  # each finished seed is kept
+    n_train = len(data.splits["train"][1])
+    total = seeds * sum(config["epochs"] for _, config in chosen)
+    bar = progress.bar(total, "epoch", desc="retrain") if progress.watched() else None
+    trained = 0  # the epochs of the models that ended, failed ones' included
+
+    def shown(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        values = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch_s")
+        if bar is not None:
+            bar.set_postfix_str(values, refresh=False)
+            bar.update()
+        if verbose:
+            progress.line(f"  epoch {epoch}/{epochs}: {values} ({metrics['epoch_s']:.0f} s)")
+
+    try:
+        for rank, (trial_id, config) in enumerate(chosen, start=1):
+            for seed in range(seeds):
+                model = f"rank {rank} (trial {trial_id}) seed {seed}"
+                if bar is not None:
+                    bar.set_description(f"retrain rank {rank} seed {seed}")
+                if verbose:
+                    progress.line(f"retrain {model}: {config['epochs']} epochs on {n_train:,} examples")
+                wandb_name = f"{run.name}-rank{rank}-seed{seed}"
+                with tracking.run(mode, run.spec.project, run.name, "retrain", wandb_name, config, run.dir) as log:
+                    result = _train(trainable, config, data, seed, log, shown)
+                trained += config["epochs"]
+                if bar is not None:
+                    bar.update(trained - bar.n)  # the epochs a failed model did not train
+                if bar is None or verbose or result["status"] != "completed":
+                    progress.line(f"retrain {model}: {_ended(run.spec.metric, data, config, result, n_train)}")
+                if "model" in result:
+                    run.save_retrained(rank, seed, trial_id, config, subset, result.pop("model"))
+                if tested := result.pop("outputs", None):
+                    outputs[run.checkpoint_file(rank, seed).stem] = tested
+                rows.append({"rank": rank, "trial_id": trial_id, "seed": seed, **result})
+                atomic_write(run.retrain_file, pd.DataFrame(rows).to_csv(index=False))  # each finished seed is kept
+    finally:
+        if bar is not None:
+            bar.close()
     return outputs
 
 
-def _train(trainable: Trainable, config: dict, data: datasets.Data, seed: int, log) -> dict:
+def _ended(metric: str, data: datasets.Data, config: dict, result: dict, n_train: int) -> str:
+    """How a model's retrain ended: its status, epochs and time, and its test value of the search's metric on each
+    test split."""
+    if result["status"] != "completed":
+        return f"{result['status']} ({result['duration_s']:.0f} s)"
+    named = metric.removeprefix("val_")
+    tested = ", ".join(f"{split}_{named}={result[f'{split}_{named}']:.4g}" for split in data.test_splits
+                       if isinstance(result.get(f"{split}_{named}"), (int, float)))  # fmt: skip
+    return (f"completed {config['epochs']} epochs on {n_train:,} examples in {result['duration_s']:.0f} s"
+            + (f": {tested}" if tested else ""))
+
+
+def _train(trainable: Trainable, config: dict, data: datasets.Data, seed: int, log,
+           shown=lambda epoch, epochs, metrics: None) -> dict:  # fmt: skip
+    """Train and test one model; ``shown(epoch, epochs, metrics)`` after each epoch."""
     start = time.perf_counter()
     try:
         parts = training.build(trainable, config, data, seed)
         for epoch in range(1, config["epochs"] + 1):
             metrics = training.epoch(trainable, parts, data, config, None)
             log.log(metrics | {"epoch": epoch})
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch_s")
-            print(f"  epoch {epoch}/{config['epochs']}: {shown} ({metrics['epoch_s']:.0f} s)", flush=True)
+            shown(epoch, config["epochs"], metrics)
         test, outputs = _test(trainable, parts, config, data)
     except training.Diverged as e:
         return {"status": f"failed: {e}", "duration_s": round(time.perf_counter() - start, 1)}

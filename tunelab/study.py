@@ -38,6 +38,7 @@ constraints, random; grid's would stop a ``study.optimize`` loop, which Ray does
 
 import datetime
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,6 +108,9 @@ class StudySearch(OptunaSearch):
             storage=_storage(run.study_file),
         )
         self._wandb, self._admit = wandb, admit
+        # a planned search goes on past its planned trials while its budget lasts (Plan.more_trials); Ray's time
+        # budget counts from about the first suggestion. A resumed search runs only the trials planned.
+        self._plan, self._stop_s, self._clock = run.plan, 0.0 if resumed else spec.time_budget_s or 0.0, None
         self.queued: set[str] = set()  # Ray trial ids of queued configs (baseline, priors): ASHA lets them finish
         study = self._ot_study
         with warnings.catch_warnings():
@@ -125,7 +129,12 @@ class StudySearch(OptunaSearch):
         again; the last of ADMIT_TRIES draws runs whatever it costs. TPE leaves failed trials out of its model: the
         refused would otherwise be all it knows before the first trial ends, and it would sample beside them.
         A queued config (the baseline, a prior) is always tried (a prior that ``admit`` refuses is not queued:
-        tunelab.priors), and its trial id goes into ``queued``."""
+        tunelab.priors), and its trial id goes into ``queued``. A planned search ends (FINISHED) once its plan
+        starts no more trials."""
+        if self._plan and trial_id not in self._ot_trials:
+            self._clock = self._clock or time.monotonic()
+            if not self._plan.more_trials(len(self._ot_trials), self._stop_s - (time.monotonic() - self._clock)):
+                return self.FINISHED
         for attempt in range(ADMIT_TRIES):
             new = trial_id not in self._ot_trials
             config = super().suggest(trial_id)
@@ -151,9 +160,10 @@ class StudySearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         """Ray's saved searcher (the sampler's state, the trials it asked for) on this searcher's study file and W&B
         mode: the saved one holds the file's path where the search started (a renamed or copied run's is another)."""
-        study, wandb, admit = self._ot_study, self._wandb, self._admit
+        study, wandb, admit, stop_s = self._ot_study, self._wandb, self._admit, self._stop_s
         super().restore(checkpoint_path)
         self._ot_study, self._storage, self._wandb, self._admit = study, study._storage, wandb, admit
+        self._stop_s, self._clock = stop_s, None
         for trial in self._ot_trials.values():
             trial.study, trial.storage = study, study._storage
 
