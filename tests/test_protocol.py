@@ -1,6 +1,7 @@
 """The trainable protocol: every registered trainable follows it; a module that does not is refused, with what is
 missing, misspelled or of the wrong type, and where."""
 
+import os
 import re
 import types
 
@@ -98,3 +99,19 @@ def test_every_problem_is_listed_at_once():
 def test_an_unknown_name_lists_the_registered_ones():
     with pytest.raises(protocol.UnknownTrainable, match="unknown trainable 'cnn'; known: cgan, cnn_classifier"):
         protocol.load("cnn")
+
+
+def test_a_trainable_file_edited_in_this_process_is_loaded_again(tmp_path, monkeypatch):
+    """A notebook writes a model with %%writefile, searches it, edits it and searches again: the kernel's checks,
+    calibration and retrain see the edit, as the new trial workers do."""
+    from tunelab import scaffold
+
+    monkeypatch.chdir(tmp_path)
+    model, _, _ = scaffold.new("edited_cnn")
+    first = protocol.load(str(model))
+    assert protocol.load(str(model)) is first  # unchanged: the same, not imported again
+    model.write_text(model.read_text() + "\nEDITED = True\n")
+    later = model.stat().st_mtime_ns + 10**9  # a modification time of its own, however coarse the file system's
+    os.utime(model, ns=(later, later))
+    second = protocol.load(str(model))
+    assert second is not first and second.module.EDITED and not hasattr(first.module, "EDITED")

@@ -196,10 +196,17 @@ class UnknownTrainable(UserError):
     pass
 
 
-@cache
 def load(ref: str) -> Trainable:
     """A trainable by reference, checked: a registered name (``cnn_classifier``), an importable module
-    (``mypkg.mymodel``) or the path of a Python file (``/home/me/hw3/my_cnn.py``)."""
+    (``mypkg.mymodel``) or the path of a Python file (``/home/me/hw3/my_cnn.py``). A file is imported again once it
+    changed (a notebook's ``%%writefile`` of an edited model): each search's workers import it anew, and the checks,
+    the calibration, the retrain and the report in this process must see what they ran."""
+    edited = Path(ref).stat().st_mtime_ns if ref.endswith(".py") and Path(ref).is_file() else None
+    return _load(ref, edited)
+
+
+@cache
+def _load(ref: str, edited: int | None) -> Trainable:
     if ref in trainables.NAMES:
         return check(ref, trainables.get(ref))
     if ref.endswith(".py"):
@@ -222,9 +229,8 @@ def _import_file(path: Path) -> ModuleType:
         if folder in sys.path:
             sys.path.remove(folder)
         sys.path.insert(0, folder)
-        loaded = getattr(sys.modules.get(path.stem), "__file__", None)
-        if loaded and Path(loaded).resolve() != path.resolve():  # another folder's file of that name came first
-            del sys.modules[path.stem]
+        if getattr(sys.modules.get(path.stem), "__file__", None):  # another folder's file of that name came first,
+            del sys.modules[path.stem]  # or this one before an edit
         importlib.invalidate_caches()  # a file written since this process started is found
     try:
         module = importlib.import_module(path.stem)

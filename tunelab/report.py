@@ -216,7 +216,7 @@ def _baseline_row(board: pd.DataFrame, spec) -> pd.Series | None:
 
 def _learning_curves(history: pd.DataFrame, path: Path) -> Path:
     kinds = sorted(
-        {c.split("_", 1)[1] for c in history if c.startswith(("train_", "val_")) and c != "time_this_iter_s"}
+        {c.split("_", 1)[1] for c in history if c.startswith(("train_", "val_")) and c != "val_examples"}
     )
     cols = min(len(kinds), 3)
     rows = math.ceil(len(kinds) / cols)
