@@ -47,6 +47,7 @@ bench: venv
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/efficiency.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/second_search.py
 
 # Learning curves of fashion_cnn's wide space for bench/replay.py (about an hour and a quarter on 2 cores; an
 # interrupted recording resumes where it stopped): writes bench/curves/fashion_cnn.csv, then the priors' recording

@@ -20,6 +20,7 @@ BENCHES = {  # bench -> the line that carries its ratio (record_priors.py: its p
     "throughput.py": rf"^\| tunelab train_epoch .*\| +{RATIO} \|$",
     "record_curves.py": rf"^costliest / cheapest config, CPU s per epoch: {RATIO}",
     "replay.py": rf"^TPE\+ASHA / random, median time to target: {RATIO}",
+    "second_search.py": rf"^second / first search, call to first trial start: {RATIO}",
     "record_priors.py": r"^priors:\n  - \{.+, from: '?tunelab search mnist_mlp_ae --time-budget 30s --seed 1 .+\}$",
 }
 
