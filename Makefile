@@ -7,7 +7,7 @@ ifneq ($(wildcard ../shared/data),)
 export TUNELAB_LOCAL_COPIES ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv demo test lint bench bench-record bench-priors bench-gpu
+.PHONY: venv demo test test-fast lint bench bench-record bench-priors bench-gpu
 
 venv: $(VENV)/.installed
 
@@ -31,10 +31,16 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
-# ruff, configured in pyproject.toml; the docs (mkdocs.yml), built in strict mode into a temporary folder, so that
-# a broken link or anchor, or a page missing from the nav, fails (not --quiet: it hides the warnings strict counts).
+# While working: the tests not marked slow (no end-to-end searches, dashboards, browser or notebook).
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# ruff and mypy (the type checker, basic mode: what it checks is under [tool.mypy]), configured in pyproject.toml;
+# the docs (mkdocs.yml), built in strict mode into a temporary folder, so that a broken link or anchor, or a page
+# missing from the nav, fails (not --quiet: it hides the warnings strict counts).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir "$$site"; \
 	status=$$?; rm -rf "$$site"; exit $$status
 

@@ -69,7 +69,7 @@ def variant(folder: Path, experiment: str, method: str, budget_s: float) -> Path
     raw["time_budget_s"] = budget_s
     path = folder / f"{experiment}_{method}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    spaces.load(str(path))  # validated as `tunelab search` will
+    spaces.load_spec(str(path))  # validated as `tunelab search` will
     return path
 
 

@@ -64,7 +64,8 @@ class GpuMonitor:
     """The GPU's used memory (MiB) and utilisation (%) from nvidia-smi, polled in a thread while the block runs."""
 
     def __init__(self, period_s: float = 0.5):
-        self.period_s, self.samples = period_s, []
+        self.period_s = period_s
+        self.samples: list[tuple[float, float]] = []  # (MiB used, % utilisation)
         self.cmd = ["nvidia-smi", "--query-gpu=memory.used,utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"]
         self._stop = threading.Event()
 
@@ -113,11 +114,11 @@ def timed_fit(into: dict):
         finally:
             into["fit"] = into.get("fit", 0.0) + time.perf_counter() - start
 
-    tune.Tuner.fit = fit
+    tune.Tuner.fit = fit  # type: ignore[method-assign]  # patched on purpose, for the block
     try:
         yield
     finally:
-        tune.Tuner.fit = original
+        tune.Tuner.fit = original  # type: ignore[method-assign]
 
 
 def search(name: str, trials: int, concurrency: int, cpus: float, gpus: float, args, root: Path, results: Path) -> dict:

@@ -35,6 +35,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import optuna
 import optuna.distributions as od
@@ -58,6 +59,7 @@ def suggest(trial: optuna.Trial, name: str, dist: od.BaseDistribution):
         return trial.suggest_categorical(name, dist.choices)
     if isinstance(dist, od.IntDistribution):
         return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    assert isinstance(dist, od.FloatDistribution)  # the last kind a space has
     return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
@@ -67,7 +69,7 @@ def config_key(config: dict) -> tuple:
 
 def objective(spec: spaces.Spec, data: datasets.Data):
     """Optuna's objective: build the trainable, train spec.max_epochs epochs; the epochs' seconds go in a user attr."""
-    module = protocol.load(spec.trainable)
+    module = protocol.load_trainable(spec.trainable)
 
     def run(trial: optuna.Trial) -> float:
         config = spec.config({name: suggest(trial, name, d) for name, d in spec.params.items()})
@@ -98,17 +100,17 @@ def plain_loop(spec: spaces.Spec, root: Path, subset: float, workers: int = 1,
     One worker: this process with 2 torch threads. More: forked processes of 1 thread each on one journal study."""
     start = time.perf_counter()
     torch.set_num_threads(2 if workers == 1 else 1)
-    data = datasets.load(spec.dataset, root, "search", subset, training.device())
+    data = datasets.load_dataset(spec.dataset, root, "search", subset, training.device())
     loaded = time.perf_counter() - start
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # group=True, as tunelab
-    direction = "maximize" if spec.mode == "max" else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if spec.mode == "max" else "minimize"
     with tempfile.TemporaryDirectory() as tmp:
         journal = str(Path(tmp) / "study.log")
         storage = JournalStorage(JournalFileBackend(journal)) if workers > 1 else None
         study = optuna.create_study(study_name="plain", storage=storage, direction=direction,
                                     sampler=engine.sampler(spec))
-        for config in configs or [spec.baseline]:
+        for config in configs or ([spec.baseline] if spec.baseline else []):  # as tunelab queues it
             study.enqueue_trial(config)
         if workers == 1:
             study.optimize(objective(spec, data), n_trials=spec.run_cap)
@@ -243,7 +245,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp)
         # one at a time: 2 threads per trial
-        spec = runs.Options(trials=n, max_epochs=epochs, cpus_per_trial=2, subset=subset).apply(spaces.load(EXPERIMENT))
+        options = runs.Options(trials=n, max_epochs=epochs, cpus_per_trial=2, subset=subset)
+        spec = options.apply(spaces.load_spec(EXPERIMENT))
         datasets.forget()
         plain = plain_loop(spec, root, subset)
         offline = tunelab_search(root, results, "one-offline", n, epochs, subset, 1, 2)
@@ -251,7 +254,7 @@ def main() -> None:
         # two at once on 2 cores: 1 thread per trial
         two = tunelab_search(root, results, "two-offline", n, epochs, subset, 2, 1)
         options2 = runs.Options(trials=n, max_epochs=epochs, cpus_per_trial=1, subset=subset)
-        spec2 = options2.apply(spaces.load(EXPERIMENT))
+        spec2 = options2.apply(spaces.load_spec(EXPERIMENT))
         datasets.forget()
         plain2 = plain_loop(spec2, root, subset, workers=2, configs=two["configs"])
 

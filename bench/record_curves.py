@@ -5,7 +5,7 @@ The configurations are the first ``--configs`` draws of Optuna's ``RandomSampler
 search_spaces/fashion_cnn.yaml's parameters (a throwaway study), completed by ``Spec.config`` as a trial's are; so
 config N is the same whatever ``--configs`` is, and a recording grows or resumes by drawing the same sequence.
 Each trains ``--epochs`` epochs (its learning-rate schedule spans them, as in a search with that ``max_epochs``)
-with the file's training seed, on the search's data as a trial reads it (``tunelab.data.load(..., "search",
+with the file's training seed, on the search's data as a trial reads it (``tunelab.data.load_dataset(..., "search",
 --subset)``: the first fraction of train minus the fixed validation slice, and of that slice), through the same
 ``tunelab.training.build`` and ``epoch`` as ``tunelab.trial.run_trial``, without Ray. ``--offset F`` takes the
 fraction from F on instead: a recording on data that the default one never sees (where priors come from).
@@ -90,15 +90,15 @@ def recorded_ids(path: Path) -> set[int]:
 _data: datasets.Data | None = None  # the worker's data set, loaded once by ``_start``
 
 
-def load(root: Path, subset: float, offset: float) -> datasets.Data:
+def load_search_data(root: Path, subset: float, offset: float) -> datasets.Data:
     """The search's data as a trial reads it at ``subset`` (offset 0), or the same fraction of its training and
     validation examples from ``offset`` on: data a recording at offset 0 never sees."""
-    name = spaces.load(EXPERIMENT).dataset
+    name = spaces.load_spec(EXPERIMENT).dataset
     if not offset:
-        return datasets.load(name, root, "search", subset, "cpu")
+        return datasets.load_dataset(name, root, "search", subset, "cpu")
     if offset + subset > 1:
         raise SystemExit(f"--offset {offset} + --subset {subset} reach past the data's end (1)")
-    data = datasets.load(name, root, "search", 1.0, "cpu")
+    data = datasets.load_dataset(name, root, "search", 1.0, "cpu")
 
     def part(values: tuple) -> tuple:
         n = len(values[1])
@@ -111,13 +111,14 @@ def _start(root: str, subset: float, offset: float) -> None:
     global _data
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")  # a schedule's or optimizer's notices, once per config
-    _data = load(Path(root), subset, offset)
+    _data = load_search_data(Path(root), subset, offset)
 
 
 def train(config_id: int, sampled: dict, epochs: int) -> list[dict]:
     """One config's rows, one per epoch, trained as ``tunelab.trial.run_trial`` trains a trial."""
-    spec = spaces.load(EXPERIMENT)
-    trainable = protocol.load(spec.trainable)
+    assert _data is not None  # the worker's _start loaded it
+    spec = spaces.load_spec(EXPERIMENT)
+    trainable = protocol.load_trainable(spec.trainable)
     config = spec.config(sampled) | {"epochs": epochs}
     parts = training.build(trainable, config, _data, spec.seed)
     rows = []
@@ -158,9 +159,9 @@ def main() -> None:
 
 
 def record(path: Path, n: int, epochs: int, subset: float, seed: int, jobs: int, offset: float = 0.0) -> None:
-    spec = spaces.load(EXPERIMENT)
+    spec = spaces.load_spec(EXPERIMENT)
     root = datasets.data_root()
-    data = load(root, subset, offset)
+    data = load_search_data(root, subset, offset)
     recording = {"experiment": EXPERIMENT, "space": str(spec.path.relative_to(spec.path.parents[1])),
                  "dataset": spec.dataset, "split": "search (train minus the fixed validation slice, "
                  f"tunelab.data.SPLIT_SEED={datasets.SPLIT_SEED})", "subset": subset,
@@ -218,7 +219,7 @@ def summary(path: Path) -> None:
     for row in rows:
         per.setdefault(row["config_id"], []).append(float(row["cpu_s"]))
     means = {c: sum(s) / len(s) for c, s in per.items()}
-    cheap, costly = min(means, key=means.get), max(means, key=means.get)
+    cheap, costly = min(means, key=means.__getitem__), max(means, key=means.__getitem__)
     total = sum(map(sum, per.values()))
     print(f"{len(per)} configs, {len(rows)} epochs in {path}: {total / 60:.1f} CPU min in all; CPU s per epoch "
           f"{means[cheap]:.2f} (config {cheap}) to {means[costly]:.2f} (config {costly})")

@@ -24,7 +24,7 @@ How, per experiment, one at a time:
 - **The file**: the ``priors:`` block (a comment line naming this script's command, then one flow mapping per
   prior) replaces the file's ``priors:`` block where it has one (with this script's comment line above it), else
   goes right after ``baseline:``, else at the end. The rest of the file stays byte for byte (its text is edited,
-  never re-dumped). Before writing, the new text is checked on a copy: ``tunelab.spaces.load`` accepts it and
+  never re-dumped). Before writing, the new text is checked on a copy: ``tunelab.spaces.load_spec`` accepts it and
   ``tunelab.priors.points`` queues every prior (none outside the space); the file is then written atomically.
 
 Experiments: those named, else every built-in one except fashion_cnn (its priors come from bench/curves: ``python
@@ -132,7 +132,7 @@ def load_average() -> str:
 def record(experiment: str, budget: str, top: int, results: Path, root: Path, dry: bool) -> None:
     """One experiment: its search (or a finished one in ``results``), its priors, its file (unless ``dry``)."""
     path = SPACES / f"{experiment}.yaml"
-    spec = spaces.load(str(path))
+    spec = spaces.load_spec(str(path))
     if spec.method == "grid":
         print(f"skipped: a grid search evaluates its own points and no priors ({path.name}: method grid)")
         return
@@ -348,7 +348,7 @@ def check(text: str, name: str, n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_text(text, encoding="utf-8")
-        spec = spaces.load(str(path))  # a UserError says what is wrong
+        spec = spaces.load_spec(str(path))  # a UserError says what is wrong
         if len(spec.priors) != n:
             raise UserError(f"the new {name} holds {len(spec.priors)} priors, not {n}")
         out = io.StringIO()

@@ -62,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,7 @@ class Curve:
     seconds: list[float]  # CPU seconds per epoch
 
 
-def load(path: Path, spec: spaces.Spec) -> tuple[dict, list[dict], dict[int, Curve]]:
+def read_recording(path: Path, spec: spaces.Spec) -> tuple[dict, list[dict], dict[int, Curve]]:
     """A recording's header (what was recorded; its sessions) and its curves by config id."""
     header, sessions = {}, []
     with path.open() as f:
@@ -137,6 +138,7 @@ def coordinates(params: dict, space: dict[str, od.BaseDistribution]) -> np.ndarr
         if isinstance(d, od.CategoricalDistribution):
             out += [(x == c) / math.sqrt(2) for c in d.choices]
         else:
+            assert isinstance(d, od.IntDistribution | od.FloatDistribution)  # a space's numbers
             scale = math.log if d.log else float
             out.append((scale(x) - scale(d.low)) / (scale(d.high) - scale(d.low)))
     return np.array(out, dtype=float)
@@ -165,7 +167,7 @@ def top_configs(path: Path, spec: spaces.Spec, k: int) -> tuple[dict, list[dict]
     """A recording's header, sessions and its ``k`` best configs, best first: among those that trained every
     epoch without diverging, by their best epoch's val_acc (the leaderboard's rule: a trial's value is its best
     epoch's), ties by the last epoch's value, then the lower config id."""
-    header, sessions, curves = load(path, spec)
+    header, sessions, curves = read_recording(path, spec)
     epochs = max(len(c.values) for c in curves.values())
     whole = {c: v for c, v in curves.items() if len(v.values) == epochs and not any(map(math.isnan, v.values))}
     ranked = sorted(whole, key=lambda c: (-max(whole[c].values), -whole[c].values[-1], c))[:k]
@@ -231,12 +233,12 @@ def asha_continues(recorded: list[float], value: float, eta: int) -> bool:
     """Ray's ``_Bracket.on_result`` at a rung (mode max): the cutoff is over the values recorded before this one."""
     cutoff = np.nanpercentile(recorded, (1 - 1 / eta) * 100) if recorded else None
     recorded.append(value)
-    return cutoff is None or value >= cutoff
+    return cutoff is None or bool(value >= cutoff)
 
 
 def replay(method: str, seed: int, curves: dict[int, Curve], points: dict[int, np.ndarray], spec: spaces.Spec,
-           budget: float, trials: int, rungs: list[int], eta: int, priors: list[dict] = (),
-           imported: list[FrozenTrial] = (), max_trials: int | None = None) -> dict:  # fmt: skip
+           budget: float, trials: int, rungs: list[int], eta: int, priors: Sequence[dict] = (),
+           imported: Sequence[FrozenTrial] = (), max_trials: int | None = None) -> dict:  # fmt: skip
     """One simulated search: every epoch's (clock, val_acc) in time order, what it ran, and its study. ``priors``
     are enqueued first, ``imported`` trials added before it samples; ``max_trials`` ends it after that many."""
     method_spec = dataclasses.replace(spec, method="random" if method == "random" else "bayes", seed=seed,
@@ -247,7 +249,9 @@ def replay(method: str, seed: int, curves: dict[int, Curve], points: dict[int, n
         study.enqueue_trial(prior)
     at_rung: dict[int, list[float]] = {r: [] for r in rungs} if method in ASHA else {}
     unused = sorted(curves)
-    clock, events, ran, stopped, epochs, ran_ids = 0.0, [], 0, 0, 0, []
+    clock, ran, stopped, epochs = 0.0, 0, 0, 0
+    events: list[tuple[float, float]] = []  # (clock, val_acc) of every epoch
+    ran_ids: list[int] = []
 
     def result(exhausted: bool) -> dict:
         return {"events": events, "trials": ran, "stopped": stopped, "epochs": epochs, "exhausted": exhausted,
@@ -371,8 +375,8 @@ def report(path: Path, priors_path: Path, n_seeds: int, trials: int, asha: tuple
            n_priors: int, earlier_trials: int, show_priors: bool) -> None:  # fmt: skip
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # TPE's group, constant_liar
-    spec = spaces.load(EXPERIMENT)
-    header, sessions, curves = load(path, spec)
+    spec = spaces.load_spec(EXPERIMENT)
+    header, sessions, curves = read_recording(path, spec)
     prior_header, prior_sessions, priors = top_configs(priors_path, spec, n_priors)
     check_apart(header, path, prior_header, priors_path)
     max_epochs = max(len(c.values) for c in curves.values())
@@ -434,10 +438,10 @@ def report(path: Path, priors_path: Path, n_seeds: int, trials: int, asha: tuple
     for m in METHODS:
         lower = ">= " if censored(times[m], missed[m]) else ""
         med, (lo, hi) = np.median(times[m]), np.percentile(boot[m], [5, 95])
-        ratio, (rlo, rhi) = med / base, np.percentile(boot[m] / boot["random"], [5, 95])
+        vs_random, (rlo, rhi) = med / base, np.percentile(boot[m] / boot["random"], [5, 95])
         rs = results[m]
         best = statistics.median(max((v for _, v in r["events"]), default=math.nan) for r in rs)
-        print(f"| {LABELS[m]} | {lower}{med:.4g} | {lo:.4g} to {hi:.4g} | {lower}{ratio:.2f}x | {rlo:.2f}x to "
+        print(f"| {LABELS[m]} | {lower}{med:.4g} | {lo:.4g} to {hi:.4g} | {lower}{vs_random:.2f}x | {rlo:.2f}x to "
               f"{rhi:.2f}x | {int((~missed[m]).sum())} of {n_seeds} | {statistics.mean(r['trials'] for r in rs):.1f} "
               f"| {statistics.mean(r['epochs'] for r in rs):.0f} | {statistics.mean(r['stopped'] for r in rs):.1f} "
               f"| {sum(r['exhausted'] for r in rs)} of {n_seeds} | {best:.4f} |")

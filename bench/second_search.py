@@ -44,10 +44,10 @@ class Clock:
             self.began = time.perf_counter() - result.get("epoch_s", 0.0)
 
 
-def timer(engine, tune):
+def timer(engine, tune) -> list[Clock]:
     """Install a Clock in every search's callbacks (the last, as tunelab's own come first); return the list of
     clocks, one per search, in order."""
-    clocks: list = []
+    clocks: list[Clock] = []
     callback = type("ClockCallback", (Clock, tune.Callback), {})
     original = engine._callbacks
 

@@ -117,7 +117,7 @@ def main() -> None:
     n, rounds = args.images or (1000 if args.quick else 20000), args.rounds or (1 if args.quick else 10)
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    data = datasets.load("fashion_mnist", datasets.data_root(), "search")
+    data = datasets.load_dataset("fashion_mnist", datasets.data_root(), "search")
     available = len(data.splits["train"][1]) - WARMUP_IMAGES
     if n > available:  # a small data set (a test's generated one): time what there is
         n = max(available, len(data.splits["train"][1]) // 2)

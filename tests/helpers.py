@@ -49,12 +49,12 @@ def retrained_run(results: Path, experiment: str | Path, data_root: Path, **conf
     (``config`` overrides some of it)."""
     from tunelab import data as datasets, protocol, runs, spaces, training
 
-    spec = spaces.load(str(experiment))
+    spec = spaces.load_spec(str(experiment))
     run = runs.Run(results / spec.name, spec, runs.Options(), data_root)
     run.save()
     config = spec.config({}) | config
-    data = datasets.load(spec.dataset, data_root, "retrain", 1.0, training.device())
-    parts = training.build(protocol.load(spec.trainable), config, data, 0)
+    data = datasets.load_dataset(spec.dataset, data_root, "retrain", 1.0, training.device())
+    parts = training.build(protocol.load_trainable(spec.trainable), config, data, 0)
     run.retrain_dir.mkdir()
     run.save_retrained(1, 0, "untrained", config, 1.0, parts["model"].state_dict())
     return run

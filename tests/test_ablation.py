@@ -15,7 +15,7 @@ def ablation_space(**changes) -> dict:
 
 
 def test_the_variant_is_a_grid_dimension_compared_in_the_report():
-    spec = spaces.load("fashion_ablation")
+    spec = spaces.load_spec("fashion_ablation")
     assert spec.method == "grid" and spec.ablation == "variant" and spec.max_epochs == 10
     assert list(spec.params["variant"].choices) == ["baseline", "augment", "batch_norm", "finetune"]
     assert spec.run_cap == 4 * len(spec.params["lr"].choices)

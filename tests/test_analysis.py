@@ -11,7 +11,7 @@ from tunelab.data import Data
 @pytest.fixture(scope="module")
 def data(fixture_root) -> Data:
     """The generated fixture: class c is a bright square at its own place (see helpers.write_mnist_like)."""
-    return datasets.load("fashion_mnist", fixture_root, "retrain")
+    return datasets.load_dataset("fashion_mnist", fixture_root, "retrain")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_section_writes_the_figures_and_per_class_accuracy(model, data, tmp_path
 
 @pytest.mark.parametrize("name", [t.name for t in protocol.registered() if t.image_classifier])
 def test_what_declares_itself_an_image_classifier_maps_images_to_class_logits(name, data):
-    module = protocol.load(name)
+    module = protocol.load_trainable(name)
     model = module.build({**module.defaults, "epochs": 1}, data)["model"]
     assert common.predict(model, data.splits["test"][0][:3]).shape == (3, len(data.classes))
     assert isinstance([m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1], torch.nn.Linear)

@@ -126,7 +126,7 @@ def board_of(spec: spaces.Spec, n: int = 7, failed: int = 1) -> pd.DataFrame:
 @pytest.fixture
 def searched(env, fixture_root, monkeypatch) -> tuple[runs.Run, pd.DataFrame]:
     """The run small_cnn as its search leaves it: its folder, leaderboard and best.yaml (from a made-up board)."""
-    run = runs.Run(env / "results" / "small_cnn", spaces.load(str(SMALL_CNN)), runs.Options(), fixture_root)
+    run = runs.Run(env / "results" / "small_cnn", spaces.load_spec(str(SMALL_CNN)), runs.Options(), fixture_root)
     run.save()
     board = board_of(run.spec)
     monkeypatch.setattr(leaderboard, "table", lambda _: board)  # the search's results
@@ -164,7 +164,7 @@ def test_a_run_shows_its_top_trials_best_config_and_figures_in_jupyter(searched)
 
 
 def test_a_run_without_a_leaderboard_says_so_when_shown(env, fixture_root):
-    run = runs.Run(env / "results" / "small_cnn", spaces.load(str(SMALL_CNN)), runs.Options(), fixture_root)
+    run = runs.Run(env / "results" / "small_cnn", spaces.load_spec(str(SMALL_CNN)), runs.Options(), fixture_root)
     run.save()
     opened = tunelab.open("small_cnn")
     assert "has no leaderboard yet: `tunelab leaderboard small_cnn` builds it" in opened._repr_html_()
@@ -346,7 +346,7 @@ def test_a_second_search_in_one_process_reuses_the_local_ray_with_actors_and_rec
         board = run.leaderboard
         assert len(board) == 2 and board["status"].eq("completed").all(), board
         assert sorted(p.name for p in run.dir.glob("trial_*")) == sorted(f"trial_{t}" for t in board["trial_id"])
-        trials = study.load(run.stored).trials  # its own study holds its own trials, none of the other's
+        trials = study.open_study(run.stored).trials  # its own study holds its own trials, none of the other's
         assert {t.user_attrs.get("ray_trial_id") for t in trials} == set(board["trial_id"])
         logged = sorted((run.dir / "wandb").glob("offline-run-*"))
         assert logged and {wandb_run(next(f.glob("run-*.wandb")))["group"] for f in logged} == {run.name}

@@ -11,7 +11,7 @@ from tunelab.data import Data
 
 
 def baseline_model(experiment: str, module) -> nn.Module:
-    spec = spaces.load(experiment)
+    spec = spaces.load_spec(experiment)
     return module.make_model(spec.config(spec.baseline), (1, 28, 28))
 
 

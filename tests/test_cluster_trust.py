@@ -61,7 +61,7 @@ def test_a_folder_too_large_to_ship_is_refused_before_ray_starts(tmp_path, monke
 def test_every_data_set_a_search_reads_is_in_the_shipped_object_refs(fixture_root, tmp_path):
     """examples_net's finetune variant pretrains on MNIST: the driver ships it beside the experiment's data set, and a
     worker's reads of either use the shipped arrays whatever root they name."""
-    spec = spaces.load("fashion_ablation")
+    spec = spaces.load_spec("fashion_ablation")
     options = runs.Options(address="127.0.0.1:6379")
     run = runs.Run(tmp_path / "run", spec, options, fixture_root)
     ray.init(num_cpus=1, include_dashboard=False, address="local")
@@ -76,7 +76,7 @@ def test_every_data_set_a_search_reads_is_in_the_shipped_object_refs(fixture_roo
     assert np.array_equal(shipped["mnist"]["train_y"], datasets.read("mnist", fixture_root)["train_y"])
     try:  # on a worker node without the driver's data root
         trial._data(trial.TrialJob(spec, str(tmp_path / "absent"), 1.0, 1), shipped)
-        mnist = datasets.load("mnist", tmp_path / "absent", "search")
+        mnist = datasets.load_dataset("mnist", tmp_path / "absent", "search")
     finally:
         datasets._shipped.clear()
     assert len(mnist.splits["train"][1]) + len(mnist.splits["val"][1]) == len(shipped["mnist"]["train_y"])
@@ -84,7 +84,7 @@ def test_every_data_set_a_search_reads_is_in_the_shipped_object_refs(fixture_roo
 
 def test_a_backbone_pretrained_on_mnist_ships_mnist_too(fixture_root, tmp_path):
     """transfer reads MNIST only where a search may try the pretrained mnist_cnn backbone: its prepare names it."""
-    spec = spaces.load("fashion_transfer")
+    spec = spaces.load_spec("fashion_transfer")
     searched = {"backbone": od.CategoricalDistribution(["mnist_cnn"]),
                 "freeze": od.CategoricalDistribution(["linear_probe", "scratch"])}  # fmt: skip
     run = runs.Run(tmp_path / "run", dataclasses.replace(spec, params=searched, baseline=None), runs.Options(),

@@ -10,7 +10,7 @@ from tunelab.cli import main
 
 
 def unsearched(env, experiment: str, data_root) -> runs.Run:
-    run = runs.Run(env / "results" / experiment, spaces.load(experiment), runs.Options(), data_root)
+    run = runs.Run(env / "results" / experiment, spaces.load_spec(experiment), runs.Options(), data_root)
     run.save()
     return run
 
@@ -23,7 +23,7 @@ def unsearched(env, experiment: str, data_root) -> runs.Run:
     (["fashion_vae", "fashion_cnn"], None),
 ])  # fmt: skip
 def test_the_comparison_is_the_first_hook_all_the_runs_have(tmp_path, experiments, hook):
-    opened = [runs.Run(tmp_path / e, spaces.load(e), runs.Options(), tmp_path) for e in experiments]
+    opened = [runs.Run(tmp_path / e, spaces.load_spec(e), runs.Options(), tmp_path) for e in experiments]
     assert comparison.hook(opened) == hook
 
 

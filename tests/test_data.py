@@ -35,22 +35,22 @@ def test_missing_data_set_says_where_it_looked_and_how_to_get_it(tmp_path, monke
 
 
 def test_search_splits_hold_out_validation_and_never_contain_test(fixture_root):
-    search = data.load("fashion_mnist", fixture_root, "search")
-    retrain = data.load("fashion_mnist", fixture_root, "retrain")
+    search = data.load_dataset("fashion_mnist", fixture_root, "search")
+    retrain = data.load_dataset("fashion_mnist", fixture_root, "retrain")
     assert set(search.splits) == {"train", "val"} and set(retrain.splits) == {"train", "test"}
     n_train, n_val = len(search.splits["train"][1]), len(search.splits["val"][1])
     assert n_val == int(0.1 * len(retrain.splits["train"][1])) and n_train + n_val == len(retrain.splits["train"][1])
     flat = lambda x: {bytes(row) for row in x.reshape(len(x), -1).numpy()}  # noqa: E731
     assert not flat(search.splits["train"][0]) & flat(search.splits["val"][0])
-    again = data.load("fashion_mnist", fixture_root, "search")
+    again = data.load_dataset("fashion_mnist", fixture_root, "search")
     assert torch.equal(again.splits["val"][1], search.splits["val"][1])  # the slice is fixed
     assert search.splits["train"][0].dtype == torch.uint8 and search.splits["train"][0].shape[1:] == (1, 28, 28)
 
 
 def test_subset_cuts_train_and_validation_but_never_the_test_set(fixture_root):
     for purpose, cut in (("search", ("train", "val")), ("retrain", ("train",))):
-        full = data.load("fashion_mnist", fixture_root, purpose)
-        part = data.load("fashion_mnist", fixture_root, purpose, subset=0.25)
+        full = data.load_dataset("fashion_mnist", fixture_root, purpose)
+        part = data.load_dataset("fashion_mnist", fixture_root, purpose, subset=0.25)
         for split, (_, labels) in full.splits.items():
             expected = int(len(labels) * 0.25) if split in cut else len(labels)
             assert len(part.splits[split][1]) == expected
@@ -74,7 +74,7 @@ def test_fetch_accepts_recompressed_real_files(tmp_path, monkeypatch):
         (copies / f).write_bytes(gzip.compress(gzip.decompress((real / f).read_bytes()), compresslevel=1))
     monkeypatch.setenv("TUNELAB_LOCAL_COPIES", str(tmp_path / "copies"))
     assert data.fetch("mnist", tmp_path / "root") == tmp_path / "root" / "mnist"
-    assert len(data.load("mnist", tmp_path / "root", "retrain").splits["test"][1]) == 10_000
+    assert len(data.load_dataset("mnist", tmp_path / "root", "retrain").splits["test"][1]) == 10_000
 
 
 def test_corrupt_labels_are_a_clear_error(tmp_path):
@@ -82,4 +82,4 @@ def test_corrupt_labels_are_a_clear_error(tmp_path):
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(7, np.uint8))
     data.forget()
     with pytest.raises(UserError, match="do not match"):
-        data.load("fashion_mnist", tmp_path, "retrain")
+        data.load_dataset("fashion_mnist", tmp_path, "retrain")

@@ -53,7 +53,7 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
     assert small["params"].iloc[0] == board.loc[board["tied"], "params"].min()
 
     best = yaml.safe_load((run / "best.yaml").read_text())
-    assert set(best["config"]) == set(protocol.load("cnn_classifier").defaults)
+    assert set(best["config"]) == set(protocol.load_trainable("cnn_classifier").defaults)
     assert best["value"] == pytest.approx(board["val_acc"].iloc[0]) and best["trial_id"] == board["trial_id"].iloc[0]
     assert len(offline_runs(results, "fashion_cnn")) == 3  # one W&B run per trial, with its whole config and epochs
     assert len(offline_runs(results, "fashion_cnn", leaderboard=True)) == 1  # and the leaderboard as a table
@@ -61,7 +61,7 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
         logged = wandb_run(next(folder.glob("run-*.wandb")))
         row = board.set_index("trial_id").loc[folder.name.rsplit("-", 1)[1]]
         assert (logged["group"], logged["job_type"]) == ("fashion_cnn", "search")
-        assert set(protocol.load("cnn_classifier").defaults) <= set(logged["config"])
+        assert set(protocol.load_trainable("cnn_classifier").defaults) <= set(logged["config"])
         assert logged["config"]["lr"] == pytest.approx(row["config/lr"])
         epochs = [h for h in logged["history"] if "epoch" in h]
         assert [h["epoch"] for h in epochs] == list(range(1, row["epochs"] + 1))
@@ -81,7 +81,7 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
     retrained = pd.read_csv(run / "retrain" / "retrain.csv")
     assert list(retrained["seed"]) == [0, 1] and (retrained["status"] == "completed").all()
     assert retrained["test_acc"].between(0.2, 1).all() and retrained["test_loss"].gt(0).all()
-    model = protocol.load("cnn_classifier").build(checkpoint["config"], _tiny_data())["model"]
+    model = protocol.load_trainable("cnn_classifier").build(checkpoint["config"], _tiny_data())["model"]
     model.load_state_dict(checkpoint["model"])
 
     assert main(["--data-dir", str(fashion_root), "report", "fashion_cnn"]) == 0

@@ -35,20 +35,20 @@ def test_batch_norm_variant_normalises_both_convolutions_and_fc1():
 
 
 def test_unknown_variant(fixture_root):
-    data = datasets.load("fashion_mnist", fixture_root, "search")
+    data = datasets.load_dataset("fashion_mnist", fixture_root, "search")
     with pytest.raises(ValueError, match="variant must be one of baseline, augment, batch_norm, finetune"):
         examples_net.build(config(variant="dropout"), data)
 
 
 def test_finetune_starts_from_the_mnist_weights_and_trains_only_fc2(fixture_root, tmp_path, monkeypatch):
     monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path))  # a cold cache: this test pretrains
-    data = datasets.load("fashion_mnist", fixture_root, "search")
+    data = datasets.load_dataset("fashion_mnist", fixture_root, "search")
     cfg = config(variant="finetune", pretrain_epochs=2)
     torch.manual_seed(1)
     parts = examples_net.build(cfg, data)
     after_cold_build = torch.rand(1)
 
-    mnist = datasets.load("mnist", fixture_root, "search")
+    mnist = datasets.load_dataset("mnist", fixture_root, "search")
     pretrained = examples_net.build(config(), mnist)
     pretrained["model"].load_state_dict(examples_net.mnist_weights(data, 2))
     assert examples_net.evaluate(pretrained, mnist, "val")["acc"] > 0.8  # it learnt MNIST (chance: 0.1)
@@ -73,7 +73,7 @@ def test_finetune_starts_from_the_mnist_weights_and_trains_only_fc2(fixture_root
 
 
 def test_augment_variant_trains_on_transformed_images(fixture_root):
-    data = datasets.load("fashion_mnist", fixture_root, "search", subset=0.2)
+    data = datasets.load_dataset("fashion_mnist", fixture_root, "search", subset=0.2)
     parts = examples_net.build(config(variant="augment"), data)
     metrics = examples_net.train_epoch(parts, data, config(variant="augment"))
     assert all(math.isfinite(v) for v in metrics.values())

@@ -132,7 +132,7 @@ def test_a_copied_run_resumes_on_a_local_ray_with_the_wandb_mode_given(interrupt
     run = runs.open_run("copy", results)
     board = run.leaderboard()
     assert len(board) == 4 and (board["status"] == "completed").all(), board
-    trials = study.load(run).trials  # the copy's own study (named after the first run) has every trial, finished
+    trials = study.open_study(run).trials  # the copy's own study (named after the first run) has every trial, finished
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
     assert {t.user_attrs["ray_trial_id"] for t in trials} == set(board["trial_id"])
     assert logged and sorted((results / "copy" / "wandb").glob("*run-*")) == logged  # W&B disabled, as given

@@ -13,7 +13,7 @@ from tunelab import cache, data as datasets, report, runs
 
 @pytest.fixture(scope="module")
 def fixture_data(fixture_root):
-    return datasets.load("fashion_mnist", fixture_root, "search")
+    return datasets.load_dataset("fashion_mnist", fixture_root, "search")
 
 
 def test_frechet_distance_of_gaussians_matches_the_closed_form():
@@ -99,7 +99,7 @@ def test_cgan_label_conditions_both_networks():
 def test_gan_training_lowers_the_frechet_distance(fashion_root, fixture_root):
     if fashion_root == fixture_root:  # on the fixture's squares, too few steps teach a GAN nothing
         pytest.skip("needs the real Fashion-MNIST: set TUNELAB_DATA to a data root that holds it")
-    data = datasets.load("fashion_mnist", fashion_root, "search", subset=0.05)
+    data = datasets.load_dataset("fashion_mnist", fashion_root, "search", subset=0.05)
     torch.manual_seed(0)
     config = {**gan.DEFAULTS, "batch_size": 32}
     parts = gan.build(config, data)
@@ -132,7 +132,7 @@ def test_vae_metric_is_the_elbo_whatever_beta(fixture_data):
 
 @pytest.mark.parametrize("latent,figure", [(2, "latent_map.png"), (3, "latent_tsne.png")])
 def test_vae_latent_figure(latent, figure, fixture_root, tmp_path):
-    data = datasets.load("fashion_mnist", fixture_root, "retrain")
+    data = datasets.load_dataset("fashion_mnist", fixture_root, "retrain")
     parts = vae.build({**vae.DEFAULTS, "latent": latent, "hidden": 32}, data)
     written = vae.figures(parts, data, tmp_path)
     assert {p.name for p in written.values()} == {"prior_samples.png", "reconstructions.png", figure}

@@ -14,6 +14,7 @@ import yaml
 from tests.helpers import REPO
 from trainables import cnn_classifier
 from tunelab import UserError, leaderboard, runs, spaces
+from tunelab.trial import best_epoch_of
 
 CURVES = REPO / "bench" / "curves" / "fashion_cnn.csv"
 
@@ -24,10 +25,10 @@ def board() -> pd.DataFrame:
     first, with its interval, whether it is tied with the best, its parameters and seconds."""
     recording = json.loads(CURVES.read_text().splitlines()[0].removeprefix("# recording: "))
     curves = pd.read_csv(CURVES, comment="#")
-    spec = spaces.load("fashion_cnn")
+    spec = spaces.load_spec("fashion_cnn")
     rows, image = [], torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
     for config_id, curve in curves.groupby("config_id"):
-        best = curve.loc[curve["val_acc"].idxmax()]  # the first epoch at the maximum, as tunelab.trial's best epoch
+        best = curve[curve["epoch"] == best_epoch_of(spec, dict(zip(curve["epoch"], curve["val_acc"])))].iloc[0]
         sampled = {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in spec.params}
         with torch.device("meta"):  # the parameter count without allocating the weights
             model = cnn_classifier.make_model(spec.config(sampled), image, 10)
@@ -73,7 +74,7 @@ def test_best_yaml_and_retrain_take_the_tied_trial_the_spec_prefers(board, prefe
             "fast": tied["duration_s"] / tied["epochs"]}[prefer]  # fmt: skip
     chosen = board.loc[cost.idxmin(), "trial_id"]  # the better of equal ones
     assert (prefer == "best") == (chosen == board["trial_id"].iloc[0])
-    run = runs.Run(tmp_path, replace(spaces.load("fashion_cnn"), prefer=prefer), runs.Options(), tmp_path)
+    run = runs.Run(tmp_path, replace(spaces.load_spec("fashion_cnn"), prefer=prefer), runs.Options(), tmp_path)
     monkeypatch.setattr(leaderboard, "table", lambda _: board)  # the search's results
     leaderboard.write(run)
 

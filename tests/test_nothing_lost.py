@@ -45,7 +45,7 @@ def snapshot(folder) -> dict:
 def searched(results, data_root, name: str = "fashion_cnn") -> runs.Run:
     """A run of fashion_cnn as a search leaves it for retrain: its spec, a study with one trial, a leaderboard whose
     best trial is a small CNN."""
-    run = runs.Run(results / name, spaces.load("fashion_cnn"), runs.Options(), data_root)
+    run = runs.Run(results / name, spaces.load_spec("fashion_cnn"), runs.Options(), data_root)
     run.save()
     optuna.create_study(study_name=name, storage=study._storage(run.study_file)).ask()
     run.leaderboard_file.write_text("trial_id,status,val_acc,epochs,best_epoch,config/depth,config/width\n"
@@ -82,7 +82,7 @@ def test_two_searches_of_one_name_started_together_one_runs_and_a_stale_lock_is_
 def test_a_used_name_is_refused_and_a_folder_no_search_got_going_in_is_reused(env, fixture_root, capsys):
     from tunelab import engine
 
-    run = runs.Run(env / "results" / "mine", spaces.load("fashion_cnn"), runs.Options(storage=str(env / "s")),
+    run = runs.Run(env / "results" / "mine", spaces.load_spec("fashion_cnn"), runs.Options(storage=str(env / "s")),
                    fixture_root)  # fmt: skip
     run.save()
     engine.check_unused(run)  # a search that failed before Ray started

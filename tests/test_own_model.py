@@ -46,9 +46,9 @@ def test_new_then_check_passes(folder, capsys):
     header = (folder / "my_cnn.yaml").read_text().split("\n\n")[0]
     assert raw["trainable"] == "my_cnn.py" and "(search_spaces/fashion_cnn.yaml)" in header
     assert "`tunelab search my_cnn.yaml --time-budget 10m`" in header  # the wide space, planned to the machine
-    spec = spaces.load("my_cnn.yaml")
+    spec = spaces.load_spec("my_cnn.yaml")
     assert spec.trainable == str(folder / "my_cnn.py") and spec.name == "my_cnn"
-    assert spec.params.keys() == spaces.load("fashion_cnn").params.keys()
+    assert spec.params.keys() == spaces.load_spec("fashion_cnn").params.keys()
 
     assert main(["check", "my_cnn.py"]) == 0
     lines = check_lines(capsys.readouterr().out)
@@ -61,10 +61,10 @@ def test_new_like_every_builtin(like, folder, capsys):
     assert new(name, like) == 0
     experiment = yaml.safe_load((folder / f"{name}.yaml").read_text())
     assert experiment["trainable"] == f"{name}.py"
-    spec = spaces.load(f"{name}.yaml")  # loads and checks the copy, as `tunelab search` does
-    builtin = protocol.load(like)
+    spec = spaces.load_spec(f"{name}.yaml")  # loads and checks the copy, as `tunelab search` does
+    builtin = protocol.load_trainable(like)
     assert spec.trainable == str(folder / f"{name}.py") and spec.defaults == builtin.defaults
-    assert protocol.load(spec.trainable).module.__file__ == str(folder / f"{name}.py")
+    assert protocol.load_trainable(spec.trainable).module.__file__ == str(folder / f"{name}.py")
     if like in FULL_CHECK:
         capsys.readouterr()
         assert main(["check", f"{name}.py"]) == 0, capsys.readouterr()

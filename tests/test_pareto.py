@@ -101,8 +101,8 @@ def test_compare_with_must_be_a_list_of_run_names(value):
 def test_compare_with_needs_a_trainable_that_draws_comparisons(monkeypatch):
     assert parse(compare_with=["mnist_mlp_ae"]).compare_with == ["mnist_mlp_ae"]
     # every registered trainable has a comparison hook: a cnn_classifier without predict_proba has none
-    classifier = dataclasses.replace(protocol.load("cnn_classifier"), predict_proba=None)
-    monkeypatch.setattr(protocol, "load", lambda name: classifier)
+    classifier = dataclasses.replace(protocol.load_trainable("cnn_classifier"), predict_proba=None)
+    monkeypatch.setattr(protocol, "load_trainable", lambda name: classifier)
     with pytest.raises(UserError, match="cnn_classifier draws no comparison figures"):
         parse(trainable="cnn_classifier", dataset="fashion_mnist", compare_with=["other"])
 

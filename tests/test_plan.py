@@ -95,7 +95,7 @@ def test_a_search_starts_more_trials_than_planned_only_while_one_reaches_its_fir
 
 
 def test_a_plan_applied_is_what_the_search_runs_and_reopens_with_its_run(tmp_path):
-    spec = runs.Options(time_budget=1200).apply(spaces.load("fashion_cnn"))
+    spec = runs.Options(time_budget=1200).apply(spaces.load_spec("fashion_cnn"))
     run = runs.Run(tmp_path / "fashion_cnn", spec, runs.Options(time_budget=1200), tmp_path / "data")
     plan = make_plan(1200, **FASHION, calibration_s=30, epoch_s_mean=160)
     planned = calibrate.apply(run, plan)
@@ -190,7 +190,7 @@ def test_the_plan_says_how_long_the_retrain_may_take_at_most():
 
 
 def test_the_ceiling_measures_a_config_against_the_costliest_that_fits(fixture_root):
-    spec = spaces.load("fashion_cnn")
+    spec = spaces.load_spec("fashion_cnn")
     cheap = {"depth": 2, "width": 32, "convs_per_block": 1, "kernel_size": 3}
     costly = {"depth": 3, "width": 64, "convs_per_block": 2, "kernel_size": 5}
     trainable, data = calibrate.Ceiling(spec, fixture_root, 0.0)._load()
@@ -200,14 +200,14 @@ def test_the_ceiling_measures_a_config_against_the_costliest_that_fits(fixture_r
 
 
 def test_a_searcher_runs_only_configs_its_ceiling_admits_and_tells_the_study_the_rest(tmp_path):
-    spec = spaces.load("fashion_cnn")
+    spec = spaces.load_spec("fashion_cnn")
     run = runs.Run(tmp_path / "r", spec, runs.Options(), tmp_path)
     run.save()
     admit = lambda config: 2.5 if config["width"] == 64 else 1.0  # noqa: E731  (FLOPs over the ceiling's)
     searcher = study.searcher(run, optuna.samplers.RandomSampler(seed=0), wandb=False, admit=admit)
     configs = [searcher.suggest(f"t{i}") for i in range(8)]
     assert configs[0]["width"] == spec.baseline["width"] and all(c["width"] != 64 for c in configs)
-    trials = study.load(run).trials
+    trials = study.open_study(run).trials
     refused = [t for t in trials if "ray_trial_id" not in t.user_attrs]
     note = "not tried: about 2.5x the cost of the costliest config whose retrain fits its budget"
     assert refused and all(t.params["width"] == 64 and t.state == TrialState.FAIL and t.value is None
@@ -239,7 +239,7 @@ def test_calibration_times_an_epoch_without_the_processs_one_off_costs(monkeypat
 
 def test_asha_lets_the_configs_queued_first_finish():
     """The baseline and the priors train all their epochs; their values still set the bar for the others."""
-    asha = engine._scheduler(spaces.load("fashion_cnn"), {"prior"})  # rungs at epochs 2, 4, 8 of 12
+    asha = engine._scheduler(spaces.load_spec("fashion_cnn"), {"prior"})  # rungs at epochs 2, 4, 8 of 12
     asha.set_search_properties("val_acc", "max")
     first, prior, other = (SimpleNamespace(trial_id=t) for t in ("first", "prior", "other"))
     for trial in (first, prior, other):

@@ -33,7 +33,7 @@ def _space(**changes) -> dict:
 def _load(tmp_path: Path, **changes) -> spaces.Spec:
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(_space(**changes), sort_keys=False))
-    return spaces.load(str(path))
+    return spaces.load_spec(str(path))
 
 
 def _run(tmp_path: Path, options: runs.Options | None = None, **changes) -> runs.Run:
@@ -48,7 +48,7 @@ def _searched(run: runs.Run, asked: int, capsys) -> tuple[list, str]:
     searcher = engine._searcher(run, "disabled")
     for i in range(asked):
         assert searcher.suggest(f"t{i}") is not None
-    return study.load(run).trials, capsys.readouterr().out
+    return study.open_study(run).trials, capsys.readouterr().out
 
 
 # parsing
@@ -110,7 +110,7 @@ SPACES = sorted(spaces.SPACES_DIR.glob("*.yaml"))
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_every_built_in_prior_is_inside_its_experiments_space(path, tmp_path, capsys):
-    spec = spaces.load(str(path))
+    spec = spaces.load_spec(str(path))
     points = priors.points(runs.Run(tmp_path / "r", spec, runs.Options(), tmp_path))
     assert "skipped" not in capsys.readouterr().out
     assert len(points) == (len(spec.priors) if spec.method != "grid" else 0)
@@ -208,14 +208,14 @@ def test_no_priors_turns_them_off_and_is_kept_with_the_run(tmp_path, capsys):
 def test_a_resumed_search_does_not_queue_the_priors_again(tmp_path, capsys):
     run = _run(tmp_path)
     _searched(run, 2, capsys)  # the baseline and priors[0] ran; priors[1] and [2] wait in the queue
-    after = study.load(run).trials
+    after = study.open_study(run).trials
     assert [t.state for t in after] == [TrialState.RUNNING] * 2 + [TrialState.WAITING] * 2
     resumed = engine._searcher(run, "disabled", resumed=True)
     assert capsys.readouterr().out == ""
-    assert [(t.params, t.user_attrs.get("prior")) for t in study.load(run).trials] == [
+    assert [(t.params, t.user_attrs.get("prior")) for t in study.open_study(run).trials] == [
         (t.params, t.user_attrs.get("prior")) for t in after]  # fmt: skip
     assert resumed.suggest("t2") is not None  # the resumed search takes the waiting prior next, once
-    trials = study.load(run).trials
+    trials = study.open_study(run).trials
     assert len(trials) == 4 and trials[2].user_attrs == {"prior": 1, "ray_trial_id": "t2"}
 
 

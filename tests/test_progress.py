@@ -55,7 +55,7 @@ def drive(progress: engine.Progress, values: list[float], metric: str) -> list[S
 @pytest.mark.parametrize("mode, values, best", [("max", [0.7, 0.9, 0.8], "0.9"), ("min", [0.7, 0.3, 0.4], "0.3")])
 def test_the_bar_counts_the_trials_and_keeps_the_best_value_of_the_metrics_mode(monkeypatch, mode, values, best):
     monkeypatch.setattr(sys, "stdout", Terminal())
-    spec = dataclasses.replace(spaces.load(str(SMALL_CNN)), metrics=["val_loss"], modes=[mode], run_cap=5)
+    spec = dataclasses.replace(spaces.load_spec(str(SMALL_CNN)), metrics=["val_loss"], modes=[mode], run_cap=5)
     progress = engine.Progress(spec, expected_s=600)
     trials = drive(progress, values, "val_loss")
     bar = progress.bar
@@ -79,7 +79,7 @@ def test_the_bar_counts_the_trials_and_keeps_the_best_value_of_the_metrics_mode(
 
 
 def test_in_a_log_each_trial_that_ends_is_one_line_and_verbose_adds_its_start_and_epochs(capsys):
-    spec = spaces.load(str(SMALL_CNN))  # val_acc, max; ASHA's rungs at 2 of its 4 epochs
+    spec = spaces.load_spec(str(SMALL_CNN))  # val_acc, max; ASHA's rungs at 2 of its 4 epochs
     drive(engine.Progress(spec), [0.7, 0.9, 0.8], "val_acc")
     lines = capsys.readouterr().out.splitlines()
     assert [re.sub(r"^\[ *\d+s\] ", "", line) for line in lines] == [
@@ -97,7 +97,7 @@ def test_in_a_log_each_trial_that_ends_is_one_line_and_verbose_adds_its_start_an
 
 
 def test_several_objectives_show_every_value_and_no_single_best(capsys):
-    spec = dataclasses.replace(spaces.load(str(SMALL_CNN)), metrics=["val_acc", "params"], modes=["max", "min"])
+    spec = dataclasses.replace(spaces.load_spec(str(SMALL_CNN)), metrics=["val_acc", "params"], modes=["max", "min"])
     progress = engine.Progress(spec)
     trials = [trial("t1")]
     progress.on_step_begin(0, trials)

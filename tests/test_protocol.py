@@ -36,7 +36,7 @@ def complete(**changes) -> types.ModuleType:
 
 @pytest.mark.parametrize("name", trainables.NAMES)
 def test_every_registered_trainable_follows_the_protocol(name):
-    trainable = protocol.load(name)
+    trainable = protocol.load_trainable(name)
     assert trainable.name == name and trainable.module is trainables.get(name)
     assert callable(trainable.predict) and callable(trainable.example_input)  # the defaults where it has none
     assert (trainable.outputs is None) == (trainable.metrics is None) == (trainable.ensemble is None)
@@ -98,7 +98,7 @@ def test_every_problem_is_listed_at_once():
 
 def test_an_unknown_name_lists_the_registered_ones():
     with pytest.raises(protocol.UnknownTrainable, match="unknown trainable 'cnn'; known: cgan, cnn_classifier"):
-        protocol.load("cnn")
+        protocol.load_trainable("cnn")
 
 
 def test_a_trainable_file_edited_in_this_process_is_loaded_again(tmp_path, monkeypatch):
@@ -108,10 +108,10 @@ def test_a_trainable_file_edited_in_this_process_is_loaded_again(tmp_path, monke
 
     monkeypatch.chdir(tmp_path)
     model, _, _ = scaffold.new("edited_cnn")
-    first = protocol.load(str(model))
-    assert protocol.load(str(model)) is first  # unchanged: the same, not imported again
+    first = protocol.load_trainable(str(model))
+    assert protocol.load_trainable(str(model)) is first  # unchanged: the same, not imported again
     model.write_text(model.read_text() + "\nEDITED = True\n")
     later = model.stat().st_mtime_ns + 10**9  # a modification time of its own, however coarse the file system's
     os.utime(model, ns=(later, later))
-    second = protocol.load(str(model))
+    second = protocol.load_trainable(str(model))
     assert second is not first and second.module.EDITED and not hasattr(first.module, "EDITED")

@@ -17,7 +17,7 @@ from tunelab.protocol import ProtocolError, Range
 
 @pytest.mark.parametrize("name", trainables.NAMES)
 def test_every_builtin_declares_a_range_for_each_number_holding_its_default(name):
-    t = protocol.load(name)
+    t = protocol.load_trainable(name)
     numbers = {k for k, v in t.defaults.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     assert set(t.ranges) == numbers
     assert all(t.defaults[k] in r for k, r in t.ranges.items())
@@ -26,7 +26,7 @@ def test_every_builtin_declares_a_range_for_each_number_holding_its_default(name
 
 @pytest.mark.parametrize("experiment", spaces.experiments())
 def test_every_shipped_space_lies_inside_the_ranges(experiment):
-    spaces.load(experiment)
+    spaces.load_spec(experiment)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def space(tmp_path, parameters: dict, trainable: str = "cnn_classifier", **keys)
 def test_a_space_reaching_outside_a_range_is_refused(tmp_path, parameter, message):
     path = space(tmp_path, {"weight_decay": {"values": [0.0, 1e-4]}} | parameter)
     with pytest.raises(UserError) as refused:
-        spaces.load(path)
+        spaces.load_spec(path)
     assert str(refused.value) == f"{path}: {message}"
 
 
@@ -97,7 +97,7 @@ def test_a_metric_the_trainable_does_not_report_is_refused_when_read(env, tmp_pa
 
 def test_a_metric_the_harness_reports_is_allowed(tmp_path):
     metrics = [{"name": "val_acc"}, {"name": "params", "goal": "minimize"}, {"name": "duration_s", "goal": "minimize"}]
-    assert spaces.load(space(tmp_path, {"lr": {"values": [0.01, 0.1]}}, metric=metrics)).metrics[1:] == [
+    assert spaces.load_spec(space(tmp_path, {"lr": {"values": [0.01, 0.1]}}, metric=metrics)).metrics[1:] == [
         "params", "duration_s"]  # fmt: skip
 
 
@@ -106,8 +106,9 @@ def test_without_metrics_one_epoch_on_tiny_data_finds_what_a_trainable_reports(t
     path = folder / "typo.yaml"
     path.write_text(yaml.safe_dump({"trainable": "mlp.py", "metric": {"name": "val_accuracy"},
                                     "parameters": {"hidden": {"values": [8, 16]}}}))  # fmt: skip
-    good, typo = spaces.load(str(folder / "good.yaml")), spaces.load(str(path))  # no METRICS: read as they are
-    trainable = protocol.load(good.trainable)
+    # no METRICS: read as they are
+    good, typo = spaces.load_spec(str(folder / "good.yaml")), spaces.load_spec(str(path))
+    trainable = protocol.load_trainable(good.trainable)
     assert not trainable.metric_names
     checks.check_search_metrics(good, trainable)
     with pytest.raises(UserError, match=re.escape(f"{path}: metric.name: mlp reports no metric 'val_accuracy'; "
@@ -142,7 +143,8 @@ def test_a_copy_keeps_its_ranges_and_check_names_one_that_misses_its_default(tmp
     assert main(["new", "ranged_cnn"]) == 0 and main(["new", "misranged_cnn"]) == 0
     source = (tmp_path / "ranged_cnn.py").read_text()
     assert "\nRANGES = {" in source and "\nMETRICS = (" in source
-    assert protocol.load(str(tmp_path / "ranged_cnn.py")).ranges == protocol.load("cnn_classifier").ranges
+    ranged = protocol.load_trainable(str(tmp_path / "ranged_cnn.py"))
+    assert ranged.ranges == protocol.load_trainable("cnn_classifier").ranges
     (tmp_path / "misranged_cnn.py").write_text(source.replace('"dropout": "[0, 1)"', '"dropout": "(0.5, 1)"'))
     capsys.readouterr()
     assert main(["check", "misranged_cnn.py"]) == 2

@@ -25,7 +25,7 @@ def test_layer_table_names_nested_layers_as_their_weights_are_named():
 
 
 def test_importance_finds_the_parameter_that_decides_the_metric_and_is_the_same_each_time(tmp_path):
-    spec = spaces.load(str(SMALL_CNN))
+    spec = spaces.load_spec(str(SMALL_CNN))
     sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     configs = [spec.config(sampler.ask(spec.params).params) for _ in range(16)]
     noise = np.random.default_rng(0).normal(0, 0.002, len(configs))

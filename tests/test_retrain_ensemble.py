@@ -26,7 +26,7 @@ def nll(p: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_retrain_refuses_an_ensemble_of_a_non_classifier_before_training(env, fixture_root, capsys):
-    run = runs.Run(env / "results" / "mnist_conv_ae", spaces.load("mnist_conv_ae"), runs.Options(), fixture_root)
+    run = runs.Run(env / "results" / "mnist_conv_ae", spaces.load_spec("mnist_conv_ae"), runs.Options(), fixture_root)
     run.save()
     assert main(["retrain", "mnist_conv_ae", "--top-k", "2", "--seeds", "2", "--ensemble"]) == 2
     err = capsys.readouterr().err.strip()

@@ -25,8 +25,8 @@ SEARCHED = ("width", "batch_norm")
 def fresh_metrics(spec: spaces.Spec, sampled: dict, root) -> list[dict]:
     """The config trained here, in a process that has run no trial, as a trial trains it."""
     torch.set_num_threads(1)
-    module = protocol.load(spec.trainable)
-    data = datasets.load(spec.dataset, root, "search", 1.0, "cpu")
+    module = protocol.load_trainable(spec.trainable)
+    data = datasets.load_dataset(spec.dataset, root, "search", 1.0, "cpu")
     config = spec.config(sampled)
     parts = training.build(module, config, data, spec.seed)
     return [training.epoch(module, parts, data, config, "val") for _ in range(EPOCHS)]

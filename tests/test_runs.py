@@ -10,7 +10,7 @@ from tunelab import UserError, leaderboard, runs, spaces
 
 
 def saved_run(tmp_path, monkeypatch) -> runs.Run:
-    spec = runs.Options(trials=2, max_epochs=3).apply(spaces.load("fashion_cnn"))
+    spec = runs.Options(trials=2, max_epochs=3).apply(spaces.load_spec("fashion_cnn"))
     run = runs.Run(tmp_path / "fashion_cnn", spec, runs.Options(trials=2, max_epochs=3), tmp_path / "data")
     run.save()
     return run
@@ -51,7 +51,7 @@ def test_a_retrained_model_is_one_self_describing_file(tmp_path, monkeypatch):
 
 
 def test_a_trial_ended_short_is_stopped_early_at_an_asha_rung_and_else_cut_by_the_time_budget():
-    spec = replace(spaces.load("fashion_cnn"), max_epochs=12, time_budget_s=60.0)  # ASHA's rungs: epochs 2, 4, 8
+    spec = replace(spaces.load_spec("fashion_cnn"), max_epochs=12, time_budget_s=60.0)  # ASHA's rungs: epochs 2, 4, 8
     assert [leaderboard.end_status(spec, e) for e in (12, 2, 4, 8)] == ["completed"] + ["stopped early"] * 3
     for epochs in (0, 1, 3, 5, 11):  # ASHA decides only at its rungs, so the budget ended these
         assert leaderboard.end_status(spec, epochs) == "cut by the time budget"

@@ -12,7 +12,7 @@ SPACES = sorted(spaces.SPACES_DIR.glob("*.yaml"))
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_every_search_space_file_validates(path):
-    spec = spaces.load(str(path))
+    spec = spaces.load_spec(str(path))
     assert spec.params and spec.metric.startswith("val_")
     if spec.baseline:
         assert set(spec.baseline) == set(spec.params)
@@ -178,12 +178,12 @@ def test_yaml_syntax_error_gives_file_and_line(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("trainable: cnn_classifier\nparameters:\n  lr: {min: 0.1, max: [\n")
     with pytest.raises(UserError, match=rf"{path}:4: YAML syntax error"):
-        spaces.load(str(path))
+        spaces.load_spec(str(path))
 
 
 def test_unknown_experiment_lists_the_known_ones():
     with pytest.raises(UserError, match="unknown experiment 'fashion_cnm'; known: .*fashion_cnn"):
-        spaces.load("fashion_cnm")
+        spaces.load_spec("fashion_cnm")
 
 
 def test_a_w_and_b_sweep_file_needs_only_trainable_and_dataset(tmp_path):
@@ -194,6 +194,6 @@ def test_a_w_and_b_sweep_file_needs_only_trainable_and_dataset(tmp_path):
              "early_terminate": {"type": "hyperband", "min_iter": 1}}  # fmt: skip
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep | {"trainable": "cnn_classifier", "dataset": "fashion_mnist"}))
-    spec = spaces.load(str(path))
+    spec = spaces.load_spec(str(path))
     assert spec.method == "random" and set(spec.params) == {"lr", "batch_size", "dropout"}
     assert spec.hyperband["eta"] == 3

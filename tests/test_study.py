@@ -3,6 +3,7 @@ leaderboard (states, values, learning curves), a resumed search adds to it, the 
 API and in a real browser. The searcher and writer are tested on fake trials; the slow tests run a real search."""
 
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -25,10 +26,11 @@ from optuna.trial import TrialState
 from tests.helpers import SMALL_CNN
 from tunelab import UserError, dashboard, leaderboard, runs, spaces, study
 from tunelab.cli import main
+from tunelab.trial import best_epoch_of
 
 
 def _run(folder: Path, experiment: str = str(SMALL_CNN)) -> runs.Run:
-    run = runs.Run(folder, spaces.load(experiment), runs.Options(), folder.parent)
+    run = runs.Run(folder, spaces.load_spec(experiment), runs.Options(), folder.parent)
     run.save()
     return run
 
@@ -45,7 +47,7 @@ def _epochs(writer: study.StudyWriter, trial, values: list[dict]) -> None:
 
 
 def _by_ray_id(run: runs.Run) -> dict[str, optuna.trial.FrozenTrial]:
-    return {t.user_attrs["ray_trial_id"]: t for t in study.load(run).trials}
+    return {t.user_attrs["ray_trial_id"]: t for t in study.open_study(run).trials}
 
 
 def test_a_trials_state_and_value_are_the_leaderboards(tmp_path):
@@ -78,9 +80,20 @@ def test_a_trials_state_and_value_are_the_leaderboards(tmp_path):
                                          "epochs": 4, "best_epoch": 2}  # fmt: skip
     assert trials["stopped"].user_attrs["status"] == "stopped early"
     assert searcher.suggest("next") is not None and _by_ray_id(run)["next"].number == 3  # samples on after all three
-    loaded = study.load(run)
+    loaded = study.open_study(run)
     assert loaded.study_name == "r" and loaded.metric_names == ["val_acc"]
     assert loaded.user_attrs["experiment"] == "small_cnn" and loaded.user_attrs["max_epochs"] == 4
+
+
+@pytest.mark.parametrize("metrics, modes, values, best", [
+    (["val_acc"], ["max"], {1: 0.5, 2: 0.7, 3: 0.7, 4: 0.6}, 2),  # a tie keeps the earlier epoch
+    (["val_loss"], ["min"], {1: 0.5, 2: None, 3: 0.4, 4: 0.45}, 3),  # an epoch without the metric never counts
+    (["val_acc"], ["max"], {1: None}, 0),
+    (["val_pixel_acc", "params"], ["max", "min"], {1: 0.9, 2: 0.5, 3: 0.7}, 3),  # several objectives: the last
+])  # fmt: skip
+def test_a_trials_best_epoch_is_one_rule(metrics, modes, values, best):
+    spec = dataclasses.replace(spaces.load_spec(str(SMALL_CNN)), metrics=metrics, modes=modes)
+    assert best_epoch_of(spec, values) == best
 
 
 def test_several_objectives_store_every_objective(tmp_path):
@@ -94,7 +107,7 @@ def test_several_objectives_store_every_objective(tmp_path):
     writer.on_trial_complete(0, [], a)
     _epochs(writer, b, [metrics | {"val_pixel_acc": 0.8, "best_epoch": e} for e in (1, 2)])
     writer.on_trial_complete(0, [], b)  # Pareto-layer ASHA stopped it
-    loaded = study.load(run)
+    loaded = study.open_study(run)
     assert [d.name for d in loaded.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
     assert loaded.metric_names == ["val_pixel_acc", "params", "duration_s"]
     first, second = loaded.trials
@@ -195,7 +208,7 @@ def searched(tmp_path_factory, fixture_root) -> SimpleNamespace:
             break
     rest, _ = search.communicate(timeout=300)
     run = runs.open_run(RUN, results)
-    before = {t.number: t for t in study.load(run).trials}
+    before = {t.number: t for t in study.open_study(run).trials}
     board_before = run.leaderboard()
     assert (board_before["status"].isin(["interrupted", "pending"])).any(), "".join(lines) + rest
 
@@ -211,7 +224,7 @@ def test_the_study_matches_the_leaderboard(searched):
     board = pd.read_csv(run.leaderboard_file, dtype={"trial_id": str}).set_index("trial_id")
     histories = leaderboard.histories(run)
     trials = _by_ray_id(run)
-    assert set(trials) == set(board.index) and len(study.load(run).trials) == len(board) == TRIALS
+    assert set(trials) == set(board.index) and len(study.open_study(run).trials) == len(board) == TRIALS
     assert set(board["status"]) == {"completed", "stopped early"}, board  # ASHA stopped some
     for trial_id, row in board.iterrows():
         trial = trials[trial_id]
@@ -223,13 +236,13 @@ def test_the_study_matches_the_leaderboard(searched):
         assert set(trial.params) == set(run.spec.params)
         assert trial.user_attrs["wandb_run_id"] == trial_id
         assert (trial.user_attrs["epochs"], trial.user_attrs["best_epoch"]) == (row["epochs"], row["best_epoch"])
-    best = study.load(run).best_trial  # Optuna's best (complete trials only): the best completed row
+    best = study.open_study(run).best_trial  # Optuna's best (complete trials only): the best completed row
     assert best.user_attrs["ray_trial_id"] == board[board["status"] == "completed"].index[0]
 
 
 @pytest.mark.slow
 def test_a_resumed_search_adds_to_the_same_study(searched):
-    after = study.load(searched.run).trials
+    after = study.open_study(searched.run).trials
     ids = [t.user_attrs["ray_trial_id"] for t in after]
     assert len(ids) == len(set(ids)) == TRIALS  # no trial twice
     assert len(searched.before) < TRIALS
@@ -299,7 +312,7 @@ def _get(url: str) -> dict:
 
 @pytest.mark.slow
 def test_tunelab_dashboard_serves_the_study(searched):
-    expected = study.load(searched.run)
+    expected = study.open_study(searched.run)
     for args in ((searched.run.name,), ()):  # the run's study, and every run's under the results root
         with _dashboard(searched.environ, *args) as base:
             studies = _get(f"{base}/api/studies")["study_summaries"]
@@ -324,7 +337,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium; "
                     ".ci/run installs it)")  # fmt: skip
 def test_the_dashboard_page_shows_the_trials_in_a_browser(searched, tmp_path):
-    expected = study.load(searched.run)
+    expected = study.open_study(searched.run)
     with _dashboard(searched.environ, searched.run.name) as base:
         page = f"{base}/dashboard/studies/0"
         browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000"]

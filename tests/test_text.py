@@ -147,7 +147,8 @@ def test_soft_label_ensembles_average_one_kind_of_probability():
 
 
 def test_tfidf_baseline_of_soft_labels_has_the_text_metrics_but_no_loss(tmp_path):
-    data = datasets.load("weather_tweets", write_weather(tmp_path / "crowdflower-weather-twitter").parent, "retrain")
+    root = write_weather(tmp_path / "crowdflower-weather-twitter").parent
+    data = datasets.load_dataset("weather_tweets", root, "retrain")
     name, metrics = tfidf.baseline(data)
     assert "ridge" in name and set(metrics) == {"test"}
     assert set(metrics["test"]) == {"rmse", "auc_micro", "auc_macro"}

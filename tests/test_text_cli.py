@@ -43,7 +43,7 @@ def test_describe_refuses_bad_input(env, text_root, capsys):
 
 
 def test_retrain_tests_on_every_test_split(text_root):
-    data = datasets.load("sentiment140", text_root, "retrain")
+    data = datasets.load_dataset("sentiment140", text_root, "retrain")
     config = dict(text_cnn.DEFAULTS, min_count=1, epochs=3, filters=16, lr=0.01)  # a few steps on a tiny fixture
 
     class NoLog:

@@ -25,8 +25,8 @@ def test_split_is_60_20_20_stratified_disjoint_and_fixed():
 
 
 def test_weather_soft_labels_and_own_three_way_split(text_root, capsys):
-    search = data.load("weather_tweets", text_root, "search")
-    retrain = data.load("weather_tweets", text_root, "retrain")
+    search = data.load_dataset("weather_tweets", text_root, "search")
+    retrain = data.load_dataset("weather_tweets", text_root, "retrain")
     assert set(search.splits) == {"train", "val"} and set(retrain.splits) == {"train", "test"}
     assert [len(search.splits[s][0]) for s in ("train", "val")] == [180, 60] and len(retrain.splits["test"][0]) == 60
     texts, y = search.splits["train"]
@@ -41,25 +41,25 @@ def test_weather_soft_labels_and_own_three_way_split(text_root, capsys):
 
 def test_weather_reads_kaggles_plain_csv(tmp_path):
     write_weather(tmp_path / "crowdflower-weather-twitter", name="train.csv")
-    assert len(data.load("weather_tweets", tmp_path, "retrain").splits["test"][0]) == 60
+    assert len(data.load_dataset("weather_tweets", tmp_path, "retrain").splits["test"][0]) == 60
 
 
 def test_sentiment140_stratified_split_and_manual_test(text_root):
-    retrain = data.load("sentiment140", text_root, "retrain")
+    retrain = data.load_dataset("sentiment140", text_root, "retrain")
     assert set(retrain.splits) == {"train", "test", "test_manual"}
     (train_x, train_y), (_, test_y) = retrain.splits["train"], retrain.splits["test"]
     assert (len(train_y), len(test_y)) == (320, 80) and test_y.float().mean() == 0.5 and train_y.dtype == torch.long
     assert set(train_y.tolist()) == {0, 1} and any("café" in t for t in train_x)  # latin-1 decoded
     manual_x, manual_y = retrain.splits["test_manual"]
     assert len(manual_y) == 20 and set(manual_y.tolist()) == {0, 1}  # the 10 neutral tweets are left out
-    search = data.load("sentiment140", text_root, "search", subset=0.5)
+    search = data.load_dataset("sentiment140", text_root, "search", subset=0.5)
     assert (len(search.splits["train"][1]), len(search.splits["val"][1])) == (120, 40)
 
 
 def test_imdb_archive_and_extracted_folder_read_the_same(tmp_path, text_root):
     folder = write_imdb(tmp_path / "imdb", archive=False)
-    from_folder = data.load("imdb", tmp_path, "retrain")
-    from_archive = data.load("imdb", text_root, "retrain")
+    from_folder = data.load_dataset("imdb", tmp_path, "retrain")
+    from_archive = data.load_dataset("imdb", text_root, "retrain")
     for split in ("train", "test"):
         assert list(from_folder.splits[split][0]) == list(from_archive.splits[split][0])
         assert torch.equal(from_folder.splits[split][1], from_archive.splits[split][1])
@@ -89,12 +89,12 @@ def test_wrong_files_are_clear_errors(tmp_path):
     folder.mkdir()
     (folder / "train.csv").write_text("id,text\n1,hello\n")
     with pytest.raises(UserError, match="columns tweet, k1, .* are missing"):
-        data.load("weather_tweets", tmp_path)
+        data.load_dataset("weather_tweets", tmp_path)
     write_sentiment140(tmp_path / "sentiment140")
     (tmp_path / "sentiment140" / "testdata.manual.2009.06.14.csv").write_text('"x","y"\n')
     with pytest.raises(UserError, match="polarity 0, 2 or 4"):
-        data.load("sentiment140", tmp_path)
+        data.load_dataset("sentiment140", tmp_path)
     (tmp_path / "imdb").mkdir()
     (tmp_path / "imdb" / "aclImdb_v1.tar.gz").write_bytes(b"not an archive")
     with pytest.raises(UserError, match="aclImdb_v1.tar.gz: cannot read"):
-        data.load("imdb", tmp_path)
+        data.load_dataset("imdb", tmp_path)

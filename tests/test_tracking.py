@@ -91,7 +91,7 @@ def test_the_key_that_wandb_login_writes_for_its_default_host_means_online(refus
 
 
 def test_a_run_that_wandb_refuses_is_not_logged_and_says_why(refusing, tmp_path, capsys):
-    with tracking.run("online", "tunelab-test", "group", "retrain", "refused", {"lr": 0.1}, tmp_path) as log:
+    with tracking.wandb_run("online", "tunelab-test", "group", "retrain", "refused", {"lr": 0.1}, tmp_path) as log:
         log.log({"test_acc": 0.5})
     assert "W&B: run refused not logged: it could not start online (invalid api key)" in capsys.readouterr().err
 

@@ -22,12 +22,12 @@ def data(request) -> Data:
     """The tiny data set shaped like the trainable's DATASET (``checks.tiny_data``); Fashion-MNIST-like images for a
     test of no trainable."""
     name = getattr(request.node, "callspec", None) and request.node.callspec.params.get("name")
-    return checks.tiny_data(protocol.load(name) if name else "fashion_mnist")
+    return checks.tiny_data(protocol.load_trainable(name) if name else "fashion_mnist")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_declarations(name):
-    module = protocol.load(name)  # checked against the protocol (tests/test_protocol.py)
+    module = protocol.load_trainable(name)  # checked against the protocol (tests/test_protocol.py)
     assert module.metric.startswith("val_") and "batch_size" in module.defaults
 
 
@@ -35,12 +35,12 @@ def test_declarations(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_check(name, check, data):
     """build, train_epoch, evaluate, gradients, save_restore and figures (``tunelab.checks.CHECKS``)."""
-    check(protocol.load(name), data)
+    check(protocol.load_trainable(name), data)
 
 
 @pytest.mark.parametrize("name", [t.name for t in protocol.registered() if t.ensembles])
 def test_an_ensemble_averages_probabilities_and_is_scored_as_evaluate_scores(name, data):
-    module = protocol.load(name)
+    module = protocol.load_trainable(name)
     config = one_batch_config(module, data)
     members = [training.build(module, config, data, seed) for seed in (0, 1)]
     for parts in members:
@@ -57,7 +57,7 @@ def test_an_ensemble_averages_probabilities_and_is_scored_as_evaluate_scores(nam
 
 @pytest.mark.parametrize("name", NAMES)
 def test_unknown_choice_fails_at_build(name, data):
-    module = protocol.load(name)
+    module = protocol.load_trainable(name)
     with pytest.raises(ValueError, match="optimizer"):
         module.build({**one_batch_config(module, data), "optimizer": "lbfgs"}, data)
 

@@ -137,7 +137,7 @@ def test_missing_torchvision_weights_are_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # no network, even where there is one
     with pytest.raises(UserError) as e:
-        backbones.load("resnet18", pretrained=True, size=SMALL)
+        backbones.load_backbone("resnet18", pretrained=True, size=SMALL)
     message = str(e.value)
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message and "efficientnet_lite0" in message
@@ -167,7 +167,7 @@ def test_torchvision_weights_in_the_hub_cache_are_used(tmp_path, monkeypatch):
 
 def test_mnist_cnn_is_trained_once_on_mnist_and_takes_28px(fixture_root, cache_root):
     from trainables import cnn_classifier
-    from tunelab.data import load
+    from tunelab.data import load_dataset
 
     model = transfer.make_model(config(backbone="mnist_cnn", input_size=96), 10, fixture_root)
     assert model.frozen[0].size == 28
@@ -176,7 +176,7 @@ def test_mnist_cnn_is_trained_once_on_mnist_and_takes_28px(fixture_root, cache_r
     example = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
     cnn = cnn_classifier.make_model({**cnn_classifier.DEFAULTS, "augment": "none"}, example, 10)
     cnn.load_state_dict(weights)
-    mnist = load("mnist", fixture_root)
+    mnist = load_dataset("mnist", fixture_root)
     assert cnn_classifier.evaluate({"model": cnn}, mnist, "val")["acc"] > 0.9  # it learnt the (generated) digits
 
 

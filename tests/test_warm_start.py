@@ -52,7 +52,7 @@ def student(env) -> Path:
 def earlier(student, env, fixture_root) -> runs.Run:
     """The earlier run as a search leaves it: tunelab.yaml, and its study as a journal with the user attrs, states,
     values and per-epoch values that tunelab.study writes."""
-    spec = spaces.load(str(student / "earlier.yaml"))
+    spec = spaces.load_spec(str(student / "earlier.yaml"))
     run = runs.Run(env / "results" / "earlier", spec, runs.Options(), fixture_root)
     run.save()
     journal = optuna.create_study(study_name="earlier", direction="maximize",
@@ -73,7 +73,8 @@ def earlier(student, env, fixture_root) -> runs.Run:
 
 
 def _later(student: Path, earlier: runs.Run, sweep: str = "later", **changes) -> runs.Run:
-    spec = spaces.load(_sweep(student, sweep, [16, 32], 0.05, **changes) if changes else str(student / f"{sweep}.yaml"))
+    path = _sweep(student, sweep, [16, 32], 0.05, **changes) if changes else str(student / f"{sweep}.yaml")
+    spec = spaces.load_spec(path)
     return runs.Run(earlier.dir.parent / sweep, spec, runs.Options(warm_start=["earlier"]), earlier.data_dir)
 
 
@@ -86,7 +87,7 @@ def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier
     assert ("Warm start: dropped 2 trials outside this search's space: hidden not among [16, 32] (1); "
             "lr not in [0.001, 0.05] (1)") in out  # fmt: skip
     assert searcher.suggest("own_0") == BASELINE  # the search's first own trial, its baseline, comes after them
-    first, stopped, own = study.load(later).trials
+    first, stopped, own = study.open_study(later).trials
     assert [first.user_attrs, stopped.user_attrs] == [{"imported_from": "earlier", "imported_trial_id": "old_0"},
                                                       {"imported_from": "earlier", "imported_trial_id": "old_1"}]
     assert first.state == TrialState.COMPLETE and first.value == pytest.approx(0.8)
@@ -101,7 +102,7 @@ def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier
     assert set(tpe.sample_relative(ot_study, own, space)) == {"hidden", "lr"}  # {}: still sampling at random
     # `tunelab resume` reopens the study as it is: nothing imported twice
     study.resumed_searcher(later, engine.sampler(later.spec), wandb=False)
-    assert len(study.load(later).trials) == 3
+    assert len(study.open_study(later).trials) == 3
 
 
 def test_a_longer_or_shorter_run_is_cut_to_the_new_max_epochs(student, earlier, capsys):
@@ -122,7 +123,7 @@ def test_the_warm_start_is_saved_with_the_run(student, earlier):
 def test_a_run_that_measured_something_else_is_refused(case, student, earlier, env, fixture_root):
     later = _later(student, earlier)
     if case == "trainable":  # the built-in CNN on the same data set
-        other = runs.Run(env / "results" / "cnn", spaces.load("fashion_cnn"), runs.Options(), fixture_root)
+        other = runs.Run(env / "results" / "cnn", spaces.load_spec("fashion_cnn"), runs.Options(), fixture_root)
         other.save()
         later.options.warm_start = ["cnn"]
         expected = ("--warm-start cnn: run cnn searched trainable 'cnn_classifier' on data set 'fashion_mnist', this "
@@ -152,7 +153,7 @@ def test_a_warm_started_search_samples_after_the_imported_trials(student, earlie
     assert "Warm start: the sampler starts from 2 finished trials of run earlier" in capsys.readouterr().out
     run = runs.open_run("later", earlier.dir.parent)
     assert run.options.warm_start == ["earlier"]
-    trials = study.load(run).trials
+    trials = study.open_study(run).trials
     assert [t.user_attrs.get("imported_from") for t in trials] == ["earlier", "earlier", None, None]
     assert trials[2].params == BASELINE
     own = [t.user_attrs["ray_trial_id"] for t in trials[2:]]
@@ -160,4 +161,4 @@ def test_a_warm_started_search_samples_after_the_imported_trials(student, earlie
     board = pd.read_csv(run.leaderboard_file, dtype={"trial_id": str})
     assert sorted(board["trial_id"]) == sorted(own)  # --trials 2 (run_cap) counts the search's own trials only
     engine._searcher(run, "disabled", resumed=True)  # as `tunelab resume` opens it: nothing imported twice
-    assert len(study.load(run).trials) == 4
+    assert len(study.open_study(run).trials) == 4

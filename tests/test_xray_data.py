@@ -34,8 +34,8 @@ def write_kaggle_chest_xray(folder: Path) -> Path:
 
 def test_pneumoniamnist_uses_its_own_validation_split(tmp_path):
     write_pneumoniamnist(tmp_path / "pneumoniamnist")
-    search = data.load("pneumoniamnist", tmp_path, "search")
-    retrain = data.load("pneumoniamnist", tmp_path, "retrain")
+    search = data.load_dataset("pneumoniamnist", tmp_path, "search")
+    retrain = data.load_dataset("pneumoniamnist", tmp_path, "retrain")
     assert search.classes == ["normal", "pneumonia"] and search.root == tmp_path
     assert [len(search.splits[s][1]) for s in ("train", "val")] == [40, 10]
     assert [len(retrain.splits[s][1]) for s in ("train", "test")] == [50, 20]
@@ -48,8 +48,8 @@ def test_the_real_pneumoniamnist_fetches_from_a_local_copy_and_has_its_published
         pytest.skip("no local copy of PneumoniaMNIST")
     monkeypatch.setenv("TUNELAB_LOCAL_COPIES", str(SHARED))
     assert data.fetch("pneumoniamnist", tmp_path) == tmp_path / "pneumoniamnist"  # checksum verified
-    search = data.load("pneumoniamnist", tmp_path, "search")
-    test = data.load("pneumoniamnist", tmp_path, "retrain").splits["test"][1]
+    search = data.load_dataset("pneumoniamnist", tmp_path, "search")
+    test = data.load_dataset("pneumoniamnist", tmp_path, "retrain").splits["test"][1]
     counts = {s: torch.bincount(search.splits[s][1]).tolist() for s in ("train", "val")}
     assert counts == {"train": [1214, 3494], "val": [135, 389]} and torch.bincount(test).tolist() == [234, 390]
 
@@ -61,17 +61,17 @@ def test_a_corrupt_npz_is_a_clear_error(tmp_path):
     np.savez(folder / "pneumoniamnist.npz", **train_only)
     data.forget()
     with pytest.raises(UserError, match="val_images and val_labels are missing"):
-        data.load("pneumoniamnist", tmp_path)
+        data.load_dataset("pneumoniamnist", tmp_path)
     (folder / "pneumoniamnist.npz").write_bytes(b"PK garbage")
     data.forget()
     with pytest.raises(UserError, match="pneumoniamnist.npz: cannot read it"):
-        data.load("pneumoniamnist", tmp_path)
+        data.load_dataset("pneumoniamnist", tmp_path)
 
 
 def test_kaggle_folders_load_as_squares_and_tunelab_holds_out_validation(tmp_path):
     write_kaggle_chest_xray(tmp_path / "chest_xray")
-    search = data.load("chest_xray", tmp_path, "search")
-    retrain = data.load("chest_xray", tmp_path, "retrain")
+    search = data.load_dataset("chest_xray", tmp_path, "search")
+    retrain = data.load_dataset("chest_xray", tmp_path, "retrain")
     n_train = sum(sum(KAGGLE_COUNTS[s]) for s in ("train", "val"))  # Kaggle's 2-image val joins train
     assert len(retrain.splits["train"][1]) == n_train and len(search.splits["val"][1]) == int(0.1 * n_train)
     assert torch.bincount(retrain.splits["train"][1]).tolist() == [5, 9]
@@ -97,7 +97,7 @@ def test_a_corrupt_jpeg_names_the_file(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
     data.forget()
     with pytest.raises(UserError, match=f"{bad}: cannot read the image"):
-        data.load("chest_xray", tmp_path, "retrain")
+        data.load_dataset("chest_xray", tmp_path, "retrain")
 
 
 def test_missing_kaggle_folders_say_where_to_get_them(tmp_path, monkeypatch):

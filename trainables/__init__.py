@@ -2,8 +2,9 @@
 
 Each registered module is a trainable: plain PyTorch (no Ray, no W&B) that follows the protocol in
 ``tunelab/protocol.py`` (``DATASET``, ``METRIC``, ``MODE``, ``DEFAULTS``, ``build``, ``train_epoch``, ``evaluate``,
-``figures`` and optional hooks). The harness loads them through ``tunelab.protocol.load(name)``, which checks them;
-the other modules here hold what several trainables share (``common``, ``text``, ``reconstruction``, ...).
+``figures`` and optional hooks). The harness loads them through ``tunelab.protocol.load_trainable(name)``, which
+checks them; the other modules here hold what several trainables share (``common``, ``text``, ``reconstruction``,
+...).
 """
 
 import importlib
@@ -16,5 +17,5 @@ NAMES = ("cgan", "cnn_classifier", "conv_autoencoder", "examples_net", "gan", "m
 
 
 def get(name: str) -> ModuleType:
-    """The module of a registered name (``tunelab.protocol.load`` checks the name and the module)."""
+    """The module of a registered name (``tunelab.protocol.load_trainable`` checks the name and the module)."""
     return importlib.import_module(f"trainables.{name}")

@@ -44,7 +44,7 @@ class Backbone:
     size: int | None = None  # the only input size it takes, if it has one
 
 
-def load(name: str, pretrained: bool, size: int, data_root: Path | None = None) -> Backbone:
+def load_backbone(name: str, pretrained: bool, size: int, data_root: Path | None = None) -> Backbone:
     """Backbone ``name`` for ``size`` px inputs, with its pretrained weights or randomly initialised."""
     if name == "efficientnet_lite0":
         return _efficientnet_lite0(pretrained, size)
@@ -136,7 +136,7 @@ def pretrain_mnist_cnn(config: dict, data_root: Path | None) -> dict:
     from tunelab import data as datasets, training
 
     root = data_root or datasets.data_root()
-    mnist = datasets.load(PRETRAINED_ON["mnist_cnn"], root, "search", device=training.device())
+    mnist = datasets.load_dataset(PRETRAINED_ON["mnist_cnn"], root, "search", device=training.device())
 
     def train() -> dict:
         print(f"training tunelab's MNIST CNN once ({config['epochs']} epochs; kept in {cache.cache_dir()})", flush=True)

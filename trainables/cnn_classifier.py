@@ -47,6 +47,9 @@ METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")  # what a search ma
 class Normalize(nn.Module):
     """Standardise images in [0, 1] with the training set's mean and std (kept in the state dict)."""
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, mean: float, std: float):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean))
@@ -86,8 +89,8 @@ def build(config: dict, data: Data) -> dict:
     if config["kernel_size"] % 2 == 0:
         raise ValueError(f"kernel_size must be odd for 'same' padding, not {config['kernel_size']}")
     x, _ = data.splits["train"]
-    # channels-last memory makes oneDNN's CPU convolutions up to ~2x faster
-    model = make_model(config, x, len(data.classes)).to(data.device, memory_format=torch.channels_last)
+    # channels-last memory makes oneDNN's CPU convolutions up to ~2x faster (the ignore: torch's stubs lack this .to)
+    model = make_model(config, x, len(data.classes)).to(data.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = common.make_optimizer(config, model.parameters())
     return {"model": model, "optimizer": optimizer, "scheduler": common.make_scheduler(config, optimizer, len(x))}
 

@@ -4,7 +4,7 @@ Data stays on its device as uint8; batches are index slices of it, converted and
 """
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 
 import torch
@@ -115,7 +115,7 @@ def check_choice(config: dict, key: str, choices: Iterable) -> None:
         raise ValueError(f"{key} must be one of {', '.join(map(str, choices))}, not {config[key]!r}")
 
 
-def check_choices(config: dict, choices: dict[str, Iterable]) -> None:
+def check_choices(config: dict, choices: Mapping[str, Iterable]) -> None:
     """Every key of a trainable's CHOICES has one of its values in ``config``."""
     for key, allowed in choices.items():
         check_choice(config, key, allowed)
@@ -180,4 +180,5 @@ def best_epoch_weights(module: ModuleType, config: dict, data) -> dict[str, torc
             acc = module.evaluate(parts, data, "val")["acc"]
             if acc > best_acc:
                 best, best_acc = {k: v.detach().cpu().clone() for k, v in parts["model"].state_dict().items()}, acc
+    assert best is not None, "config['epochs'] >= 1 (RANGES)"
     return best

@@ -87,6 +87,7 @@ def build(config: dict, data: Data) -> dict:
     if config["kernel_size"] % 2 == 0 or config["kernel_size"] < 3:
         raise ValueError(f"kernel_size must be odd and at least 3, not {config['kernel_size']}")
     x, _ = data.splits["train"]
-    # channels-last memory makes oneDNN's CPU (transposed) convolutions and pooling ~2x faster
-    model = make_model(config, x.shape[1:]).to(data.device, memory_format=torch.channels_last)
+    # channels-last memory makes oneDNN's CPU (transposed) convolutions and pooling ~2x faster (the ignore: torch's
+    # stubs lack this .to)
+    model = make_model(config, x.shape[1:]).to(data.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     return reconstruction.training_parts(model, config, len(x))

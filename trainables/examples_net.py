@@ -99,7 +99,7 @@ def mnist_weights(data: Data, epochs: int) -> dict[str, torch.Tensor]:
     """The baseline network trained on MNIST as pytorch/examples does, the best of ``epochs`` epochs on
     MNIST's validation split: computed once per machine (and per MNIST copy and pretraining config), then read
     from the cache."""
-    mnist = datasets.load(PRETRAIN_DATASET, data.root or datasets.data_root(), "search", device=data.device)
+    mnist = datasets.load_dataset(PRETRAIN_DATASET, data.root or datasets.data_root(), "search", device=data.device)
     config = {**DEFAULTS, "variant": "baseline", "epochs": epochs}
 
     def pretrain() -> dict:
@@ -116,8 +116,8 @@ def build(config: dict, data: Data) -> dict:
         model.load_state_dict(mnist_weights(data, config["pretrain_epochs"]))
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("fc2."))
-    # channels-last memory makes oneDNN's CPU convolutions faster
-    model = model.to(data.device, memory_format=torch.channels_last)
+    # channels-last memory makes oneDNN's CPU convolutions faster (the ignore: torch's stubs lack this .to)
+    model = model.to(data.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = common.make_optimizer(config, [p for p in model.parameters() if p.requires_grad])
     scheduler = StepLR(optimizer, step_size=1, gamma=config["lr_decay"])  # stepped after every epoch
     return {"model": model, "optimizer": optimizer, "scheduler": scheduler}
@@ -128,7 +128,7 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     x, y = data.splits["train"]
     augment = None
     if config["variant"] == "augment":
-        augment = nn.Sequential(*augmentations(tuple(x.shape[2:]), config["augment_p"]).values())
+        augment = nn.Sequential(*augmentations((x.shape[2], x.shape[3]), config["augment_p"]).values())
     model.train()
 
     def logits_of(idx: torch.Tensor) -> torch.Tensor:
@@ -154,7 +154,8 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     draws = 5
     with torch.random.fork_rng():
         torch.manual_seed(0)  # the same draws in every report
-        rows = [(name, t(image.expand(draws, -1, -1, -1))) for name, t in augmentations(tuple(image.shape[1:])).items()]
+        transforms = augmentations((image.shape[1], image.shape[2]))
+        rows = [(name, t(image.expand(draws, -1, -1, -1))) for name, t in transforms.items()]
     fig = Figure(figsize=(1.6 * (draws + 1), 1.7 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), draws + 1, squeeze=False)
     for ax_row, (name, images) in zip(axes, rows):

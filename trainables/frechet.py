@@ -8,6 +8,8 @@ each other and with ``frechet_real``, the distance of a shuffled sample of as ma
 the same images, which is as low as the distance can go with that many samples.
 """
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -16,7 +18,7 @@ from tunelab import cache
 from tunelab.data import Data
 
 # a small classifier that trains in a minute or two on one CPU core (about 90 % on Fashion-MNIST)
-CLASSIFIER = {**cnn_classifier.DEFAULTS, "width": 16, "epochs": 4}
+CLASSIFIER: dict[str, Any] = {**cnn_classifier.DEFAULTS, "width": 16, "epochs": 4}
 REFERENCE_SEED = 0  # which training images form the reference sample
 
 

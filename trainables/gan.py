@@ -80,6 +80,7 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.n_classes:
+            assert labels is not None, "a conditional generator's images need labels"
             z = torch.cat([z, F.one_hot(labels, self.n_classes).to(z.dtype)], 1)
         return self.net(z)
 
@@ -100,7 +101,7 @@ class Discriminator(nn.Module):
         )
         features = 2 * width * (h // 4) * (w // 4)
         self.score = sn(nn.Linear(features, 1))
-        self.embed = None
+        self.embed: nn.Module | None = None
         if n_classes:  # initialised at the score layer's scale: N(0, 1) would swamp the score at the start
             self.embed = nn.Embedding(n_classes, features)
             nn.init.uniform_(self.embed.weight, -features**-0.5, features**-0.5)

@@ -13,7 +13,9 @@ balanced accuracy and ROC-AUC, and figures draw the ROC curve.
 """
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +60,9 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 class Prep(nn.Module):
     """Images as floats in [0, 1] -> the backbone's input: ``size`` px square, its channels, normalised."""
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, size: int, channels: int, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
         self.size, self.channels = size, channels
@@ -90,15 +95,17 @@ class TransferNet(nn.Module):
         self.frozen.eval()
         return self
 
-    def state_dict(self, *args, **kwargs) -> dict:
+    # the trainable part's, whichever of torch's overloads is called (the ignore: one signature cannot match them)
+    def state_dict(self, *args, **kwargs) -> dict:  # type: ignore[override]
         return self.trainable.state_dict(*args, **kwargs)
 
-    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
         return self.trainable.load_state_dict(state_dict, strict, assign)
 
 
 def make_model(config: dict, n_classes: int, data_root: Path | None = None) -> TransferNet:
-    backbone = backbones.load(config["backbone"], config["freeze"] != "scratch", config["input_size"], data_root)
+    pretrained = config["freeze"] != "scratch"
+    backbone = backbones.load_backbone(config["backbone"], pretrained, config["input_size"], data_root)
     size = backbone.size or config["input_size"]
     features = nn.Sequential(Prep(size, backbone.channels, backbone.mean, backbone.std), backbone.prefix, backbone.last)
     with torch.no_grad():
@@ -129,7 +136,7 @@ def prepare(values: dict[str, list], data_dir: Path) -> tuple[str, ...]:
     if set(values["freeze"]) == {"scratch"}:
         return ()
     for name in values["backbone"]:
-        backbones.load(name, True, 32, data_dir)
+        backbones.load_backbone(name, True, 32, data_dir)
     return tuple(backbones.PRETRAINED_ON[n] for n in values["backbone"] if n in backbones.PRETRAINED_ON)
 
 
@@ -154,7 +161,7 @@ def _inputs(model: TransferNet, x: torch.Tensor) -> torch.Tensor:
     """What the trainable part takes for images ``x``: the frozen part's outputs (cached), or the images."""
     if not len(model.frozen):
         return x
-    digest = hashlib.blake2b(x.contiguous().cpu().numpy(), digest_size=8).hexdigest()
+    digest = hashlib.blake2b(x.contiguous().cpu().numpy().data, digest_size=8).hexdigest()  # .data: its bytes
     key = f"features/{model.key}-{digest}"
     if key not in model.inputs:
         computed = cache.cached(key, lambda: {"x": _forward(model.frozen, x, _batch_size(model), torch.float16).cpu()})
@@ -235,9 +242,9 @@ def _split_labels(data: Data) -> dict[str, torch.Tensor]:
     """Labels of train, validation and test (retraining joins train and validation: the search's split says which)."""
     labels = {split: y for split, (_, y) in data.splits.items()}
     if "val" not in labels and data.root is not None:
-        from tunelab.data import load
+        from tunelab.data import load_dataset
 
-        search = load(data.name, data.root, "search")
+        search = load_dataset(data.name, data.root, "search")
         labels = {"train": search.splits["train"][1], "val": search.splits["val"][1], "test": labels["test"]}
     return labels
 

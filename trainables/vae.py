@@ -100,7 +100,8 @@ def train_epoch(parts: dict, data: Data, config: dict) -> dict[str, float]:
     sums = torch.zeros(3, device=data.device)  # loss, recon, kl, each times the batch's size
     for idx in common.batches(len(x), config["batch_size"], data.device):
         xb = common.to_float(x[idx])
-        recon, kl = terms(*model(xb), xb)
+        logits, mean, logvar = model(xb)
+        recon, kl = terms(logits, mean, logvar, xb)
         loss = recon + config["beta"] * kl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -121,7 +122,8 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
     recon = kl = 0.0
     for xb in x.split(common.EVAL_BATCH):
         xb = common.to_float(xb)
-        r, k = terms(*model(xb, gen), xb)
+        logits, mean, logvar = model(xb, gen)
+        r, k = terms(logits, mean, logvar, xb)
         recon, kl = recon + r.item() * len(xb), kl + k.item() * len(xb)
     recon, kl = recon / len(x), kl / len(x)
     return {"nelbo": recon + kl, "recon": recon, "kl": kl, **frechet.scores(model.sample(len(x), seed=0), data, split)}
@@ -175,10 +177,10 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
         caption = "The 2-D latent space: test images' means by class, and images decoded across it"
         written[caption] = _save(fig, outdir / "latent_map.png")
     else:
-        means = means[:TSNE_POINTS].cpu().numpy()
-        tsne = figures.tsne_figure(means, y[: len(means)].cpu().numpy(), data.classes, outdir / "latent_tsne.png",
+        points = means[:TSNE_POINTS].cpu().numpy()
+        tsne = figures.tsne_figure(points, y[: len(points)].cpu().numpy(), data.classes, outdir / "latent_tsne.png",
                                    f"t-SNE of the {model.latent}-D latent means")  # fmt: skip
-        written[f"t-SNE of the latent means of {len(means)} test images, by class"] = tsne
+        written[f"t-SNE of the latent means of {len(points)} test images, by class"] = tsne
     return written
 
 

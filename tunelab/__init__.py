@@ -21,7 +21,7 @@ class Failed(Exception):
     message and its exit status, 1 or ``INTERRUPTED``."""
 
     INTERRUPTED = 130  # a shell's status for a command that SIGINT ended
-    run = None  # the tunelab.Run whose results were written before it failed (the command line shows them)
+    run: "Run | None" = None  # the Run whose results were written before it failed (the command line shows them)
 
     def __init__(self, message: str, status: int = 1):
         super().__init__(message)

@@ -5,6 +5,7 @@ learning curves of all of them together, one figure for the training set and one
 from pathlib import Path
 
 import pandas as pd
+from optuna.distributions import CategoricalDistribution
 
 from tunelab.spaces import Spec
 
@@ -13,12 +14,15 @@ SPLITS = {"train": "training set", "val": "held-out (validation) set"}
 
 def section(spec: Spec, board: pd.DataFrame, histories: dict[str, pd.DataFrame], out: Path) -> list[tuple]:
     """Report blocks (see tunelab.report); none when no trial has a result."""
+    assert spec.ablation is not None, "the report makes this section only for a spec with an ablation"
     key = f"config/{spec.ablation}"
     ok = board[board[spec.metric].notna()]
     if ok.empty:
         return []
     best = ok.drop_duplicates(key)  # the board is sorted best first
-    order = {v: i for i, v in enumerate(spec.params[spec.ablation].choices)}
+    searched = spec.params[spec.ablation]
+    assert isinstance(searched, CategoricalDistribution)  # spaces checked it: "searched over a list of values"
+    order = {v: i for i, v in enumerate(searched.choices)}
     best = best.sort_values(key, key=lambda column: column.map(order))
     others = [f"config/{k}" for k in spec.params if k != spec.ablation]
     curves, rows = {}, []
@@ -34,7 +38,7 @@ def section(spec: Spec, board: pd.DataFrame, histories: dict[str, pd.DataFrame],
         return {c.removeprefix(f"{split}_") for h in curves.values() for c in h if c.startswith(f"{split}_")}
 
     kinds = sorted(measured("train") & measured("val"))  # loss, acc, ...: one panel each
-    blocks = [("h2", f"Ablation of {spec.ablation}"),
+    blocks: list[tuple] = [("h2", f"Ablation of {spec.ablation}"),
               ("p", f"The best trial of each value of {spec.ablation} (by {spec.metric}), at its best epoch."),
               ("table", pd.DataFrame(rows))]  # fmt: skip
     for split, name in SPLITS.items():

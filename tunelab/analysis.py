@@ -103,7 +103,7 @@ def _am_figure(images: torch.Tensor, matrix, accuracy, classes: list[str], path:
     cols = min(n, 5)
     rows = -(-n // cols)
     fig = Figure(figsize=(2.0 * cols + 8, max(2.3 * rows, 7)), layout="constrained")
-    left, right = fig.subfigures(1, 2, width_ratios=[2.0 * cols, 8])
+    left, right = fig.subfigures(1, 2, width_ratios=[2.0 * cols, 8])  # type: ignore[misc]  # an array of 2
     axes = left.subplots(rows, cols, squeeze=False).flatten()
     for ax in axes:
         ax.axis("off")

@@ -185,7 +185,7 @@ def plan(
     )  # fmt: skip
     if not given["time_budget"]:
         raise UserError("tunelab plan needs --time-budget (90s, 20m, 1.5h): the time to plan the search for")
-    spec = options.apply(spaces.load(str(experiment)))
+    spec = options.apply(spaces.load_spec(str(experiment)))
     return calibrate.plan_for(spec, data.data_root(data_dir), _fixed(given), given["retrain_budget"])
 
 
@@ -239,7 +239,7 @@ def search(
         concurrency=given["concurrency"], subset=given["subset"] or 1.0, address=cluster.address(address),
         storage=cluster.storage(storage), wandb=wandb, warm_start=warm_start, no_priors=bool(no_priors),
     )  # fmt: skip
-    spec = options.apply(spaces.load(str(experiment)))
+    spec = options.apply(spaces.load_spec(str(experiment)))
     folder = runs.results_root(results_dir) / (name or spec.name)
     run = runs.Run(folder, spec, options, data.data_root(data_dir))
     with run.locked("search"):  # checked under the lock: a search that held it may have written the folder
@@ -251,8 +251,9 @@ def search(
         if given["time_budget"]:
             tracking.mode(options.wandb)  # a mode or an earlier run that cannot work is refused before calibration
             warmstart.check(run)
-            run = calibrate.apply(run, calibrate.plan_for(spec, run.data_dir, _fixed(given), given["retrain_budget"]))
-            print("\n".join(run.plan.lines()), flush=True)
+            planned = calibrate.plan_for(spec, run.data_dir, _fixed(given), given["retrain_budget"])
+            run = calibrate.apply(run, planned)
+            print("\n".join(planned.lines()), flush=True)
         cluster.keep_local()
         return _ended(run, engine.search(run, verbose=bool(verbose)))
 

@@ -89,8 +89,8 @@ def calibrate(spec: Spec, data_dir: Path, budget_s: float) -> Calibration:
     started = time.perf_counter()
     aim = min(max(0.005 * budget_s, 0.25), 2.0)
     candidates = min(max(int(budget_s / 50), 4), CANDIDATES)
-    trainable = protocol.load(spec.trainable)
-    data = datasets.load(spec.dataset, data_dir, "search", 1.0, training.device())
+    trainable = protocol.load_trainable(spec.trainable)
+    data = datasets.load_dataset(spec.dataset, data_dir, "search", 1.0, training.device())
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, math.floor(spec.cpus)))  # as a trial has them
     try:
@@ -121,7 +121,8 @@ def _candidates(spec: Spec, n: int) -> list[dict]:
 
 def _sliced(data: datasets.Data, n: int) -> datasets.Data:
     """``data`` with its first ``n`` training and validation examples."""
-    return dataclasses.replace(data, splits={k: tuple(v[:n] for v in data.splits[k]) for k in ("train", "val")})
+    splits = {k: (data.splits[k][0][:n], data.splits[k][1][:n]) for k in ("train", "val")}
+    return dataclasses.replace(data, splits=splits)
 
 
 def _cost(trainable: protocol.Trainable, spec: Spec, config: dict, data: datasets.Data, unit: str) -> float:
@@ -183,6 +184,7 @@ def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | 
     ``fixed``: the user's flags that the plan keeps (tunelab.planner.FLAGS' keys). A grid keeps its size.
     ``retrain_budget_s``: the most one seed's retrain of the best config may take (the search's budget where
     None); the search then tries only configs whose retrain fits it (a grid tries all of its own)."""
+    assert spec.time_budget_s is not None, "a plan needs a time budget"
     if spec.method == "grid":
         fixed = {"trials": spec.run_cap} | fixed
     found = calibrate(spec, data_dir, spec.time_budget_s)
@@ -215,8 +217,9 @@ class Ceiling:
 
     def _load(self) -> tuple[protocol.Trainable, datasets.Data]:
         if self._loaded is None:
-            data = datasets.load(self.spec.dataset, self.data_dir, "search", 1.0, torch.device("cpu"))
-            self._loaded = protocol.load(self.spec.trainable), _sliced(data, 8 * SLICE)  # a GAN's d_steps batches
+            data = datasets.load_dataset(self.spec.dataset, self.data_dir, "search", 1.0, torch.device("cpu"))
+            # 8 slices: a GAN's d_steps batches
+            self._loaded = protocol.load_trainable(self.spec.trainable), _sliced(data, 8 * SLICE)
         return self._loaded
 
 

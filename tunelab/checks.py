@@ -41,7 +41,7 @@ def tiny_data(trainable: Trainable | str) -> Data:
     k = len(source.classes)
     gen = torch.Generator().manual_seed(0)
     texts = isinstance(source, TextSource)
-    soft = texts and source.soft_labels
+    soft = isinstance(source, TextSource) and source.soft_labels
     side = source.size if isinstance(source, ImageFolders) else 28
 
     def inputs(n: int):
@@ -151,7 +151,7 @@ def check_search_metrics(spec, t: Trainable) -> None:
     known = ", ".join(dict.fromkeys([*reported, *HARNESS_METRICS]))
     for i, name in enumerate(spec.metrics):
         if name not in reported and name not in HARNESS_METRICS:
-            key = "metric" if len(spec.metrics) == 1 else f"metric[{i}]"
+            key = "metric" if not spec.multi_objective else f"metric[{i}]"
             raise UserError(f"{spec.path}: {key}.name: {t.name} reports no metric {name!r}; allowed: {known}")
 
 
@@ -237,10 +237,12 @@ class Result:
         return f"{self.status}: {self.message}" if self.message else self.status
 
 
-def run(ref: str, report: Callable[[Result], None] = lambda result: None) -> tuple[Trainable | None, list[Result]]:
-    """The protocol check (``protocol.load``, and a DATASET that tunelab knows) and every check of ``CHECKS`` on the
-    trainable ``ref`` (a registered name, a module or a Python file) and its tiny data set; ``report`` is called
-    with each result as it comes. A file that does not exist or a name that is not a trainable is a UserError."""
+def check_trainable(ref: str, report: Callable[[Result], None] = lambda result: None,
+                    ) -> tuple[Trainable | None, list[Result]]:  # fmt: skip
+    """The protocol check (``protocol.load_trainable``, and a DATASET that tunelab knows) and every check of
+    ``CHECKS`` on the trainable ``ref`` (a registered name, a module or a Python file) and its tiny data set;
+    ``report`` is called with each result as it comes. A file that does not exist or a name that is not a trainable
+    is a UserError."""
     results: list[Result] = []
 
     def add(result: Result) -> None:
@@ -253,7 +255,7 @@ def run(ref: str, report: Callable[[Result], None] = lambda result: None) -> tup
             raise UserError(f"no such file: {path}" + ("" if path.parent.is_dir() else f" (no folder {path.parent})"))
         ref = str(path.resolve())
     try:
-        trainable = protocol.load(ref)
+        trainable = protocol.load_trainable(ref)
         data = tiny_data(trainable)
     except protocol.UnknownTrainable:
         raise

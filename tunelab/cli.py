@@ -13,7 +13,7 @@ def _cmd_list(args) -> None:
     print("Experiments (search_spaces/):")
     for name, path in spaces.experiments().items():
         try:
-            spec = spaces.load(name)
+            spec = spaces.load_spec(name)
             print(f"  {name:24s} {spec.trainable_name:18s} {spec.dataset:14s} {spec.metric} ({spec.mode})")
         except UserError as e:
             print(f"  {name:24s} INVALID: {str(e).splitlines()[0]}")
@@ -167,6 +167,7 @@ def _cmd_describe(args) -> None:
 def _cmd_compare(args) -> None:
     result = api.compare(args.run_a, args.run_b, *args.more, results_dir=args.results_dir)
     out = result.folder
+    assert out is not None  # api.compare's result says where it wrote
     if result.table is not None:
         print((out / "auc.md").read_text())
     for caption, path in result.figures.items():
@@ -183,10 +184,11 @@ def _cmd_check(args) -> None:
             print(f"Checking {args.trainable} on a tiny data set shaped like its DATASET's:")
         print(f"  {result.check:14s} " + str(result).replace("\n", "\n" + " " * 17), flush=True)
 
-    trainable, results = checks.run(args.trainable, report)
+    trainable, results = checks.check_trainable(args.trainable, report)
     failed = [r.check for r in results if r.failed]
     if failed:
         raise UserError(f"{args.trainable}: {len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
+    assert trainable is not None  # None only where the protocol check failed
     print(f"All {len(results)} checks passed ({checks.describe_data(checks.tiny_data(trainable))}).")
 
 

@@ -23,13 +23,13 @@ import os
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import ray
 import yaml
 from ray._private.authentication import authentication_token_setup as ray_auth  # what ray.init does with tokens
 from ray._private.state import state as ray_state
-from ray._raylet import GcsClient  # what `ray status` connects with
+from ray._raylet import GcsClient  # type: ignore[attr-defined]  # what `ray status` connects with (not in Ray's stub)
 from ray.exceptions import AuthenticationError, RayError
 
 import trainables
@@ -81,8 +81,8 @@ def runtime_env(trainable: str) -> dict:
     and a user's trainable: a file's folder as the nodes' working directory (tunelab.protocol imports the file from
     there), or an importable module's top-level package where it is not an installed one."""
     # each package's own folder: the checkout's (editable) or site-packages' (a wheel, with tunelab/search_spaces/)
-    folders = [Path(importlib.util.find_spec(p).origin).parent for p in PACKAGES]
-    env = {"py_modules": [str(f) for f in folders]}
+    folders = [Path(importlib.import_module(p).__path__[0]) for p in PACKAGES]
+    env: dict[str, Any] = {"py_modules": [str(f) for f in folders]}
     if trainable.endswith(".py"):
         env["working_dir"] = str(Path(trainable).parent)
     elif "." in trainable or trainable not in trainables.NAMES:
@@ -150,6 +150,7 @@ def init(address: str | None, trainable: str) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger(ray_auth.__name__).setLevel(logging.ERROR)  # its notice at every start that tokens are on
     # "local": a Ray of the search's own, never another Ray instance that happens to run on this machine
+    where: dict[str, Any]
     if address is None:
         where = {"address": "local", "include_dashboard": False}
     else:

@@ -41,7 +41,7 @@ class Model:
 
     @property
     def trainable(self) -> protocol.Trainable:
-        return protocol.load(self.run.spec.trainable)
+        return protocol.load_trainable(self.run.spec.trainable)
 
     @property
     def label(self) -> str:
@@ -72,7 +72,7 @@ def retrained(run: Run) -> Model:
 
 def hook(runs: list[Run]) -> str | None:
     """The hook that the comparison of ``runs`` uses: the first of ``HOOKS`` that every run's trainable has."""
-    loaded = [protocol.load(run.spec.trainable) for run in runs]
+    loaded = [protocol.load_trainable(run.spec.trainable) for run in runs]
     return next((h for h in HOOKS if all(getattr(t, h) is not None for t in loaded)), None)
 
 
@@ -94,7 +94,7 @@ def check(runs: list[Run]) -> str:
 
 
 def _kinds(run: Run) -> str:
-    t = protocol.load(run.spec.trainable)
+    t = protocol.load_trainable(run.spec.trainable)
     return ", ".join(what for h, what in HOOKS.items() if getattr(t, h) is not None) or "no comparison"
 
 
@@ -138,13 +138,18 @@ def _names(models: list[Model]) -> str:
 def _roc(models: list[Model], outdir: Path) -> Comparison:
     _same_test_split(models)
     data = models[0].data
-    predicted = {m.label: m.trainable.predict_proba(m.parts, m.data, "test") for m in models}
+    predicted = {}
+    for m in models:
+        proba = m.trainable.predict_proba
+        assert proba is not None  # check() chose the hook that every model has; so below
+        predicted[m.label] = proba(m.parts, m.data, "test")
     n = len(data.splits["test"][1])
     path = figures.roc_figure(predicted, data.classes, outdir / "compare_roc.png",
                               f"ROC curves on the {data.name} test split ({n} examples)")  # fmt: skip
     rows = {}
     for m in models:
-        aucs = figures.aucs(*figures.roc_columns(*predicted[m.label], data.classes))
+        p, y = predicted[m.label]
+        aucs = figures.aucs(*figures.roc_columns(p, y, data.classes))
         tested = training.evaluate(m.trainable, m.parts, m.data, "test")
         rows[m.label] = {f"AUC {k}": v for k, v in aucs.items()} | tested
     table = pd.DataFrame(rows).rename_axis("metric").reset_index()
@@ -156,7 +161,11 @@ def _reconstructions(models: list[Model], outdir: Path) -> Comparison:
 
     _same_test_split(models)
     x, _ = reconstruction.shown_images(models[0].data)
-    rows = {"input": common.to_float(x)} | {m.run.name: m.trainable.reconstruct(m.parts["model"], x) for m in models}
+    rows = {"input": common.to_float(x)}
+    for m in models:
+        reconstruct = m.trainable.reconstruct
+        assert reconstruct is not None
+        rows[m.run.name] = reconstruct(m.parts["model"], x)
     path = reconstruction.image_rows(rows, outdir / "compare_reconstructions.png")
     return Comparison("reconstruct", {f"The same test images reconstructed by {_names(models)}, a row each": path})
 
@@ -170,7 +179,9 @@ def _samples(models: list[Model], outdir: Path) -> Comparison:
     n = SAMPLE_ROWS * len(classes)
     fig = Figure(figsize=(0.55 * len(classes) * len(models) + 0.5, 0.6 * SAMPLE_ROWS + 0.6), layout="constrained")
     for ax, m in zip(fig.subplots(1, len(models), squeeze=False)[0], models):
-        show_grid(ax, m.trainable.sample(m.parts["model"], n, SAMPLE_SEED), len(classes), m.label)
+        sample = m.trainable.sample
+        assert sample is not None
+        show_grid(ax, sample(m.parts["model"], n, SAMPLE_SEED), len(classes), m.label)
     path = outdir / "compare_samples.png"
     fig.savefig(path, dpi=110)
     caption = (f"{n} samples of each of {_names(models)} (seed {SAMPLE_SEED}); a conditional model's columns are "

@@ -33,7 +33,9 @@ class RunStudies(BaseStorage):
 
     def __init__(self, files: dict[Path, JournalStorage], root: Path | None = None):
         """``files``: study files and their storages (``tunelab.study.check``)."""
-        self._root, self._files, self._parts = root, [], []
+        self._root = root
+        self._files: list[Path] = []
+        self._parts: list[tuple[JournalStorage, int]] = []  # each study's storage and its id there
         for path, storage in files.items():
             self._add(path, storage)
 

@@ -29,17 +29,17 @@ def known(config: dict, where, defaults: dict) -> dict:
 def describe(trainable: str, config: str | Path | dict | None, dataset: str | None, root: Path) -> str:
     """``config``: hyperparameters over the trainable's defaults, a mapping or a YAML file of one (a run's
     best.yaml)."""
-    checked = protocol.load(str(Path(trainable).resolve()) if trainable.endswith(".py") else trainable)
+    checked = protocol.load_trainable(str(Path(trainable).resolve()) if trainable.endswith(".py") else trainable)
     if isinstance(config, dict):
         given = known(config, "config", checked.defaults)
     elif config is None or isinstance(config, (str, Path)):
-        given = read_config(config, checked.defaults) if config else {}
+        given = read_config(Path(config), checked.defaults) if config else {}
     else:
         raise UserError(f"config: must be a mapping of hyperparameters to values or a YAML file of one, not {config!r}")
     config = checked.defaults | given
     if dataset and (mismatch := datasets.other_kind(dataset, checked.dataset)):
         raise UserError(f"--dataset: {mismatch}")
-    data = datasets.load(dataset or checked.dataset, root, "search")
+    data = datasets.load_dataset(dataset or checked.dataset, root, "search")
     torch.manual_seed(0)
     try:
         parts = checked.build(config, data)

@@ -4,16 +4,18 @@ where it would read data and log to W&B."""
 
 import importlib.metadata as metadata
 import platform
+import sys
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from tunelab import UserError
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: the installed distribution's requirements
+else:  # Python 3.10: the installed distribution's requirements
     tomllib = None
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"  # in a checkout (an editable install)
@@ -22,7 +24,7 @@ CHECKED = {"Ray": "ray", "Optuna": "optuna", "torch": "torch", "W&B": "wandb", "
 
 def requirements() -> tuple[SpecifierSet, dict[str, Requirement]]:
     """Python's range and each dependency's requirement, by distribution name."""
-    project = tomllib.loads(PYPROJECT.read_text())["project"] if tomllib and PYPROJECT.is_file() else {}
+    project: dict[str, Any] = tomllib.loads(PYPROJECT.read_text())["project"] if tomllib and PYPROJECT.is_file() else {}
     if project.get("name") == "tunelab":
         python, deps = project["requires-python"], project["dependencies"]
     else:
@@ -34,7 +36,8 @@ def requirements() -> tuple[SpecifierSet, dict[str, Requirement]]:
 def report(data_root: Path, wandb: str | None) -> tuple[list[str], int]:
     """One line per library, the data root and the W&B mode; and how many libraries are outside their range."""
     python, reqs = requirements()
-    rows = [("Python", platform.python_version(), python, f"requires-python {python}")]
+    rows: list[tuple[str, str | None, SpecifierSet | None, str]] = [
+        ("Python", platform.python_version(), python, f"requires-python {python}")]
     rows.append(("tunelab", metadata.version("tunelab"), None, str(PYPROJECT) if PYPROJECT.is_file() else ""))
     for label, dist in CHECKED.items():
         try:

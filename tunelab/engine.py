@@ -53,7 +53,7 @@ class Progress(tune.Callback):
 
     def __init__(self, spec: Spec, expected_s: float | None = None, verbose: bool = False):
         self.spec, self.expected_s, self.verbose = spec, expected_s, verbose
-        self.single = len(spec.metrics) == 1  # several objectives have no single best
+        self.single = not spec.multi_objective  # several objectives have no single best
         self.started = self.shown = time.monotonic()
         self.ended: set[str] | None = None  # the trials that ended, from the first step on (a resumed search's too)
         self.best: float | None = None
@@ -102,6 +102,7 @@ class Progress(tune.Callback):
             self.bar = None
 
     def _end(self, trials, trial, what: str, failed: bool = False) -> None:
+        assert self.ended is not None  # set at the first step, before any trial's event
         self.ended.add(trial.trial_id)
         if self.bar is None or self.verbose or failed:
             best = f"; best {self.spec.metric}={self.best:.4g}" if self.best is not None else ""
@@ -254,7 +255,7 @@ def _check(run: Run) -> tuple[str, ...]:
     now), the trainable's own checks over every value the search may try (its ``prepare``), and the metric of one
     that declares no METRICS (spaces checked the others' when it read the file). Returns the names of those data
     sets: the experiment's, the trainable's EXTRA_DATASETS and those its ``prepare`` names for these values."""
-    trainable = protocol.load(run.spec.trainable)
+    trainable = protocol.load_trainable(run.spec.trainable)
     names = (run.spec.dataset, *trainable.extra_datasets)
     for name in names:
         datasets.check(name, run.data_dir)
@@ -271,10 +272,10 @@ def _check(run: Run) -> tuple[str, ...]:
 def _scheduler(spec: Spec, queued: set[str]):
     """ASHA over the epochs (for several objectives, over Pareto layers: see tunelab.pareto), or None. ``queued``:
     the trial ids of the configs queued first (the searcher's), which train all their epochs (_QueuedFinish)."""
-    if not spec.rungs:  # no early_terminate, or its first rung is at max_epochs or beyond
+    if spec.hyperband is None or not spec.rungs:  # no early_terminate, or its first rung is at max_epochs or beyond
         return None
     grace, eta = spec.hyperband["min_iter"], spec.hyperband["eta"]
-    if len(spec.metrics) > 1:
+    if spec.multi_objective:
         return pareto.ParetoASHA(spec.metrics, spec.modes, grace, eta, spec.max_epochs)
     return _QueuedFinish(queued, time_attr="training_iteration", max_t=spec.max_epochs, grace_period=grace,
                          reduction_factor=eta)  # fmt: skip
@@ -309,7 +310,7 @@ def search(run: Run, verbose: bool = False) -> pd.DataFrame:
         sampling = _searcher(run, mode, imported=imported)
         searcher = ConcurrencyLimiter(sampling,
                                       max_concurrent=run.options.concurrency or slots)
-        single = len(spec.metrics) == 1
+        single = not spec.multi_objective
         callbacks = _callbacks(run, mode, verbose)
         tuner = tune.Tuner(
             _trainable(run, data_sets),
@@ -353,8 +354,10 @@ def resume(run: Run, verbose: bool = False) -> pd.DataFrame:
         # takes no new ones, so this run's replace them on Ray's TunerInternal (Ray 2.60); Ray then restores its
         # saved searcher's state into this one (StudySearch.restore, _Resumed).
         restored, callbacks = tuner._local_tuner, _callbacks(run, mode, verbose)
+        assert restored is not None  # a local Tuner has one (a Ray Client's has not)
         restored.get_run_config().callbacks = callbacks
         limiter = restored._tune_config.search_alg
+        assert isinstance(limiter, ConcurrencyLimiter)  # the one search() gave Ray
         limiter.searcher = searcher
         restored._tune_config.search_alg = _Resumed(limiter, run.experiment_path)
         return _fit(run, tuner, mode, callbacks)
@@ -371,7 +374,8 @@ class _Resumed(SearchGenerator):
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
-        storage = self._experiment.storage  # also the one in its spec, from which Ray makes the trials
+        # also the one in its spec, from which Ray makes the trials (the ignore: Ray types _experiment as None)
+        storage = self._experiment.storage  # type: ignore[attr-defined]
         if "://" in self._path:
             storage.storage_filesystem, path = pyarrow.fs.FileSystem.from_uri(self._path)
         else:
@@ -383,6 +387,7 @@ def _fit(run: Run, tuner: tune.Tuner, mode: str, callbacks: list[tune.Callback])
     """Run the search; write and return its leaderboard. Ctrl-C (Ray's clean stop, or a second press) is a Failed
     with exit status 130, raised once the leaderboard and the study hold what the search did."""
     ctrl_c, shown = callbacks[:2]
+    assert isinstance(ctrl_c, CtrlC) and isinstance(shown, Progress)  # _callbacks' first two
     tracking.warm_up(mode)
     before = signal.getsignal(signal.SIGINT)
     try:
@@ -445,7 +450,7 @@ def keep_latest_checkpoints(results: ResultGrid) -> None:
     checkpoints must outlive it while the search runs (Ray deleting them as soon as a newer one arrives can leave
     the state pointing at a deleted checkpoint). A trial stopped as the search ended may have written a newer one
     that Ray never registered: that one goes too (keeping it instead left resume pointing at a deleted one)."""
-    for result in results:
+    for result in results:  # type: ignore[attr-defined]  # ResultGrid iterates by __getitem__, which mypy misses
         keep = result.checkpoint.path if result.checkpoint else None
         for info in result.filesystem.get_file_info(pyarrow.fs.FileSelector(result.path, allow_not_found=True)):
             checkpoint = info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_")

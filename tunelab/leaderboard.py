@@ -58,11 +58,10 @@ def end_status(spec: Spec, epochs: int) -> str:
 
 
 def table(run: Run) -> pd.DataFrame:
-    """One row per trial: its status, its metrics at the best epoch it reported (for several objectives, its last)
-    with their intervals, whether it is tied with the best (one objective), its epochs, size, time, validation
-    examples and sampled config; best first (for several objectives, see tunelab.pareto)."""
+    """One row per trial: its status, its metrics at the best epoch it reported (tunelab.trial.is_new_best; for several
+    objectives, its last) with their intervals, whether it is tied with the best (one objective), its epochs, size,
+    time, validation examples and sampled config; best first (for several objectives, see tunelab.pareto)."""
     spec = run.spec
-    multi = len(spec.metrics) > 1
     rows = []
     for trial_id, (trial, df) in _trials(run).items():
         row = {"trial_id": trial_id, "status": _STATUS.get(trial.status, trial.status.lower())}
@@ -91,7 +90,7 @@ def table(run: Run) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    if multi:
+    if spec.multi_objective:
         values, targets = frame[spec.metrics].to_numpy(float), [spec.targets.get(m) for m in spec.metrics]
         order, on_front = pareto.rank(values, spec.modes, targets)
         frame.insert(frame.columns.get_loc("epochs"), "pareto", on_front)
@@ -161,7 +160,7 @@ def write(run: Run) -> pd.DataFrame:
             "prefer": run.spec.prefer,
             "config": run.config_of(best),
         }
-        if len(run.spec.metrics) > 1:
+        if run.spec.multi_objective:
             info["objectives"] = {m: plain(best[m]) for m in run.spec.metrics}
         atomic_write(run.best_file, yaml.safe_dump(info, sort_keys=False))
     return frame
@@ -197,7 +196,7 @@ def noise_note(spec: Spec) -> str:
                      "examples.")  # fmt: skip
     if others := [m for m in spec.metrics if m not in ACCURACIES and m not in HARNESS_METRICS]:
         notes.append(f"{', '.join(others)}: no interval (no per-example values to resample).")
-    if len(spec.metrics) == 1:
+    if not spec.multi_objective:
         notes.append("`tied`: Fisher's exact test at 5 % cannot tell the trial from the best (—: no interval to "
                      f"tell); best.yaml and `tunelab retrain` take, of the tied, {PREFER[spec.prefer]} "
                      f"(prefer: {spec.prefer}).")  # fmt: skip
@@ -206,7 +205,7 @@ def noise_note(spec: Spec) -> str:
 
 def order_note(spec) -> str:
     """How the leaderboard is ordered, in a sentence."""
-    if len(spec.metrics) == 1:
+    if not spec.multi_objective:
         return f"{spec.metric} ({spec.mode}), best first."
     objectives = ", ".join(f"{m} ({mode})" for m, mode in zip(spec.metrics, spec.modes))
     targets = f" (those reaching the targets {spec.targets} first)" if spec.targets else ""

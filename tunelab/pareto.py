@@ -63,7 +63,7 @@ def on_target(values: np.ndarray, modes: list[str], targets: list[float | None])
     one); None: no target for that objective."""
     goal = np.array([np.nan if t is None else t for t in targets], dtype=float)
     v, t = _oriented(values, modes), _oriented(goal[None, :], modes)
-    return np.where(np.isnan(t), True, v >= t).all(axis=1)
+    return np.where(np.isnan(t), True, v >= t).all(axis=1)  # type: ignore[return-value]  # numpy: maybe a scalar
 
 
 def rank(values: np.ndarray, modes: list[str], targets: list[float | None] | None = None
@@ -79,12 +79,12 @@ def rank(values: np.ndarray, modes: list[str], targets: list[float | None] | Non
         on_front[finite] = layers(values[finite], modes) == 0
     first = _oriented(values[:, :1], modes[:1])[:, 0]
     reached = on_target(values, modes, targets or [None] * len(modes))
-    front = []
+    groups = []
     for group in (on_front & reached, on_front & ~reached):
         rows = np.flatnonzero(group)
         if rows.size:
-            front.append(rows[np.lexsort((-first[rows], ideal_distance(values[rows], modes)))])
-    front = np.concatenate(front) if front else np.array([], dtype=int)
+            groups.append(rows[np.lexsort((-first[rows], ideal_distance(values[rows], modes)))])
+    front = np.concatenate(groups) if groups else np.array([], dtype=int)
     rest = np.setdiff1d(np.arange(len(values)), front)
     incomplete = ~np.isfinite(values[rest]).all(axis=1)
     rest = rest[np.lexsort((np.where(np.isnan(first[rest]), np.inf, -first[rest]), incomplete))]
@@ -108,11 +108,11 @@ class ParetoASHA(FIFOScheduler):
         self.rungs: dict[int, dict[str, list[float]]] = {t: {} for t in rungs}  # epoch -> trial -> values
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        recorded = self.rungs.get(result.get("training_iteration"))
+        recorded = self.rungs.get(result.get("training_iteration", 0))  # 0: no rung
         values = [result.get(m) for m in self.metrics]
         if recorded is None or trial.trial_id in recorded or any(v is None or not math.isfinite(v) for v in values):
             return TrialScheduler.CONTINUE
-        recorded[trial.trial_id] = values
+        recorded[trial.trial_id] = [float(result[m]) for m in self.metrics]  # each there and finite
         ids = list(recorded)
         keep = goes_on(ids.index(trial.trial_id), np.array([recorded[i] for i in ids]), self.modes, self.eta)
         return TrialScheduler.CONTINUE if keep else TrialScheduler.STOP

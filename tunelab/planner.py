@@ -82,7 +82,7 @@ class Plan:
 
     def _ceiling(self) -> str:
         budget = self.retrain_budget_s
-        if self.max_flops is None:
+        if self.max_flops is None or self.max_epoch_s is None:  # calibrate sets both or neither
             if budget and self.retrain_expected_s > budget * 1.01:  # calibration found no line to cap configs on
                 return (f"; over the retrain budget of {_in(budget, _unit(budget))}, and this space's configs do not "
                         "cost in proportion to their FLOPs, so the search cannot skip the costly ones")  # fmt: skip

@@ -1,6 +1,6 @@
 """The trainable protocol: what a trainable module must have and may have, checked once when it is loaded.
 
-A trainable is a plain-PyTorch module (no Ray, no W&B). ``load(ref)`` imports it (a name of the registry
+A trainable is a plain-PyTorch module (no Ray, no W&B). ``load_trainable(ref)`` imports it (a name of the registry
 ``trainables.NAMES``, an importable module or a Python file of the user's), checks it against the protocol and
 returns a ``Trainable``: every caller asks that object (``t.build``, ``t.outputs is None``, ``t.ensembles``),
 never the module through ``getattr``. A missing or misspelled name, or one of the wrong type, is a
@@ -80,7 +80,7 @@ REQUIRED_FUNCTIONS = {
     "evaluate": ("parts", "data", "split"),
     "figures": ("parts", "data", "outdir"),
 }
-OPTIONAL = {  # name: the arguments of a function, or the type of a constant
+OPTIONAL: dict[str, type | tuple[str, ...]] = {  # name: the arguments of a function, or the type of a constant
     "EXTRA_DATASETS": tuple,
     "CHOICES": dict,
     "RANGES": dict,
@@ -196,7 +196,7 @@ class UnknownTrainable(UserError):
     pass
 
 
-def load(ref: str) -> Trainable:
+def load_trainable(ref: str) -> Trainable:
     """A trainable by reference, checked: a registered name (``cnn_classifier``), an importable module
     (``mypkg.mymodel``) or the path of a Python file (``/home/me/hw3/my_cnn.py``). A file is imported again once it
     changed (a notebook's ``%%writefile`` of an edited model): each search's workers import it anew, and the checks,
@@ -249,7 +249,7 @@ def _import_file(path: Path) -> ModuleType:
 
 
 def registered() -> list[Trainable]:
-    return [load(name) for name in trainables.NAMES]
+    return [load_trainable(name) for name in trainables.NAMES]
 
 
 def check(name: str, module: ModuleType) -> Trainable:

@@ -56,19 +56,20 @@ def write(run: Run, wandb: str | None = None) -> Path:
 
     atomic_write(out / "report.md", _markdown(blocks, out))
     atomic_write(out / "report.html", _html(blocks, out))
-    with tracking.run(mode, spec.project, run.name, "report", f"{run.name}-report", {"run": run.name}, run.dir) as log:
+    wandb_name = f"{run.name}-report"
+    with tracking.wandb_run(mode, spec.project, run.name, "report", wandb_name, {"run": run.name}, run.dir) as log:
         log.log_images(images)
     return out / "report.md"
 
 
 def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -> list[tuple]:
     spec = run.spec
-    blocks = [("h2", "Search")]
+    blocks: list[tuple] = [("h2", "Search")]
     ok = board[board[spec.metric].notna()]
     if ok.empty:
         return blocks + [("p", "No trial finished an epoch.")]
     best = ok.iloc[0]
-    multi = len(spec.metrics) > 1
+    multi = spec.multi_objective
     counts = board["status"].value_counts().to_dict()
     summary = (
         f"Trials: {', '.join(f'{n} {s}' for s, n in counts.items())}. "
@@ -115,7 +116,7 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
 def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple]:
     spec = run.spec
     ranks = retrain.table(run)
-    blocks = [("h2", "Retrained on train+validation, tested on the test set"), ("table", ranks)]
+    blocks: list[tuple] = [("h2", "Retrained on train+validation, tested on the test set"), ("table", ranks)]
     ensemble = run.ensemble_table()
     if ensemble is not None:
         blocks.append(("p", f"Mean ± std over the seeds of each rank; the row `ensemble`: the mean of the predicted "
@@ -132,7 +133,7 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
                    ("table", first_try)]  # fmt: skip
     if not run.has_retrained():
         return blocks
-    trainable = protocol.load(spec.trainable)
+    trainable = protocol.load_trainable(spec.trainable)
     data = run.retrained_data()
     parts = run.retrained_parts(data)
     blocks.append(("h3", "Layers of the best model"))

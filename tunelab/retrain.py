@@ -31,7 +31,7 @@ def retrain(
     ``verbose``: a line per model start and per epoch (``_retrain_all``)."""
     spec = run.spec
     mode = tracking.mode(wandb or run.options.wandb)  # a mode that cannot work is refused before anything else
-    trainable = protocol.load(spec.trainable)
+    trainable = protocol.load_trainable(spec.trainable)
     if ensemble and not trainable.ensembles:
         known = ", ".join(t.name for t in protocol.registered() if t.ensembles)
         raise UserError(f"--ensemble averages the class probabilities of classifiers: trainable {spec.trainable_name} "
@@ -43,9 +43,10 @@ def retrain(
     if subset is None:
         subset = 1.0 if run.plan else run.options.subset
     epochs = epochs or (run.plan.retrain_epochs if run.plan else None)
-    data = datasets.load(spec.dataset, run.data_dir, "retrain", subset, training.device())
+    data = datasets.load_dataset(spec.dataset, run.data_dir, "retrain", subset, training.device())
     configs = [run.config_of(row) | ({"epochs": epochs} if epochs else {}) for _, row in ranked.iterrows()]
-    combine = trainable.ensemble(configs, data) if ensemble else None  # refuses members that cannot average, up front
+    # refuses members that cannot average, up front (`and trainable.ensemble`: true, as checked above)
+    combine = trainable.ensemble(configs, data) if ensemble and trainable.ensemble else None
     earlier = run.retrain_dir.is_dir() and any(run.retrain_dir.iterdir())
     out = _Staged(**{f.name: getattr(run, f.name) for f in dataclasses.fields(run)}) if earlier else run
     if earlier:
@@ -118,7 +119,8 @@ def _retrain_all(run: Run, trainable: Trainable, chosen: list[tuple[str, dict]],
                 if verbose:
                     progress.line(f"retrain {model}: {config['epochs']} epochs on {n_train:,} examples")
                 wandb_name = f"{run.name}-rank{rank}-seed{seed}"
-                with tracking.run(mode, run.spec.project, run.name, "retrain", wandb_name, config, run.dir) as log:
+                project = run.spec.project
+                with tracking.wandb_run(mode, project, run.name, "retrain", wandb_name, config, run.dir) as log:
                     result = _train(trainable, config, data, seed, log, shown)
                 trained += config["epochs"]
                 if bar is not None:
@@ -170,9 +172,10 @@ def _train(trainable: Trainable, config: dict, data: datasets.Data, seed: int, l
 
 def _test(trainable: Trainable, parts: dict, config: dict, data: datasets.Data) -> tuple[dict[str, float], dict]:
     """The metrics of every test split; for a trainable with outputs, computed from them, which come back too."""
-    metrics, outputs = {}, {}
+    metrics: dict[str, float] = {}
+    outputs: dict = {}
     for split in data.test_splits:
-        if trainable.outputs:
+        if trainable.outputs and trainable.metrics:  # the protocol: both or neither
             outputs[split] = trainable.outputs(parts, data, split)
             metrics |= training.named(trainable.metrics(outputs[split], data, split, config), split)
         else:
@@ -184,7 +187,8 @@ def _test_ensemble(run: Run, trainable: Trainable, combine, outputs: dict[str, d
                    data: datasets.Data) -> None:  # fmt: skip
     """retrain/ensemble.csv: the test metrics of the mean of the models' probabilities, computed by the
     trainable's own metrics from the logits of that mean (``config``: a member's, for how logits are read)."""
-    metrics = {}
+    assert trainable.metrics is not None  # an ensemble's trainable has it (the protocol)
+    metrics: dict[str, float] = {}
     for split in data.test_splits:
         logits = combine([member[split] for member in outputs.values()])
         metrics |= training.named(trainable.metrics(logits, data, split, config), split)
@@ -196,6 +200,7 @@ def _test_baseline(run: Run, trainable: Trainable, data: datasets.Data) -> None:
     """retrain/baseline.csv: the trainable's classical baseline fitted on the retrain's training split."""
     print(f"classical baseline: fitting on {len(data.splits['train'][1]):,} examples", flush=True)
     start = time.perf_counter()
+    assert trainable.classical_baseline is not None  # called only for a trainable with one
     name, per_split = trainable.classical_baseline(data)
     metrics = {k: v for split, m in per_split.items() for k, v in training.named(m, split).items()}
     row = {"model": name, **metrics, "duration_s": round(time.perf_counter() - start, 1)}
@@ -251,7 +256,9 @@ def outcome(run: Run) -> str | None:
     """A retrain that ended: a Failed where every model failed (diverged); a one-line warning where some did; else
     None."""
     rows = run.retrain_table()
-    failed = rows[rows["status"] != "completed"] if rows is not None else []
+    if rows is None:
+        return None
+    failed = rows[rows["status"] != "completed"]
     if not len(failed):
         return None
     row = failed.iloc[0]

@@ -20,6 +20,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -56,8 +57,9 @@ class Options:
     no_priors: bool = False  # --no-priors: the file's priors are not evaluated first (tunelab.priors)
 
     def apply(self, spec: spaces.Spec) -> spaces.Spec:
-        changes = {"run_cap": self.trials, "max_epochs": self.max_epochs, "time_budget_s": self.time_budget,
-                   "cpus": self.cpus_per_trial, "gpus": self.gpus_per_trial, "seed": self.seed}  # fmt: skip
+        changes: dict[str, Any] = {"run_cap": self.trials, "max_epochs": self.max_epochs,
+                                   "time_budget_s": self.time_budget, "cpus": self.cpus_per_trial,
+                                   "gpus": self.gpus_per_trial, "seed": self.seed}  # fmt: skip
         return dataclasses.replace(spec, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -181,12 +183,12 @@ class Run:
         """The data set as the best retrained model saw it (its fraction of train+validation, so that a text model's
         vocabulary is rebuilt the same), with the whole test set."""
         subset = self.retrained()["subset"]
-        return datasets.load(self.spec.dataset, self.data_dir, "retrain", subset, training.device())
+        return datasets.load_dataset(self.spec.dataset, self.data_dir, "retrain", subset, training.device())
 
     def retrained_parts(self, data: datasets.Data, rank: int = 1, seed: int = 0) -> dict:
         """The parts of a retrained model, built from its checkpoint's config with its weights, in eval mode."""
         saved = self.retrained(rank, seed)
-        parts = training.build(protocol.load(saved["trainable"]), saved["config"], data, 0)
+        parts = training.build(protocol.load_trainable(saved["trainable"]), saved["config"], data, 0)
         parts["model"].load_state_dict(saved["model"])
         parts["model"].eval()
         return parts

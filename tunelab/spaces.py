@@ -91,6 +91,11 @@ class Spec:
         return self.metrics[0]
 
     @property
+    def multi_objective(self) -> bool:
+        """Whether the search has several objectives (a Pareto front, no single best) rather than one."""
+        return len(self.metrics) > 1
+
+    @property
     def rungs(self) -> list[int]:
         """The epochs at which ASHA compares trials; none without early_terminate."""
         return asha_rungs(self.hyperband["min_iter"], self.hyperband["eta"], self.max_epochs) if self.hyperband else []
@@ -133,7 +138,8 @@ def find(experiment: str) -> Path:
     return known[experiment]
 
 
-def load(experiment: str) -> Spec:
+def load_spec(experiment: str) -> Spec:
+    """The validated spec of an experiment given by name (a file in search_spaces/) or by path."""
     path = find(experiment)
     return parse(read_yaml(path), path)
 
@@ -166,11 +172,11 @@ def parse(raw: Any, path: Path) -> Spec:
     for key in sorted(set(raw) - WANDB_KEYS - TUNELAB_KEYS, key=str):  # YAML keys may be numbers too
         err(key, f"unknown key; allowed: {', '.join(sorted(WANDB_KEYS | TUNELAB_KEYS))}")
 
-    trainable_name = raw.get("trainable")
+    trainable_name: Any = raw.get("trainable")  # the file's values are Any until checked (not Any | None)
     if isinstance(trainable_name, str) and trainable_name.endswith(".py"):  # a file beside the search-space file
         trainable_name = str((path.parent / trainable_name).resolve())
     try:
-        module = protocol.load(trainable_name) if isinstance(trainable_name, str) else None
+        module = protocol.load_trainable(trainable_name) if isinstance(trainable_name, str) else None
         if module is None:
             err("trainable", f"required: one of {', '.join(trainables.NAMES)}, a module or a Python file")
     except protocol.UnknownTrainable as e:
@@ -180,7 +186,7 @@ def parse(raw: Any, path: Path) -> Spec:
 
     from tunelab.data import SOURCES, other_kind
 
-    dataset = raw.get("dataset", module.dataset if module else None)
+    dataset: Any = raw.get("dataset", module.dataset if module else None)
     if not isinstance(dataset, str) or dataset not in SOURCES:  # a list is no key of SOURCES
         err("dataset", f"unknown data set {dataset!r}; known: {', '.join(sorted(SOURCES))}")
     elif module and (mismatch := other_kind(dataset, module.dataset)):
@@ -322,6 +328,7 @@ def allowed(distribution: od.BaseDistribution) -> str:
     """What ``distribution`` holds, in words: "among [...]" or "in [low, high]"."""
     if isinstance(distribution, od.CategoricalDistribution):
         return f"among {list(distribution.choices)}"
+    assert isinstance(distribution, od.IntDistribution | od.FloatDistribution)  # the others that parse makes
     return f"in [{distribution.low:g}, {distribution.high:g}]"
 
 
@@ -330,7 +337,9 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
     values the trainable's CHOICES give this hyperparameter, if any."""
 
     def not_allowed(values: list) -> bool:
-        wrong = [v for v in values if allowed is not None and v not in allowed]
+        if allowed is None:
+            return False
+        wrong = [v for v in values if v not in allowed]
         if wrong:
             err(f"{', '.join(map(repr, wrong))} not allowed; allowed: {', '.join(map(str, allowed))}")
         return bool(wrong)
@@ -385,8 +394,8 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
             return _INVALID
         return od.CategoricalDistribution(values)
 
-    lo, hi, q = p.get("min"), p.get("max"), p.get("q", 1)
-    bounds = [lo, hi, q]
+    bounds: list[Any] = [p.get("min"), p.get("max"), p.get("q", 1)]  # Any until checked, as above
+    lo, hi, q = bounds
     if not all(_finite(v) for v in bounds):
         err(f"distribution {dist} needs finite numbers min and max (and optionally q); got min={lo!r}, max={hi!r}, "
             f"q={q!r}")
@@ -450,7 +459,7 @@ def _in_range(parsed: Any, name: str, allowed: protocol.Range, err) -> Any:
         kind = "log-uniform" if parsed.log else "int_uniform" if isinstance(parsed, od.IntDistribution) else "uniform"
         err(f"{kind} [{parsed.low:g}, {parsed.high:g}] reaches outside {where}")
         return _INVALID
-    values = list(parsed.choices) if isinstance(parsed, od.CategoricalDistribution) else [parsed]
+    values: list[Any] = list(parsed.choices) if isinstance(parsed, od.CategoricalDistribution) else [parsed]
     wrong = [v for v in values if v not in allowed]
     if wrong:
         err(f"{'value' if len(wrong) == 1 else 'values'} {', '.join(map(repr, wrong))} "
@@ -657,6 +666,7 @@ def _points(d: od.BaseDistribution) -> int:
         return len(d.choices)
     if isinstance(d, od.IntDistribution):
         return (d.high - d.low) // d.step + 1
+    assert isinstance(d, od.FloatDistribution) and d.step is not None  # q_uniform's, the discrete float one
     return int(round((d.high - d.low) / d.step)) + 1
 
 
@@ -666,4 +676,5 @@ def grid_values(d: od.BaseDistribution) -> list:
         return list(d.choices)
     if isinstance(d, od.IntDistribution):
         return list(range(d.low, d.high + 1, d.step))
+    assert isinstance(d, od.FloatDistribution) and d.step is not None  # as in _points
     return [d.low + i * d.step for i in range(_points(d))]

@@ -42,6 +42,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal, cast
 
 import optuna
 import pandas as pd
@@ -74,7 +75,8 @@ def searcher(run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool, admit=
     run.study_file.unlink(missing_ok=True)
     if imported:  # earlier runs' trials (tunelab.warmstart) first: the study that OptunaSearch loads, then queues the
         # baseline in; with the directions OptunaSearch gives a new study
-        directions = ["minimize" if m == "min" else "maximize" for m in run.spec.modes]
+        directions: list[Literal["minimize", "maximize"]] = [
+            "minimize" if m == "min" else "maximize" for m in run.spec.modes]
         optuna.create_study(storage=_storage(run.study_file), study_name=run.name, directions=directions).add_trials(
             imported)  # fmt: skip
     return StudySearch(run, sampler, wandb, run.name, admit=admit, priors=priors)
@@ -96,13 +98,13 @@ class StudySearch(OptunaSearch):
                  admit: Callable[[dict], float] | None = None,
                  priors: Sequence[tuple[int, dict]] = ()):  # fmt: skip
         spec = run.spec
-        first = spec.baseline and spec.method != "grid" and not resumed  # a resumed study has it queued or tried
-        multi = len(spec.metrics) > 1
+        first = spec.baseline if spec.method != "grid" and not resumed else None  # resumed: queued or tried
+        multi = spec.multi_objective
         super().__init__(
             space=spec.params,
             metric=spec.metrics if multi else spec.metric,
             mode=spec.modes if multi else spec.mode,
-            points_to_evaluate=[spec.baseline] if first else None,
+            points_to_evaluate=[first] if first else None,
             sampler=sampler,
             study_name=name,
             storage=_storage(run.study_file),
@@ -110,9 +112,10 @@ class StudySearch(OptunaSearch):
         self._wandb, self._admit = wandb, admit
         # a planned search goes on past its planned trials while its budget lasts (Plan.more_trials); Ray's time
         # budget counts from about the first suggestion. A resumed search runs only the trials planned.
-        self._plan, self._stop_s, self._clock = run.plan, 0.0 if resumed else spec.time_budget_s or 0.0, None
+        self._plan, self._stop_s = run.plan, 0.0 if resumed else spec.time_budget_s or 0.0
+        self._clock: float | None = None
         self.queued: set[str] = set()  # Ray trial ids of queued configs (baseline, priors): ASHA lets them finish
-        study = self._ot_study
+        study = self._study
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(spec.metrics))  # the dashboard's names of the objectives
@@ -122,6 +125,11 @@ class StudySearch(OptunaSearch):
             study.set_user_attr(key, value)
         for index, point in priors:  # queued after the baseline (OptunaSearch queued it), marked for the dashboard
             study.enqueue_trial(point, user_attrs={"prior": index})
+
+    @property
+    def _study(self) -> optuna.Study:
+        """The searcher's study: OptunaSearch types it as None, its value until its setup (which __init__ ran)."""
+        return cast(optuna.Study, self._ot_study)
 
     def suggest(self, trial_id: str) -> dict | None:
         """The next config. Where ``admit`` (a planned search's tunelab.calibrate.Ceiling) refuses a sampled one,
@@ -134,21 +142,21 @@ class StudySearch(OptunaSearch):
         if self._plan and trial_id not in self._ot_trials:
             self._clock = self._clock or time.monotonic()
             if not self._plan.more_trials(len(self._ot_trials), self._stop_s - (time.monotonic() - self._clock)):
-                return self.FINISHED
+                return self.FINISHED  # type: ignore[return-value]  # a str: Ray's own annotation leaves it out
         for attempt in range(ADMIT_TRIES):
             new = trial_id not in self._ot_trials
             config = super().suggest(trial_id)
-            if not new or trial_id not in self._ot_trials:
+            if not new or trial_id not in self._ot_trials or config is None:
                 return config
             trial = self._ot_trials[trial_id]
-            queued = "fixed_params" in self._ot_study.get_trials(deepcopy=False)[trial.number].system_attrs
+            queued = "fixed_params" in self._study.get_trials(deepcopy=False)[trial.number].system_attrs
             over = 0.0 if queued or self._admit is None else self._admit(config) - 1
             if over <= 0 or attempt == ADMIT_TRIES - 1:
                 break
             note = f"not tried: about {1 + over:.1f}x the cost of the costliest config whose retrain fits its budget"
             for key, value in {"status": "not tried", "note": note}.items():
                 trial.set_user_attr(key, value)
-            self._ot_study.tell(trial, state=TrialState.FAIL)
+            self._study.tell(trial, state=TrialState.FAIL)
             del self._ot_trials[trial_id]
         trial.set_user_attr("ray_trial_id", trial_id)
         if self._wandb:
@@ -160,9 +168,10 @@ class StudySearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         """Ray's saved searcher (the sampler's state, the trials it asked for) on this searcher's study file and W&B
         mode: the saved one holds the file's path where the search started (a renamed or copied run's is another)."""
-        study, wandb, admit, stop_s = self._ot_study, self._wandb, self._admit, self._stop_s
+        study, wandb, admit, stop_s = self._study, self._wandb, self._admit, self._stop_s
         super().restore(checkpoint_path)
-        self._ot_study, self._storage, self._wandb, self._admit = study, study._storage, wandb, admit
+        self._ot_study = study  # type: ignore[assignment]  # typed None by OptunaSearch (see _study)
+        self._storage, self._wandb, self._admit = study._storage, wandb, admit
         self._stop_s, self._clock = stop_s, None
         for trial in self._ot_trials.values():
             trial.study, trial.storage = study, study._storage
@@ -244,7 +253,7 @@ class StudyWriter(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value, epoch = result.get(self.metrics[0]), result.get("epoch")
-        if len(self.metrics) > 1 or value is None or epoch is None or not math.isfinite(value):
+        if self.spec.multi_objective or value is None or epoch is None or not math.isfinite(value):
             return
         found = self._running(trial)
         if found is not None:
@@ -256,9 +265,12 @@ class StudyWriter(Callback):
             return
         result = trial.last_result or {}
         epochs, best_epoch = int(result.get("epoch", 0)), int(result.get("best_epoch", 0))
-        if len(self.metrics) > 1:
+        # the metrics of the best epoch the trial reported (tunelab.trial.is_new_best), as on the leaderboard: the last
+        # result's where that is the best (with several objectives, always), else the study's value of that epoch (one
+        # objective: the study has the trial's every epoch)
+        if best_epoch == epochs:
             values = [result.get(m, math.nan) for m in self.metrics]
-        else:  # the best epoch's, as on the leaderboard (the study has the trial's every epoch)
+        else:
             values = [found.intermediate_values.get(best_epoch, math.nan)]
         status = leaderboard.end_status(self.spec, epochs)
         self.study.finish(found, status, values, epochs, best_epoch)
@@ -281,7 +293,7 @@ def settle(run: Run, board: pd.DataFrame) -> None:
     for trial in study.trials():
         if trial.state != TrialState.RUNNING:
             continue
-        row = rows.get(trial.user_attrs.get("ray_trial_id"))
+        row = rows.get(trial.user_attrs.get("ray_trial_id", ""))
         if row is None:
             study.finish(trial, "failed", None, 0, 0, note=NEVER_RUN)
         elif row["status"] in STATES:
@@ -289,7 +301,7 @@ def settle(run: Run, board: pd.DataFrame) -> None:
             study.finish(trial, row["status"], values, row["epochs"], row["best_epoch"])
 
 
-def load(run: Run) -> optuna.Study:
+def open_study(run: Run) -> optuna.Study:
     """The run's study, to read (a missing or unreadable file is a UserError that says so)."""
     storage = check(run.study_file, run.spec.argument)
     return optuna.load_study(study_name=storage.get_all_studies()[0].study_name, storage=storage)

@@ -83,8 +83,8 @@ def _init(mode: str, **kwargs):
     logs nothing instead, with a warning: a search never stops for W&B."""
     import wandb
 
-    try:
-        return wandb.init(mode=mode, **kwargs)
+    try:  # the ignore: wandb wants a Literal, and mode is one of MODES (mode() checked it) as a str
+        return wandb.init(mode=mode, **kwargs)  # type: ignore[arg-type]
     except Exception as e:  # wandb.errors.Error, and the service's own errors, which are plain Exceptions
         print(f"W&B: run {kwargs.get('name')} not logged: it could not start {mode} ({e})", file=sys.stderr)
         return wandb.init(mode="disabled", **kwargs)
@@ -175,7 +175,7 @@ class TrialRuns(Callback):
             run.finish(exit_code=exit_code)
 
 
-class _Run:
+class _WandbRun:
     def __init__(self, run: Any):
         self._run = run
 
@@ -210,11 +210,12 @@ def log_leaderboard(mode: str, project: str, group: str, board, run_dir: Path) -
 
 
 @contextmanager
-def run(mode: str, project: str, group: str, job_type: str, name: str, config: dict, run_dir: Path) -> Iterator[_Run]:
+def wandb_run(mode: str, project: str, group: str, job_type: str, name: str, config: dict, run_dir: Path,
+              ) -> Iterator[_WandbRun]:
     """A W&B run outside Ray (retrain, report), written under ``run_dir``; a no-op when disabled."""
     if mode == "disabled":
-        yield _Run(None)
+        yield _WandbRun(None)
         return
     with _init(mode, project=project, group=group, job_type=job_type, name=name, config=config,
                dir=str(run_dir.resolve()), reinit="create_new", settings=_settings()) as r:
-        yield _Run(r)
+        yield _WandbRun(r)

@@ -10,8 +10,10 @@ nothing else carries over: each trial seeds the random streams and sets torch's 
 import gc
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ray
 import torch
@@ -44,7 +46,8 @@ def _data(job: TrialJob, shipped: dict | None) -> datasets.Data:
     key = (job.spec.dataset, job.data_dir, job.subset, str(training.device()))
     if key not in _loaded:
         _loaded.clear()  # one data set per worker: another's tensors are freed first
-        _loaded[key] = datasets.load(job.spec.dataset, Path(job.data_dir), "search", job.subset, training.device())
+        _loaded[key] = datasets.load_dataset(job.spec.dataset, Path(job.data_dir), "search", job.subset,
+                                             training.device())
     return _loaded[key]
 
 
@@ -58,17 +61,38 @@ def _clean_start(job: TrialJob) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+def is_new_best(spec: Spec, value: float | None, best: float | None) -> bool:
+    """The rule of a trial's best epoch, the one place it is written: whether an epoch whose value of the spec's
+    metric is ``value`` becomes the trial's best, after the best value so far ``best`` (None before any). One
+    objective: a strictly better value by the spec's mode (a tie keeps the earlier epoch; an epoch without the metric
+    never counts). Several objectives: every epoch, so a trial's best is its last, the model as trained (no one epoch
+    is best in every objective). A trial reports its best epoch with each epoch (``best_epoch``); the leaderboard's
+    row of a trial and the study's value(s) of it are that epoch's metrics."""
+    if spec.multi_objective:
+        return True
+    sign = 1 if spec.mode == "max" else -1
+    return value is not None and (best is None or sign * value > sign * best)
+
+
+def best_epoch_of(spec: Spec, values: Mapping[int, float | None]) -> int:
+    """The best epoch (``is_new_best``) of a history of the spec's metric, by epoch in epoch order; 0 if none."""
+    best: float | None = None
+    found = 0
+    for epoch, value in values.items():
+        if is_new_best(spec, value, best):
+            best, found = value, epoch
+    return found
+
+
 def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None:
     """``shipped``: the data sets' arrays by name from the driver (on a cluster), else the trial reads the data root."""
     _clean_start(job)
     spec = job.spec
     config = spec.config(sampled)
-    trainable = protocol.load(spec.trainable)
+    trainable = protocol.load_trainable(spec.trainable)
     data = _data(job, shipped)
     parts = training.build(trainable, config, data, spec.seed)
     params = training.param_count(parts)
-    sign = 1 if spec.mode == "max" else -1
-    single = len(spec.metrics) == 1  # several objectives: a trial is its last epoch, the model as trained
     node = ray.get_runtime_context().get_node_id()  # where each epoch ran: a trial moves when its node fails
     worker = os.getpid()  # and in which worker process (reused by later trials)
     examples = len(data.splits["val"][1])  # what each val_ metric is over (tunelab.leaderboard's intervals)
@@ -82,9 +106,9 @@ def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None
         start, best, best_epoch, duration = saved["epoch"], saved["best"], saved["best_epoch"], saved["duration_s"]
 
     for epoch in range(start + 1, config["epochs"] + 1):
-        metrics = training.epoch(trainable, parts, data, config, "val")
+        metrics: dict[str, Any] = training.epoch(trainable, parts, data, config, "val")  # and below, the node's id
         value = metrics.get(spec.metric)
-        if not single or value is not None and (best is None or sign * value > sign * best):
+        if is_new_best(spec, value, best):
             best, best_epoch = value, epoch
         duration += metrics["epoch_s"]  # seconds of epochs so far (with validation; without start-up, data loading)
         metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params, "duration_s": duration, "node_id": node,

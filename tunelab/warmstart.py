@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tunelab import UserError, study
 from tunelab.runs import Run, open_run
 from tunelab.spaces import Spec, allowed, contains
+from tunelab.trial import best_epoch_of
 
 LEARNS = ("bayes",)  # the methods whose sampler learns from earlier trials (TPE); random and grid do not
 
@@ -51,9 +52,9 @@ def trials(run: Run) -> list[FrozenTrial]:
     sources = check(run)
     if not sources:
         return []
-    imported, dropped, counts = [], Counter(), {}
+    imported, dropped, counts = [], Counter[str](), {}
     for source in sources:
-        kept, outside = rebuild(study.load(source).trials, source.spec, run.spec, source.name)
+        kept, outside = rebuild(study.open_study(source).trials, source.spec, run.spec, source.name)
         counts[source.name] = len(kept)
         imported += kept
         dropped += outside
@@ -69,7 +70,7 @@ def trials(run: Run) -> list[FrozenTrial]:
 def rebuild(trials: list[FrozenTrial], source: Spec, spec: Spec, name: str) -> tuple[list[FrozenTrial], Counter]:
     """The ``trials`` of run ``name`` (searched with ``source``) that a search of ``spec`` learns from, rebuilt on its
     space, and why the others inside were dropped (reason: count)."""
-    kept, dropped = [], Counter()
+    kept, dropped = [], Counter[str]()
     for trial in filter(_learned, trials):
         params, why = _params(source, spec, trial)
         if why:
@@ -137,7 +138,7 @@ def _rebuilt(spec: Spec, trial: FrozenTrial, params: dict, source: str) -> Froze
     curve = {step: v for step, v in trial.intermediate_values.items() if step <= spec.max_epochs}
     values = trial.values
     if len(curve) < len(trial.intermediate_values) and curve:  # cut at max_epochs: the best epoch up to there
-        values = [(max if spec.mode == "max" else min)(curve.values())]
+        values = [curve[best_epoch_of(spec, dict(sorted(curve.items())))]]
     state = TrialState.COMPLETE if epochs >= spec.max_epochs and values is not None else TrialState.PRUNED
     attrs = {"imported_from": source, "imported_trial_id": str(trial.user_attrs.get("ray_trial_id", trial.number))}
     return optuna.trial.create_trial(state=state, values=values, params=params, distributions=spec.params,

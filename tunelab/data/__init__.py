@@ -53,9 +53,9 @@ def source(name: str) -> Source:
 def other_kind(name: str, trainables_own: str) -> str | None:
     """Why data set ``name`` does not suit a trainable whose own data set is ``trainables_own`` (one of images, the
     other of texts), or None where both are of one kind."""
-    kinds = {"image": IMAGE_SOURCES, "text": TEXT_SOURCES}
+    kinds = {"image": set(IMAGE_SOURCES), "text": set(TEXT_SOURCES)}
     kind, own = (next((k for k, names in kinds.items() if n in names), None) for n in (name, trainables_own))
-    if None in (kind, own) or kind == own:
+    if kind is None or own is None or kind == own:
         return None
     return f"{name!r} is a data set of {kind}s, and the trainable trains on {own}s ({', '.join(sorted(kinds[own]))})"
 
@@ -155,7 +155,7 @@ def forget() -> None:
     _arrays.cache_clear()
 
 
-def load(
+def load_dataset(
     name: str,
     root: Path,
     purpose: str = "search",
@@ -170,9 +170,9 @@ def load(
     if purpose == "search":
         splits = {"train": train, "val": val}
     elif purpose == "retrain":
-        whole = tuple(np.concatenate(pair) for pair in zip(train, val))
+        x, y = (np.concatenate(pair) for pair in zip(train, val))
         tests = [k.removesuffix("_x") for k in arrays if k.startswith("test") and k.endswith("_x")]
-        splits = {"train": whole} | {t: (arrays[f"{t}_x"], arrays[f"{t}_y"]) for t in tests}
+        splits = {"train": (x, y)} | {t: (arrays[f"{t}_x"], arrays[f"{t}_y"]) for t in tests}
     else:
         raise ValueError(f"purpose must be 'search' or 'retrain', not {purpose!r}")
     device = torch.device(device)

@@ -28,7 +28,7 @@ KINDS = ["clouds", "cold", "dry", "hot", "humid", "hurricane", "I can't tell", "
 class TextSource(Source):
     """A text data set: its files may also come plain, gzipped or zipped (``names``), and it has its own reader."""
 
-    reader: Callable[["TextSource", Path], dict[str, np.ndarray]] | None = None
+    reader: Callable[["TextSource", Path], dict[str, np.ndarray]] = field(kw_only=True)
     names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # each file -> the other names it may have
     soft_labels: bool = False  # labels are float32 N x K (a share per class), not int64 classes
 
@@ -39,6 +39,13 @@ class TextSource(Source):
     def path(self, folder: Path, file: str) -> Path | None:
         """Where ``file`` (under any of its names) is in ``folder``, if it is."""
         return next((folder / n for n in (file, *self.names[file]) if (folder / n).exists()), None)
+
+    def found(self, folder: Path, file: str) -> Path:
+        """``path``, for a reader of a folder that ``present`` found."""
+        path = self.path(folder, file)
+        if path is None:
+            raise DamagedFile(f"{folder / file}: not found")
+        return path
 
     def present(self, folder: Path) -> bool:
         return all(self.path(folder, f) for f in self.files)
@@ -55,7 +62,8 @@ def split_60_20_20(strata: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         idx = rng.permutation(np.flatnonzero(strata == s))
         for part, chunk in zip(parts, np.split(idx, [round(0.6 * len(idx)), round(0.8 * len(idx))])):
             part.append(chunk)
-    return tuple(rng.permutation(np.concatenate(p)) for p in parts)
+    train, val, test = (rng.permutation(np.concatenate(p)) for p in parts)
+    return train, val, test
 
 
 def _note_subset(what: Path | str, rows: int, published: int) -> None:
@@ -83,7 +91,7 @@ def _split(x: np.ndarray, y: np.ndarray, strata: np.ndarray) -> dict[str, np.nda
 def read_weather(src: TextSource, folder: Path) -> dict[str, np.ndarray]:
     """Kaggle's train.csv; k1..k15 (annotators' confidence per kind) are the soft labels. The competition's
     test labels were never released, so the split is tunelab's own: 60/20/20, stratified by the top kind."""
-    path = src.path(folder, "train.csv.gz")
+    path = src.found(folder, "train.csv.gz")
     frame = _csv(path)
     columns = ["tweet", *(f"k{i}" for i in range(1, 16))]
     missing = [c for c in columns if c not in frame]
@@ -117,9 +125,9 @@ def _sentiment140(path: Path) -> pd.DataFrame:
 def read_sentiment140(src: TextSource, folder: Path) -> dict[str, np.ndarray]:
     """The training file split 60/20/20 stratified by polarity (CSCI 5980 HW5), and the manual test file as
     the extra split test_manual (its neutral tweets dropped). Labels: 0 negative, 1 positive."""
-    train = _sentiment140(path := src.path(folder, "training.1600000.processed.noemoticon.csv.gz"))
+    train = _sentiment140(path := src.found(folder, "training.1600000.processed.noemoticon.csv.gz"))
     _note_subset(path, len(train), 1_600_000)
-    manual = _sentiment140(src.path(folder, "testdata.manual.2009.06.14.csv"))
+    manual = _sentiment140(src.found(folder, "testdata.manual.2009.06.14.csv"))
     manual = manual[manual["target"] != 2]
     y = (train["target"].to_numpy() == 4).astype(np.int64)
     arrays = _split(train["text"].astype(str).to_numpy(object), y, y)
@@ -130,7 +138,7 @@ def read_sentiment140(src: TextSource, folder: Path) -> dict[str, np.ndarray]:
 
 def read_imdb(src: TextSource, folder: Path) -> dict[str, np.ndarray]:
     """aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt from the archive or the extracted folder."""
-    path = src.path(folder, "aclImdb_v1.tar.gz")
+    path = src.found(folder, "aclImdb_v1.tar.gz")
     reviews: dict[str, list] = {"train": [], "test": []}  # (file name, text, label)
 
     def add(name: str, read: Callable[[], bytes]) -> None:
@@ -145,8 +153,9 @@ def read_imdb(src: TextSource, folder: Path) -> dict[str, np.ndarray]:
         else:
             with tarfile.open(path, "r:*") as tar:
                 for member in tar:
-                    if member.isfile():
-                        add(member.name.removeprefix("./"), lambda m=member: tar.extractfile(m).read())
+                    file = tar.extractfile(member) if member.isfile() else None  # read only if add() keeps it
+                    if file is not None:
+                        add(member.name.removeprefix("./"), file.read)
     except (OSError, tarfile.TarError, EOFError) as e:
         raise DamagedFile(f"{path}: cannot read it ({e})") from None
     arrays = {}
