@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import wandb
 import yaml
 from ray.cluster_utils import Cluster
 
@@ -193,8 +194,14 @@ def test_a_trial_that_keeps_crashing_is_marked_failed_and_the_others_finish(clus
            lost=0, wall_s=round(time.monotonic() - start_time))  # fmt: skip
 
 
-def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root):
+def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root, monkeypatch):
     start_time = time.monotonic()
+    # Started from a process that logged to W&B (a notebook's kernel that ran a search): W&B's service of this
+    # process, whose address the commands inherit, would keep the killed search's runs open, and their epochs
+    # after the kill were lost; each command keeps W&B to itself (tunelab.cli.own_service)
+    monkeypatch.setenv("WANDB_SERVICE", os.environ.get("WANDB_SERVICE", ""))  # restored after the test
+    wandb.init(mode="offline", dir=env, project="parent").finish()
+    assert os.environ.get("WANDB_SERVICE")
     storage, epochs = env / "shared", 20  # long enough that a trial is still running when the driver is killed
     search = start(search_args(cluster, data_root, storage, "--max-epochs", str(epochs), "--concurrency", "2",
                                "--wandb", "offline", "--verbose"))  # fmt: skip  (a line per trial start and epoch)

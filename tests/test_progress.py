@@ -5,6 +5,7 @@ per model retrained, and with --verbose a line per trial start and per epoch as 
 import dataclasses
 import io
 import re
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -107,6 +108,13 @@ def test_several_objectives_show_every_value_and_no_single_best(capsys):
     line = capsys.readouterr().out.strip()
     assert line.endswith("trial t1 finished (completed, 4 epochs): val_acc=0.8, params=12345; 1 of 20 trials done")
     assert progress.best is None
+
+
+def test_a_process_that_imported_jupyters_kernel_without_being_one_writes_lines():
+    """A test runner or script that drives a notebook imports ipykernel and IPython; its own output is a log."""
+    code = "import ipykernel.ipkernel, IPython; from tunelab import progress; print(progress.watched())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_verbose_is_a_flag_of_search_resume_and_retrain():

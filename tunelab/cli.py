@@ -2,6 +2,7 @@
 compare | check | new | data."""
 
 import argparse
+import os
 import sys
 
 from tunelab import Failed, UserError, __version__, api
@@ -337,7 +338,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def own_service() -> None:
+    """Forget a W&B service inherited from the process that started this command (a notebook's kernel that ran a
+    search keeps one and passes it on in WANDB_SERVICE): this command's runs would live in the parent's service,
+    which outlives a killed command and keeps its runs' files open, so that the resumed search's records of the
+    same runs were lost. The command starts a service of its own, which ends with it."""
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as a command, it keeps W&B to itself (own_service)
+        own_service()
     args = parser().parse_args(argv)
     try:
         args.func(args)

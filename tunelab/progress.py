@@ -10,8 +10,12 @@ SIZE = {"ncols": 100, "nrows": 24}  # of a terminal that reports none
 
 
 def watched() -> bool:
-    """Whether someone watches the output: a terminal, or a Jupyter kernel (a notebook, Colab: no terminal)."""
-    return sys.stdout.isatty() or "ipykernel" in sys.modules
+    """Whether someone watches the output: a terminal, or a Jupyter kernel (a notebook, Colab: no terminal). A
+    process that merely imported ipykernel or IPython (a test runner driving a notebook) is not a kernel: its shell
+    has no ``kernel``."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython else None
+    return sys.stdout.isatty() or getattr(shell, "kernel", None) is not None
 
 
 def bar(total: int, unit: str, **options) -> tqdm:
