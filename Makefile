@@ -35,11 +35,12 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# ruff and mypy (the type checker, basic mode: what it checks is under [tool.mypy]), configured in pyproject.toml;
+# ruff (its lint and its formatter) and mypy (the type checker, basic mode: what it checks is under [tool.mypy]), configured in pyproject.toml;
 # the docs (mkdocs.yml), built in strict mode into a temporary folder, so that a broken link or anchor, or a page
 # missing from the nav, fails (not --quiet: it hides the warnings strict counts).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir "$$site"; \
 	status=$$?; rm -rf "$$site"; exit $$status

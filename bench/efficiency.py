@@ -101,17 +101,33 @@ def time_to(result: dict, target: float) -> float | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help=f"1 seed, T = {QUICK_BUDGET_S:.0f} s, fashion_cnn with "
-                   f"--subset {QUICK_SUBSET}: a smoke run")
-    p.add_argument("--budget", type=_duration, metavar="T", help=f"every search's wall-clock budget (90s, 2m; "
-                   f"default {BUDGET_S:.0f} s, --quick {QUICK_BUDGET_S:.0f} s)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"1 seed, T = {QUICK_BUDGET_S:.0f} s, fashion_cnn with --subset {QUICK_SUBSET}: a smoke run",
+    )
+    p.add_argument(
+        "--budget",
+        type=_duration,
+        metavar="T",
+        help=f"every search's wall-clock budget (90s, 2m; default {BUDGET_S:.0f} s, --quick {QUICK_BUDGET_S:.0f} s)",
+    )
     p.add_argument("--seeds", type=int, help="seeds 0..S-1 per method (default 3, --quick 1)")
-    p.add_argument("--experiments", nargs="+", metavar="EXP",
-                   help=f"default {' '.join(EXPERIMENTS)}, --quick {EXPERIMENTS[0]}")
-    p.add_argument("--subset", type=float, metavar="F",
-                   help=f"every method's data fraction (default: the plan's; --quick {QUICK_SUBSET})")
-    p.add_argument("--retrain-budget", type=_duration, metavar="T",
-                   help="tunelab's default's --retrain-budget (default: none, so T; --quick 1h)")
+    p.add_argument(
+        "--experiments", nargs="+", metavar="EXP", help=f"default {' '.join(EXPERIMENTS)}, --quick {EXPERIMENTS[0]}"
+    )
+    p.add_argument(
+        "--subset",
+        type=float,
+        metavar="F",
+        help=f"every method's data fraction (default: the plan's; --quick {QUICK_SUBSET})",
+    )
+    p.add_argument(
+        "--retrain-budget",
+        type=_duration,
+        metavar="T",
+        help="tunelab's default's --retrain-budget (default: none, so T; --quick 1h)",
+    )
     args = p.parse_args()  # fmt: skip
     quick = args.quick
     budget = args.budget or (QUICK_BUDGET_S if quick else BUDGET_S)
@@ -121,10 +137,15 @@ def main() -> None:
     root = datasets.data_root()
     smoke = " (--quick: a smoke run, its ratios mean nothing)" if quick else ""
     print(f"# Search efficiency on the wall clock, {datetime.datetime.now():%Y-%m-%d %H:%M}{smoke}\n")
-    print(f"- {', '.join(experiments)}; T = {budget:.0f} s per search; seeds {', '.join(map(str, seeds))}; one search "
-          f"at a time, W&B disabled; data fraction {'planned' if subset is None else subset}")
-    print(f"- {os.cpu_count()} CPUs, load average at the start {'/'.join(f'{x:.1f}' for x in os.getloadavg())} "
-          "(1, 5, 15 min)", flush=True)
+    print(
+        f"- {', '.join(experiments)}; T = {budget:.0f} s per search; seeds {', '.join(map(str, seeds))}; one search "
+        f"at a time, W&B disabled; data fraction {'planned' if subset is None else subset}"
+    )
+    print(
+        f"- {os.cpu_count()} CPUs, load average at the start {'/'.join(f'{x:.1f}' for x in os.getloadavg())} "
+        "(1, 5, 15 min)",
+        flush=True,
+    )
     retrain_budget = args.retrain_budget or (QUICK_RETRAIN_BUDGET_S if quick else None)
     default = ["--time-budget", str(budget)] + (["--subset", str(subset)] if subset else []) + (
         ["--retrain-budget", str(retrain_budget)] if retrain_budget else [])  # fmt: skip
@@ -149,11 +170,16 @@ def main() -> None:
                         r = search(str(files[method]), f"{experiment}-{method}-{seed}", seed, planned, root, folder)
                     results[experiment][method].append(r)
                     best = "none" if r["best"] is None else f"{r['sign'] * r['best']:.4f}"
-                    print(f"  {method:8s} seed {seed}: {r['wall']:4.0f} s, {r['trials']:3d} trials, {r['epochs']:3d} "
-                          f"epochs ({r['stopped']} stopped early), best {r['metric']} {best}", flush=True)
+                    print(
+                        f"  {method:8s} seed {seed}: {r['wall']:4.0f} s, {r['trials']:3d} trials, {r['epochs']:3d} "
+                        f"epochs ({r['stopped']} stopped early), best {r['metric']} {best}",
+                        flush=True,
+                    )
             report(experiment, results[experiment], seeds, quick)
-    print(f"\nload average at the end {'/'.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min; other "
-          "processes on these CPUs slow every search unevenly)")
+    print(
+        f"\nload average at the end {'/'.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min; other "
+        "processes on these CPUs slow every search unevenly)"
+    )
 
 
 def report(experiment: str, results: dict[str, list[dict]], seeds: range, quick: bool) -> None:
@@ -181,15 +207,19 @@ def report(experiment: str, results: dict[str, list[dict]], seeds: range, quick:
     for m, rs in results.items():
         for seed, r, t, miss in zip(seeds, rs, times[m], missed[m]):
             best = "none" if r["best"] is None else f"{sign * r['best']:.4f}"
-            print(f"| {m} | {seed} | {r['wall']:.0f} | {r['trials']} | {r['epochs']} | {r['stopped']} | {best} "
-                  f"| {'never' if miss else f'{t:.0f}'} |")
+            print(
+                f"| {m} | {seed} | {r['wall']:.0f} | {r['trials']} | {r['epochs']} | {r['stopped']} | {best} "
+                f"| {'never' if miss else f'{t:.0f}'} |"
+            )
     print(f"\nrandom: median time to target {base:.0f} s")
     for m in ("TPE+ASHA", "TPE"):
         lower = ">= " if censored(times[m], missed[m]) else ""
         ratio, (lo, hi) = np.median(times[m]) / base, np.percentile(boot[m] / boot["random"], [5, 95])
-        print(f"{m} / random, time to target: {lower}{ratio:.2f}x ({experiment}; median {lower}"
-              f"{np.median(times[m]):.0f} s vs {base:.0f} s, reached in {int((~missed[m]).sum())} of {n} seeds; "
-              f"90 % interval {lo:.2f}x to {hi:.2f}x" + (f"; goal <= {GOAL}x" if m == "TPE+ASHA" else "") + ")")
+        print(
+            f"{m} / random, time to target: {lower}{ratio:.2f}x ({experiment}; median {lower}"
+            f"{np.median(times[m]):.0f} s vs {base:.0f} s, reached in {int((~missed[m]).sum())} of {n} seeds; "
+            f"90 % interval {lo:.2f}x to {hi:.2f}x" + (f"; goal <= {GOAL}x" if m == "TPE+ASHA" else "") + ")"
+        )
     if quick:
         print("(--quick: a smoke run, its ratios mean nothing)")
 

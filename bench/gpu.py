@@ -152,8 +152,9 @@ def per_minute(r: dict, key: str = "wall") -> float:
 def line(label: str, r: dict, gpu: bool) -> str:
     resources = f"--gpus-per-trial {r['gpus']:g}" if gpu else f"--cpus-per-trial {r['cpus']:g} (no GPU)"
     if r["peaks"]:
-        memory = (f"peak GPU memory per trial median {statistics.median(r['peaks']):.0f} MiB, "
-                  f"max {max(r['peaks']):.0f} MiB")
+        memory = (
+            f"peak GPU memory per trial median {statistics.median(r['peaks']):.0f} MiB, max {max(r['peaks']):.0f} MiB"
+        )
     elif gpu:
         memory = "peak GPU memory per trial: not reported (no gpu_mem_peak_mb in the trials' results)"
     else:

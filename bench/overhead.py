@@ -94,8 +94,9 @@ def _plain_worker(storage_path: str, spec: spaces.Spec, data: datasets.Data, n: 
     study.optimize(objective(spec, data), callbacks=[optuna.study.MaxTrialsCallback(n, states=started)])
 
 
-def plain_loop(spec: spaces.Spec, root: Path, subset: float, workers: int = 1,
-               configs: list[dict] | None = None) -> dict:
+def plain_loop(
+    spec: spaces.Spec, root: Path, subset: float, workers: int = 1, configs: list[dict] | None = None
+) -> dict:
     """Optuna's own loop: data loaded once, then spec.run_cap trials, the baseline first (or ``configs``, in order).
     One worker: this process with 2 torch threads. More: forked processes of 1 thread each on one journal study."""
     start = time.perf_counter()
@@ -108,8 +109,9 @@ def plain_loop(spec: spaces.Spec, root: Path, subset: float, workers: int = 1,
     with tempfile.TemporaryDirectory() as tmp:
         journal = str(Path(tmp) / "study.log")
         storage = JournalStorage(JournalFileBackend(journal)) if workers > 1 else None
-        study = optuna.create_study(study_name="plain", storage=storage, direction=direction,
-                                    sampler=engine.sampler(spec))
+        study = optuna.create_study(
+            study_name="plain", storage=storage, direction=direction, sampler=engine.sampler(spec)
+        )
         for config in configs or ([spec.baseline] if spec.baseline else []):  # as tunelab queues it
             study.enqueue_trial(config)
         if workers == 1:
@@ -216,8 +218,9 @@ def table(rows: dict[str, dict], n: int, k: int) -> None:
 def where(tl: dict, n: int) -> None:
     """Where a tunelab search's wall time goes; per-trial figures in trial-slot seconds."""
     k = tl["concurrency"]
-    print(f"tunelab ({n} trials, {k} at a time, in {tl['workers'] or '?'} worker process(es)), "
-          "where its wall time goes:")
+    print(
+        f"tunelab ({n} trials, {k} at a time, in {tl['workers'] or '?'} worker process(es)), where its wall time goes:"
+    )
     for label, seconds in tl["parts"].items():
         print(f"  {label:70s} {seconds:6.1f} s" if isinstance(seconds, float) else f"  {label:70s} {seconds}")
     fit = tl["parts"].get(FIT)

@@ -76,9 +76,9 @@ def read_header(path: Path) -> tuple[dict, list[dict]]:
     with path.open() as f:
         for line in f:
             if line.startswith(RECORDING):
-                recording = json.loads(line[len(RECORDING):])
+                recording = json.loads(line[len(RECORDING) :])
             elif line.startswith(SESSION):
-                sessions.append(json.loads(line[len(SESSION):]))
+                sessions.append(json.loads(line[len(SESSION) :]))
     return recording, sessions
 
 
@@ -102,7 +102,7 @@ def load_search_data(root: Path, subset: float, offset: float) -> datasets.Data:
 
     def part(values: tuple) -> tuple:
         n = len(values[1])
-        return tuple(v[int(offset * n):int(offset * n) + max(1, int(subset * n))] for v in values)
+        return tuple(v[int(offset * n) : int(offset * n) + max(1, int(subset * n))] for v in values)
 
     return dataclasses.replace(data, splits={k: part(v) for k, v in data.splits.items()})
 
@@ -143,19 +143,34 @@ def main() -> None:
     p.add_argument("--configs", type=int, help="configurations (default 100, --quick 3)")
     p.add_argument("--epochs", type=int, help="epochs per configuration (default 9, --quick 2)")
     p.add_argument("--subset", type=float, help="fraction of the search's data (default 0.03, --quick 0.01)")
-    p.add_argument("--offset", type=float, default=0.0, help="take the --subset fraction from this fraction of the "
-                   "search's data on (default 0: its start, as a search's --subset does)")
+    p.add_argument(
+        "--offset",
+        type=float,
+        default=0.0,
+        help="take the --subset fraction from this fraction of the "
+        "search's data on (default 0: its start, as a search's --subset does)",
+    )
     p.add_argument("--seed", type=int, default=0, help="the random sampler's seed that draws the configs (default 0)")
     p.add_argument("--jobs", type=int, default=2, help="configurations trained at once, 1 CPU each (default 2)")
-    p.add_argument("--out", type=Path, help=f"the CSV (default bench/curves/{EXPERIMENT}.csv; --quick: a temporary "
-                   "file); an existing one is resumed")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=f"the CSV (default bench/curves/{EXPERIMENT}.csv; --quick: a temporary file); an existing one is resumed",
+    )
     args = p.parse_args()
     quick = args.quick
     n, epochs = args.configs or (3 if quick else 100), args.epochs or (2 if quick else 9)
     subset = args.subset or (0.01 if quick else 0.03)
     with tempfile.TemporaryDirectory() as tmp:
-        record(args.out or (Path(tmp) / f"{EXPERIMENT}.csv" if quick else DEFAULT_FILE), n, epochs, subset,
-               args.seed, args.jobs, args.offset)
+        record(
+            args.out or (Path(tmp) / f"{EXPERIMENT}.csv" if quick else DEFAULT_FILE),
+            n,
+            epochs,
+            subset,
+            args.seed,
+            args.jobs,
+            args.offset,
+        )
 
 
 def record(path: Path, n: int, epochs: int, subset: float, seed: int, jobs: int, offset: float = 0.0) -> None:
@@ -186,10 +201,13 @@ def record(path: Path, n: int, epochs: int, subset: float, seed: int, jobs: int,
                "torch": torch.__version__, "command": command}  # fmt: skip
     configs = draws(spec, n, seed)
     todo = [i for i in range(n) if i not in done]
-    print(f"{EXPERIMENT}: {n} configs x {epochs} epochs on {subset:.0%} of the search's data "
-          f"({recording['train_images']} train, {recording['val_images']} validation images), {jobs} at a time, "
-          f"1 torch thread each; {len(done)} already in {path}, {len(todo)} to train; {os.cpu_count()} CPUs "
-          f"({session['machine']}), load average {session['load_average']:.1f}", flush=True)
+    print(
+        f"{EXPERIMENT}: {n} configs x {epochs} epochs on {subset:.0%} of the search's data "
+        f"({recording['train_images']} train, {recording['val_images']} validation images), {jobs} at a time, "
+        f"1 torch thread each; {len(done)} already in {path}, {len(todo)} to train; {os.cpu_count()} CPUs "
+        f"({session['machine']}), load average {session['load_average']:.1f}",
+        flush=True,
+    )
     columns = ["config_id", *spec.params, "epoch", *METRICS, "cpu_s", "wall_s"]
     with path.open("a", newline="") as f:
         f.write(SESSION + json.dumps(session) + "\n")
@@ -205,9 +223,12 @@ def record(path: Path, n: int, epochs: int, subset: float, seed: int, jobs: int,
                 writer.writerows(rows)
                 f.flush()  # a config's rows together: a resumed recording skips whole configs
                 best = max((r["val_acc"] for r in rows if r["val_acc"] != ""), default=math.nan)
-                print(f"  [{k}/{len(todo)}] config {futures[future]}: {len(rows)} epochs, best val_acc {best:.4f}, "
-                      f"{sum(r['cpu_s'] for r in rows) / len(rows):.2f} CPU s/epoch "
-                      f"({sum(r['wall_s'] for r in rows) / len(rows):.2f} wall)", flush=True)
+                print(
+                    f"  [{k}/{len(todo)}] config {futures[future]}: {len(rows)} epochs, best val_acc {best:.4f}, "
+                    f"{sum(r['cpu_s'] for r in rows) / len(rows):.2f} CPU s/epoch "
+                    f"({sum(r['wall_s'] for r in rows) / len(rows):.2f} wall)",
+                    flush=True,
+                )
     summary(path)
 
 
@@ -221,8 +242,10 @@ def summary(path: Path) -> None:
     means = {c: sum(s) / len(s) for c, s in per.items()}
     cheap, costly = min(means, key=means.__getitem__), max(means, key=means.__getitem__)
     total = sum(map(sum, per.values()))
-    print(f"{len(per)} configs, {len(rows)} epochs in {path}: {total / 60:.1f} CPU min in all; CPU s per epoch "
-          f"{means[cheap]:.2f} (config {cheap}) to {means[costly]:.2f} (config {costly})")
+    print(
+        f"{len(per)} configs, {len(rows)} epochs in {path}: {total / 60:.1f} CPU min in all; CPU s per epoch "
+        f"{means[cheap]:.2f} (config {cheap}) to {means[costly]:.2f} (config {costly})"
+    )
     print(f"costliest / cheapest config, CPU s per epoch: {means[costly] / means[cheap]:.2f}x")
 
 

@@ -71,17 +71,29 @@ TOP_KEY = r"[A-Za-z_][\w-]*"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("experiments", nargs="*", metavar="EXP", help="built-in experiments (default: every one but "
-                   f"{', '.join(FROM_CURVES)}; --quick {QUICK_EXPERIMENT})")
-    p.add_argument("--budget", metavar="T", help=f"each search's --time-budget (90s, 2m; default {BUDGET}, --quick "
-                   f"{QUICK_BUDGET})")
-    p.add_argument("--top", type=int, default=TOP, help=f"priors per experiment, the search's best trials "
-                   f"(default {TOP})")
-    p.add_argument("--results", type=Path, metavar="PATH", help="keep the searches' runs in PATH (outside the "
-                   "repository; a finished run of the same command there is reused; default: a temporary folder)")
+    p.add_argument(
+        "experiments",
+        nargs="*",
+        metavar="EXP",
+        help=f"built-in experiments (default: every one but {', '.join(FROM_CURVES)}; --quick {QUICK_EXPERIMENT})",
+    )
+    p.add_argument(
+        "--budget", metavar="T", help=f"each search's --time-budget (90s, 2m; default {BUDGET}, --quick {QUICK_BUDGET})"
+    )
+    p.add_argument(
+        "--top", type=int, default=TOP, help=f"priors per experiment, the search's best trials (default {TOP})"
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        metavar="PATH",
+        help="keep the searches' runs in PATH (outside the "
+        "repository; a finished run of the same command there is reused; default: a temporary folder)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the priors: blocks, write no file")
-    p.add_argument("--quick", action="store_true", help=f"{QUICK_EXPERIMENT}, T = {QUICK_BUDGET}, --dry-run: a "
-                   "smoke run")
+    p.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_EXPERIMENT}, T = {QUICK_BUDGET}, --dry-run: a smoke run"
+    )
     args = p.parse_args()  # fmt: skip
     budget = args.budget or (QUICK_BUDGET if args.quick else BUDGET)
     try:
@@ -106,8 +118,10 @@ def main() -> None:
     root = datasets.data_root().resolve()
     smoke = " (--quick: a smoke run, its priors come from too short a search to ship)" if args.quick else ""
     print(f"# Priors of the built-in experiments, {datetime.datetime.now():%Y-%m-%d %H:%M}{smoke}\n")
-    print(f"- {', '.join(wanted)}; tunelab search --time-budget {budget} --seed {SEED} --no-priors each, one at a "
-          f"time, W&B disabled; the top {args.top} trials; data root {root}{'; dry run: no file written' * dry}")
+    print(
+        f"- {', '.join(wanted)}; tunelab search --time-budget {budget} --seed {SEED} --no-priors each, one at a "
+        f"time, W&B disabled; the top {args.top} trials; data root {root}{'; dry run: no file written' * dry}"
+    )
     print(f"- {os.cpu_count()} CPUs, load average at the start {load_average()} (1, 5, 15 min)", flush=True)
     failed = []
     with contextlib.ExitStack() as stack:
@@ -119,8 +133,10 @@ def main() -> None:
             except UserError as e:
                 print(f"{experiment}: FAILED: {e}", flush=True)
                 failed.append(experiment)
-    print(f"\nload average at the end {load_average()} (1, 5, 15 min; other processes on these CPUs slow every "
-          f"search, and its plan adapts to that)")
+    print(
+        f"\nload average at the end {load_average()} (1, 5, 15 min; other processes on these CPUs slow every "
+        f"search, and its plan adapts to that)"
+    )
     if failed:
         raise SystemExit(f"no priors recorded for {', '.join(failed)} (see above)")
 
@@ -144,8 +160,10 @@ def record(experiment: str, budget: str, top: int, results: Path, root: Path, dr
     board = run.leaderboard()
     chosen, considered = best_rows(board, spec, top)
     if chosen.empty:
-        raise UserError(f"no trial of {run.dir} other than the baseline reached a value ({len(board)} trials: "
-                        f"{counts(board)}): try a larger --budget")
+        raise UserError(
+            f"no trial of {run.dir} other than the baseline reached a value ({len(board)} trials: "
+            f"{counts(board)}): try a larger --budget"
+        )
     date = datetime.date.fromtimestamp(run.leaderboard_file.stat().st_mtime).isoformat()
     machine = f"{os.cpu_count()}-core CPU"
     if run.spec.gpus:
@@ -154,8 +172,10 @@ def record(experiment: str, budget: str, top: int, results: Path, root: Path, dr
         machine += f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", a GPU"
     entries = [prior_of(row, spec, f"{command} ({date}, {machine})") for _, row in chosen.iterrows()]
     n = len(entries)
-    print(f"{n} prior{'s' * (n != 1)} from the {considered} of {len(board)} trials that reached a value "
-          f"({counts(board)}); the first: {describe(chosen.iloc[0], spec)}{baseline_value(board, spec)}")
+    print(
+        f"{n} prior{'s' * (n != 1)} from the {considered} of {len(board)} trials that reached a value "
+        f"({counts(board)}); the first: {describe(chosen.iloc[0], spec)}{baseline_value(board, spec)}"
+    )
     plan = f" (planned: {run.plan.trials} trials of up to {run.plan.max_epochs} epochs, on {run.plan.subset:.0%} " \
            f"of the search split)" if run.plan else ""  # fmt: skip
     extra = f" --budget {budget}" if budget != BUDGET else ""
@@ -259,7 +279,7 @@ def prior_of(row: pd.Series, spec: spaces.Spec, search_note: str) -> dict:
 
 
 def describe(row: pd.Series, spec: spaces.Spec) -> str:
-    """"trial 5a79d61c, val_acc 0.8975 at epoch 10 of 12 (completed)"."""
+    """ "trial 5a79d61c, val_acc 0.8975 at epoch 10 of 12 (completed)"."""
     values = ", ".join(f"{m} {plain_number(row[m])}" for m in spec.metrics)
     return f"trial {row['trial_id']}, {values} at epoch {row['best_epoch']} of {row['epochs']} ({row['status']})"
 
@@ -270,7 +290,7 @@ def plain_number(value) -> str:
 
 
 def baseline_value(board: pd.DataFrame, spec: spaces.Spec) -> str:
-    """"; the baseline's: val_acc 0.85 (completed)", where the baseline's trial reached a value."""
+    """ "; the baseline's: val_acc 0.85 (completed)", where the baseline's trial reached a value."""
     if not spec.baseline:
         return ""
     for _, row in board.iterrows():

@@ -80,8 +80,13 @@ RECORDING = CURVES / f"{EXPERIMENT}.csv"
 PRIORS = CURVES / f"{EXPERIMENT}_priors.csv"
 PRIORS_RECORD = ["--offset", "0.5", "--seed", "1"]  # how the default priors file is recorded (beside --configs 30)
 METHODS = ("random", "TPE", "TPE+ASHA", "priors", "warm")
-LABELS = {"random": "random", "TPE": "TPE", "TPE+ASHA": "TPE+ASHA: tunelab default without priors",
-          "priors": "tunelab default + priors", "warm": "tunelab default, warm start from one earlier run"}
+LABELS = {
+    "random": "random",
+    "TPE": "TPE",
+    "TPE+ASHA": "TPE+ASHA: tunelab default without priors",
+    "priors": "tunelab default + priors",
+    "warm": "tunelab default, warm start from one earlier run",
+}
 ASHA = ("TPE+ASHA", "priors", "warm")  # the methods that stop trials
 GOALS = {"TPE+ASHA": 0.5, "priors": 0.3}  # median time to target / random search's (issues 28, 29)
 WARM_GOAL = 0.5  # warm start's / a cold start's (TPE+ASHA's) (issue 29)
@@ -199,8 +204,10 @@ def check_apart(replayed: dict, path: Path, priors: dict, priors_path: Path) -> 
     """Refuse priors recorded on another experiment or data set, or on data the replayed recording uses."""
     same = ("experiment", "dataset", "split")
     if any(priors.get(k) != replayed.get(k) for k in same):
-        raise SystemExit(f"--priors-from {priors_path} recorded {[priors.get(k) for k in same]}, the replayed "
-                         f"{path} {[replayed.get(k) for k in same]}: priors must come from the same experiment")
+        raise SystemExit(
+            f"--priors-from {priors_path} recorded {[priors.get(k) for k in same]}, the replayed "
+            f"{path} {[replayed.get(k) for k in same]}: priors must come from the same experiment"
+        )
     if "subset" not in priors or "subset" not in replayed:
         raise SystemExit(f"{priors_path if 'subset' not in priors else path} has no subset in its header: cannot "
                          f"tell whether the priors come from data the replay does not use")  # fmt: skip
@@ -222,8 +229,10 @@ def priors_yaml(path: Path, header: dict, sessions: list[dict], priors: list[Pri
     items = [{**p.params, "from": f"{where}, config {p.config_id}: best val_acc {p.best:.4f} at epoch "
               f"{p.epoch} of {p.epochs}"} for p in priors]  # fmt: skip
     commands = "; ".join(dict.fromkeys(s["command"] for s in sessions if "command" in s)) or "?"
-    return (f"# the top {len(priors)} configs of {name} by their best epoch's val_acc (bench/replay.py top_configs), "
-            f"recorded by: {commands}\n" + yaml.safe_dump({"priors": items}, sort_keys=False, width=1000))
+    return (
+        f"# the top {len(priors)} configs of {name} by their best epoch's val_acc (bench/replay.py top_configs), "
+        f"recorded by: {commands}\n" + yaml.safe_dump({"priors": items}, sort_keys=False, width=1000)
+    )
 
 
 # --- the search -------------------------------------------------------------------------------------------------
@@ -335,14 +344,26 @@ def main() -> None:
     p.add_argument("--seeds", type=int, help="seeds 0..S-1 per method (default 20, --quick 3)")
     p.add_argument("--trials", type=int, help="the budget, in random search's trials (default 20, --quick 2)")
     p.add_argument("--asha", metavar="MIN_ITER,ETA", type=hyperband, help="TPE+ASHA's rungs instead of the planner's")
-    p.add_argument("--priors-from", type=Path, metavar="PATH", help=f"the recording the priors come from, on other "
-                   f"data than --recording's (default bench/curves/{PRIORS.name}: record_curves.py "
-                   f"{' '.join(PRIORS_RECORD)} --configs 30 --out it)")
+    p.add_argument(
+        "--priors-from",
+        type=Path,
+        metavar="PATH",
+        help=f"the recording the priors come from, on other "
+        f"data than --recording's (default bench/curves/{PRIORS.name}: record_curves.py "
+        f"{' '.join(PRIORS_RECORD)} --configs 30 --out it)",
+    )
     p.add_argument("--priors", type=int, default=N_PRIORS, help=f"how many priors (default {N_PRIORS})")
-    p.add_argument("--show-priors", action="store_true", help="print the priors at the end as a space file's "
-                   "priors: list (for search_spaces/*.yaml)")
-    p.add_argument("--earlier-trials", type=int, default=EARLIER_TRIALS, help="the trials of the earlier search a "
-                   f"warm start imports (default {EARLIER_TRIALS})")
+    p.add_argument(
+        "--show-priors",
+        action="store_true",
+        help="print the priors at the end as a space file's priors: list (for search_spaces/*.yaml)",
+    )
+    p.add_argument(
+        "--earlier-trials",
+        type=int,
+        default=EARLIER_TRIALS,
+        help=f"the trials of the earlier search a warm start imports (default {EARLIER_TRIALS})",
+    )
     args = p.parse_args()
     if args.priors < 1 or args.earlier_trials < 1:
         p.error("--priors and --earlier-trials take 1 or more")
@@ -400,15 +421,21 @@ def report(path: Path, priors_path: Path, n_seeds: int, trials: int, asha: tuple
     machines = sorted({f"{s.get('machine')} ({s.get('cpus')} CPUs, load {s.get('load_average')})" for s in sessions})
     smoke = " (--quick: a smoke run, its ratios mean nothing)" if quick else ""
     print(f"# Replay of recorded curves, {datetime.date.today()}{smoke}\n")
-    print(f"- recording: {path} ({len(curves)} configs of {header.get('experiment')} x {max_epochs} epochs on "
-          f"{header.get('subset', math.nan):.0%} of the search's data, {header.get('train_images')} train / "
-          f"{header.get('val_images')} validation images; configs drawn by {header.get('sampler')}; "
-          f"recorded on {'; '.join(machines) or '?'})")
-    print(f"- replayed on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (the clock is the recording's "
-          f"CPU seconds, so this machine's load does not enter)")
-    print(f"- budget per search: {budget:.0f} CPU s ({trials} x the mean whole curve, {budget / trials:.1f} s); "
-          f"{n_seeds} seeds per method; TPE+ASHA's rungs at epochs {', '.join(map(str, rungs))} of {max_epochs}, "
-          f"eta {eta} ({'--asha' if asha else 'planned'})")
+    print(
+        f"- recording: {path} ({len(curves)} configs of {header.get('experiment')} x {max_epochs} epochs on "
+        f"{header.get('subset', math.nan):.0%} of the search's data, {header.get('train_images')} train / "
+        f"{header.get('val_images')} validation images; configs drawn by {header.get('sampler')}; "
+        f"recorded on {'; '.join(machines) or '?'})"
+    )
+    print(
+        f"- replayed on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (the clock is the recording's "
+        f"CPU seconds, so this machine's load does not enter)"
+    )
+    print(
+        f"- budget per search: {budget:.0f} CPU s ({trials} x the mean whole curve, {budget / trials:.1f} s); "
+        f"{n_seeds} seeds per method; TPE+ASHA's rungs at epochs {', '.join(map(str, rungs))} of {max_epochs}, "
+        f"eta {eta} ({'--asha' if asha else 'planned'})"
+    )
     lo, hi = span(prior_header)
     mapped, unused = [], sorted(curves)
     for prior in priors:  # what the priors run as (the same in every seed: they come first)
@@ -416,24 +443,32 @@ def report(path: Path, priors_path: Path, n_seeds: int, trials: int, asha: tuple
         unused.remove(cid)
         best = max((v for v in curves[cid].values if not math.isnan(v)), default=math.nan)
         mapped.append(f"{prior.config_id} ({prior.best:.4f}) -> {cid} (distance {distance:.2f}, {best:.4f})")
-    print(f"- priors: the top {len(priors)} of {priors_path} by best epoch's val_acc (its data: the fraction {lo:g} "
-          f"to {hi:g} of the search's, {prior_header.get('val_images')} validation images; configs drawn by "
-          f"{prior_header.get('sampler')}); its config (best val_acc there) -> the replayed config they run as "
-          f"(distance, best val_acc here): {'; '.join(mapped)}")
+    print(
+        f"- priors: the top {len(priors)} of {priors_path} by best epoch's val_acc (its data: the fraction {lo:g} "
+        f"to {hi:g} of the search's, {prior_header.get('val_images')} validation images; configs drawn by "
+        f"{prior_header.get('sampler')}); its config (best val_acc there) -> the replayed config they run as "
+        f"(distance, best val_acc here): {'; '.join(mapped)}"
+    )
     imported = [r["imported"] for r in results["warm"]]
-    print(f"- warm start: an earlier tunelab-default search of {earlier_trials} trials (seed + {EARLIER_SEED}, no "
-          f"time budget) imported as {statistics.mean(imported):.1f} trials per seed "
-          f"({statistics.mean(r['imported_complete'] for r in results['warm']):.1f} complete, the rest pruned); the "
-          f"earlier search's median best {statistics.median(r['earlier_best'] for r in results['warm']):.4f}")
-    print(f"- target: val_acc >= {target:.4f}, random search's median final best (the recording's best config: "
-          f"{max(max((v for v in c.values if not math.isnan(v)), default=0) for c in curves.values()):.4f})\n")
+    print(
+        f"- warm start: an earlier tunelab-default search of {earlier_trials} trials (seed + {EARLIER_SEED}, no "
+        f"time budget) imported as {statistics.mean(imported):.1f} trials per seed "
+        f"({statistics.mean(r['imported_complete'] for r in results['warm']):.1f} complete, the rest pruned); the "
+        f"earlier search's median best {statistics.median(r['earlier_best'] for r in results['warm']):.4f}"
+    )
+    print(
+        f"- target: val_acc >= {target:.4f}, random search's median final best (the recording's best config: "
+        f"{max(max((v for v in c.values if not math.isnan(v)), default=0) for c in curves.values()):.4f})\n"
+    )
 
     rng = np.random.default_rng(0)
     picks = rng.integers(0, n_seeds, (RESAMPLES, n_seeds))  # the same resampled seeds for every method
     boot = {m: np.median(times[m][picks], axis=1) for m in METHODS}
     base = np.median(times["random"])
-    print("| method | median s to target | 90 % interval | / random | 90 % interval | reached | trials | epochs "
-          "| stopped | recording used up | median final best |")
+    print(
+        "| method | median s to target | 90 % interval | / random | 90 % interval | reached | trials | epochs "
+        "| stopped | recording used up | median final best |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in METHODS:
         lower = ">= " if censored(times[m], missed[m]) else ""
@@ -441,12 +476,16 @@ def report(path: Path, priors_path: Path, n_seeds: int, trials: int, asha: tuple
         vs_random, (rlo, rhi) = med / base, np.percentile(boot[m] / boot["random"], [5, 95])
         rs = results[m]
         best = statistics.median(max((v for _, v in r["events"]), default=math.nan) for r in rs)
-        print(f"| {LABELS[m]} | {lower}{med:.4g} | {lo:.4g} to {hi:.4g} | {lower}{vs_random:.2f}x | {rlo:.2f}x to "
-              f"{rhi:.2f}x | {int((~missed[m]).sum())} of {n_seeds} | {statistics.mean(r['trials'] for r in rs):.1f} "
-              f"| {statistics.mean(r['epochs'] for r in rs):.0f} | {statistics.mean(r['stopped'] for r in rs):.1f} "
-              f"| {sum(r['exhausted'] for r in rs)} of {n_seeds} | {best:.4f} |")
-    print("\n(trials, epochs, stopped: means per search; a seed that misses the target counts its whole budget, and "
-          "a median it decides is a lower bound, >=; the warm start's clock and trials are its own search's)\n")
+        print(
+            f"| {LABELS[m]} | {lower}{med:.4g} | {lo:.4g} to {hi:.4g} | {lower}{vs_random:.2f}x | {rlo:.2f}x to "
+            f"{rhi:.2f}x | {int((~missed[m]).sum())} of {n_seeds} | {statistics.mean(r['trials'] for r in rs):.1f} "
+            f"| {statistics.mean(r['epochs'] for r in rs):.0f} | {statistics.mean(r['stopped'] for r in rs):.1f} "
+            f"| {sum(r['exhausted'] for r in rs)} of {n_seeds} | {best:.4f} |"
+        )
+    print(
+        "\n(trials, epochs, stopped: means per search; a seed that misses the target counts its whole budget, and "
+        "a median it decides is a lower bound, >=; the warm start's clock and trials are its own search's)\n"
+    )
 
     def ratio(m: str, of: str, name: str, goal: float | None) -> None:
         mark = bound(censored(times[m], missed[m]), censored(times[of], missed[of]))

@@ -128,8 +128,10 @@ def main() -> None:
         "DataLoader, num_workers=1, channels-last": lambda c, d: dataloader_loop(c, d, 1, channels_last=True),
         "tunelab train_epoch": tunelab_loop,
     }
-    print(f"cnn_classifier defaults (batch {cnn.DEFAULTS['batch_size']}, {cnn.DEFAULTS['optimizer']}), {n} images per "
-          f"loop in {rounds} interleaved round(s), torch threads 2, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    print(
+        f"cnn_classifier defaults (batch {cnn.DEFAULTS['batch_size']}, {cnn.DEFAULTS['optimizer']}), {n} images per "
+        f"loop in {rounds} interleaved round(s), torch threads 2, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    )
     print(f"load average before: {os.getloadavg()[0]:.1f} (other processes on these CPUs slow every loop unevenly)")
     for augment in ("none", "flip_crop"):
         rates = measure(loops, cnn.DEFAULTS | {"augment": augment, "epochs": 2}, data, n, rounds)
@@ -140,6 +142,7 @@ def main() -> None:
         for name, r in rates.items():
             print(f"| {name:42s} | {max(r):21.0f} | {statistics.median(r):12.0f} | {max(r) / base:15.2f}x |")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+
 
 if __name__ == "__main__":
     main()

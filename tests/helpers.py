@@ -287,12 +287,12 @@ def figures(parts, data, outdir):
     return {"The first hidden unit's weights": path}
 '''
 
-STUDENT_LAYERS = '''from torch import nn
+STUDENT_LAYERS = """from torch import nn
 
 
 def hidden_block(inputs, width):
     return [nn.Linear(inputs, width), nn.ReLU()]
-'''
+"""
 
 
 def write_student_model(folder: Path, sweeps: dict[str, dict]) -> Path:
@@ -302,7 +302,13 @@ def write_student_model(folder: Path, sweeps: dict[str, dict]) -> Path:
     (folder / "mlp.py").write_text(STUDENT_MODEL)
     (folder / "layers.py").write_text(STUDENT_LAYERS)
     for name, parameters in sweeps.items():
-        sweep = {"trainable": "mlp.py", "method": "random", "metric": {"name": "val_acc", "goal": "maximize"},
-                 "run_cap": 2, "max_epochs": 2, "parameters": parameters}
+        sweep = {
+            "trainable": "mlp.py",
+            "method": "random",
+            "metric": {"name": "val_acc", "goal": "maximize"},
+            "run_cap": 2,
+            "max_epochs": 2,
+            "parameters": parameters,
+        }
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
     return folder

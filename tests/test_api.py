@@ -34,8 +34,10 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
         ({"trials": True}, "trials: must be an integer, not True"),
         ({"max_epochs": float("inf")}, "max_epochs: must be an integer, not inf"),
         ({"concurrency": -1}, "concurrency: must be an integer >= 1, not -1"),
-        ({"time_budget": "20x"}, "time_budget: must be a duration: seconds (90) or a number with s, m or h (90s, 20m, "
-                                 "1.5h), not '20x'"),
+        (
+            {"time_budget": "20x"},
+            "time_budget: must be a duration: seconds (90) or a number with s, m or h (90s, 20m, 1.5h), not '20x'",
+        ),
         ({"time_budget": 0}, "time_budget: must be a duration > 0: seconds (90)"),
         ({"time_budget": "0m"}, "time_budget: must be a duration > 0: seconds (90)"),
         ({"time_budget": [20]}, "time_budget: must be a duration: seconds"),
@@ -174,8 +176,10 @@ def test_a_run_without_a_leaderboard_says_so_when_shown(env, fixture_root):
 
 def test_the_report_shown_in_a_notebook_has_its_figures_inlined_and_no_page_style(tmp_path):
     (tmp_path / "a.png").write_bytes(PNG)
-    (tmp_path / "report.html").write_text("<!doctype html><style>body{margin:2em}</style>\n<h1>r</h1>\n"
-                                          "<figure><img src='a.png'><figcaption>A</figcaption></figure>\n")
+    (tmp_path / "report.html").write_text(
+        "<!doctype html><style>body{margin:2em}</style>\n<h1>r</h1>\n"
+        "<figure><img src='a.png'><figcaption>A</figcaption></figure>\n"
+    )
     shown = api._report_html(tmp_path)
     assert "<style>" not in shown and "<h1>r</h1>" in shown and "src='data:image/png;base64," in shown
 

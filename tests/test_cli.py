@@ -54,8 +54,10 @@ def test_yaml_syntax_error(env, capsys):
             {"parameters": {"n_heads": {"values": [2]}}},
             "parameters.n_heads: cnn_classifier has no hyperparameter 'n_heads'",
         ),
-        ({"dataset": "sentiment140"},
-         "exp.yaml: dataset: 'sentiment140' is a data set of texts, and the trainable trains on images (chest_xray"),
+        (
+            {"dataset": "sentiment140"},
+            "exp.yaml: dataset: 'sentiment140' is a data set of texts, and the trainable trains on images (chest_xray",
+        ),
         ({"run_cap": 0}, "exp.yaml: run_cap: must be an integer >= 1, not 0"),
         ({"max_epochs": float("inf")}, "exp.yaml: max_epochs: must be an integer >= 1, not inf"),
         ({"time_budget_s": -1}, "exp.yaml: time_budget_s: must be a number >= 1, not -1"),
@@ -77,18 +79,26 @@ def test_malformed_search_space(env, capsys, change, message):
         (["search", "fashion_cnn", "--trials", "0"], "argument --trials: must be an integer >= 1, not 0"),
         (["search", "fashion_cnn", "--trials", "2.5"], "argument --trials: must be an integer, not '2.5'"),
         (["search", "fashion_cnn", "--concurrency", "0"], "argument --concurrency: must be an integer >= 1, not 0"),
-        (["search", "fashion_cnn", "--time-budget", "-1"],
-         "argument --time-budget: must be a duration: seconds (90) or a number with s, m or h (90s, 20m, 1.5h), "
-         "not '-1'"),
+        (
+            ["search", "fashion_cnn", "--time-budget", "-1"],
+            "argument --time-budget: must be a duration: seconds (90) or a number with s, m or h (90s, 20m, 1.5h), "
+            "not '-1'",
+        ),
         (["search", "fashion_cnn", "--time-budget", "0m"], "argument --time-budget: must be a duration > 0: seconds"),
         (["search", "fashion_cnn", "--max-epochs", "0"], "argument --max-epochs: must be an integer >= 1, not 0"),
         (["search", "fashion_cnn", "--cpus-per-trial", "0"], "argument --cpus-per-trial: must be a number > 0, not 0"),
-        (["search", "fashion_cnn", "--cpus-per-trial", "-2"],
-         "argument --cpus-per-trial: must be a number > 0, not -2"),
-        (["search", "fashion_cnn", "--gpus-per-trial", "-1"],
-         "argument --gpus-per-trial: must be a number >= 0, not -1"),
-        (["search", "fashion_cnn", "--gpus-per-trial", "1.5"],
-         "argument --gpus-per-trial: must be 0, a fraction of one GPU"),
+        (
+            ["search", "fashion_cnn", "--cpus-per-trial", "-2"],
+            "argument --cpus-per-trial: must be a number > 0, not -2",
+        ),
+        (
+            ["search", "fashion_cnn", "--gpus-per-trial", "-1"],
+            "argument --gpus-per-trial: must be a number >= 0, not -1",
+        ),
+        (
+            ["search", "fashion_cnn", "--gpus-per-trial", "1.5"],
+            "argument --gpus-per-trial: must be 0, a fraction of one GPU",
+        ),
         (["search", "fashion_cnn", "--seed", "-1"], "argument --seed: must be an integer >= 0, not -1"),
         (["retrain", "fashion_cnn", "--top-k", "0"], "argument --top-k: must be an integer >= 1, not 0"),
         (["retrain", "fashion_cnn", "--seeds", "0"], "argument --seeds: must be an integer >= 1, not 0"),

@@ -203,8 +203,20 @@ def test_a_killed_driver_is_resumed_with_nothing_lost(cluster, env, data_root, m
     wandb.init(mode="offline", dir=env, project="parent").finish()
     assert os.environ.get("WANDB_SERVICE")
     storage, epochs = env / "shared", 20  # long enough that a trial is still running when the driver is killed
-    search = start(search_args(cluster, data_root, storage, "--max-epochs", str(epochs), "--concurrency", "2",
-                               "--wandb", "offline", "--verbose"))  # fmt: skip  (a line per trial start and epoch)
+    search = start(
+        search_args(
+            cluster,
+            data_root,
+            storage,
+            "--max-epochs",
+            str(epochs),
+            "--concurrency",
+            "2",
+            "--wandb",
+            "offline",
+            "--verbose",
+        )
+    )  # fmt: skip  (a line per trial start and epoch)
     lines, second_finished = [], None
     for line in search.stdout:  # wait for two finished trials and a later one part-way (with a checkpoint)
         lines.append(line)
@@ -264,8 +276,20 @@ def test_a_users_own_trainable_travels_to_the_nodes_with_its_folder(cluster, env
     folder = write_student_model(env / "hw3", {"sweep": {"hidden": {"values": [8, 16]}}})
     sweep = yaml.safe_load((folder / "sweep.yaml").read_text()) | {"resources": {"cpu": 1, "gpu": 0.5}}
     (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
-    finish(tunelab("--data-dir", str(data_root), "search", str(folder / "sweep.yaml"), "--address", cluster.address,
-                   "--storage", str(env / "shared"), "--wandb", "disabled"))
+    finish(
+        tunelab(
+            "--data-dir",
+            str(data_root),
+            "search",
+            str(folder / "sweep.yaml"),
+            "--address",
+            cluster.address,
+            "--storage",
+            str(env / "shared"),
+            "--wandb",
+            "disabled",
+        )
+    )
     run = runs.open_run("sweep", env / "results")
     board = run.leaderboard()
     assert len(board) == 2 and (board["status"] == "completed").all()

@@ -79,5 +79,6 @@ def test_side_by_side_refuses_models_tested_on_different_test_splits(env, fixtur
     retrained_run(env / "results", "mnist_conv_ae", fixture_root)
     retrained_run(env / "results", "mnist_mlp_ae", other_root)
     with pytest.raises(UserError, match="'mnist_conv_ae' and 'mnist_mlp_ae' were not tested on the same test split"):
-        comparison.compare([runs.open_run(e, env / "results") for e in ("mnist_conv_ae", "mnist_mlp_ae")],
-                           env / "results")
+        comparison.compare(
+            [runs.open_run(e, env / "results") for e in ("mnist_conv_ae", "mnist_mlp_ae")], env / "results"
+        )

@@ -77,7 +77,11 @@ def test_search_leaderboard_retrain_report(env, fashion_root, capsys):
     checkpoint = torch.load(run / "retrain" / "rank1_seed0.pt", weights_only=True)  # self-describing
     assert checkpoint["subset"] == 0.05 and checkpoint["config"] == best["config"] | {"epochs": 2}
     assert (checkpoint["trainable"], checkpoint["dataset"], checkpoint["rank"], checkpoint["seed"]) == (
-        "cnn_classifier", "fashion_mnist", 1, 0)
+        "cnn_classifier",
+        "fashion_mnist",
+        1,
+        0,
+    )
     retrained = pd.read_csv(run / "retrain" / "retrain.csv")
     assert list(retrained["seed"]) == [0, 1] and (retrained["status"] == "completed").all()
     assert retrained["test_acc"].between(0.2, 1).all() and retrained["test_loss"].gt(0).all()
@@ -107,6 +111,7 @@ def test_the_checkpoint_that_rays_state_names_is_the_one_kept(tmp_path):
     """A trial stopped as its search ends can write a checkpoint that Ray never registers. The one Ray's state
     names, which resume restores, is kept (keeping the newest on disk instead made resume fail on a search
     stopped with Ctrl-C: "Could not recover from checkpoint as it does not exist on storage anymore")."""
+
     def trainable(config):
         for epoch in range(3):
             with tempfile.TemporaryDirectory() as d:

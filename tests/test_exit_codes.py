@@ -69,8 +69,10 @@ def test_some_trials_failed_exits_0_with_a_warning(env, tmp_path, fixture_root):
     done = _tunelab(env / "results", "--data-dir", str(fixture_root), "search", str(space), "--wandb", "disabled")
     assert done.returncode == 0, done.stdout + done.stderr
     line = _last_line(done)
-    assert line.startswith("warning: 1 of 2 trials failed; the first: ValueError: hidden 16 is not allowed here (see "
-                           f"{(env / 'results' / 'sweep').resolve()}/trial_") and line.endswith("/error.txt)"), line
+    assert line.startswith(
+        "warning: 1 of 2 trials failed; the first: ValueError: hidden 16 is not allowed here (see "
+        f"{(env / 'results' / 'sweep').resolve()}/trial_"
+    ) and line.endswith("/error.txt)"), line
     assert "# Leaderboard: sweep" in done.stdout
 
 
@@ -107,7 +109,8 @@ def _files(folder: Path) -> dict[Path, bytes]:
 def test_ctrl_c_exits_130_and_resume_finishes_the_search(interrupted):
     assert interrupted.code == Failed.INTERRUPTED, interrupted.out + interrupted.err
     assert interrupted.err.strip().splitlines()[-1] == (
-        "interrupted: `tunelab resume first` continues the search where it stopped")
+        "interrupted: `tunelab resume first` continues the search where it stopped"
+    )
     board = pd.read_csv(interrupted.results / "first" / "leaderboard.csv")
     assert board["status"].isin(["interrupted", "pending"]).any(), board
 

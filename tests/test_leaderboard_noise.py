@@ -106,12 +106,18 @@ def test_prefer_in_a_search_space_file():
         return spaces.parse(raw, Path("exp.yaml"))
 
     assert parse().prefer == "best" and parse(prefer="fast").prefer == "fast"
-    with pytest.raises(UserError, match=r"^exp.yaml: prefer: 'smallest' is not allowed; allowed: best \(the best "
-                                        r"trial\), small \(the fewest parameters\), fast \(the least time per epoch\)"):
+    with pytest.raises(
+        UserError,
+        match=r"^exp.yaml: prefer: 'smallest' is not allowed; allowed: best \(the best "
+        r"trial\), small \(the fewest parameters\), fast \(the least time per epoch\)",
+    ):
         parse(prefer="smallest")
     objectives = [{"name": "val_acc", "goal": "maximize"}, {"name": "params", "goal": "minimize"}]
-    with pytest.raises(UserError, match="exp.yaml: prefer: small chooses among the trials tied with the best of one "
-                                        "metric; a search of several objectives hands in a Pareto-optimal trial"):
+    with pytest.raises(
+        UserError,
+        match="exp.yaml: prefer: small chooses among the trials tied with the best of one "
+        "metric; a search of several objectives hands in a Pareto-optimal trial",
+    ):
         parse(prefer="small", metric=objectives)
     saved = parse(prefer="small").saved()
     del saved["prefer"]  # a run stored before there was prefer

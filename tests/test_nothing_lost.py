@@ -73,8 +73,11 @@ def test_two_searches_of_one_name_started_together_one_runs_and_a_stale_lock_is_
     kept = snapshot(folder)
     err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--storage", str(env / "elsewhere"),
                 "--wandb", "disabled")  # fmt: skip
-    assert re.search(rf"{folder} already holds run fashion_cnn \(searched fashion_cnn on \d{{4}}-\d\d-\d\d \d\d:\d\d, "
-                     r"1 trial\): continue it with `tunelab resume fashion_cnn`, or choose another --name$", err), err
+    assert re.search(
+        rf"{folder} already holds run fashion_cnn \(searched fashion_cnn on \d{{4}}-\d\d-\d\d \d\d:\d\d, "
+        r"1 trial\): continue it with `tunelab resume fashion_cnn`, or choose another --name$",
+        err,
+    ), err
     assert {"study.log", "tunelab.yaml", "leaderboard.csv", "best.yaml"} <= set(kept)
     assert snapshot(folder) == kept and not (env / "elsewhere").exists()
 
@@ -92,8 +95,11 @@ def test_a_used_name_is_refused_and_a_folder_no_search_got_going_in_is_reused(en
     kept = snapshot(run.dir)
     err = fails(capsys, "--data-dir", str(fixture_root), "search", "fashion_cnn", "--name", "mine", "--storage",
                 str(env / "other"))  # fmt: skip
-    assert re.search(rf"{run.dir} already holds run mine \(searched fashion_cnn on [-\d]+ [:\d]+, 1 trial\): "
-                     r"continue it with `tunelab resume mine`, or choose another --name$", err), err
+    assert re.search(
+        rf"{run.dir} already holds run mine \(searched fashion_cnn on [-\d]+ [:\d]+, 1 trial\): "
+        r"continue it with `tunelab resume mine`, or choose another --name$",
+        err,
+    ), err
     assert snapshot(run.dir) == kept and not (env / "other").exists()
 
 

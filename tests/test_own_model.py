@@ -112,8 +112,12 @@ def test_check_names_a_parameter_without_gradient(folder, capsys):
     unused = ("class Unused(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
               "        self.scale = nn.Parameter(torch.ones(1))\n\n    def forward(self, x):\n        return x\n\n\n"
               "def make_model(")  # fmt: skip
-    file = broken(folder, "no_gradient", ("def make_model(", unused),
-                  ("    return nn.Sequential(*layers)", "    return nn.Sequential(Unused(), *layers)"))
+    file = broken(
+        folder,
+        "no_gradient",
+        ("def make_model(", unused),
+        ("    return nn.Sequential(*layers)", "    return nn.Sequential(Unused(), *layers)"),
+    )
     capsys.readouterr()
     assert main(["check", file]) == 2
     captured = capsys.readouterr()

@@ -185,8 +185,10 @@ def test_the_plan_says_how_long_the_retrain_may_take_at_most():
     assert "even the space's cheapest config takes about 10 min, over the retrain budget of 5 min" in over.lines()[1]
     assert plan.lines()[1].endswith("per seed.")  # no ceiling: every config fits
     blind = Plan.restore(plan.saved() | {"max_epoch_s": None, "retrain_expected_s": 600.0})
-    assert blind.lines()[1].endswith("over the retrain budget of 5 min, and this space's configs do not cost "
-                                     "in proportion to their FLOPs, so the search cannot skip the costly ones.")
+    assert blind.lines()[1].endswith(
+        "over the retrain budget of 5 min, and this space's configs do not cost "
+        "in proportion to their FLOPs, so the search cannot skip the costly ones."
+    )
 
 
 def test_the_ceiling_measures_a_config_against_the_costliest_that_fits(fixture_root):

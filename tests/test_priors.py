@@ -72,20 +72,28 @@ def test_a_prior_outside_the_files_own_space_is_no_error_when_it_is_read(tmp_pat
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"width": 64}, "priors: must be a list of configs, each a mapping of hyperparameters to values with an "
-                        "optional from:"),
-        ([{"width": 64}, "wide"], "priors[1]: must be a mapping of hyperparameters to values (at least one), not "
-                                  "'wide'"),
+        (
+            {"width": 64},
+            "priors: must be a list of configs, each a mapping of hyperparameters to values with an optional from:",
+        ),
+        (
+            [{"width": 64}, "wide"],
+            "priors[1]: must be a mapping of hyperparameters to values (at least one), not 'wide'",
+        ),
         ([{"from": FROM}], "priors[0]: must be a mapping of hyperparameters to values (at least one)"),
         ([{"width": 64}, {}, {"lr": 0.001}], "priors[1]: must be a mapping"),
-        ([{"width": 64}, {"colour": 3}], "priors[1].colour: cnn_classifier has no hyperparameter 'colour'; it has: "
-                                         "depth, width,"),
+        (
+            [{"width": 64}, {"colour": 3}],
+            "priors[1].colour: cnn_classifier has no hyperparameter 'colour'; it has: depth, width,",
+        ),
         ([{"width": "wide"}], "priors[0].width: 'wide' has the wrong type; expected an integer (the default is 32)"),
         ([{"width": 64.0}], "priors[0].width: 64.0 has the wrong type; expected an integer"),
         ([{"batch_norm": 1}], "priors[0].batch_norm: 1 has the wrong type; expected a boolean (true/false)"),
         ([{"lr": -0.01}], "priors[0].lr: -0.01 is outside the allowed range lr > 0"),
-        ([{"width": 64}, {"width": 16}, {"dropout": 1.5}],
-         "priors[2].dropout: 1.5 is outside the allowed range 0 <= dropout < 1"),
+        (
+            [{"width": 64}, {"width": 16}, {"dropout": 1.5}],
+            "priors[2].dropout: 1.5 is outside the allowed range 0 <= dropout < 1",
+        ),
         ([{"lr": float("nan")}], "priors[0].lr: nan: YAML's .nan and .inf are no values a trial can take"),
         ([{"optimizer": "adamx"}], "priors[0].optimizer: 'adamx' not allowed; allowed: sgd, adam, adamw"),
         ([{"width": 64, "from": 1}], "priors[0].from: must be a string saying where the config came from"),
@@ -156,12 +164,16 @@ def test_without_a_baseline_the_priors_come_first(tmp_path, capsys):
     "parameters, skipped",
     [
         ({"width": {"values": [16, 32]}}, "priors[0] (width 64 not among [16, 32])"),
-        ({"lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.0025}},
-         "priors[0] (lr 0.005 not in [0.0001, 0.0025]); priors[1] (it leaves lr at the default 0.003, not in "
-         "[0.0001, 0.0025])"),
+        (
+            {"lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.0025}},
+            "priors[0] (lr 0.005 not in [0.0001, 0.0025]); priors[1] (it leaves lr at the default 0.003, not in "
+            "[0.0001, 0.0025])",
+        ),
         ({"dropout": {"value": 0.5}}, "priors[2] (dropout 0.25, fixed at 0.5 here)"),
-        ({"dropout": {"values": [0.25, 0.5]}, "width": {"value": 32}},
-         "priors[0] (width 64, fixed at 32 here); priors[1] (width 16, fixed at 32 here)"),
+        (
+            {"dropout": {"values": [0.25, 0.5]}, "width": {"value": 32}},
+            "priors[0] (width 64, fixed at 32 here); priors[1] (width 16, fixed at 32 here)",
+        ),
     ],
 )
 def test_priors_outside_a_narrowed_space_are_skipped_with_one_line(tmp_path, capsys, parameters, skipped):

@@ -91,9 +91,12 @@ def test_in_a_log_each_trial_that_ends_is_one_line_and_verbose_adds_its_start_an
 
     drive(engine.Progress(dataclasses.replace(spec, max_epochs=2), verbose=True), [0.7, 0.9, 0.8], "val_acc")
     lines = [re.sub(r"^\[ *\d+s\] ", "", line) for line in capsys.readouterr().out.splitlines()]
-    assert lines[:4] == ["trial t1 started: lr=0.001, optimizer=adam", "trial t1 epoch 1: val_acc=0.7",
-                         "trial t1 epoch 2: val_acc=0.7",
-                         "trial t1 finished (completed, 2 epochs): val_acc=0.7; best val_acc=0.7; 2 of 20 trials done"]
+    assert lines[:4] == [
+        "trial t1 started: lr=0.001, optimizer=adam",
+        "trial t1 epoch 1: val_acc=0.7",
+        "trial t1 epoch 2: val_acc=0.7",
+        "trial t1 finished (completed, 2 epochs): val_acc=0.7; best val_acc=0.7; 2 of 20 trials done",
+    ]
     assert len(lines) == 11 and lines[-1] == "trial t3 epoch 2: val_acc=0.8"  # 3 starts, 6 epochs, 2 ends
 
 
@@ -126,8 +129,9 @@ def test_verbose_is_a_flag_of_search_resume_and_retrain():
 def test_a_search_in_a_log_shows_a_line_per_trial_and_verbose_its_epochs(env, fixture_root, capsys, monkeypatch):
     options = ["--trials", "3", "--max-epochs", "4", "--concurrency", "1", "--wandb", "disabled"]
     try:
-        run = tunelab.search(SMALL_CNN, name="plain", data_dir=fixture_root, trials=3, max_epochs=4, concurrency=1,
-                             wandb="disabled")  # fmt: skip  (the API keeps its Ray up for the next search)
+        run = tunelab.search(
+            SMALL_CNN, name="plain", data_dir=fixture_root, trials=3, max_epochs=4, concurrency=1, wandb="disabled"
+        )  # fmt: skip  (the API keeps its Ray up for the next search)
         plain = capsys.readouterr().out.splitlines()
         assert main(["--data-dir", str(fixture_root), "search", str(SMALL_CNN), "--name", "verbose", "--verbose",
                      *options]) == 0  # fmt: skip

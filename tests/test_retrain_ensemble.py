@@ -86,7 +86,7 @@ def test_image_classifier_ensemble_is_the_mean_of_its_models_probabilities(env, 
     def predict(parts, data, split):
         return common.predict(parts["model"], data.splits[split][0]).softmax(1).numpy()
 
-    (p, y), = by_hand(run, ensemble["models"].split(), predict).values()
+    ((p, y),) = by_hand(run, ensemble["models"].split(), predict).values()
     assert ensemble["test_acc"] == pytest.approx((p.argmax(1) == y).mean())
     assert ensemble["test_loss"] == pytest.approx(nll(p, y), rel=1e-4)
     assert retrain.table(run)["rank"].tolist() == [1, "ensemble"]

@@ -121,10 +121,12 @@ def test_settle_ends_what_the_leaderboard_ended_and_fails_trials_ray_never_recor
     searcher = study.searcher(run, optuna.samplers.RandomSampler(seed=0), wandb=False)
     for t in ("budget", "paused", "lost"):
         searcher.suggest(t)
-    board = pd.DataFrame([  # a time budget stopped one; Ctrl-C interrupted the other; "lost" Ray never saved
-        {"trial_id": "budget", "status": "stopped early", "val_acc": 0.6, "epochs": 2, "best_epoch": 2},
-        {"trial_id": "paused", "status": "interrupted", "val_acc": 0.5, "epochs": 1, "best_epoch": 1},
-    ])
+    board = pd.DataFrame(
+        [  # a time budget stopped one; Ctrl-C interrupted the other; "lost" Ray never saved
+            {"trial_id": "budget", "status": "stopped early", "val_acc": 0.6, "epochs": 2, "best_epoch": 2},
+            {"trial_id": "paused", "status": "interrupted", "val_acc": 0.5, "epochs": 1, "best_epoch": 1},
+        ]
+    )
     study.settle(run, board)
     trials = _by_ray_id(run)
     assert trials["budget"].state == TrialState.PRUNED and trials["budget"].value == pytest.approx(0.6)
@@ -196,9 +198,24 @@ def _environ(results: Path) -> dict:
 def searched(tmp_path_factory, fixture_root) -> SimpleNamespace:
     results = tmp_path_factory.mktemp("study") / "results"
     environ = _environ(results)
-    cmd = [sys.executable, "-m", "tunelab.cli", "--data-dir", str(fixture_root), "search", str(SMALL_CNN),
-           "--trials", str(TRIALS), "--max-epochs", "6", "--concurrency", "1", "--wandb", "offline",
-           "--verbose"]  # fmt: skip  (a line per epoch)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunelab.cli",
+        "--data-dir",
+        str(fixture_root),
+        "search",
+        str(SMALL_CNN),
+        "--trials",
+        str(TRIALS),
+        "--max-epochs",
+        "6",
+        "--concurrency",
+        "1",
+        "--wandb",
+        "offline",
+        "--verbose",
+    ]  # fmt: skip  (a line per epoch)
     search = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ)
     lines = []
     for line in search.stdout:
@@ -294,7 +311,7 @@ def _dashboard(environ: dict, *args: str):
             ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
             assert ready and proc.poll() is None, f"no address within 60 s: {line}{proc.stderr.read()}"
             line = proc.stdout.readline()
-        address = line[line.index("http://"):].split()[0]
+        address = line[line.index("http://") :].split()[0]
         assert address.startswith(f"http://{dashboard.HOST}:")
         yield address.removesuffix("/dashboard")
         proc.send_signal(signal.SIGINT)

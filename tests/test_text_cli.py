@@ -38,8 +38,10 @@ def test_describe_refuses_bad_input(env, text_root, capsys):
     assert main(["describe", "transformer"]) == 2
     assert "unknown trainable 'transformer'" in capsys.readouterr().err
     assert main(["--data-dir", str(text_root), "describe", "cnn_classifier", "--dataset", "imdb"]) == 2
-    assert "--dataset: 'imdb' is a data set of texts, and the trainable trains on images (chest_xray, fashion_mnist," \
+    assert (
+        "--dataset: 'imdb' is a data set of texts, and the trainable trains on images (chest_xray, fashion_mnist,"
         in capsys.readouterr().err
+    )
 
 
 def test_retrain_tests_on_every_test_split(text_root):

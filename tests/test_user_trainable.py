@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def student(env, tmp_path, monkeypatch):
     """The student's folder (two sweeps of one model) and a working directory beside it, with no results root set."""
-    sweeps = {"sweep": {"hidden": {"values": [16, 32]}},
-              "wide": {"hidden": {"value": 64}, "lr": {"values": [0.005, 0.02]}}}
+    sweeps = {
+        "sweep": {"hidden": {"values": [16, 32]}},
+        "wide": {"hidden": {"value": 64}, "lr": {"values": [0.005, 0.02]}},
+    }
     folder = write_student_model(tmp_path / "hw3", sweeps)
     work = tmp_path / "elsewhere"
     work.mkdir()

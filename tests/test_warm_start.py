@@ -30,8 +30,15 @@ EARLIER = [
 
 def _sweep(folder: Path, name: str, hidden: list, lr_max: float, **changes) -> str:
     lr = {"distribution": "log_uniform_values", "min": 0.001, "max": lr_max}
-    sweep = {"trainable": "mlp.py", "method": "bayes", "metric": {"name": "val_acc", "goal": "maximize"},
-             "run_cap": 2, "max_epochs": 2, "seed": 0, "parameters": {"hidden": {"values": hidden}, "lr": lr}}
+    sweep = {
+        "trainable": "mlp.py",
+        "method": "bayes",
+        "metric": {"name": "val_acc", "goal": "maximize"},
+        "run_cap": 2,
+        "max_epochs": 2,
+        "seed": 0,
+        "parameters": {"hidden": {"values": hidden}, "lr": lr},
+    }
     sweep |= changes
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
@@ -66,8 +73,11 @@ def earlier(student, env, fixture_root) -> runs.Run:
             intermediate_values=dict(enumerate(curve, start=1)),
             user_attrs={"ray_trial_id": f"old_{number}", "status": status, "epochs": len(curve), "best_epoch": best},
         ))  # fmt: skip
-    journal.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, params={"hidden": 16, "lr": 0.02},
-                                                distributions=run.spec.params))  # ended but never run: no result
+    journal.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.PRUNED, params={"hidden": 16, "lr": 0.02}, distributions=run.spec.params
+        )
+    )  # ended but never run: no result
     journal.ask()  # one interrupted (running) trial: no result to import
     return run
 
@@ -88,8 +98,10 @@ def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier
             "lr not in [0.001, 0.05] (1)") in out  # fmt: skip
     assert searcher.suggest("own_0") == BASELINE  # the search's first own trial, its baseline, comes after them
     first, stopped, own = study.open_study(later).trials
-    assert [first.user_attrs, stopped.user_attrs] == [{"imported_from": "earlier", "imported_trial_id": "old_0"},
-                                                      {"imported_from": "earlier", "imported_trial_id": "old_1"}]
+    assert [first.user_attrs, stopped.user_attrs] == [
+        {"imported_from": "earlier", "imported_trial_id": "old_0"},
+        {"imported_from": "earlier", "imported_trial_id": "old_1"},
+    ]
     assert first.state == TrialState.COMPLETE and first.value == pytest.approx(0.8)
     assert first.intermediate_values == pytest.approx({1: 0.7, 2: 0.8}) and first.params == {"hidden": 16, "lr": 0.01}
     # stopped early: PRUNED with its curve, as the new run's own stopped trials are, which TPE ranks after full ones

@@ -39,8 +39,17 @@ DEFAULTS: dict[str, int | float | bool | str] = {
 }
 
 CHOICES = {**common.TRAINING_CHOICES, "augment": common.AUGMENTS}  # the values a string key may take
-RANGES = {**common.TRAINING_RANGES, "depth": ">= 1", "width": ">= 1", "convs_per_block": ">= 1", "kernel_size": ">= 1",
-          "dropout": "[0, 1)", "hidden": ">= 0", "crop_pad": ">= 0", "label_smoothing": "[0, 1]"}  # of a number key
+RANGES = {
+    **common.TRAINING_RANGES,
+    "depth": ">= 1",
+    "width": ">= 1",
+    "convs_per_block": ">= 1",
+    "kernel_size": ">= 1",
+    "dropout": "[0, 1)",
+    "hidden": ">= 0",
+    "crop_pad": ">= 0",
+    "label_smoothing": "[0, 1]",
+}  # of a number key
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")  # what a search may optimise
 
 

@@ -104,7 +104,7 @@ class Discriminator(nn.Module):
         self.embed: nn.Module | None = None
         if n_classes:  # initialised at the score layer's scale: N(0, 1) would swamp the score at the start
             self.embed = nn.Embedding(n_classes, features)
-            nn.init.uniform_(self.embed.weight, -features**-0.5, features**-0.5)
+            nn.init.uniform_(self.embed.weight, -(features**-0.5), features**-0.5)
             self.embed = sn(self.embed)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

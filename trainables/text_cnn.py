@@ -80,8 +80,9 @@ def kernel_sizes(config: dict) -> list[int]:
     except ValueError:
         sizes = []
     if not sizes or min(sizes) < 1:
-        raise ValueError("kernel_sizes must be positive integers separated by commas (e.g. '3,4,5'), "
-                         f"not {config['kernel_sizes']!r}")
+        raise ValueError(
+            f"kernel_sizes must be positive integers separated by commas (e.g. '3,4,5'), not {config['kernel_sizes']!r}"
+        )
     return sizes
 
 

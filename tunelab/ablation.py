@@ -30,10 +30,18 @@ def section(spec: Spec, board: pd.DataFrame, histories: dict[str, pd.DataFrame],
         history = curves[str(row[key])] = histories[row["trial_id"]]
         at_best = history[history["epoch"] == row["best_epoch"]].iloc[0]
         metrics = {c: at_best[c] for c in history if c.startswith(tuple(f"{s}_" for s in SPLITS))}
-        rows.append({spec.ablation: row[key], "trial_id": row["trial_id"],
-                     **{k.removeprefix("config/"): row[k] for k in others},
-                     "params": row["params"], "epochs": row["epochs"], "best epoch": row["best_epoch"],
-                     **metrics})
+        rows.append(
+            {
+                spec.ablation: row[key],
+                "trial_id": row["trial_id"],
+                **{k.removeprefix("config/"): row[k] for k in others},
+                "params": row["params"],
+                "epochs": row["epochs"],
+                "best epoch": row["best_epoch"],
+                **metrics,
+            }
+        )
+
     def measured(split: str) -> set[str]:
         return {c.removeprefix(f"{split}_") for h in curves.values() for c in h if c.startswith(f"{split}_")}
 

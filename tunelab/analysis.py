@@ -81,9 +81,13 @@ def section(model: nn.Module, data: Data, out: Path, predict: Predict = common.p
     return [
         ("h3", "Inside the classifier"),
         ("img", f"t-SNE of the penultimate-layer features of {sample} training images, coloured by class", tsne),
-        ("img", "Activation maximisation (one image per class, from an empty image: gradient ascent on the class's "
-                "logit with jitter, blur and L2) beside the test confusion matrix; titles give each class's test "
-                "accuracy", grid),  # fmt: skip
+        (
+            "img",
+            "Activation maximisation (one image per class, from an empty image: gradient ascent on the class's "
+            "logit with jitter, blur and L2) beside the test confusion matrix; titles give each class's test "
+            "accuracy",
+            grid,
+        ),  # fmt: skip
         ("table", table),
     ]
 

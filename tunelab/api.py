@@ -62,8 +62,10 @@ def number(value, kind: type = int, low: float = 1, strict: bool = False):
             parsed = kind(value)
         except ValueError:
             parsed = None
-    if isinstance(parsed, bool) or not isinstance(parsed, numbers.Real) or (
-        kind is int and not float(parsed).is_integer()
+    if (
+        isinstance(parsed, bool)
+        or not isinstance(parsed, numbers.Real)
+        or (kind is int and not float(parsed).is_integer())
     ):
         raise UserError(f"must be {what}, not {value!r}")
     if not math.isfinite(parsed) or parsed < low or (strict and parsed == low):
@@ -245,8 +247,10 @@ def search(
     with run.locked("search"):  # checked under the lock: a search that held it may have written the folder
         engine.check_unused(run)
         if engine.started(run):
-            raise UserError(f"{run.experiment_path} already holds a search; continue it with "
-                            f"`tunelab resume {folder.name}`, or start another with --name")
+            raise UserError(
+                f"{run.experiment_path} already holds a search; continue it with "
+                f"`tunelab resume {folder.name}`, or start another with --name"
+            )
         # a time budget plans the search (calibration counts in it); a file's time_budget_s only stops it
         if given["time_budget"]:
             tracking.mode(options.wandb)  # a mode or an earlier run that cannot work is refused before calibration
@@ -275,8 +279,10 @@ def resume(name: str, *, address=None, storage=None, wandb=None, results_dir=Non
     run.options = dataclasses.replace(run.options, **given)
     with run.locked("resume"):
         if not engine.started(run):  # checked before a moved storage is saved with the run
-            raise UserError(f"{run.experiment_path} holds no search to continue (no state of Ray's there)"
-                            + ("; give --storage where the search's trials are" if storage else ""))
+            raise UserError(
+                f"{run.experiment_path} holds no search to continue (no state of Ray's there)"
+                + ("; give --storage where the search's trials are" if storage else "")
+            )
         study.check(run.study_file, run.spec.argument)
         if given:
             run.save()
@@ -517,8 +523,10 @@ def _data_uri(path: Path) -> str:
 def _figure(caption: str, path: Path, width: str) -> str:
     if not path.is_file():
         return ""
-    return (f"<figure style='display:inline-block;width:{width};margin:0 0.5%;vertical-align:top'>"
-            f"<img src='{_data_uri(path)}' style='width:100%'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f"<figure style='display:inline-block;width:{width};margin:0 0.5%;vertical-align:top'>"
+        f"<img src='{_data_uri(path)}' style='width:100%'><figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _report_html(folder: Path) -> str:

@@ -146,8 +146,10 @@ def check_search_metrics(spec, t: Trainable) -> None:
             torch.manual_seed(0)
             reported = training.epoch(t, t.build(config, data), data, config, "val")
     except Exception as e:
-        raise UserError(f"{spec.path}: metric: could not see what {t.name} reports, as one epoch on a tiny data set "
-                        f"failed: {failure(e, t)} (`tunelab check` says more; or declare METRICS)") from None
+        raise UserError(
+            f"{spec.path}: metric: could not see what {t.name} reports, as one epoch on a tiny data set "
+            f"failed: {failure(e, t)} (`tunelab check` says more; or declare METRICS)"
+        ) from None
     known = ", ".join(dict.fromkeys([*reported, *HARNESS_METRICS]))
     for i, name in enumerate(spec.metrics):
         if name not in reported and name not in HARNESS_METRICS:

@@ -223,15 +223,17 @@ _integer, _duration, _fraction, _seed, _gpus, _run_name = map(
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tunelab",
-                                description="Hyperparameter search for course-assignment models on Ray Tune.")
+    p = argparse.ArgumentParser(
+        prog="tunelab", description="Hyperparameter search for course-assignment models on Ray Tune."
+    )
     p.add_argument("--version", action="version", version=f"tunelab {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     roots = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
     for parser_, default in ((p, None), (roots, argparse.SUPPRESS)):
         parser_.add_argument("--data-dir", default=default, help="data root (default: $TUNELAB_DATA or ./datasets)")
-        parser_.add_argument("--results-dir", default=default,
-                             help="results root (default: $TUNELAB_RESULTS or ./results)")
+        parser_.add_argument(
+            "--results-dir", default=default, help="results root (default: $TUNELAB_RESULTS or ./results)"
+        )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, func, help):
@@ -249,23 +251,38 @@ def parser() -> argparse.ArgumentParser:
     positive = _flag(api.positive)
     for c in (pl, s):
         c.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
-        c.add_argument("--time-budget", type=_duration, metavar="T", help="plan the search to end within T (90s, 20m, "
-                       "1.5h; plain seconds), calibration included; it stops when T is up, with results so far kept")
+        c.add_argument(
+            "--time-budget",
+            type=_duration,
+            metavar="T",
+            help="plan the search to end within T (90s, 20m, "
+            "1.5h; plain seconds), calibration included; it stops when T is up, with results so far kept",
+        )
         c.add_argument("--retrain-budget", type=_duration, metavar="T", help="with --time-budget: try only configs "
                        "whose retrain (one seed, the planned epochs, all the data) is expected within T (default: "
                        "the --time-budget)")  # fmt: skip
         c.add_argument("--trials", type=_integer, help="number of trials (default: planned, else the file's run_cap)")
         c.add_argument("--max-epochs", type=_integer, help="epochs per trial (default: planned, else the file's)")
         c.add_argument("--cpus-per-trial", type=positive, metavar="C", help="CPUs per trial (also torch's threads)")
-        c.add_argument("--gpus-per-trial", type=_gpus, metavar="G",
-                       help="GPUs per trial; fractions pack trials on one GPU")
-        c.add_argument("--concurrency", type=_integer, metavar="K",
-                       help="at most K trials at once (default: planned, else as many as fit)")
-        c.add_argument("--subset", type=_fraction, metavar="F",
-                       help="train on a fraction F of the data (default: planned, else all of it)")
+        c.add_argument(
+            "--gpus-per-trial", type=_gpus, metavar="G", help="GPUs per trial; fractions pack trials on one GPU"
+        )
+        c.add_argument(
+            "--concurrency",
+            type=_integer,
+            metavar="K",
+            help="at most K trials at once (default: planned, else as many as fit)",
+        )
+        c.add_argument(
+            "--subset",
+            type=_fraction,
+            metavar="F",
+            help="train on a fraction F of the data (default: planned, else all of it)",
+        )
     s.add_argument("--seed", type=_seed, help="seed of the sampler and the trials")
-    s.add_argument("--name", type=_run_name, metavar="RUN",
-                   help="name of the run's results folder (default: the experiment)")
+    s.add_argument(
+        "--name", type=_run_name, metavar="RUN", help="name of the run's results folder (default: the experiment)"
+    )
     s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     s.add_argument("--storage", metavar="PATH|URI", help="where Ray keeps the trials and checkpoints: a shared file "
                    "system or a bucket (s3://..., gs://...) that every node reaches; needed on a multi-node cluster "
@@ -278,8 +295,9 @@ def parser() -> argparse.ArgumentParser:
     res = command("resume", _cmd_resume, "continue an interrupted search")
     res.add_argument("--address", help="the Ray cluster to continue on (default: $RAY_ADDRESS, else the search's)")
     res.add_argument("--storage", metavar="PATH|URI", help="the search's --storage, if its contents have moved")
-    lb = command("leaderboard", _cmd_leaderboard,
-                 "show a run's leaderboard (from its trials so far: also while it runs)")
+    lb = command(
+        "leaderboard", _cmd_leaderboard, "show a run's leaderboard (from its trials so far: also while it runs)"
+    )
     lb.add_argument("--top", type=_integer, default=10, metavar="K")
     dash = command("dashboard", _cmd_dashboard, "watch a run's Optuna study (trials, learning curves, importances) "
                    "in optuna-dashboard on 127.0.0.1, while its search runs and after; Ctrl-C stops it")  # fmt: skip
@@ -288,8 +306,12 @@ def parser() -> argparse.ArgumentParser:
     r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
     r.add_argument("--top-k", type=_integer, default=1, metavar="K", help="retrain the K best configs")
     r.add_argument("--seeds", type=_integer, default=3, metavar="S", help="seeds per config")
-    r.add_argument("--epochs", type=_integer, metavar="E",
-                   help="epochs (default: the plan's retrain epochs, else the search's max epochs)")
+    r.add_argument(
+        "--epochs",
+        type=_integer,
+        metavar="E",
+        help="epochs (default: the plan's retrain epochs, else the search's max epochs)",
+    )
     r.add_argument("--subset", type=_fraction, metavar="F", help="train on a fraction F of train+validation (default: "
                    "all of it after a planned search, else the search's --subset; 1 for all of it)")  # fmt: skip
     r.add_argument("--ensemble", action="store_true", help="also test the mean of all K x S models' predicted "
@@ -303,11 +325,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--verbose", action="store_true", help="also print a line per epoch (without it: a progress bar "
                    "in a terminal, else a line per model)")  # fmt: skip
     for c in (s, res, r, rep):
-        c.add_argument("--wandb", choices=["online", "offline", "disabled"],
-                       help="W&B mode (default: online with an API key, else offline)")
+        c.add_argument(
+            "--wandb",
+            choices=["online", "offline", "disabled"],
+            help="W&B mode (default: online with an API key, else offline)",
+        )
 
-    desc = command("describe", _cmd_describe,
-                   "a trainable's layers: every intermediate shape, parameters per layer and in total")
+    desc = command(
+        "describe", _cmd_describe, "a trainable's layers: every intermediate shape, parameters per layer and in total"
+    )
     desc.add_argument("trainable", help="a trainable (see `tunelab list`), a module or a Python file")
     desc.add_argument("--config", metavar="FILE", help="YAML of hyperparameters (or a run's best.yaml)")
     desc.add_argument("--dataset", help="the data set that sizes the model (default: the trainable's)")

@@ -248,8 +248,11 @@ def node_types() -> dict[str, dict]:
         return {}
     most = launched.get("max_workers", 0)  # a node type's own max_workers defaults to the cluster's
     head = launched.get("head_node_type")
-    return {name: t["resources"] for name, t in launched.get("available_node_types", {}).items()
-            if t.get("max_workers", most) > 0 and t.get("resources") and name != head}
+    return {
+        name: t["resources"]
+        for name, t in launched.get("available_node_types", {}).items()
+        if t.get("max_workers", most) > 0 and t.get("resources") and name != head
+    }
 
 
 def _fits(resources: dict, wanted: dict) -> int:

@@ -37,7 +37,8 @@ def report(data_root: Path, wandb: str | None) -> tuple[list[str], int]:
     """One line per library, the data root and the W&B mode; and how many libraries are outside their range."""
     python, reqs = requirements()
     rows: list[tuple[str, str | None, SpecifierSet | None, str]] = [
-        ("Python", platform.python_version(), python, f"requires-python {python}")]
+        ("Python", platform.python_version(), python, f"requires-python {python}")
+    ]
     rows.append(("tunelab", metadata.version("tunelab"), None, str(PYPROJECT) if PYPROJECT.is_file() else ""))
     for label, dist in CHECKED.items():
         try:

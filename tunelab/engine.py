@@ -65,8 +65,13 @@ class Progress(tune.Callback):
             for trial in trials:  # a resumed search's
                 self._better(trial.metric_analysis.get(self.spec.metric, {}).get(self.spec.mode))
             if progress.watched():  # no rate: trials that ASHA stops are quick, the others not
-                self.bar = progress.bar(self.spec.run_cap, "trial", desc=self.spec.name, initial=len(self.ended),
-                                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+                self.bar = progress.bar(
+                    self.spec.run_cap,
+                    "trial",
+                    desc=self.spec.name,
+                    initial=len(self.ended),
+                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+                )
         if time.monotonic() - self.shown >= 1:  # the bar's elapsed time goes on between trials' events
             self._show(trials)
 
@@ -261,8 +266,11 @@ def _check(run: Run) -> tuple[str, ...]:
         datasets.check(name, run.data_dir)
     if trainable.prepare:
         values = {k: [v] for k, v in run.spec.config({}).items()}
-        values |= {k: list(d.choices) for k, d in run.spec.params.items()
-                   if isinstance(d, optuna.distributions.CategoricalDistribution)}
+        values |= {
+            k: list(d.choices)
+            for k, d in run.spec.params.items()
+            if isinstance(d, optuna.distributions.CategoricalDistribution)
+        }
         names += tuple(trainable.prepare(values, run.data_dir) or ())
     if not trainable.metric_names:
         check_search_metrics(run.spec, trainable)
@@ -308,8 +316,7 @@ def search(run: Run, verbose: bool = False) -> pd.DataFrame:
         run.save()
         # Ray starts as many trials together as the limiter allows (one at a time without it)
         sampling = _searcher(run, mode, imported=imported)
-        searcher = ConcurrencyLimiter(sampling,
-                                      max_concurrent=run.options.concurrency or slots)
+        searcher = ConcurrencyLimiter(sampling, max_concurrent=run.options.concurrency or slots)
         single = not spec.multi_objective
         callbacks = _callbacks(run, mode, verbose)
         tuner = tune.Tuner(
@@ -346,9 +353,11 @@ def resume(run: Run, verbose: bool = False) -> pd.DataFrame:
             tuner = tune.Tuner.restore(run.experiment_path, trainable=_trainable(run, data_sets),
                                        resume_unfinished=True)  # fmt: skip
         except ModuleNotFoundError as e:  # its saved callbacks name a module this tunelab no longer has
-            raise UserError(f"{run.experiment_path} was saved by an older tunelab ({e}): resume it with that "
-                            f"version, or start anew with `tunelab search {run.spec.argument} --name "
-                            f"{run.name}-2`; its trials so far stay in its leaderboard") from None
+            raise UserError(
+                f"{run.experiment_path} was saved by an older tunelab ({e}): resume it with that "
+                f"version, or start anew with `tunelab search {run.spec.argument} --name "
+                f"{run.name}-2`; its trials so far stay in its leaderboard"
+            ) from None
         # Ray's saved state holds the callbacks and the searcher the search started with: their W&B mode, and the
         # run's folder and study file as they were then (a renamed or copied run's are another's). Tuner.restore
         # takes no new ones, so this run's replace them on Ray's TunerInternal (Ray 2.60); Ray then restores its

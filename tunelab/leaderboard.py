@@ -24,8 +24,13 @@ from tunelab.spaces import HARNESS_METRICS, PREFER, Spec
 ACCURACIES = ("val_acc",)  # metrics that are a share of the validation examples: a binomial interval holds
 LEVEL = 0.95  # of the intervals; the tie test's level is 1 - LEVEL
 
-_STATUS = {"TERMINATED": "completed", "ERROR": "failed", "RUNNING": "interrupted", "PENDING": "pending",
-           "PAUSED": "interrupted"}
+_STATUS = {
+    "TERMINATED": "completed",
+    "ERROR": "failed",
+    "RUNNING": "interrupted",
+    "PENDING": "pending",
+    "PAUSED": "interrupted",
+}
 
 
 def histories(run: Run) -> dict[str, pd.DataFrame]:
@@ -37,8 +42,9 @@ def _trials(run: Run) -> dict:
     try:
         analysis = ExperimentAnalysis(run.experiment_path)
     except (ValueError, FileNotFoundError):
-        raise UserError(f"{run.experiment_path} holds no search results yet; "
-                        f"run `tunelab search {run.spec.argument}`") from None
+        raise UserError(
+            f"{run.experiment_path} holds no search results yet; run `tunelab search {run.spec.argument}`"
+        ) from None
     frames = {k: _one_row_per_epoch(df) for k, df in analysis.trial_dataframes.items()}
     return {t.trial_id: (t, frames.get(t.trial_id, pd.DataFrame())) for t in analysis.trials}
 
@@ -209,9 +215,11 @@ def order_note(spec) -> str:
         return f"{spec.metric} ({spec.mode}), best first."
     objectives = ", ".join(f"{m} ({mode})" for m, mode in zip(spec.metrics, spec.modes))
     targets = f" (those reaching the targets {spec.targets} first)" if spec.targets else ""
-    return (f"Objectives {objectives}, each trial at its last epoch. Pareto-optimal trials (`pareto`) first{targets}, "
-            "nearest the ideal point first: the first row is the one to hand in. "
-            f"Then the others by {spec.metric}.")
+    return (
+        f"Objectives {objectives}, each trial at its last epoch. Pareto-optimal trials (`pareto`) first{targets}, "
+        "nearest the ideal point first: the first row is the one to hand in. "
+        f"Then the others by {spec.metric}."
+    )
 
 
 def render(frame: pd.DataFrame, run: Run, top: int) -> str:

@@ -146,8 +146,9 @@ def plot_front(board, metrics: list[str], modes: list[str], targets: dict[str, f
             ax.axvline(targets[other], color="tab:green", linestyle=":", label=f"target {other}")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"Pareto front of {len(board)} trials: {len(front)} Pareto-optimal, "
-                 f"hand-in trial {chosen['trial_id']}")
+    fig.suptitle(
+        f"Pareto front of {len(board)} trials: {len(front)} Pareto-optimal, hand-in trial {chosen['trial_id']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -216,8 +216,10 @@ def _load(ref: str, edited: int | None) -> Trainable:
     except ModuleNotFoundError as e:
         if e.name is None or not ref.startswith(e.name):  # the module itself imports something missing
             raise UserError(f"trainable {ref!r}: importing it failed: {e}") from None
-    raise UnknownTrainable(f"unknown trainable {ref!r}; known: {', '.join(trainables.NAMES)}, an importable module "
-                           f"(mypkg.mymodel) or a Python file (my_model.py)")
+    raise UnknownTrainable(
+        f"unknown trainable {ref!r}; known: {', '.join(trainables.NAMES)}, an importable module "
+        f"(mypkg.mymodel) or a Python file (my_model.py)"
+    )
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -296,8 +298,9 @@ def check(name: str, module: ModuleType) -> Trainable:
     present = [h for h in ENSEMBLE if hasattr(module, h)]
     if present and len(present) < len(ENSEMBLE):
         missing = [h for h in ENSEMBLE if h not in present]
-        problems.append(f"has {', '.join(present)} but not {', '.join(missing)}: "
-                        f"an ensemble needs all of {', '.join(ENSEMBLE)}")
+        problems.append(
+            f"has {', '.join(present)} but not {', '.join(missing)}: an ensemble needs all of {', '.join(ENSEMBLE)}"
+        )
     problems += _misspelled(module)
     if problems:
         where = getattr(module, "__file__", None) or module.__name__

@@ -216,13 +216,11 @@ def _baseline_row(board: pd.DataFrame, spec) -> pd.Series | None:
 
 
 def _learning_curves(history: pd.DataFrame, path: Path) -> Path:
-    kinds = sorted(
-        {c.split("_", 1)[1] for c in history if c.startswith(("train_", "val_")) and c != "val_examples"}
-    )
+    kinds = sorted({c.split("_", 1)[1] for c in history if c.startswith(("train_", "val_")) and c != "val_examples"})
     cols = min(len(kinds), 3)
     rows = math.ceil(len(kinds) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    for ax in axes.flat[len(kinds):]:
+    for ax in axes.flat[len(kinds) :]:
         ax.remove()
     for ax, kind in zip(axes.flat, kinds):
         for split in ("train", "val"):

@@ -19,8 +19,14 @@ from tunelab.runs import Run
 
 
 def retrain(
-    run: Run, top_k: int = 1, seeds: int = 3, epochs: int | None = None, wandb: str | None = None,
-    subset: float | None = None, ensemble: bool = False, verbose: bool = False,
+    run: Run,
+    top_k: int = 1,
+    seeds: int = 3,
+    epochs: int | None = None,
+    wandb: str | None = None,
+    subset: float | None = None,
+    ensemble: bool = False,
+    verbose: bool = False,
 ) -> pd.DataFrame:
     """Write retrain/retrain.csv (one row per rank and seed) and the weights; with ``ensemble`` retrain/ensemble.csv
     (the test metrics of the mean of all the models' predicted probabilities); for a trainable with a
@@ -147,8 +153,9 @@ def _ended(metric: str, data: datasets.Data, config: dict, result: dict, n_train
     named = metric.removeprefix("val_")
     tested = ", ".join(f"{split}_{named}={result[f'{split}_{named}']:.4g}" for split in data.test_splits
                        if isinstance(result.get(f"{split}_{named}"), (int, float)))  # fmt: skip
-    return (f"completed {config['epochs']} epochs on {n_train:,} examples in {result['duration_s']:.0f} s"
-            + (f": {tested}" if tested else ""))
+    return f"completed {config['epochs']} epochs on {n_train:,} examples in {result['duration_s']:.0f} s" + (
+        f": {tested}" if tested else ""
+    )
 
 
 def _train(trainable: Trainable, config: dict, data: datasets.Data, seed: int, log,

@@ -126,8 +126,12 @@ class Run:
             raise UserError(f"run {self.name!r} has no leaderboard yet: `tunelab leaderboard {self.name}` builds it "
                             f"from the trials finished so far")  # fmt: skip
         text = {f"config/{k}": str for k, v in self.spec.config({}).items() if isinstance(v, str)}  # "3" stays "3"
-        return _read(self.leaderboard_file, f"rebuild it with `tunelab leaderboard {self.name}`",
-                     ("trial_id", "status", *self.spec.metrics), dtype=text | {"trial_id": str})  # ids stay text
+        return _read(
+            self.leaderboard_file,
+            f"rebuild it with `tunelab leaderboard {self.name}`",
+            ("trial_id", "status", *self.spec.metrics),
+            dtype=text | {"trial_id": str},
+        )  # ids stay text
 
     def config_of(self, row: pd.Series) -> dict:
         """The complete config of a leaderboard row."""
@@ -138,8 +142,9 @@ class Run:
         board = self.leaderboard()
         ranked = preferred_first(board[board[self.spec.metric].notna()], self.spec.prefer).head(top_k)
         if ranked.empty:
-            raise UserError(f"run {self.name!r} has no finished trial to retrain; "
-                            f"see `tunelab leaderboard {self.name}`")
+            raise UserError(
+                f"run {self.name!r} has no finished trial to retrain; see `tunelab leaderboard {self.name}`"
+            )
         return ranked
 
     # retrained models
@@ -158,8 +163,9 @@ class Run:
         """A retrained model's checkpoint (its ``model`` weights on the CPU)."""
         path = self.checkpoint_file(rank, seed)
         if not path.is_file():
-            raise UserError(f"run {self.name!r} has no retrained model {path.name} yet; "
-                            f"run `tunelab retrain {self.name}`")
+            raise UserError(
+                f"run {self.name!r} has no retrained model {path.name} yet; run `tunelab retrain {self.name}`"
+            )
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
         except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as e:  # truncated or not torch's
@@ -207,12 +213,14 @@ class Run:
 
     def retrain_table(self) -> pd.DataFrame | None:
         """One row per rank and seed, or None before any retrain."""
-        return _read(self.retrain_file, self._retrain_again, ("rank", "trial_id", "seed", "status"),
-                     dtype={"trial_id": str})
+        return _read(
+            self.retrain_file, self._retrain_again, ("rank", "trial_id", "seed", "status"), dtype={"trial_id": str}
+        )
 
     def ensemble_table(self) -> pd.DataFrame | None:
-        return _read(self.ensemble_file, f"write it again with `tunelab retrain {self.name} --ensemble`",
-                     ("members", "models"))
+        return _read(
+            self.ensemble_file, f"write it again with `tunelab retrain {self.name} --ensemble`", ("members", "models")
+        )
 
     def baseline_table(self) -> pd.DataFrame | None:
         return _read(self.baseline_file, self._retrain_again, ("model",))
@@ -268,10 +276,14 @@ def open_run(name: str, root: Path) -> Run:
     info_file = folder / INFO_FILE
     if not info_file.is_file():
         runs = sorted(p.parent.name for p in root.glob(f"*/{INFO_FILE}"))
-        start = (f"`tunelab search {name}`" if name in spaces.experiments()
-                 else f"`tunelab search EXPERIMENT --name {name}` (`tunelab list` shows the experiments)")
-        raise UserError(f"no search run {name!r} in {root}; runs there: {', '.join(runs) or '(none)'}. "
-                        f"Start one with {start}")
+        start = (
+            f"`tunelab search {name}`"
+            if name in spaces.experiments()
+            else f"`tunelab search EXPERIMENT --name {name}` (`tunelab list` shows the experiments)"
+        )
+        raise UserError(
+            f"no search run {name!r} in {root}; runs there: {', '.join(runs) or '(none)'}. Start one with {start}"
+        )
     again = f"search again (`tunelab search EXPERIMENT --name {name}-new`)"  # a damaged file names no experiment
     try:
         info = spaces.read_yaml(info_file)

@@ -133,8 +133,9 @@ def find(experiment: str) -> Path:
         return path
     known = experiments()
     if experiment not in known:
-        raise UserError(f"unknown experiment {experiment!r}; known: {', '.join(known) or '(none)'} "
-                        f"(files in {SPACES_DIR})")
+        raise UserError(
+            f"unknown experiment {experiment!r}; known: {', '.join(known) or '(none)'} (files in {SPACES_DIR})"
+        )
     return known[experiment]
 
 
@@ -242,8 +243,10 @@ def parse(raw: Any, path: Path) -> Spec:
         err("resources.gpu", f"must be {GPUS}, not {gpus!r}")
 
     if epochs is not None and raw.get("max_epochs", epochs) != epochs:
-        err("parameters.epochs", f"{epochs} and max_epochs {raw['max_epochs']!r} both set the epochs per trial: "
-            "keep one")
+        err(
+            "parameters.epochs",
+            f"{epochs} and max_epochs {raw['max_epochs']!r} both set the epochs per trial: keep one",
+        )
     max_epochs = number("max_epochs", epochs or MAX_EPOCHS)
     spec = Spec(
         name=path.stem,
@@ -272,8 +275,11 @@ def parse(raw: Any, path: Path) -> Spec:
         prefer=_prefer(raw.get("prefer", "best"), metrics, err),
     )
     if module and not params and not invalid:  # an invalid one is reported already
-        err("parameters", "nothing is searched (each hyperparameter has one value): give at least one a list of "
-            "values: [...] or a distribution")
+        err(
+            "parameters",
+            "nothing is searched (each hyperparameter has one value): give at least one a list of "
+            "values: [...] or a distribution",
+        )
     if errors:
         raise UserError("\n".join(errors))
     return spec
@@ -355,8 +361,10 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
         return _INVALID
     unknown = set(p) - PARAM_KEYS
     if unknown:
-        err(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(PARAM_KEYS))} "
-            "(nested parameters are not supported)")
+        err(
+            f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(PARAM_KEYS))} "
+            "(nested parameters are not supported)"
+        )
         return _INVALID
     dist = p.get("distribution") or ("constant" if "value" in p else "categorical" if "values" in p else None)
     if dist is None and {"min", "max"} <= set(p):
@@ -397,8 +405,10 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
     bounds: list[Any] = [p.get("min"), p.get("max"), p.get("q", 1)]  # Any until checked, as above
     lo, hi, q = bounds
     if not all(_finite(v) for v in bounds):
-        err(f"distribution {dist} needs finite numbers min and max (and optionally q); got min={lo!r}, max={hi!r}, "
-            f"q={q!r}")
+        err(
+            f"distribution {dist} needs finite numbers min and max (and optionally q); got min={lo!r}, max={hi!r}, "
+            f"q={q!r}"
+        )
         return _INVALID
     if lo > hi:
         err(f"min ({lo}) > max ({hi}); min must not exceed max")
@@ -414,8 +424,10 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
         err(f"distribution {dist} needs min > 0, not {lo}")
         return _INVALID
     if method == "grid" and dist not in ("int_uniform", "q_uniform"):
-        err(f"method grid needs discrete values; distribution {dist} is continuous "
-            "(use values: [...], int_uniform or q_uniform)")
+        err(
+            f"method grid needs discrete values; distribution {dist} is continuous "
+            "(use values: [...], int_uniform or q_uniform)"
+        )
         return _INVALID
 
     if dist == "int_uniform":
@@ -424,8 +436,10 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
             return _INVALID
         return od.IntDistribution(lo, hi)
     if integer and (dist not in ("q_uniform", "q_log_uniform_values") or not all(isinstance(v, int) for v in bounds)):
-        err(f"this hyperparameter is {expect}; use int_uniform, q_uniform or q_log_uniform_values "
-            "with integer min, max and q")
+        err(
+            f"this hyperparameter is {expect}; use int_uniform, q_uniform or q_log_uniform_values "
+            "with integer min, max and q"
+        )
         return _INVALID
     if dist == "uniform":
         return od.FloatDistribution(lo, hi)
@@ -435,16 +449,20 @@ def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = N
         return od.FloatDistribution(lo, hi, step=q)
     if dist == "log_uniform":  # W&B's min and max are exponents here
         if max(-lo, hi) > LOG_EXPONENT:  # e^x overflows a float, or is 0 (no log-uniform's low)
-            err(f"log_uniform's min and max are exponents of e, within ±{LOG_EXPONENT}, not {lo} and {hi} "
-                "(log_uniform_values takes the values themselves)")
+            err(
+                f"log_uniform's min and max are exponents of e, within ±{LOG_EXPONENT}, not {lo} and {hi} "
+                "(log_uniform_values takes the values themselves)"
+            )
             return _INVALID
         return od.FloatDistribution(math.exp(lo), math.exp(hi), log=True)
     if dist in ("log_uniform_values", "inv_log_uniform_values"):  # 1/X log-uniform <=> X log-uniform
         return od.FloatDistribution(lo, hi, log=True)
     # q_log_uniform_values: Optuna has no stepped log scale except integers with step 1.
     if q != 1 or not (isinstance(lo, int) and isinstance(hi, int)):
-        err("q_log_uniform_values is supported with integer min and max and q: 1 (a log-scale integer); "
-            "for other steps list the values: [...]")
+        err(
+            "q_log_uniform_values is supported with integer min and max and q: 1 (a log-scale integer); "
+            "for other steps list the values: [...]"
+        )
         return _INVALID
     return od.IntDistribution(lo, hi, log=True)
 
@@ -462,8 +480,10 @@ def _in_range(parsed: Any, name: str, allowed: protocol.Range, err) -> Any:
     values: list[Any] = list(parsed.choices) if isinstance(parsed, od.CategoricalDistribution) else [parsed]
     wrong = [v for v in values if v not in allowed]
     if wrong:
-        err(f"{'value' if len(wrong) == 1 else 'values'} {', '.join(map(repr, wrong))} "
-            f"{'is' if len(wrong) == 1 else 'are'} outside {where}")
+        err(
+            f"{'value' if len(wrong) == 1 else 'values'} {', '.join(map(repr, wrong))} "
+            f"{'is' if len(wrong) == 1 else 'are'} outside {where}"
+        )
         return _INVALID
     return parsed
 
@@ -480,10 +500,15 @@ def _metrics(metric: Any, module, err) -> tuple[list[str], list[str]]:
     names, modes = [], []
     for i, m in enumerate(entries):
         key = "metric" if not isinstance(metric, list) else f"metric[{i}]"
-        if (not isinstance(m, dict) or not isinstance(m.get("name"), str)
-                or m.get("goal", "maximize") not in ("maximize", "minimize")):
-            err(key, "must be {name: <metric>, goal: maximize|minimize} "
-                "(or a list of them for a multi-objective search)")
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("name"), str)
+            or m.get("goal", "maximize") not in ("maximize", "minimize")
+        ):
+            err(
+                key,
+                "must be {name: <metric>, goal: maximize|minimize} (or a list of them for a multi-objective search)",
+            )
             return default
         if known and m["name"] not in known:
             err(f"{key}.name", f"{module.name} reports no metric {m['name']!r}; allowed: {', '.join(known)}")
@@ -497,8 +522,10 @@ def _epochs(p: Any, method: str, err) -> int | None:
     refused."""
     parsed = _parameter(p, MAX_EPOCHS, method, err)
     if isinstance(parsed, od.BaseDistribution):
-        err("epochs cannot be searched: every trial trains up to max_epochs epochs and early_terminate (hyperband, "
-            "run as ASHA) stops the poor ones early; set max_epochs: N (or epochs: {value: N})")
+        err(
+            "epochs cannot be searched: every trial trains up to max_epochs epochs and early_terminate (hyperband, "
+            "run as ASHA) stops the poor ones early; set max_epochs: N (or epochs: {value: N})"
+        )
     elif parsed is not _INVALID and parsed < 1:
         err(f"must be {{value: N}} with an integer N >= 1 (the epochs of every trial), not {p!r}")
     elif parsed is not _INVALID:
@@ -520,16 +547,20 @@ def _hyperband(et: Any, err) -> dict[str, int] | None:
         max_iter, brackets = et["max_iter"], et.get("s")
         if not (isinstance(brackets, int) and brackets >= 1 and isinstance(max_iter, int) and isinstance(eta, int)
                 and eta >= 2 and max_iter >= eta**brackets):  # fmt: skip
-            err("early_terminate", f"max_iter needs s (W&B's number of brackets, an integer >= 1), an integer eta >= 2 "
-                f"and max_iter >= eta^s; got max_iter={max_iter!r}, s={brackets!r}, eta={eta!r}")
+            err(
+                "early_terminate",
+                f"max_iter needs s (W&B's number of brackets, an integer >= 1), an integer eta >= 2 "
+                f"and max_iter >= eta^s; got max_iter={max_iter!r}, s={brackets!r}, eta={eta!r}",
+            )
             return None
         min_iter = max_iter // eta**brackets
     else:
         err("early_terminate", "hyperband needs min_iter (or max_iter and s)")
         return None
     if not all(isinstance(v, int) and v >= 1 for v in (min_iter, eta)) or eta < 2:
-        err("early_terminate",
-            f"min_iter must be an integer >= 1 and eta an integer >= 2, not {min_iter!r} and {eta!r}")
+        err(
+            "early_terminate", f"min_iter must be an integer >= 1 and eta an integer >= 2, not {min_iter!r} and {eta!r}"
+        )
         return None
     return {"min_iter": min_iter, "eta": eta}
 
@@ -544,8 +575,11 @@ def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: d
         return None
     for k in baseline:
         if k not in params and k not in invalid:
-            err(f"baseline.{k}", f"not a searched hyperparameter (searched: {', '.join(params) or 'none'}); "
-                "fix other hyperparameters with parameters: {k: {value: ...}}")
+            err(
+                f"baseline.{k}",
+                f"not a searched hyperparameter (searched: {', '.join(params) or 'none'}); "
+                "fix other hyperparameters with parameters: {k: {value: ...}}",
+            )
     point = {k: baseline.get(k, defaults.get(k)) for k in params}
     for k, v in point.items():
         d = params[k]
@@ -563,8 +597,10 @@ def _priors(priors: Any, module, err) -> list[dict]:
     """The file's priors, each checked against the trainable whatever the space (a hyperparameter it has, a value of
     the default's type within its RANGES and CHOICES); whether each is inside this search's space is checked when a
     search starts (tunelab.priors), where one outside it is skipped, not refused."""
-    usage = (f"a list of configs, each a mapping of hyperparameters to values with an optional {PRIOR_FROM}: "
-             f"(where it came from), e.g. [{{lr: 0.003, width: 64, {PRIOR_FROM}: \"fashion_cnn search, seed 1\"}}]")
+    usage = (
+        f"a list of configs, each a mapping of hyperparameters to values with an optional {PRIOR_FROM}: "
+        f'(where it came from), e.g. [{{lr: 0.003, width: 64, {PRIOR_FROM}: "fashion_cnn search, seed 1"}}]'
+    )
     if not isinstance(priors, list):
         err("priors", f"must be {usage}, not {priors!r}")
         return []
@@ -643,8 +679,11 @@ def _prefer(prefer: Any, metrics: list[str], err) -> str:
             "among the trials tied with the best")  # fmt: skip
         return "best"
     if prefer != "best" and len(metrics) > 1:
-        err("prefer", f"{prefer} chooses among the trials tied with the best of one metric; a search of several "
-            "objectives hands in a Pareto-optimal trial: make params or duration_s one of its metrics instead")
+        err(
+            "prefer",
+            f"{prefer} chooses among the trials tied with the best of one metric; a search of several "
+            "objectives hands in a Pareto-optimal trial: make params or duration_s one of its metrics instead",
+        )
         return "best"
     return prefer
 

@@ -76,7 +76,8 @@ def searcher(run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool, admit=
     if imported:  # earlier runs' trials (tunelab.warmstart) first: the study that OptunaSearch loads, then queues the
         # baseline in; with the directions OptunaSearch gives a new study
         directions: list[Literal["minimize", "maximize"]] = [
-            "minimize" if m == "min" else "maximize" for m in run.spec.modes]
+            "minimize" if m == "min" else "maximize" for m in run.spec.modes
+        ]
         optuna.create_study(storage=_storage(run.study_file), study_name=run.name, directions=directions).add_trials(
             imported)  # fmt: skip
     return StudySearch(run, sampler, wandb, run.name, admit=admit, priors=priors)
@@ -320,8 +321,10 @@ def check(path: Path, experiment: str | None = None) -> JournalStorage:
         storage = _storage(path)
         studies = storage.get_all_studies()
     except (ValueError, KeyError, TypeError, AssertionError, OSError) as e:
-        raise UserError(f"{path} is not a readable Optuna study (an Optuna journal file): {type(e).__name__}: {e}. "
-                        f"`tunelab search` writes it; search again for a new one: {again}") from None
+        raise UserError(
+            f"{path} is not a readable Optuna study (an Optuna journal file): {type(e).__name__}: {e}. "
+            f"`tunelab search` writes it; search again for a new one: {again}"
+        ) from None
     if len(studies) != 1:
         raise UserError(f"{path} holds {len(studies)} studies, not the one study of run {run!r}: it is written by "
                         f"`tunelab search` (search again for a new one: {again})")  # fmt: skip

@@ -51,13 +51,16 @@ def mode(requested: str | None) -> str:
         source = "--wandb" if requested else "WANDB_MODE"
         raise UserError(f"{source} {mode!r} is not allowed; allowed: {', '.join(MODES)}")
     if mode == "online" and not _has_key():
-        raise UserError("--wandb online needs an API key: set WANDB_API_KEY or run `wandb login` "
-                        "(or use --wandb offline)")
+        raise UserError(
+            "--wandb online needs an API key: set WANDB_API_KEY or run `wandb login` (or use --wandb offline)"
+        )
     if mode == "online" and (silence := _no_answer()):
         if chosen:
             flag = "--wandb online" if requested else "WANDB_MODE=online"
-            raise UserError(f"{flag}: W&B's server {silence}. Use --wandb offline: the runs are kept in the run's "
-                            "folder, and `wandb sync` uploads them later")
+            raise UserError(
+                f"{flag}: W&B's server {silence}. Use --wandb offline: the runs are kept in the run's "
+                "folder, and `wandb sync` uploads them later"
+            )
         print(f"W&B's server {silence}: logging offline (`wandb sync` uploads the runs later)", file=sys.stderr)
         return "offline"
     return mode
@@ -95,8 +98,9 @@ def _settings(requirements: bool = True):
     run, between two trials: a search's trials leave it to its leaderboard's run, which has the same list."""
     import wandb
 
-    return wandb.Settings(silent=True, console="off", x_transaction_log_flush_interval=FLUSH_S,
-                          x_save_requirements=requirements)
+    return wandb.Settings(
+        silent=True, console="off", x_transaction_log_flush_interval=FLUSH_S, x_save_requirements=requirements
+    )
 
 
 def warm_up(mode: str) -> None:
@@ -210,12 +214,28 @@ def log_leaderboard(mode: str, project: str, group: str, board, run_dir: Path) -
 
 
 @contextmanager
-def wandb_run(mode: str, project: str, group: str, job_type: str, name: str, config: dict, run_dir: Path,
-              ) -> Iterator[_WandbRun]:
+def wandb_run(
+    mode: str,
+    project: str,
+    group: str,
+    job_type: str,
+    name: str,
+    config: dict,
+    run_dir: Path,
+) -> Iterator[_WandbRun]:
     """A W&B run outside Ray (retrain, report), written under ``run_dir``; a no-op when disabled."""
     if mode == "disabled":
         yield _WandbRun(None)
         return
-    with _init(mode, project=project, group=group, job_type=job_type, name=name, config=config,
-               dir=str(run_dir.resolve()), reinit="create_new", settings=_settings()) as r:
+    with _init(
+        mode,
+        project=project,
+        group=group,
+        job_type=job_type,
+        name=name,
+        config=config,
+        dir=str(run_dir.resolve()),
+        reinit="create_new",
+        settings=_settings(),
+    ) as r:
         yield _WandbRun(r)

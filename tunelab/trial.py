@@ -46,8 +46,9 @@ def _data(job: TrialJob, shipped: dict | None) -> datasets.Data:
     key = (job.spec.dataset, job.data_dir, job.subset, str(training.device()))
     if key not in _loaded:
         _loaded.clear()  # one data set per worker: another's tensors are freed first
-        _loaded[key] = datasets.load_dataset(job.spec.dataset, Path(job.data_dir), "search", job.subset,
-                                             training.device())
+        _loaded[key] = datasets.load_dataset(
+            job.spec.dataset, Path(job.data_dir), "search", job.subset, training.device()
+        )
     return _loaded[key]
 
 
@@ -111,8 +112,15 @@ def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None
         if is_new_best(spec, value, best):
             best, best_epoch = value, epoch
         duration += metrics["epoch_s"]  # seconds of epochs so far (with validation; without start-up, data loading)
-        metrics |= {"epoch": epoch, "best_epoch": best_epoch, "params": params, "duration_s": duration, "node_id": node,
-                    "worker_pid": worker, "val_examples": examples}
+        metrics |= {
+            "epoch": epoch,
+            "best_epoch": best_epoch,
+            "params": params,
+            "duration_s": duration,
+            "node_id": node,
+            "worker_pid": worker,
+            "val_examples": examples,
+        }
         if data.device.type == "cuda":  # what packing trials on one GPU must fit
             metrics["gpu_mem_peak_mb"] = torch.cuda.max_memory_allocated(data.device) / 2**20
         with tempfile.TemporaryDirectory() as d:

@@ -141,8 +141,18 @@ IMAGE_SOURCES: dict[str, Source] = {
             "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
             "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
         ),
-        classes=["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],  # fmt: skip
+        classes=[
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ],  # fmt: skip
         hint="or on Debian/Ubuntu `apt-get install dataset-fashion-mnist`",
         system_copies=(Path("/usr/share/datasets/fashion-mnist"),),
     ),
@@ -171,6 +181,6 @@ IMAGE_SOURCES: dict[str, Source] = {
         content_sha256={},
         classes=["NORMAL", "PNEUMONIA"],
         hint="download the archive there and unzip it into the data root, where it makes "
-             "chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg",
+        "chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg",
     ),
 }

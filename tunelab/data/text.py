@@ -20,8 +20,23 @@ import pandas as pd
 from tunelab import DamagedFile
 from tunelab.data.sources import SPLIT_SEED, Source
 
-KINDS = ["clouds", "cold", "dry", "hot", "humid", "hurricane", "I can't tell", "ice", "other", "rain", "snow",
-         "storms", "sun", "tornado", "wind"]  # fmt: skip  (k1..k15 of the weather tweets)
+KINDS = [
+    "clouds",
+    "cold",
+    "dry",
+    "hot",
+    "humid",
+    "hurricane",
+    "I can't tell",
+    "ice",
+    "other",
+    "rain",
+    "snow",
+    "storms",
+    "sun",
+    "tornado",
+    "wind",
+]  # fmt: skip  (k1..k15 of the weather tweets)
 
 
 @dataclass(frozen=True)
