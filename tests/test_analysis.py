@@ -26,7 +26,7 @@ def model(data) -> torch.nn.Module:
 
 def test_penultimate_features_are_the_input_of_the_last_linear_layer(model, data):
     x = data.splits["test"][0][:5]
-    features = analysis.penultimate_features(model, x)
+    features = analysis.penultimate_features(model, x, common.predict)
     with torch.no_grad():
         expected = model[:-1](common.to_float(x))  # everything before fc2: fc1, ReLU, dropout (off in eval)
     assert features.shape == (5, 128) and torch.allclose(features, expected)

@@ -12,7 +12,6 @@ import urllib.request
 from datetime import timedelta
 
 import numpy as np
-import optuna
 import pandas as pd
 import pytest
 
@@ -229,7 +228,7 @@ def test_a_retrain_whose_models_all_failed_carries_its_run_and_the_command_line_
 
 def test_plan_returns_the_plan_that_the_command_line_prints(env, fixture_root, monkeypatch, capsys):
     measured = calibrate.Calibration(20.0, 200.0, 60.0, 1.5, 8.0, flops=(1.0, 2.0, 3.0))
-    monkeypatch.setattr(calibrate, "calibrate", lambda spec, data_dir, budget_s: measured)  # no timing here
+    monkeypatch.setattr(calibrate, "calibrate", lambda spec, data_dir, budget_s, queued=(): measured)  # no timing here
     plan = tunelab.plan("fashion_cnn", time_budget="20m", trials=8, subset=0.5, data_dir=fixture_root)
     assert (plan.trials, plan.subset, plan.budget_s, plan.calibration_s) == (8, 0.5, 1200, 8.0)
     assert str(plan) == "\n".join(plan.lines()) and "Kept from the command line: --trials 8, --subset 0.5." in str(plan)
@@ -259,7 +258,7 @@ def in_a_notebook(monkeypatch) -> list:
 
 def test_the_dashboard_serves_in_the_background_once_per_run(searched, monkeypatch):
     stored, _ = searched
-    study.searcher(stored, optuna.samplers.RandomSampler(seed=0), wandb=False)  # the run's study
+    study.create(stored)  # the run's study
     run = tunelab.open("small_cnn")
     try:
         address = run.dashboard()

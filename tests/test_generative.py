@@ -8,7 +8,7 @@ import torch
 
 from tests.helpers import retrained_run
 from trainables import cgan, common, frechet, gan, vae
-from tunelab import cache, data as datasets, report, runs
+from tunelab import cache, comparison, data as datasets, report, runs
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +153,11 @@ def test_cgan_report_sets_the_gan_runs_samples_beside_its_own(env, fixture_root)
     run = runs.open_run("fashion_cgan", results)
     assert run.spec.compare_with == ["fashion_gan"]  # search_spaces/fashion_cgan.yaml's
     run.spec = dataclasses.replace(run.spec, compare_with=["fashion_gan", "fashion_cnn", "nothing"])
-    data = run.retrained_data()
-    parts = run.retrained_parts(data)
+    best = comparison.retrained(run)
     run.report_dir.mkdir()
-    assert list(cgan.figures(parts, data, run.report_dir)) == ["cGAN samples, one row per class"]  # its own only
+    assert list(cgan.figures(best.parts, best.data, run.report_dir)) == ["cGAN samples, one row per class"]  # its own
 
-    heading, left_out, (kind, caption, path) = report._comparison(run, data, parts, run.report_dir)
+    heading, left_out, (kind, caption, path) = report._comparison(best, run.report_dir)
     assert heading == ("h3", "Compared with fashion_gan, fashion_cnn, nothing")
     assert left_out == ("p", "Left out of the comparison: `fashion_cnn` (trains `cnn_classifier` on `fashion_mnist`: "
                              "not comparable); `nothing` (run `tunelab search nothing`, then retrain it).")  # fmt: skip

@@ -14,7 +14,7 @@ import yaml
 from tests.helpers import REPO
 from trainables import cnn_classifier
 from tunelab import UserError, leaderboard, runs, spaces
-from tunelab.trial import best_epoch_of
+from tunelab.rules import best_epoch_of
 
 CURVES = REPO / "bench" / "curves" / "fashion_cnn.csv"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from tunelab import UserError, pareto, protocol, spaces
+from tunelab import UserError, pareto, protocol, schedulers, spaces
 
 # (accuracy: max, parameters: min)
 POINTS = np.array([
@@ -70,7 +70,7 @@ def result(epoch: int, acc: float, params: int) -> dict:
 
 
 def test_scheduler_keeps_a_small_model_that_ranking_by_accuracy_alone_would_stop():
-    scheduler = pareto.ParetoASHA(["val_acc", "params"], MODES, grace_period=1, eta=2, max_t=8)
+    scheduler = schedulers.ParetoASHA(["val_acc", "params"], MODES, grace_period=1, eta=2, max_t=8)
     assert list(scheduler.rungs) == [1, 2, 4]
     decide = lambda tid, r: scheduler.on_trial_result(None, SimpleNamespace(trial_id=tid), r)  # noqa: E731
     assert decide("big", result(1, 0.95, 400_000)) == TrialScheduler.CONTINUE

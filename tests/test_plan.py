@@ -2,6 +2,7 @@
 the user gave kept; `tunelab plan` prints it, and a budgeted `tunelab search` saves it and keeps to it."""
 
 import dataclasses
+import math
 import pickle
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from tunelab import calibrate, engine, runs, spaces, study
+from tunelab import calibrate, engine, planner, record, runs, spaces, study
 from tunelab.cli import main, parser
 from tunelab.planner import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
 
@@ -92,6 +93,51 @@ def test_a_search_starts_more_trials_than_planned_only_while_one_reaches_its_fir
     assert not plan.more_trials(plan.trials, left_s=first_rung - 1)
     fixed = make_plan(1200, **FASHION, fixed={"trials": 8}, calibration_s=30, epoch_s_mean=160)
     assert not fixed.more_trials(8, left_s=1000) and "more if time is left" not in fixed.lines()[0]
+
+
+def test_the_configs_queued_first_train_all_their_epochs_inside_the_budget():
+    """The baseline and the priors train all max_epochs epochs (engine._QueuedFinish). Measured: a 15-minute plan
+    that costed them as trials ASHA may stop (20 trials on 75 % of the data) spent its budget on them alone."""
+    queued = [20.0, 30.0, 28.0, 35.0, 25.0]  # the baseline and 4 priors: an epoch on the whole training set each
+    fashion = FASHION | {"epoch_s_cheap": 8.0, "epoch_s_costly": 60.0}
+
+    def least_s(plan: Plan) -> float:
+        """Calibration, Ray's start, the queued configs' whole length (side by side in waves of the plan's
+        concurrency), then MIN_TRIALS sampled trials each to its first rung."""
+        waves = [queued[i : i + plan.concurrency] for i in range(0, len(queued), plan.concurrency)]
+        full = sum(1.5 + plan.max_epochs * (plan.subset * max(wave) + planner.EPOCH_REPORT_S) for wave in waves)
+        first_rungs = math.ceil(MIN_TRIALS / plan.concurrency) * plan.first_rung_s()
+        return plan.calibration_s + planner.START_S + full + first_rungs
+
+    unaware = make_plan(900, **fashion, calibration_s=12, epoch_s_mean=26.0)
+    assert unaware.subset == 0.75 and least_s(unaware) > 900
+    plan = make_plan(900, **fashion, calibration_s=12, epoch_s_mean=26.0, queued_epoch_s=queued, baseline=True)
+    assert plan.queued == 5 and plan.trials - plan.queued >= TARGET_TRIALS and plan.subset < unaware.subset
+    assert least_s(plan) <= plan.expected_s <= 900
+    assert plan.lines()[0].startswith(f"Plan: 5 queued (baseline, 4 priors) + {plan.trials - 5} trials (more if ")
+    small = make_plan(300, **fashion, calibration_s=10, epoch_s_mean=26.0, queued_epoch_s=queued, baseline=True)
+    assert small.trials - small.queued >= MIN_TRIALS and least_s(small) <= small.expected_s <= 300
+
+
+def test_asha_stops_no_queued_config_and_judges_the_trials_after_them():
+    assert search_s(0, 12, [1, 3, 9], 3, 10.0, 0.0, 1, [5.0, 7.0]) == 12 * (5.0 + 7.0)  # all 12 epochs each
+    assert search_s(0, 12, [1, 3, 9], 3, 10.0, 0.0, 2, [5.0, 7.0]) == 12 * 7.0  # side by side: the slower one's
+    # their records come first at each rung: fewer of the trials after them go on than of trials alone
+    assert search_s(9, 12, [1, 3, 9], 3, 10.0, 0.0, 1, [0.0] * 3) < search_s(9, 12, [1, 3, 9], 3, 10.0, 0.0, 1)
+
+
+def test_the_plan_says_what_it_queues_first_and_the_trials_count_them():
+    plan = Plan(trials=25, max_epochs=12, rungs=[1, 3, 9], eta=3, subset=0.3, concurrency=2, expected_s=1080,
+                calibration_s=40, retrain_epochs=12, retrain_expected_s=240, budget_s=1200, queued=5,
+                baseline=True)  # fmt: skip
+    assert plan.lines()[0].startswith("Plan: 5 queued (baseline, 4 priors) + 20 trials (more if time is left), rungs ")
+    priors = Plan.restore(plan.saved() | {"queued": 1, "baseline": False})
+    assert priors.lines()[0].startswith("Plan: 1 queued (1 prior) + 24 trials")
+    assert plan.more_trials(24, left_s=0) and not plan.more_trials(25, left_s=0)  # the queued ones start first
+    fixed = make_plan(1200, **FASHION, fixed={"trials": 3}, epoch_s_mean=160, queued_epoch_s=[160.0] * 5,
+                      baseline=True)  # fmt: skip
+    assert (fixed.trials, fixed.queued) == (3, 3)  # --trials keeps the first of them (tunelab.priors)
+    assert fixed.lines()[0].startswith("Plan: 3 queued (baseline, 2 priors) + 0 trials, rungs")
 
 
 def test_a_plan_applied_is_what_the_search_runs_and_reopens_with_its_run(tmp_path):
@@ -206,7 +252,8 @@ def test_a_searcher_runs_only_configs_its_ceiling_admits_and_tells_the_study_the
     run = runs.Run(tmp_path / "r", spec, runs.Options(), tmp_path)
     run.save()
     admit = lambda config: 2.5 if config["width"] == 64 else 1.0  # noqa: E731  (FLOPs over the ceiling's)
-    searcher = study.searcher(run, optuna.samplers.RandomSampler(seed=0), wandb=False, admit=admit)
+    study.create(run)
+    searcher = record.StudySearch(run, optuna.samplers.RandomSampler(seed=0), wandb=False, admit=admit)
     configs = [searcher.suggest(f"t{i}") for i in range(8)]
     assert configs[0]["width"] == spec.baseline["width"] and all(c["width"] != 64 for c in configs)
     trials = study.open_study(run).trials

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tunelab import UserError, engine, priors, runs, spaces, study
+from tunelab import UserError, calibrate, engine, priors, runs, spaces, study
 from tunelab.cli import parser
 
 FROM = "fashion_cnn search, seed 1, 3 % subset at offset 0.5: bench/record_curves.py --offset 0.5"
@@ -196,6 +196,33 @@ def test_a_planned_searchs_ceiling_skips_the_priors_it_would_not_try(tmp_path, c
     assert capsys.readouterr().out.splitlines()[0] == ("Priors: skipped 1 of 3 that this search does not try: "
                                                        "priors[0] (about 2.0x the cost of the "
                                                        "costliest config whose retrain fits its budget)")  # fmt: skip
+
+
+def test_a_plan_counts_the_configs_its_search_queues_first(tmp_path, monkeypatch, capsys):
+    """They train all their epochs (tunelab.planner): the plan counts the baseline and the priors that ``points``
+    will queue, those inside the space and under the plan's ceiling; no priors with --no-priors, nothing in a grid."""
+    told = []  # the configs calibration was given as queued, by their lr
+
+    def calibrated(spec, data_dir, budget_s, queued=()):  # FLOPs per example: the config's lr x 1000
+        told.append([c["lr"] for c in queued])
+        return calibrate.Calibration(8.0, 60.0, 26.0, 1.5, 5.0, flops=(1.0, 2.0, 4.0),
+                                     queued=tuple(c["lr"] * 1000 for c in queued))  # fmt: skip
+
+    monkeypatch.setattr(calibrate, "calibrate", calibrated)
+    options = runs.Options(time_budget=600)
+    narrowed = _space()["parameters"] | {"width": {"values": [16, 32]}}  # priors[0] (width 64) is outside
+    spec = options.apply(_load(tmp_path, parameters=narrowed))
+    plan = calibrate.plan_for(spec, tmp_path, {})
+    assert told[-1] == [0.001, 0.003, 0.002] and (plan.queued, plan.baseline) == (3, True)
+    # a retrain budget of 2 epochs at 34 s: a ceiling at 2.5 FLOPs, over which priors[1] (3.0) is not queued
+    capped = calibrate.plan_for(spec, tmp_path, {}, retrain_budget_s=68)
+    assert capped.max_flops == pytest.approx(2.5) and capped.queued == 2
+    admit = lambda point: spec.config(point)["lr"] * 1000 / capped.max_flops  # noqa: E731  # as Ceiling counts
+    queued = priors.points(calibrate.apply(runs.Run(tmp_path / "r", spec, options, tmp_path), capped), admit)
+    assert [i for i, _ in queued] == [2] and 1 + len(queued) == capped.queued
+    assert calibrate.plan_for(spec, tmp_path, {}, no_priors=True).queued == 1 and told[-1] == [0.001]
+    grid = _load(tmp_path, method="grid", parameters={"width": {"values": [16, 32, 64]}, "lr": {"values": [0.001]}})
+    assert calibrate.plan_for(options.apply(grid), tmp_path, {}).queued == 0 and told[-1] == []
 
 
 def test_priors_beyond_the_searchs_trials_are_left_out(tmp_path, capsys):

@@ -8,14 +8,14 @@ from sklearn.metrics import roc_auc_score
 
 from tests.helpers import write_text_data
 from trainables import common, text
-from tunelab import retrain, runs, spaces
+from tunelab import retrain, runs, spaces, training
 from tunelab.cli import main
 
 
 def by_hand(run: runs.Run, models: list[str], predict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each test split's mean of the saved models' predicted probabilities, and its labels."""
-    data = run.retrained_data()
-    members = [run.retrained_parts(data, *(int(n) for n in name[4:].split("_seed"))) for name in models]
+    data = run.retrained_data(training.device())
+    members = [training.rebuild(run.retrained(*(int(n) for n in name[4:].split("_seed"))), data) for name in models]
     tests = [split for split in data.splits if split.startswith("test")]
     return {split: (np.mean([predict(parts, data, split) for parts in members], 0), data.splits[split][1].cpu().numpy())
             for split in tests}  # fmt: skip

@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from tunelab import UserError, leaderboard, runs, spaces
+from tunelab import UserError, runs, spaces
+from tunelab.rules import end_status
 
 
 def saved_run(tmp_path, monkeypatch) -> runs.Run:
@@ -52,10 +53,10 @@ def test_a_retrained_model_is_one_self_describing_file(tmp_path, monkeypatch):
 
 def test_a_trial_ended_short_is_stopped_early_at_an_asha_rung_and_else_cut_by_the_time_budget():
     spec = replace(spaces.load_spec("fashion_cnn"), max_epochs=12, time_budget_s=60.0)  # ASHA's rungs: epochs 2, 4, 8
-    assert [leaderboard.end_status(spec, e) for e in (12, 2, 4, 8)] == ["completed"] + ["stopped early"] * 3
+    assert [end_status(spec, e) for e in (12, 2, 4, 8)] == ["completed"] + ["stopped early"] * 3
     for epochs in (0, 1, 3, 5, 11):  # ASHA decides only at its rungs, so the budget ended these
-        assert leaderboard.end_status(spec, epochs) == "cut by the time budget"
-    assert leaderboard.end_status(replace(spec, time_budget_s=None), 3) == "stopped early"  # no budget to blame
+        assert end_status(spec, epochs) == "cut by the time budget"
+    assert end_status(replace(spec, time_budget_s=None), 3) == "stopped early"  # no budget to blame
     no_asha = replace(spec, hyperband=None)
-    assert leaderboard.end_status(no_asha, 2) == "cut by the time budget"
-    assert leaderboard.end_status(no_asha, 12) == "completed"
+    assert end_status(no_asha, 2) == "cut by the time budget"
+    assert end_status(no_asha, 12) == "completed"

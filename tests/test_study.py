@@ -24,9 +24,9 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.helpers import SMALL_CNN
-from tunelab import UserError, dashboard, leaderboard, runs, spaces, study
+from tunelab import UserError, dashboard, leaderboard, record, runs, spaces, study
 from tunelab.cli import main
-from tunelab.trial import best_epoch_of
+from tunelab.rules import best_epoch_of
 
 
 def _run(folder: Path, experiment: str = str(SMALL_CNN)) -> runs.Run:
@@ -35,31 +35,39 @@ def _run(folder: Path, experiment: str = str(SMALL_CNN)) -> runs.Run:
     return run
 
 
-def _trial(trial_id: str, **last_result) -> SimpleNamespace:
-    return SimpleNamespace(trial_id=trial_id, last_result=last_result)
+def _search(run: runs.Run, wandb: bool = False) -> record.StudySearch:
+    study.create(run)
+    return record.StudySearch(run, optuna.samplers.RandomSampler(seed=0), wandb=wandb)
 
 
-def _epochs(writer: study.StudyWriter, trial, values: list[dict]) -> None:
-    for epoch, metrics in enumerate(values, start=1):
-        result = {"epoch": epoch, **metrics}
-        writer.on_trial_result(0, [], trial, result)
-        trial.last_result = result
+def _record(run: runs.Run, pressed: bool = False) -> record.TrialRecord:
+    return record.TrialRecord(run, SimpleNamespace(pressed=pressed))
+
+
+def _trial(trial_id: str, status: str = "RUNNING") -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, status=status)
+
+
+def _epochs(writer: record.TrialRecord, trial, values: list[dict], first: int = 1) -> None:
+    for epoch, metrics in enumerate(values, start=first):
+        writer.on_trial_result(0, [], trial, {"epoch": epoch, "training_iteration": epoch, **metrics})
 
 
 def _by_ray_id(run: runs.Run) -> dict[str, optuna.trial.FrozenTrial]:
     return {t.user_attrs["ray_trial_id"]: t for t in study.open_study(run).trials}
 
 
-def test_a_trials_state_and_value_are_the_leaderboards(tmp_path):
+def test_a_trials_state_and_value_are_written_as_they_happen(tmp_path):
     run = _run(tmp_path / "r")
-    searcher = study.searcher(run, optuna.samplers.RandomSampler(seed=0), wandb=True)
-    writer = study.StudyWriter(run)
+    searcher, writer = _search(run, wandb=True), _record(run)
     for t in ("full", "stopped", "broken"):
         assert searcher.suggest(t) is not None
 
     full, stopped, broken = _trial("full"), _trial("stopped"), _trial("broken")
-    _epochs(writer, full, [{"val_acc": v, "best_epoch": b} for v, b in ((0.5, 1), (0.7, 2), (0.6, 2), (0.65, 2))])
-    writer.on_trial_result(0, [], full, {"epoch": 2, "val_acc": 0.71})  # epoch 2 again (resumed from an older one)
+    _epochs(writer, full, [{"val_acc": 0.5, "best_epoch": 1}, {"val_acc": 0.7, "best_epoch": 2}])
+    assert _by_ray_id(run)["full"].user_attrs["epochs"] == 2  # as it happens
+    # epochs 2 to 4 (2 again: resumed from an older checkpoint, it replaces the first run's)
+    _epochs(writer, full, [{"val_acc": v, "best_epoch": 2} for v in (0.71, 0.6, 0.65)], first=2)
     writer.on_trial_complete(0, [], full)
     _epochs(writer, stopped, [{"val_acc": 0.8, "best_epoch": 1}, {"val_acc": 0.4, "best_epoch": 1}])
     writer.on_trial_complete(0, [], stopped)  # ASHA stopped it after 2 of 4 epochs
@@ -72,12 +80,15 @@ def test_a_trials_state_and_value_are_the_leaderboards(tmp_path):
     assert {k: trials["full"].params[k] for k in baseline} == pytest.approx(baseline)
     assert trials["full"].state == TrialState.COMPLETE and trials["full"].value == pytest.approx(0.71)
     assert trials["full"].intermediate_values == pytest.approx({1: 0.5, 2: 0.71, 3: 0.6, 4: 0.65})
+    # every metric of every epoch, without Ray's own keys
+    assert study.epochs(trials["full"])[2] == {"val_acc": 0.71, "best_epoch": 2, "epoch": 2}
     # a stopped trial keeps the value it reached, as on the leaderboard (not Optuna's last intermediate value)
     assert trials["stopped"].state == TrialState.PRUNED and trials["stopped"].value == pytest.approx(0.8)
     assert trials["broken"].state == TrialState.FAIL and trials["broken"].value is None
     assert trials["broken"].intermediate_values == pytest.approx({1: 0.3})
-    assert trials["full"].user_attrs == {"ray_trial_id": "full", "wandb_run_id": "full", "status": "completed",
-                                         "epochs": 4, "best_epoch": 2}  # fmt: skip
+    attrs = {k: v for k, v in trials["full"].user_attrs.items() if not k.startswith("epoch ")}
+    assert attrs == {"ray_trial_id": "full", "wandb_run_id": "full", "status": "completed", "epochs": 4,
+                     "best_epoch": 2}  # fmt: skip
     assert trials["stopped"].user_attrs["status"] == "stopped early"
     assert searcher.suggest("next") is not None and _by_ray_id(run)["next"].number == 3  # samples on after all three
     loaded = study.open_study(run)
@@ -98,7 +109,7 @@ def test_a_trials_best_epoch_is_one_rule(metrics, modes, values, best):
 
 def test_several_objectives_store_every_objective(tmp_path):
     run = _run(tmp_path / "mo", "mnist_thought_ae")
-    searcher, writer = study.searcher(run, optuna.samplers.RandomSampler(seed=0), wandb=False), study.StudyWriter(run)
+    searcher, writer = _search(run), _record(run)
     searcher.suggest("a")
     searcher.suggest("b")
     a, b = _trial("a"), _trial("b")
@@ -116,22 +127,37 @@ def test_several_objectives_store_every_objective(tmp_path):
     assert first.intermediate_values == {} and "wandb_run_id" not in first.user_attrs
 
 
-def test_settle_ends_what_the_leaderboard_ended_and_fails_trials_ray_never_recorded(tmp_path):
+def test_trials_ray_ends_silently_end_when_it_ends_them(tmp_path):
     run = _run(tmp_path / "r")
-    searcher = study.searcher(run, optuna.samplers.RandomSampler(seed=0), wandb=False)
-    for t in ("budget", "paused", "lost"):
+    searcher, writer = _search(run), _record(run)
+    for t in ("budget", "lost"):
         searcher.suggest(t)
-    board = pd.DataFrame(
-        [  # a time budget stopped one; Ctrl-C interrupted the other; "lost" Ray never saved
-            {"trial_id": "budget", "status": "stopped early", "val_acc": 0.6, "epochs": 2, "best_epoch": 2},
-            {"trial_id": "paused", "status": "interrupted", "val_acc": 0.5, "epochs": 1, "best_epoch": 1},
-        ]
-    )
-    study.settle(run, board)
+    budget = _trial("budget")
+    _epochs(writer, budget, [{"val_acc": 0.6, "best_epoch": 1}, {"val_acc": 0.5, "best_epoch": 1}])
+    writer.on_step_end(1, [budget])
+    assert _by_ray_id(run)["budget"].state == TrialState.RUNNING
+    budget.status = "TERMINATED"  # a time budget's end: Ray tells no one
+    writer.on_step_end(2, [budget])
     trials = _by_ray_id(run)
     assert trials["budget"].state == TrialState.PRUNED and trials["budget"].value == pytest.approx(0.6)
-    assert trials["paused"].state == TrialState.RUNNING  # resume continues it
-    assert trials["lost"].state == TrialState.FAIL and trials["lost"].user_attrs["note"] == study.NEVER_RUN
+    assert trials["budget"].user_attrs["status"] == "stopped early"  # at a rung (its small_cnn has one at 2)
+    assert trials["lost"].state == TrialState.RUNNING
+    writer.on_experiment_end([budget])  # "lost": the sampler drew it, Ray never recorded it
+    lost = _by_ray_id(run)["lost"]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["note"] == study.NEVER_RUN
+    assert "lost" not in set(leaderboard.table(run)["trial_id"])
+
+
+def test_ctrl_c_leaves_running_trials_running(tmp_path):
+    run = _run(tmp_path / "r")
+    searcher, writer = _search(run), _record(run, pressed=True)
+    searcher.suggest("paused")
+    paused = _trial("paused")
+    _epochs(writer, paused, [{"val_acc": 0.5, "best_epoch": 1}])
+    paused.status = "TERMINATED"  # Ray ends every trial as the search ends, Ctrl-C or not
+    writer.on_experiment_end([paused])
+    assert _by_ray_id(run)["paused"].state == TrialState.RUNNING  # resume continues it
+    assert leaderboard.table(run)["status"].tolist() == ["interrupted"]
 
 
 def test_a_missing_or_corrupt_study_file_is_a_clear_error(env, capsys):

@@ -14,7 +14,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.helpers import write_student_model
-from tunelab import UserError, engine, runs, spaces, study, warmstart
+from tunelab import UserError, engine, record, runs, spaces, study, warmstart
 from tunelab.cli import main
 
 BASELINE = {"hidden": 32, "lr": 0.01}  # the later run's, which it tries first after the imported trials
@@ -91,7 +91,8 @@ def _later(student: Path, earlier: runs.Run, sweep: str = "later", **changes) ->
 def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier, capsys):
     later = _later(student, earlier)
     later.save()  # as the search does before it builds its searcher
-    searcher = study.searcher(later, engine.sampler(later.spec), wandb=False, imported=warmstart.trials(later))
+    study.create(later, warmstart.trials(later))
+    searcher = record.StudySearch(later, engine.sampler(later.spec), wandb=False)
     out = capsys.readouterr().out
     assert "Warm start: the sampler starts from 2 finished trials of run earlier" in out
     assert ("Warm start: dropped 2 trials outside this search's space: hidden not among [16, 32] (1); "
@@ -109,11 +110,12 @@ def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier
     assert first.distributions == stopped.distributions == later.spec.params  # the new space's, which TPE models
     assert own.number == 2 and own.user_attrs["ray_trial_id"] == "own_0" and "imported_from" not in own.user_attrs
     # TPE (which samples at random until n_startup_trials have finished) models its first sampled trial on them
-    tpe, ot_study = searcher._ot_study.sampler, searcher._ot_study
+    tpe = engine.sampler(later.spec)
+    ot_study = study.open_study(later, tpe)
     space = tpe.infer_relative_search_space(ot_study, own)
     assert set(tpe.sample_relative(ot_study, own, space)) == {"hidden", "lr"}  # {}: still sampling at random
     # `tunelab resume` reopens the study as it is: nothing imported twice
-    study.resumed_searcher(later, engine.sampler(later.spec), wandb=False)
+    record.StudySearch(later, engine.sampler(later.spec), wandb=False, resumed=True)
     assert len(study.open_study(later).trials) == 3
 
 

@@ -133,10 +133,10 @@ def pretrain_mnist_cnn(config: dict, data_root: Path | None) -> dict:
     """cnn_classifier trained on MNIST for config["epochs"] epochs: the weights of its best epoch on the validation
     slice, trained once per config and MNIST copy (``tunelab.cache.pretrained``)."""
     from trainables import cnn_classifier
-    from tunelab import data as datasets, training
+    from tunelab import data as datasets
 
     root = data_root or datasets.data_root()
-    mnist = datasets.load_dataset(PRETRAINED_ON["mnist_cnn"], root, "search", device=training.device())
+    mnist = datasets.load_dataset(PRETRAINED_ON["mnist_cnn"], root, "search", device=common.pretraining_device())
 
     def train() -> dict:
         print(f"training tunelab's MNIST CNN once ({config['epochs']} epochs; kept in {cache.cache_dir()})", flush=True)

@@ -42,13 +42,13 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     # plotting libraries load only for the report, not in every trial worker
     from matplotlib.figure import Figure
 
-    from trainables.images import show_grid
+    from tunelab import figures as plots
 
     n_classes = len(data.classes)
     labels = torch.arange(n_classes, device=data.device).repeat_interleave(PER_CLASS)
     fig = Figure(figsize=(7, 8.5), layout="constrained")
     ax = fig.subplots()
-    show_grid(ax, parts["model"].sample(len(labels), labels, seed=1), PER_CLASS, "cGAN: one row per class")
+    plots.show_grid(ax, parts["model"].sample(len(labels), labels, seed=1), PER_CLASS, "cGAN: one row per class")
     step = data.splits["test"][0].shape[2] + 2  # a grid row's height in px: image and frame
     ax.set_yticks([step * (i + 0.5) for i in range(n_classes)], data.classes)
     path = Path(outdir) / "class_samples.png"

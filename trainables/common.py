@@ -169,6 +169,11 @@ def make_scheduler(config: dict, optimizer: torch.optim.Optimizer, n_train: int)
     return LambdaLR(optimizer, lambda step: factor(min(step / total, 1.0)))
 
 
+def pretraining_device() -> torch.device:
+    """Where a trainable pretrains the weights it keeps (``tunelab.cache``): the GPU where there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def best_epoch_weights(module: ModuleType, config: dict, data) -> dict[str, torch.Tensor]:
     """A trainable trained from seed 0 for config["epochs"] epochs: the weights (on the CPU) of its epoch with the
     best validation accuracy. The caller's random stream is the same afterwards (for weights tunelab pretrains)."""

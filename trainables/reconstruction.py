@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables import common
+from tunelab import figures as plots
 from tunelab.data import Data
 
 LOSSES = ("bce", "mse")
 # an autoencoder's METRICS (tunelab.protocol): batch_metrics' of the validation split and of training
 METRICS = ("val_loss", "val_mse", "val_bce", "val_pixel_acc", "train_loss", "train_mse", "train_bce", "train_pixel_acc")
-SHOWN = 10  # test images in the reconstruction figures
 
 
 class AutoEncoder(nn.Module):
@@ -94,37 +94,10 @@ def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(common.predict(model, images))
 
 
-def shown_images(data: Data, k: int = SHOWN, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """k randomly chosen test images and their labels: the same ones for every model and run."""
-    x, y = data.splits["test"]
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:k].to(x.device)
-    return x[idx], y[idx]
-
-
-def image_rows(rows: dict[str, torch.Tensor], path: Path, title: str = "") -> Path:
-    """A grid of images in [0, 1] (N x C x H x W), one labelled row per entry of ``rows``."""
-    from matplotlib.figure import Figure
-
-    n = max(len(images) for images in rows.values())
-    fig = Figure(figsize=(1.2 * n + 1, 1.35 * len(rows) + 0.4 * bool(title)), layout="constrained")
-    axes = fig.subplots(len(rows), n, squeeze=False)
-    for row, (label, images) in zip(axes, rows.items()):
-        for ax, image in zip(row, images.cpu().numpy()):
-            ax.imshow(image.transpose(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
-        for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        row[0].set_ylabel(label, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    return path
-
-
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
-    x, _ = shown_images(data)
+    x, _ = plots.shown_images(data)
     accuracy = evaluate(parts, data, "test")["pixel_acc"]
-    path = image_rows(
+    path = plots.image_rows(
         {"input": common.to_float(x), "reconstruction": reconstruct(parts["model"], x)},
         Path(outdir) / "reconstructions.png",
         f"Pixel accuracy on the test set: {accuracy:.4f}",

@@ -11,6 +11,7 @@ from pathlib import Path
 from trainables import common, mlp_autoencoder, reconstruction
 from trainables.mlp_autoencoder import build  # noqa: F401 (shared)
 from trainables.reconstruction import evaluate, reconstruct, train_epoch  # noqa: F401 (shared)
+from tunelab import figures as plots
 from tunelab.data import Data
 
 DATASET = "mnist"
@@ -33,12 +34,10 @@ METRICS = reconstruction.METRICS
 
 def tsne_map(parts: dict, data: Data, path: Path) -> Path:
     """A t-SNE map of the thought vectors of randomly chosen test images, coloured by their class."""
-    from tunelab import figures
-
-    x, y = reconstruction.shown_images(data, TSNE_POINTS)
+    x, y = plots.shown_images(data, TSNE_POINTS)
     codes = common.predict(parts["model"].encoder, x).flatten(1).cpu().numpy()
     title = f"t-SNE of the {codes.shape[1]}-unit thought vectors of {len(x)} test images"
-    return figures.tsne_figure(codes, y.cpu().numpy(), data.classes, path, title)
+    return plots.tsne_figure(codes, y.cpu().numpy(), data.classes, path, title)
 
 
 def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:

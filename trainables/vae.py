@@ -147,7 +147,6 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     # plotting libraries load only for the report, not in every trial worker
     from matplotlib.figure import Figure
 
-    from trainables.images import show_grid
     from tunelab import figures
 
     model, outdir = parts["model"].eval(), Path(outdir)
@@ -155,12 +154,12 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
     written = {}
 
     fig = Figure(figsize=(12, 1.7), layout="constrained")
-    show_grid(fig.subplots(), model.sample(10, seed=1), per_row=10)
+    figures.show_grid(fig.subplots(), model.sample(10, seed=1), per_row=10)
     written["10 random samples from the prior, decoded (pixel means)"] = _save(fig, outdir / "prior_samples.png")
 
     shown = x[:10]
     fig = Figure(figsize=(12, 2.9), layout="constrained")
-    show_grid(fig.subplots(), torch.cat([common.to_float(shown), reconstruct(model, shown)]), per_row=10)
+    figures.show_grid(fig.subplots(), torch.cat([common.to_float(shown), reconstruct(model, shown)]), per_row=10)
     caption = "Test images (top) and their reconstructions from the latent mean (bottom)"
     written[caption] = _save(fig, outdir / "reconstructions.png")
 
@@ -173,7 +172,7 @@ def figures(parts: dict, data: Data, outdir: Path) -> dict[str, Path]:
         labels = y[: len(means)].cpu().numpy()
         figures.scatter_by_class(scatter_ax, means.cpu().numpy(), labels, data.classes, "latent means of test images")
         title = "decoded on a grid of the prior's quantiles (5 %-95 %)"
-        show_grid(grid_ax, _manifold(model, 15), per_row=15, title=title)
+        figures.show_grid(grid_ax, _manifold(model, 15), per_row=15, title=title)
         caption = "The 2-D latent space: test images' means by class, and images decoded across it"
         written[caption] = _save(fig, outdir / "latent_map.png")
     else:

@@ -6,7 +6,8 @@
   jitter, Gaussian blur and an L2 penalty as regularisers; one image per class in a grid, beside the test
   set's confusion matrix, with each class's test accuracy.
 
-A model counts as an image classifier when it maps the test images to one output per class.
+A model counts as an image classifier when it maps the test images to one output per class. It runs as its
+trainable runs it: through the trainable's ``predict`` (the protocol's hook, ``tunelab.protocol``).
 """
 
 from collections.abc import Callable
@@ -16,7 +17,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trainables import common
 from tunelab import figures
 from tunelab.data import Data
 
@@ -31,7 +31,7 @@ Predict = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (model, uint8 ima
 
 
 @torch.no_grad()
-def penultimate_features(model: nn.Module, x: torch.Tensor, predict: Predict = common.predict) -> torch.Tensor:
+def penultimate_features(model: nn.Module, x: torch.Tensor, predict: Predict) -> torch.Tensor:
     """The input of the model's last linear layer for uint8 images x (in eval mode), as ``predict`` runs it."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     captured = []
@@ -64,9 +64,9 @@ def activation_maximisation(model: nn.Module, shape: tuple, n_classes: int, devi
     return image.detach()
 
 
-def section(model: nn.Module, data: Data, out: Path, predict: Predict = common.predict) -> list[tuple]:
+def section(model: nn.Module, data: Data, out: Path, predict: Predict) -> list[tuple]:
     """The report's blocks (see tunelab.report) for a classifier of uint8 images that ends in a linear layer.
-    ``predict``: the trainable's own, where it has one (transfer's reuses the frozen backbone's cached outputs)."""
+    ``predict``: the trainable's (transfer's reuses the frozen backbone's cached outputs)."""
     from sklearn.metrics import confusion_matrix
 
     x, y = data.splits["test"]

@@ -168,7 +168,7 @@ def _fixed(given: dict) -> dict:
 
 def plan(
     experiment: str | Path, *, time_budget=None, retrain_budget=None, trials=None, max_epochs=None, subset=None,
-    concurrency=None, cpus_per_trial=None, gpus_per_trial=None, data_dir=None,
+    concurrency=None, cpus_per_trial=None, gpus_per_trial=None, no_priors: bool = False, data_dir=None,
 ) -> _planner.Plan:  # fmt: skip
     """The plan of a search of ``experiment`` within ``time_budget``, without running it (what ``tunelab plan``
     prints): trials, epochs, ASHA's rungs, the fraction of the data, concurrency and the retrain. It times a short
@@ -188,7 +188,7 @@ def plan(
     if not given["time_budget"]:
         raise UserError("tunelab plan needs --time-budget (90s, 20m, 1.5h): the time to plan the search for")
     spec = options.apply(spaces.load_spec(str(experiment)))
-    return calibrate.plan_for(spec, data.data_root(data_dir), _fixed(given), given["retrain_budget"])
+    return calibrate.plan_for(spec, data.data_root(data_dir), _fixed(given), given["retrain_budget"], bool(no_priors))
 
 
 def search(
@@ -255,7 +255,7 @@ def search(
         if given["time_budget"]:
             tracking.mode(options.wandb)  # a mode or an earlier run that cannot work is refused before calibration
             warmstart.check(run)
-            planned = calibrate.plan_for(spec, run.data_dir, _fixed(given), given["retrain_budget"])
+            planned = calibrate.plan_for(spec, run.data_dir, _fixed(given), given["retrain_budget"], options.no_priors)
             run = calibrate.apply(run, planned)
             print("\n".join(planned.lines()), flush=True)
         cluster.keep_local()

@@ -7,8 +7,10 @@ on a slice of the data and one training step of a few examples is counted in FLO
 the fewest and the most FLOPs per example are the cheap and the costly corner. Each corner then trains on a slice
 of the training set and evaluates a slice of the validation set, timed and scaled per example to the whole sets,
 with torch's threads as a trial has them. A trial's expected epoch is the drawn configs' mean, each interpolated
-between the two corners' times by its FLOPs. Where FlopCounterMode cannot follow a trainable's step (a GAN's
-gradient penalty calls autograd.grad), a step's seconds per example stand in for its FLOPs, for every config alike.
+between the two corners' times by its FLOPs; each config the search queues first (the baseline, the priors), which
+trains all its epochs, is costed at its own epoch on the same line. Where FlopCounterMode cannot follow a
+trainable's step (a GAN's gradient penalty calls autograd.grad), a step's seconds per example stand in for its FLOPs,
+for every config alike.
 
 A retrain budget caps the configs a search tries (``Ceiling``): an epoch's seconds are linear in FLOPs between the
 corners, so the budget over the retrain's epochs is a number of FLOPs per example, and the searcher counts each
@@ -19,6 +21,7 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +29,7 @@ import optuna
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tunelab import data as datasets, protocol, training
+from tunelab import data as datasets, priors, protocol, training
 from tunelab.planner import TRIAL_START_S, Plan, make_plan
 from tunelab.runs import Run
 from tunelab.spaces import Spec
@@ -48,6 +51,7 @@ class Calibration:
     seconds: float
     flops: tuple[float, ...] = ()  # per example, of each drawn config, fewest first: the corners are the ends
     unit: str = "flops"  # what ``flops`` counts: FLOPs, or "s" where they cannot be counted (see ``_cost``)
+    queued: tuple[float, ...] = ()  # per example, as ``flops``, of each config ``calibrate`` was given as queued
 
     def epoch_s_at(self, flops: float) -> float:
         """The epoch of a config of ``flops``, on the line through the corners."""
@@ -82,10 +86,10 @@ def slots(spec: Spec) -> int:
     return max(1, int(fit))
 
 
-def calibrate(spec: Spec, data_dir: Path, budget_s: float) -> Calibration:
-    """Time the space's corners on the search's data (see the module). Each timing aims at ~0.5 % of the budget,
-    between 0.25 and 2 seconds, and a budget under 10 minutes draws fewer configs (down to 4), so that calibration
-    is a small share of any budget."""
+def calibrate(spec: Spec, data_dir: Path, budget_s: float, queued: Sequence[dict] = ()) -> Calibration:
+    """Time the space's corners on the search's data (see the module), and count the cost of the ``queued`` configs
+    (complete ones). Each timing aims at ~0.5 % of the budget, between 0.25 and 2 seconds, and a budget under 10
+    minutes draws fewer configs (down to 4), so that calibration is a small share of any budget."""
     started = time.perf_counter()
     aim = min(max(0.005 * budget_s, 0.25), 2.0)
     candidates = min(max(int(budget_s / 50), 4), CANDIDATES)
@@ -101,12 +105,14 @@ def calibrate(spec: Spec, data_dir: Path, budget_s: float) -> Calibration:
         except RuntimeError:  # FlopCounterMode cannot follow the step (a GAN's gradient penalty: autograd.grad)
             unit = "s"
             counted = sorted(((_cost(trainable, spec, c, data, unit), i, c) for i, c in enumerate(drawn)))
+        queued_costs = tuple(_cost(trainable, spec, c, data, unit) for c in queued)
         (_, _, cheap), (_, _, costly) = counted[0], counted[-1]
         (cheap_s, build_s), (costly_s, costly_build_s) = (_epoch_s(trainable, c, data, aim) for c in (cheap, costly))
     finally:
         torch.set_num_threads(threads)
     flops = tuple(c[0] for c in counted)
-    found = Calibration(cheap_s, costly_s, 0.0, TRIAL_START_S + max(build_s, costly_build_s), 0.0, flops, unit)
+    found = Calibration(cheap_s, costly_s, 0.0, TRIAL_START_S + max(build_s, costly_build_s), 0.0, flops, unit,
+                        queued_costs)  # fmt: skip
     return dataclasses.replace(found, epoch_s_mean=found.epoch_s_at(sum(flops) / len(flops)),
                                seconds=time.perf_counter() - started)  # fmt: skip
 
@@ -179,22 +185,36 @@ def _timed(run, data: datasets.Data) -> float:
     return time.perf_counter() - start
 
 
-def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | None = None) -> Plan:
+def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | None = None,
+             no_priors: bool = False) -> Plan:  # fmt: skip
     """The plan of a search of ``spec`` (with the command line's options applied) within its time budget;
     ``fixed``: the user's flags that the plan keeps (tunelab.planner.FLAGS' keys). A grid keeps its size.
     ``retrain_budget_s``: the most one seed's retrain of the best config may take (the search's budget where
-    None); the search then tries only configs whose retrain fits it (a grid tries all of its own)."""
+    None); the search then tries only configs whose retrain fits it (a grid tries all of its own).
+
+    The plan counts the configs that the search queues first, which train all their epochs, each at its epoch on
+    the line through the corners: the baseline (not in a grid), then the file's priors as tunelab.priors.points
+    queues them (none with ``no_priors``, the run's --no-priors): those inside the space and under the plan's
+    ceiling, by calibration's count of their cost (the FLOPs that Ceiling counts; where calibration times steps
+    instead, a prior near the ceiling may fall on the other side of it in the search)."""
     assert spec.time_budget_s is not None, "a plan needs a time budget"
     if spec.method == "grid":
         fixed = {"trials": spec.run_cap} | fixed
-    found = calibrate(spec, data_dir, spec.time_budget_s)
+    baseline = [spec.config(spec.baseline)] if spec.baseline and spec.method != "grid" else []
+    inside = [] if no_priors else [spec.config(point) for point in priors.inside(spec)]
+    found = calibrate(spec, data_dir, spec.time_budget_s, baseline + inside)
     retrain_budget_s = retrain_budget_s or spec.time_budget_s
     max_epoch_s = retrain_budget_s / fixed.get("max_epochs", spec.max_epochs)
     capped = found.capped(max_epoch_s) if spec.method != "grid" else None
+    costs = found.queued[: len(baseline)] + tuple(
+        cost for cost in found.queued[len(baseline) :] if capped is None or cost <= capped[0])  # fmt: skip
+    floor = min(found.epoch_s_cheap, found.epoch_s_costly)  # below the cheap corner the line is not measured
     plan = make_plan(spec.time_budget_s, found.epoch_s_cheap, found.epoch_s_costly, found.overhead_s, slots(spec),
                      fixed, spec.max_epochs, calibration_s=found.seconds,
                      epoch_s_mean=capped[1] if capped else found.epoch_s_mean, retrain_budget_s=retrain_budget_s,
-                     max_epoch_s=found.epoch_s_at(capped[0]) if capped else None)  # fmt: skip
+                     max_epoch_s=found.epoch_s_at(capped[0]) if capped else None,
+                     queued_epoch_s=[max(found.epoch_s_at(cost), floor) for cost in costs],
+                     baseline=bool(baseline))  # fmt: skip
     return dataclasses.replace(plan, max_flops=capped[0], cost_unit=found.unit) if capped else plan
 
 

@@ -66,8 +66,8 @@ class Comparison:
 
 def retrained(run: Run) -> Model:
     """The run's best retrained model (rank 1, seed 0) on the data set as it was retrained on."""
-    data = run.retrained_data()
-    return Model(run, data, run.retrained_parts(data))
+    data = run.retrained_data(training.device())
+    return Model(run, data, training.rebuild(run.retrained(), data))
 
 
 def hook(runs: list[Run]) -> str | None:
@@ -157,23 +157,19 @@ def _roc(models: list[Model], outdir: Path) -> Comparison:
 
 
 def _reconstructions(models: list[Model], outdir: Path) -> Comparison:
-    from trainables import common, reconstruction  # the autoencoders' figure: test images above their reconstructions
-
     _same_test_split(models)
-    x, _ = reconstruction.shown_images(models[0].data)
-    rows = {"input": common.to_float(x)}
+    x, _ = figures.shown_images(models[0].data)
+    rows = {"input": x / 255}  # uint8 images (the protocol's) in [0, 1]
     for m in models:
         reconstruct = m.trainable.reconstruct
         assert reconstruct is not None
         rows[m.run.name] = reconstruct(m.parts["model"], x)
-    path = reconstruction.image_rows(rows, outdir / "compare_reconstructions.png")
+    path = figures.image_rows(rows, outdir / "compare_reconstructions.png")
     return Comparison("reconstruct", {f"The same test images reconstructed by {_names(models)}, a row each": path})
 
 
 def _samples(models: list[Model], outdir: Path) -> Comparison:
     from matplotlib.figure import Figure
-
-    from trainables.images import show_grid
 
     classes = models[0].data.classes
     n = SAMPLE_ROWS * len(classes)
@@ -181,7 +177,7 @@ def _samples(models: list[Model], outdir: Path) -> Comparison:
     for ax, m in zip(fig.subplots(1, len(models), squeeze=False)[0], models):
         sample = m.trainable.sample
         assert sample is not None
-        show_grid(ax, sample(m.parts["model"], n, SAMPLE_SEED), len(classes), m.label)
+        figures.show_grid(ax, sample(m.parts["model"], n, SAMPLE_SEED), len(classes), m.label)
     path = outdir / "compare_samples.png"
     fig.savefig(path, dpi=110)
     caption = (f"{n} samples of each of {_names(models)} (seed {SAMPLE_SEED}); a conditional model's columns are "

@@ -1,5 +1,5 @@
-"""Builds and runs the Ray Tune search of one run: Optuna sampler (on the run's study file, see tunelab.study), ASHA,
-resources, storage, callbacks."""
+"""Builds and runs the Ray Tune search of one run: Optuna sampler (on the run's study, the record of its trials: see
+tunelab.record), ASHA, resources, storage, callbacks."""
 
 import contextlib
 import math
@@ -27,16 +27,18 @@ from tunelab import (
     cluster,
     data as datasets,
     leaderboard,
-    pareto,
     planner,
     priors,
     progress,
     protocol,
+    record,
+    schedulers,
     study,
     tracking,
     warmstart,
 )
 from tunelab.checks import check_search_metrics
+from tunelab.rules import end_status
 from tunelab.runs import INFO_FILE, Run
 from tunelab.spaces import Spec, grid_values, read_yaml
 from tunelab.trial import TrialJob, run_trial
@@ -90,7 +92,7 @@ class Progress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result
         epochs = result.get("epoch") or 0
-        status = leaderboard.end_status(self.spec, epochs)
+        status = end_status(self.spec, epochs)
         self._end(trials, trial, f"finished ({status}, {epochs} epoch{'s' if epochs != 1 else ''}): "
                                  f"{self._values(result)}")  # fmt: skip
 
@@ -180,20 +182,21 @@ def sampler(spec: Spec) -> optuna.samplers.BaseSampler:
                                       constant_liar=True)  # fmt: skip
 
 
-def _searcher(run: Run, mode: str, resumed: bool = False, imported: Sequence[FrozenTrial] = ()) -> study.StudySearch:
-    """Ray's OptunaSearch on a new study in the run's folder (``imported`` trials of earlier runs first, then the
-    baseline, where the file has one, then its priors: tunelab.priors), or on the study there (``resumed``)."""
+def _searcher(run: Run, mode: str, resumed: bool = False, imported: Sequence[FrozenTrial] = ()) -> record.StudySearch:
+    """The searcher on a new study in the run's folder (``imported`` trials of earlier runs first, then the baseline,
+    where the file has one, then its priors: tunelab.priors), or on the study there (``resumed``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's group and constant_liar
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     plan = run.plan
     admit = None if not plan or plan.max_flops is None else calibrate.Ceiling(run.spec, run.data_dir, plan.max_flops,
                                                                                plan.cost_unit)  # fmt: skip
+    wandb = mode != "disabled"
     if resumed:
-        return study.resumed_searcher(run, sampler(run.spec), wandb=mode != "disabled", admit=admit)
+        return record.StudySearch(run, sampler(run.spec), wandb, resumed=True, admit=admit)
     queued = priors.points(run, admit)  # prints which it evaluates first, and which it skips
-    return study.searcher(run, sampler(run.spec), wandb=mode != "disabled", admit=admit, imported=imported,
-                          priors=queued)  # fmt: skip
+    study.create(run, imported)
+    return record.StudySearch(run, sampler(run.spec), wandb, admit=admit, priors=queued)
 
 
 def _trainable(run: Run, data_sets: tuple[str, ...]):
@@ -209,11 +212,11 @@ def _trainable(run: Run, data_sets: tuple[str, ...]):
 
 
 def _callbacks(run: Run, mode: str, verbose: bool) -> list[tune.Callback]:
-    """The search's callbacks, ``CtrlC`` and ``Progress`` first (``_fit``'s); each trial's results as the
-    leaderboard (Ray's ExperimentAnalysis) reads them, no TensorBoard files."""
+    """The search's callbacks, ``CtrlC`` and ``Progress`` first (``_fit``'s); the record of the trials; each trial's
+    results in its folder (result.json, progress.csv) for people to read, no TensorBoard files."""
     spec = run.spec
-    shown = Progress(spec, run.plan.expected_s if run.plan else None, verbose)
-    return [CtrlC(), shown, JsonLoggerCallback(), CSVLoggerCallback(), study.StudyWriter(run),
+    ctrl_c, shown = CtrlC(), Progress(spec, run.plan.expected_s if run.plan else None, verbose)
+    return [ctrl_c, shown, record.TrialRecord(run, ctrl_c), JsonLoggerCallback(), CSVLoggerCallback(),
             *tracking.trial_callbacks(mode, spec.project, run.name, spec.config, run.dir)]  # fmt: skip
 
 
@@ -241,7 +244,7 @@ def started(run: Run) -> bool:
 def check_unused(run: Run) -> None:
     """Refuse a new search in a folder that holds a run which got going (trials in its study, a best config, a
     retrain), wherever that run keeps its trials (--storage). A folder left by a search that never got going (no
-    trial) is the new search's: its study is replaced (``study.searcher``)."""
+    trial) is the new search's: its study is replaced (``study.create``)."""
     trials, since = study.started_trials(run.study_file)
     if not trials and not run.best_file.exists() and not run.retrain_dir.exists():
         return
@@ -278,13 +281,13 @@ def _check(run: Run) -> tuple[str, ...]:
 
 
 def _scheduler(spec: Spec, queued: set[str]):
-    """ASHA over the epochs (for several objectives, over Pareto layers: see tunelab.pareto), or None. ``queued``:
+    """ASHA over the epochs (for several objectives, over Pareto layers: see tunelab.schedulers), or None. ``queued``:
     the trial ids of the configs queued first (the searcher's), which train all their epochs (_QueuedFinish)."""
     if spec.hyperband is None or not spec.rungs:  # no early_terminate, or its first rung is at max_epochs or beyond
         return None
     grace, eta = spec.hyperband["min_iter"], spec.hyperband["eta"]
     if spec.multi_objective:
-        return pareto.ParetoASHA(spec.metrics, spec.modes, grace, eta, spec.max_epochs)
+        return schedulers.ParetoASHA(spec.metrics, spec.modes, grace, eta, spec.max_epochs)
     return _QueuedFinish(queued, time_attr="training_iteration", max_t=spec.max_epochs, grace_period=grace,
                          reduction_factor=eta)  # fmt: skip
 
@@ -361,7 +364,7 @@ def resume(run: Run, verbose: bool = False) -> pd.DataFrame:
         # Ray's saved state holds the callbacks and the searcher the search started with: their W&B mode, and the
         # run's folder and study file as they were then (a renamed or copied run's are another's). Tuner.restore
         # takes no new ones, so this run's replace them on Ray's TunerInternal (Ray 2.60); Ray then restores its
-        # saved searcher's state into this one (StudySearch.restore, _Resumed).
+        # saved searcher's state into this one (the study is its state: StudySearch.restore, _Resumed).
         restored, callbacks = tuner._local_tuner, _callbacks(run, mode, verbose)
         assert restored is not None  # a local Tuner has one (a Ray Client's has not)
         restored.get_run_config().callbacks = callbacks
@@ -394,7 +397,7 @@ class _Resumed(SearchGenerator):
 
 def _fit(run: Run, tuner: tune.Tuner, mode: str, callbacks: list[tune.Callback]) -> pd.DataFrame:
     """Run the search; write and return its leaderboard. Ctrl-C (Ray's clean stop, or a second press) is a Failed
-    with exit status 130, raised once the leaderboard and the study hold what the search did."""
+    with exit status 130, raised once the leaderboard holds what the search did."""
     ctrl_c, shown = callbacks[:2]
     assert isinstance(ctrl_c, CtrlC) and isinstance(shown, Progress)  # _callbacks' first two
     tracking.warm_up(mode)
@@ -403,9 +406,7 @@ def _fit(run: Run, tuner: tune.Tuner, mode: str, callbacks: list[tune.Callback])
         results = tuner.fit()
     except BaseException as e:
         with contextlib.suppress(UserError):  # what finished before the error is on the leaderboard, if anything did
-            board = leaderboard.write(run)
-            with contextlib.suppress(Exception):  # and in the study; the search's own error is the one to see
-                study.settle(run, board)
+            leaderboard.write(run)
         if isinstance(e, KeyboardInterrupt):
             raise interrupted(run) from None
         raise
@@ -415,7 +416,6 @@ def _fit(run: Run, tuner: tune.Tuner, mode: str, callbacks: list[tune.Callback])
             signal.signal(signal.SIGINT, before)  # Ray leaves its handler in place after a search that ended
     keep_latest_checkpoints(results)
     board = leaderboard.write(run)
-    study.settle(run, board)
     tracking.log_leaderboard(mode, run.spec.project, run.name, board, run.dir)
     if ctrl_c.pressed:
         raise interrupted(run)

@@ -1,17 +1,22 @@
-"""The report's figures that several models share: a t-SNE map, a confusion matrix and ROC curves.
+"""The figures that several models and the report share: a t-SNE map, a confusion matrix, ROC curves, and grids
+of images (test images above their reconstructions, samples of generative models).
 
-Each takes numpy arrays and writes a PNG (or draws on an Axes, for a figure made of several), on a
-``matplotlib.figure.Figure`` (no pyplot state). ROC curves come with the columns they are drawn for and
-their AUCs (``roc_columns``, ``aucs``), which the text models' metrics also report. matplotlib and
-scikit-learn load inside the functions: a trial worker that imports a trainable does not load them.
+Each takes numpy arrays (images: tensors) and writes a PNG (or draws on an Axes, for a figure made of several), on
+a ``matplotlib.figure.Figure`` (no pyplot state). ROC curves come with the columns they are drawn for and their
+AUCs (``roc_columns``, ``aucs``), which the text models' metrics also report. matplotlib, scikit-learn and
+torchvision load inside the functions: a trial worker that imports a trainable does not load them.
 """
 
 import math
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from tunelab.data import Data
 
 DPI = 110
+SHOWN = 10  # test images in the reconstruction figures
 
 
 def scatter_by_class(ax, points: np.ndarray, labels: np.ndarray, classes: list[str], title: str) -> None:
@@ -134,3 +139,42 @@ def roc_figure(
     fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=DPI)
     return path
+
+
+def shown_images(data: Data, k: int = SHOWN, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """k randomly chosen test images and their labels: the same ones for every model and run."""
+    x, y = data.splits["test"]
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:k].to(x.device)
+    return x[idx], y[idx]
+
+
+def image_rows(rows: dict[str, torch.Tensor], path: Path, title: str = "") -> Path:
+    """A grid of images in [0, 1] (N x C x H x W), one labelled row per entry of ``rows``."""
+    from matplotlib.figure import Figure
+
+    n = max(len(images) for images in rows.values())
+    fig = Figure(figsize=(1.2 * n + 1, 1.35 * len(rows) + 0.4 * bool(title)), layout="constrained")
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for row, (label, images) in zip(axes, rows.items()):
+        for ax, image in zip(row, images.cpu().numpy()):
+            ax.imshow(image.transpose(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(label, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def show_grid(ax, images: torch.Tensor, per_row: int, title: str | None = None) -> None:
+    """Draw float images in [0, 1] (N x C x H x W) on a matplotlib axis, per_row to a row, framed in white."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.detach().float().cpu(), nrow=per_row, padding=2, pad_value=1.0)
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)

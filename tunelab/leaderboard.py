@@ -1,4 +1,5 @@
-"""Ray Tune's results -> one row per trial, best first -> leaderboard.csv / leaderboard.md / best.yaml.
+"""The run's study (tunelab.study, the record of its trials) -> one row per trial, best first -> leaderboard.csv /
+leaderboard.md / best.yaml.
 
 The noise of a validation metric: a trial's accuracy (ACCURACIES: the share of the validation examples it classified
 right) comes with its 95 % Wilson interval over the ``val_examples`` examples it was scored on (columns
@@ -14,9 +15,9 @@ import math
 
 import pandas as pd
 import yaml
-from ray.tune import ExperimentAnalysis
+from optuna.trial import FrozenTrial, TrialState
 
-from tunelab import UserError, pareto
+from tunelab import pareto, study
 from tunelab.files import atomic_write
 from tunelab.runs import Run, plain, preferred_first
 from tunelab.spaces import HARNESS_METRICS, PREFER, Spec
@@ -24,74 +25,46 @@ from tunelab.spaces import HARNESS_METRICS, PREFER, Spec
 ACCURACIES = ("val_acc",)  # metrics that are a share of the validation examples: a binomial interval holds
 LEVEL = 0.95  # of the intervals; the tie test's level is 1 - LEVEL
 
-_STATUS = {
-    "TERMINATED": "completed",
-    "ERROR": "failed",
-    "RUNNING": "interrupted",
-    "PENDING": "pending",
-    "PAUSED": "interrupted",
-}
-
-
 def histories(run: Run) -> dict[str, pd.DataFrame]:
-    """Each trial's per-epoch metrics, by trial id."""
-    return {trial_id: df for trial_id, (_, df) in _trials(run).items()}
+    """Each trial's per-epoch metrics (one row per epoch), by trial id, from the run's study."""
+    return {t.user_attrs["ray_trial_id"]: pd.DataFrame(study.epochs(t).values()) for t in _trials(run)}
 
 
-def _trials(run: Run) -> dict:
-    try:
-        analysis = ExperimentAnalysis(run.experiment_path)
-    except (ValueError, FileNotFoundError):
-        raise UserError(
-            f"{run.experiment_path} holds no search results yet; run `tunelab search {run.spec.argument}`"
-        ) from None
-    frames = {k: _one_row_per_epoch(df) for k, df in analysis.trial_dataframes.items()}
-    return {t.trial_id: (t, frames.get(t.trial_id, pd.DataFrame())) for t in analysis.trials}
+def _trials(run: Run) -> list[FrozenTrial]:
+    """The trials this run's search ran or will run, in the order the sampler drew them."""
+    return [t for t in study.open_study(run).get_trials(deepcopy=False) if study.ran(t)]
 
 
-def _one_row_per_epoch(df: pd.DataFrame) -> pd.DataFrame:
-    """A trial resumed from a checkpoint older than its last results (Ray's saved state lags by up to a second)
-    runs those epochs again: the later run of each epoch is the trial's history."""
-    return df.drop_duplicates("epoch", keep="last").reset_index(drop=True) if "epoch" in df else df
-
-
-def end_status(spec: Spec, epochs: int) -> str:
-    """The status of a trial that Ray ended after ``epochs``: completed, stopped early (ASHA stops a trial only at
-    one of its rungs), or cut by the time budget (ended at another epoch, or before its first)."""
-    if epochs >= spec.max_epochs:
-        return "completed"
-    return "cut by the time budget" if spec.time_budget_s and epochs not in spec.rungs else "stopped early"
+def _status(trial: FrozenTrial) -> str:
+    if trial.state == TrialState.RUNNING:  # running now, or until Ctrl-C (Ray's saved state has it)
+        return "interrupted" if trial.user_attrs.get("epochs") else "pending"
+    return trial.user_attrs.get("status", "failed")
 
 
 def table(run: Run) -> pd.DataFrame:
-    """One row per trial: its status, its metrics at the best epoch it reported (tunelab.trial.is_new_best; for several
+    """One row per trial: its status, its metrics at the best epoch it reported (tunelab.rules.is_new_best; for several
     objectives, its last) with their intervals, whether it is tied with the best (one objective), its epochs, size,
     time, validation examples and sampled config; best first (for several objectives, see tunelab.pareto)."""
     spec = run.spec
     rows = []
-    for trial_id, (trial, df) in _trials(run).items():
-        row = {"trial_id": trial_id, "status": _STATUS.get(trial.status, trial.status.lower())}
-        reported = df.dropna(subset=["best_epoch"]) if "best_epoch" in df else df.iloc[0:0]
-        best = df[df["epoch"] == reported["best_epoch"].iloc[-1]].tail(1) if len(reported) else df.iloc[0:0]
-        examples = int(best["val_examples"].fillna(0).iloc[0]) if len(best) and "val_examples" in best else 0  # unknown
+    for trial in _trials(run):
+        history = study.epochs(trial)
+        best = history.get(int(trial.user_attrs.get("best_epoch", 0)), {})
+        last = history.get(max(history, default=0), {})
+        examples = int(best.get("val_examples", 0))  # 0: unknown
+        row = {"trial_id": trial.user_attrs["ray_trial_id"], "status": _status(trial)}
         for m in spec.metrics:
-            row[m] = float(best[m].iloc[0]) if len(best) and m in best else math.nan
+            row[m] = float(best.get(m, math.nan))
             if m not in HARNESS_METRICS:  # a parameter count or seconds are measured, not estimated
                 row[f"{m}_low"], row[f"{m}_high"] = interval(m, row[m], examples)
-        epochs = int(df["epoch"].max()) if "epoch" in df and len(df) else 0
-        seconds = next((c for c in ("duration_s", "time_total_s") if c in df and len(df)), None)  # epochs, or wall time
-        if row["status"] == "completed":
-            row["status"] = end_status(spec, epochs)
-        elif row["status"] == "pending" and epochs:  # Ray saves a trial stopped by Ctrl-C as pending
-            row["status"] = "interrupted"
         row |= {
-            "epochs": epochs,
-            "best_epoch": int(best["epoch"].iloc[0]) if len(best) else 0,
-            "params": int(df["params"].iloc[-1]) if "params" in df and len(df) else 0,
-            "duration_s": round(float(df[seconds].iloc[-1]), 3) if seconds else 0.0,
+            "epochs": max(history, default=0),
+            "best_epoch": int(trial.user_attrs.get("best_epoch", 0)) if best else 0,
+            "params": int(last.get("params", 0)),
+            "duration_s": round(float(last.get("duration_s", 0.0)), 3),  # its epochs' seconds
             "val_examples": examples,
         }
-        row |= {f"config/{k}": v for k, v in trial.config.items()}
+        row |= {f"config/{k}": v for k, v in trial.params.items()}
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:

@@ -1,4 +1,5 @@
-"""Several objectives: Pareto layers, the trial to hand in, early stopping by Pareto layer, the front's plot.
+"""Several objectives: Pareto layers and the trial to hand in (pure numpy; ``tunelab.schedulers`` stops trials by
+Pareto layer, ``tunelab.report`` plots the front).
 
 A trial is one point in objective space, e.g. (validation pixel accuracy, parameter count, training
 seconds). It is Pareto-optimal when no other trial is at least as good in every objective and better in
@@ -7,28 +8,15 @@ scaled to [0, 1] over the front (0 = the front's best value, 1 = its worst), and
 Euclidean distance to all zeros wins (ties: the better first objective): a balanced compromise rather than
 the extreme of one objective. Targets (e.g. pixel accuracy at least 0.98) narrow the choice: when some
 Pareto-optimal trials reach every target, the hand-in is the one of them nearest their ideal point.
-
-Early stopping (``ParetoASHA``) follows MO-ASHA (Schmucker et al. 2021, "Multi-objective Asynchronous
-Successive Halving"): the rungs are ASHA's (after min_iter, min_iter * eta, ... epochs), but at a rung the
-trials that reached it are ranked by Pareto layer (non-dominated sorting: layer 0 is the front, layer 1 the
-front of the rest, ...) instead of by one metric. A trial goes on if its layer is no worse than that of the
-ceil(n / eta)-th best of the n trials recorded at the rung (ties go on). So every trial on the rung's
-front goes on, whichever objective it is good at: a small, fast model is not stopped for being less
-accurate than a large one, as ranking by the first metric alone would do. With one objective the rule is
-ASHA's top 1/eta.
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
-
-from tunelab import spaces
 
 RULE = ("The trial to hand in is the Pareto-optimal one nearest the ideal point, each objective scaled to [0, 1] "
         "over the front (over the trials that reach the targets, if any do); early stopping keeps the trials in "
-        "the top 1/eta Pareto layers at each rung (tunelab.pareto).")  # fmt: skip
+        "the top 1/eta Pareto layers at each rung (tunelab.pareto, tunelab.schedulers).")  # fmt: skip
 
 
 def _oriented(values: np.ndarray, modes: list[str]) -> np.ndarray:
@@ -96,60 +84,3 @@ def goes_on(candidate: int, values: np.ndarray, modes: list[str], eta: int) -> b
     layer = layers(values, modes)
     threshold = np.sort(layer)[math.ceil(len(layer) / eta) - 1]
     return bool(layer[candidate] <= threshold)
-
-
-class ParetoASHA(FIFOScheduler):
-    """ASHA's rungs with the Pareto-layer rule of this module's docstring, for a multi-objective search."""
-
-    def __init__(self, metrics: list[str], modes: list[str], grace_period: int, eta: int, max_t: int):
-        super().__init__()
-        self.metrics, self.modes, self.eta = metrics, modes, eta
-        rungs = spaces.asha_rungs(grace_period, eta, max_t)
-        self.rungs: dict[int, dict[str, list[float]]] = {t: {} for t in rungs}  # epoch -> trial -> values
-
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        recorded = self.rungs.get(result.get("training_iteration", 0))  # 0: no rung
-        values = [result.get(m) for m in self.metrics]
-        if recorded is None or trial.trial_id in recorded or any(v is None or not math.isfinite(v) for v in values):
-            return TrialScheduler.CONTINUE
-        recorded[trial.trial_id] = [float(result[m]) for m in self.metrics]  # each there and finite
-        ids = list(recorded)
-        keep = goes_on(ids.index(trial.trial_id), np.array([recorded[i] for i in ids]), self.modes, self.eta)
-        return TrialScheduler.CONTINUE if keep else TrialScheduler.STOP
-
-    def debug_string(self) -> str:
-        return f"Pareto-layer ASHA on {', '.join(self.metrics)}: rungs at epochs {list(self.rungs)}"
-
-
-def plot_front(board, metrics: list[str], modes: list[str], targets: dict[str, float], path: Path) -> Path:
-    """The first objective against each other one: every trial, the Pareto-optimal ones marked, the targets
-    dashed, the hand-in trial (the board's first row) named. ``board``: a leaderboard with a ``pareto`` column."""
-    import matplotlib.pyplot as plt
-
-    others = metrics[1:]
-    fig, axes = plt.subplots(1, len(others), figsize=(5.2 * len(others), 4.2), squeeze=False)
-    chosen = board.iloc[0]
-    front, rest = board[board["pareto"]], board[~board["pareto"]]
-    for ax, (other, mode) in zip(axes[0], zip(others, modes[1:])):
-        ax.scatter(rest[other], rest[metrics[0]], s=28, facecolors="none", edgecolors="grey", label="dominated")
-        ax.scatter(front[other], front[metrics[0]], s=36, color="tab:blue", label="Pareto-optimal (all objectives)")
-        ax.scatter([chosen[other]], [chosen[metrics[0]]], s=260, marker="*", color="tab:red", zorder=3,
-                   label=f"hand-in: trial {chosen['trial_id']}")  # fmt: skip
-        ax.annotate(f"trial {chosen['trial_id']}", (chosen[other], chosen[metrics[0]]), textcoords="offset points",
-                    xytext=(8, -14), color="tab:red")  # fmt: skip
-        positive = (board[other] > 0).all() and board[other].max() > 20 * board[other].min()
-        ax.set(xlabel=f"{other} ({mode}, better {'right' if mode == 'max' else 'left'})",
-               ylabel=f"{metrics[0]} ({modes[0]})", xscale="log" if positive else "linear")  # fmt: skip
-        if metrics[0] in targets:
-            ax.axhline(targets[metrics[0]], color="tab:green", linestyle="--", label=f"target {metrics[0]}")
-        if other in targets:
-            ax.axvline(targets[other], color="tab:green", linestyle=":", label=f"target {other}")
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(
-        f"Pareto front of {len(board)} trials: {len(front)} Pareto-optimal, hand-in trial {chosen['trial_id']}"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

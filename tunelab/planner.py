@@ -9,11 +9,18 @@ next (``promoted``: Ray's ASHA compares each trial with those that reached the r
 on more often), and so on up to max_epochs. An epoch of a trial costs ``subset`` times its epoch on the whole
 training set (training and validation, both cut to the fraction) plus a fixed cost to report and checkpoint it;
 each trial also costs a fixed start. ``concurrency`` trials run at once: each stage takes as many waves as it has
-trials over the concurrency, rounded up.
+trials over the concurrency, rounded up, each as long as its slowest trial's epochs.
+
+The configs queued first (the spec's baseline, then the file's priors: tunelab.priors) are trials too, but ASHA lets
+them train all max_epochs epochs (tunelab.engine's _QueuedFinish), each at its own epoch (its cost, on the line
+through calibration's corners): they are in every stage, in its first waves, and since they reach each rung first,
+the sampled trials' chances there are those of the records after theirs. The plan's trials count them; the sampled
+trials (TARGET_TRIALS, MIN_TRIALS) are planned around them.
 """
 
 import bisect
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from tunelab.spaces import asha_rungs
@@ -34,7 +41,7 @@ FLAGS = {"trials": "--trials", "max_epochs": "--max-epochs", "subset": "--subset
 class Plan:
     """A planned search and the retrain after it (times in seconds)."""
 
-    trials: int
+    trials: int  # the queued configs included
     max_epochs: int
     rungs: list[int]  # the epochs at which ASHA compares trials (none: every trial trains max_epochs epochs)
     eta: int
@@ -55,6 +62,8 @@ class Plan:
     max_epoch_s: float | None = None
     max_flops: float | None = None
     cost_unit: str = "flops"  # what max_flops counts: "s" where calibration could not count FLOPs (its seconds)
+    queued: int = 0  # of the trials, the configs queued first, which train all max_epochs epochs
+    baseline: bool = False  # whether the first of them is the baseline (the others are priors)
 
     def lines(self) -> list[str]:
         """The two lines printed before the first trial."""
@@ -67,7 +76,8 @@ class Plan:
         kept = ", ".join(f"{FLAGS[k]} {v:g}" for k, v in self.fixed.items())
         more = "" if "trials" in self.fixed else " (more if time is left)"
         return [
-            f"Plan: {self.trials} trials{more}, {epochs}, on {_fraction(self.subset)}, {self.concurrency} at a time; "
+            f"Plan: {self._queued()}{self.trials - self.queued} trials{more}, {epochs}, on {_fraction(self.subset)}, "
+            f"{self.concurrency} at a time; "
             f"expected {_in(self.expected_s, expected)} of {_in(self.budget_s, unit, expected != unit)}{over} "
             f"(calibration {self.calibration_s:.0f} s)." + (f" Kept from the command line: {kept}." if kept else ""),
             f"Retrain of the best config: {_epochs(self.retrain_epochs)} on the whole training set, about "
@@ -79,6 +89,14 @@ class Plan:
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython and Jupyter show the two lines
         printer.text(str(self))
+
+    def _queued(self) -> str:
+        """The configs queued first, as the plan's first line counts them ("5 queued (baseline, 4 priors) + ")."""
+        if not self.queued:
+            return ""
+        priors = self.queued - self.baseline
+        which = ["baseline"] * self.baseline + [f"{priors} prior{'s' if priors > 1 else ''}"] * (priors > 0)
+        return f"{self.queued} queued ({', '.join(which)}) + "
 
     def _ceiling(self) -> str:
         budget = self.retrain_budget_s
@@ -95,15 +113,16 @@ class Plan:
         return f", at most {_in(most, _unit(most))}: the search skips configs that would take longer"
 
     def first_rung_s(self) -> float:
-        """A trial's expected seconds until ASHA first judges it (until it ends, without rungs)."""
+        """A sampled trial's expected seconds until ASHA first judges it (until it ends, without rungs)."""
         epochs = self.rungs[0] if self.rungs else self.max_epochs
         return self.trial_start_s + TRIAL_START_S + epochs * self.epoch_s
 
     def more_trials(self, started: int, left_s: float) -> bool:
-        """Whether a search that has ``started`` trials, with ``left_s`` seconds of its budget left, starts another:
-        the planned ones always; beyond them (ASHA stopped more trials than the cost model expects, or they ran
-        faster than calibrated) as long as another reaches ASHA's first rung in the time left, so that the budget
-        is spent rather than left (a grid's or the user's ``--trials`` are kept exactly)."""
+        """Whether a search that has ``started`` trials (the queued configs among them), with ``left_s`` seconds of
+        its budget left, starts another: the planned ones always; beyond them (ASHA stopped more trials than the cost
+        model expects, or they ran faster than calibrated) as long as another sampled trial reaches ASHA's first
+        rung in the time left, so that the budget is spent rather than left (a grid's or the user's ``--trials`` are
+        kept exactly)."""
         if started < self.trials:
             return True
         return "trials" not in self.fixed and started < MAX_TRIALS and left_s >= self.first_rung_s()
@@ -126,6 +145,7 @@ def make_plan(
     fixed: dict | None = None, space_max_epochs: int = 10, *, calibration_s: float = 0.0,
     epoch_s_mean: float | None = None, eta: int = ETA, start_s: float = START_S, margin: float = MARGIN,
     epoch_report_s: float = EPOCH_REPORT_S, retrain_budget_s: float | None = None, max_epoch_s: float | None = None,
+    queued_epoch_s: Sequence[float] = (), baseline: bool = False,
 ) -> Plan:  # fmt: skip
     """The plan that fits ``budget_s``.
 
@@ -134,14 +154,16 @@ def make_plan(
     it, else the mean of the two. ``overhead_s``: a trial's start (building its model). ``slots``: how many trials
     fit on the machine at once. ``fixed``: the user's values of FLAGS' keys, kept exactly. ``space_max_epochs``:
     the file's max_epochs, a ceiling. The trials may take the budget less calibration and Ray's start, less
-    ``margin``.
+    ``margin``. ``queued_epoch_s``: an epoch on the whole training set of each config queued first, in their order
+    (the baseline first where ``baseline``, then the priors): trials that train all max_epochs epochs, counted in
+    the plan's; ``fixed["trials"]`` keeps the first of them that it holds.
 
     Heuristics, in order: run as many trials at once as fit; keep the space's max_epochs, with ASHA's rungs at 1,
     eta, eta^2 ... epochs (none below 3 epochs: one epoch's value tells too little); take the largest data fraction
-    (SUBSETS) at which TARGET_TRIALS trials fit, with as many trials as fit there (up to MAX_TRIALS); below that,
-    fewer trials down to MIN_TRIALS, at the largest fraction that affords as many as the floor fraction does;
-    below that, fewer epochs. Where even MIN_TRIALS trials
-    of one epoch do not fit, that smallest plan is returned, expected over the budget.
+    (SUBSETS) at which the queued configs and TARGET_TRIALS sampled trials fit, with as many trials as fit there (up
+    to MAX_TRIALS in all); below that, fewer sampled trials down to MIN_TRIALS, at the largest fraction that affords
+    as many as the floor fraction does; below that, fewer epochs. Where even the queued configs and MIN_TRIALS
+    trials of one epoch do not fit, that smallest plan is returned, expected over the budget.
 
     The retrain (``tunelab retrain``'s defaults for a planned run) trains the best config for max_epochs epochs on
     the whole data (train+validation), at a trial's expected epoch on the whole training set: an upper estimate
@@ -160,8 +182,9 @@ def make_plan(
 
     def cost(trials: int, max_epochs: int, subset: float) -> float:
         concurrency = fixed.get("concurrency") or max(1, min(slots, trials))
-        return search_s(trials, max_epochs, rungs_of(max_epochs, eta), eta, subset * epoch_full + epoch_report_s,
-                        overhead_s, concurrency)  # fmt: skip
+        queued = [subset * e + epoch_report_s for e in queued_epoch_s[:trials]]
+        return search_s(trials - len(queued), max_epochs, rungs_of(max_epochs, eta), eta,
+                        subset * epoch_full + epoch_report_s, overhead_s, concurrency, queued)  # fmt: skip
 
     def trials_at(max_epochs: int, subset: float) -> int:
         if "trials" in fixed:
@@ -172,20 +195,23 @@ def make_plan(
     attempts = [(epochs[0], s, TARGET_TRIALS) for s in subsets] + [(e, subsets[-1], MIN_TRIALS) for e in epochs]
     for max_epochs, subset, wanted in attempts:
         trials = trials_at(max_epochs, subset)
-        if ("trials" in fixed or trials >= wanted) and cost(trials, max_epochs, subset) <= available:
+        sampled = trials - len(queued_epoch_s)
+        if ("trials" in fixed or sampled >= wanted) and cost(trials, max_epochs, subset) <= available:
             # less data only where it buys trials (it does not where a trial's start outweighs its epochs)
             subset = next(s for s in subsets if trials_at(max_epochs, s) >= trials and cost(trials, max_epochs, s)
                           <= available)  # fmt: skip
             break
     else:  # not even the smallest plan fits
-        max_epochs, subset, trials = epochs[-1], subsets[-1], fixed.get("trials", MIN_TRIALS)
+        max_epochs, subset = epochs[-1], subsets[-1]
+        trials = fixed.get("trials", min(len(queued_epoch_s) + MIN_TRIALS, MAX_TRIALS))
     concurrency = fixed.get("concurrency") or max(1, min(slots, trials))
     return Plan(
         trials=trials, max_epochs=max_epochs, rungs=rungs_of(max_epochs, eta), eta=eta, subset=subset,
         concurrency=concurrency, expected_s=calibration_s + start_s + cost(trials, max_epochs, subset),
         calibration_s=calibration_s, retrain_epochs=max_epochs, retrain_expected_s=max_epochs * epoch_full,
         budget_s=budget_s, epoch_s=subset * epoch_full + epoch_report_s, trial_start_s=overhead_s, fixed=fixed,
-        retrain_budget_s=retrain_budget_s, max_epoch_s=max_epoch_s,
+        retrain_budget_s=retrain_budget_s, max_epoch_s=max_epoch_s, queued=min(len(queued_epoch_s), trials),
+        baseline=baseline,
     )  # fmt: skip
 
 
@@ -204,17 +230,22 @@ def promoted(trials: float, eta: int) -> float:
 
 
 def search_s(trials: int, max_epochs: int, rungs: list[int], eta: int, epoch_s: float, overhead_s: float,
-             concurrency: int) -> float:  # fmt: skip
-    """The expected seconds of the trials of a search (the module's cost model): ``epoch_s`` per epoch of a trial,
-    ``overhead_s`` per trial, ``concurrency`` trials at once, ASHA at ``rungs``."""
+             concurrency: int, queued: Sequence[float] = ()) -> float:  # fmt: skip
+    """The expected seconds of the trials of a search (the module's cost model): the configs queued first, at
+    ``queued`` seconds per epoch each, which train all max_epochs epochs, then ``trials`` sampled ones at ``epoch_s``
+    per epoch; ``overhead_s`` per trial, ``concurrency`` trials at once, ASHA at ``rungs``."""
+    first = promoted(len(queued), eta)  # the queued ones' records come first at every rung
 
-    def waves(n: float) -> int:
-        return math.ceil(n / concurrency - 1e-9)
+    def stage_s(going_on: float) -> float:
+        """An epoch of the trials at a stage: the queued, then ``going_on`` sampled ones, in waves of
+        ``concurrency`` that each take their slowest trial's epoch."""
+        epochs = [*queued, *[epoch_s] * math.ceil(going_on - 1e-9)]
+        return sum(max(epochs[i : i + concurrency]) for i in range(0, len(epochs), concurrency))
 
-    total, going_on, done = waves(trials) * overhead_s, float(trials), 0
+    total, going_on, done = math.ceil((len(queued) + trials) / concurrency) * overhead_s, float(trials), 0
     for milestone in [*rungs, max_epochs]:
-        total += waves(going_on) * (milestone - done) * epoch_s
-        going_on, done = promoted(going_on, eta), milestone
+        total += stage_s(going_on) * (milestone - done)
+        going_on, done = promoted(len(queued) + going_on, eta) - first, milestone
     return total
 
 

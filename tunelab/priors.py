@@ -58,6 +58,15 @@ def points(run: Run, admit: Callable[[dict], float] | None = None) -> list[tuple
     return queued
 
 
+def inside(spec: Spec) -> list[dict]:
+    """The points of the file's priors that fall inside ``spec``'s space, in the file's order, without a word: those
+    that ``points`` queues before a ceiling and the trial cap have their say (none for a grid). A planned search
+    counts them in its cost (tunelab.calibrate.plan_for)."""
+    if spec.method == "grid":
+        return []
+    return [point for point, why in (_point(spec, prior) for prior in spec.priors) if why is None]
+
+
 def _point(spec: Spec, prior: dict[str, Any]) -> tuple[dict, str | None]:
     """The prior as a point of the space (its searched values, the space's defaults for those it leaves out), or why it
     is outside the space."""

@@ -12,19 +12,7 @@ import torch
 import torchinfo
 from matplotlib.ticker import MaxNLocator
 
-from tunelab import (
-    UserError,
-    ablation,
-    analysis,
-    data as datasets,
-    leaderboard,
-    pareto,
-    protocol,
-    retrain,
-    runs,
-    spaces,
-    tracking,
-)
+from tunelab import UserError, ablation, analysis, comparison, leaderboard, pareto, retrain, runs, spaces, tracking
 from tunelab.files import atomic_write
 from tunelab.runs import Run
 
@@ -94,7 +82,7 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
         reached = "" if not spec.targets else " It reaches the targets." if best["on_target"] else (
             " No Pareto-optimal trial reaches the targets: it is chosen from the whole front.")  # fmt: skip
         blocks.append(("p", leaderboard.order_note(spec) + " " + pareto.RULE + reached))
-        front = pareto.plot_front(board, spec.metrics, spec.modes, spec.targets, out / "pareto_front.png")
+        front = _pareto_front(board, spec, out / "pareto_front.png")
         caption = (
             f"Pareto front: {spec.metric} against each other objective; the star is the trial to hand in, "
             f"trial {best['trial_id']}"
@@ -133,25 +121,23 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
                    ("table", first_try)]  # fmt: skip
     if not run.has_retrained():
         return blocks
-    trainable = protocol.load_trainable(spec.trainable)
-    data = run.retrained_data()
-    parts = run.retrained_parts(data)
+    best = comparison.retrained(run)
+    trainable, data, parts = best.trainable, best.data, best.parts
     blocks.append(("h3", "Layers of the best model"))
     blocks.append(("table", layer_table(parts["model"], trainable.example_input(parts, data))))
     for caption, path in trainable.figures(parts, data, out).items():
         blocks.append(("img", caption, path))
     if spec.compare_with:
-        blocks += _comparison(run, data, parts, out)
+        blocks += _comparison(best, out)
     if trainable.image_classifier:
         blocks += analysis.section(parts["model"], data, out, trainable.predict)
     return blocks
 
 
-def _comparison(run: Run, data: datasets.Data, parts: dict, out: Path) -> list[tuple]:
-    """This run's retrained model beside those of the runs in compare_with (``tunelab.comparison``)."""
-    from tunelab import comparison
-
-    models, missing = [comparison.Model(run, data, parts)], []
+def _comparison(best: comparison.Model, out: Path) -> list[tuple]:
+    """The run's retrained model ``best`` beside those of the runs in its compare_with (``tunelab.comparison``)."""
+    run = best.run
+    models, missing = [best], []
     for name in run.spec.compare_with:
         try:
             other = runs.open_run(name, run.dir.parent)
@@ -243,6 +229,36 @@ def _all_trials(histories: dict, metric: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     if len(histories) <= 12:
         ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _pareto_front(board: pd.DataFrame, spec: spaces.Spec, path: Path) -> Path:
+    """The first objective against each other one: every trial, the Pareto-optimal ones marked, the targets
+    dashed, the hand-in trial (the board's first row) named. ``board``: a leaderboard with a ``pareto`` column."""
+    metrics, modes, targets = spec.metrics, spec.modes, spec.targets
+    others = metrics[1:]
+    fig, axes = plt.subplots(1, len(others), figsize=(5.2 * len(others), 4.2), squeeze=False)
+    chosen = board.iloc[0]
+    front, rest = board[board["pareto"]], board[~board["pareto"]]
+    for ax, (other, mode) in zip(axes[0], zip(others, modes[1:])):
+        ax.scatter(rest[other], rest[metrics[0]], s=28, facecolors="none", edgecolors="grey", label="dominated")
+        ax.scatter(front[other], front[metrics[0]], s=36, color="tab:blue", label="Pareto-optimal (all objectives)")
+        ax.scatter([chosen[other]], [chosen[metrics[0]]], s=260, marker="*", color="tab:red", zorder=3,
+                   label=f"hand-in: trial {chosen['trial_id']}")  # fmt: skip
+        ax.annotate(f"trial {chosen['trial_id']}", (chosen[other], chosen[metrics[0]]), textcoords="offset points",
+                    xytext=(8, -14), color="tab:red")  # fmt: skip
+        positive = (board[other] > 0).all() and board[other].max() > 20 * board[other].min()
+        ax.set(xlabel=f"{other} ({mode}, better {'right' if mode == 'max' else 'left'})",
+               ylabel=f"{metrics[0]} ({modes[0]})", xscale="log" if positive else "linear")  # fmt: skip
+        if metrics[0] in targets:
+            ax.axhline(targets[metrics[0]], color="tab:green", linestyle="--", label=f"target {metrics[0]}")
+        if other in targets:
+            ax.axvline(targets[other], color="tab:green", linestyle=":", label=f"target {other}")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(
+        f"Pareto front of {len(board)} trials: {len(front)} Pareto-optimal, hand-in trial {chosen['trial_id']}"
+    )
     return _save(fig, path)
 
 

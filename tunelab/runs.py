@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 import yaml
 
-from tunelab import UserError, data as datasets, files, protocol, spaces, training
+from tunelab import UserError, data as datasets, files, spaces
 from tunelab.planner import Plan
 
 INFO_FILE = "tunelab.yaml"
@@ -185,19 +185,12 @@ class Run:
     def has_retrained(self) -> bool:
         return self.checkpoint_file().is_file()
 
-    def retrained_data(self) -> datasets.Data:
-        """The data set as the best retrained model saw it (its fraction of train+validation, so that a text model's
-        vocabulary is rebuilt the same), with the whole test set."""
+    def retrained_data(self, device: torch.device) -> datasets.Data:
+        """The data set on ``device`` as the best retrained model saw it (its fraction of train+validation, so that a
+        text model's vocabulary is rebuilt the same), with the whole test set; ``tunelab.training.rebuild`` builds
+        a retrained model on it."""
         subset = self.retrained()["subset"]
-        return datasets.load_dataset(self.spec.dataset, self.data_dir, "retrain", subset, training.device())
-
-    def retrained_parts(self, data: datasets.Data, rank: int = 1, seed: int = 0) -> dict:
-        """The parts of a retrained model, built from its checkpoint's config with its weights, in eval mode."""
-        saved = self.retrained(rank, seed)
-        parts = training.build(protocol.load_trainable(saved["trainable"]), saved["config"], data, 0)
-        parts["model"].load_state_dict(saved["model"])
-        parts["model"].eval()
-        return parts
+        return datasets.load_dataset(self.spec.dataset, self.data_dir, "retrain", subset, device)
 
     @property
     def retrain_file(self) -> Path:

@@ -1,4 +1,5 @@
-"""The epoch loop shared by search trials and retraining: build a trainable, train, evaluate, check."""
+"""The epoch loop shared by search trials and retraining: build a trainable, train, evaluate, check; and a saved
+model built again with its weights."""
 
 import math
 import time
@@ -6,7 +7,7 @@ import time
 import torch
 
 from tunelab.data import Data
-from tunelab.protocol import Trainable
+from tunelab.protocol import Trainable, load_trainable
 
 
 class Diverged(FloatingPointError):
@@ -21,6 +22,15 @@ def device() -> torch.device:
 def build(trainable: Trainable, config: dict, data: Data, seed: int) -> dict:
     torch.manual_seed(seed)
     return trainable.build(config, data)
+
+
+def rebuild(saved: dict, data: Data) -> dict:
+    """The parts of a saved model (a retrained checkpoint, ``tunelab.runs.Run.retrained``: its trainable, config and
+    ``model`` weights), built on ``data`` with those weights, in eval mode."""
+    parts = build(load_trainable(saved["trainable"]), saved["config"], data, 0)
+    parts["model"].load_state_dict(saved["model"])
+    parts["model"].eval()
+    return parts
 
 
 def param_count(parts: dict) -> int:

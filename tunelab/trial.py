@@ -1,8 +1,8 @@
 """One Ray Tune trial: the only place that calls Ray's report and checkpoint API.
 
 It completes the sampled values into the trial's config (``Spec.config``), runs the epochs, and reports metrics
-and a checkpoint after each, with the trial's best epoch so far (the leaderboard's row of the trial is that epoch);
-a restarted trial continues from its latest checkpoint. Trials reuse their worker process (Ray's
+and a checkpoint after each, with the trial's best epoch so far (tunelab.rules); a restarted trial continues from its
+latest checkpoint. Trials reuse their worker process (Ray's
 ``reuse_actors``): the data set stays loaded on the trial's device for the next trial that reads it, and
 nothing else carries over: each trial seeds the random streams and sets torch's threads anew.
 """
@@ -10,7 +10,6 @@ nothing else carries over: each trial seeds the random streams and sets torch's 
 import gc
 import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from ray import tune
 
 from tunelab import data as datasets, protocol, training
+from tunelab.rules import is_new_best
 from tunelab.spaces import Spec
 
 STATE_FILE = "state.pt"
@@ -60,29 +60,6 @@ def _clean_start(job: TrialJob) -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-
-
-def is_new_best(spec: Spec, value: float | None, best: float | None) -> bool:
-    """The rule of a trial's best epoch, the one place it is written: whether an epoch whose value of the spec's
-    metric is ``value`` becomes the trial's best, after the best value so far ``best`` (None before any). One
-    objective: a strictly better value by the spec's mode (a tie keeps the earlier epoch; an epoch without the metric
-    never counts). Several objectives: every epoch, so a trial's best is its last, the model as trained (no one epoch
-    is best in every objective). A trial reports its best epoch with each epoch (``best_epoch``); the leaderboard's
-    row of a trial and the study's value(s) of it are that epoch's metrics."""
-    if spec.multi_objective:
-        return True
-    sign = 1 if spec.mode == "max" else -1
-    return value is not None and (best is None or sign * value > sign * best)
-
-
-def best_epoch_of(spec: Spec, values: Mapping[int, float | None]) -> int:
-    """The best epoch (``is_new_best``) of a history of the spec's metric, by epoch in epoch order; 0 if none."""
-    best: float | None = None
-    found = 0
-    for epoch, value in values.items():
-        if is_new_best(spec, value, best):
-            best, found = value, epoch
-    return found
 
 
 def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None:

@@ -4,7 +4,7 @@ Optuna study, so that its TPE sampler starts from what they found instead of sam
 This module owns which trials are imported and as what: it reads the earlier runs' studies (tunelab.study), refuses a
 run of another trainable, data set or metric, drops trials outside the new space (one line says how many and why) and
 rebuilds the rest on the new space's distributions (TPE models only trials whose distributions are the space's).
-``study.searcher`` puts them into the new study before the baseline is queued. Nothing else sees them: the
+``study.create`` puts them into the new study before the baseline is queued. Nothing else sees them: the
 leaderboard lists the trials Ray ran (imported ones never ran in this run), Ray counts only its own trials against
 ``run_cap``, and ``tunelab resume`` reopens the study as it is, imports included, so nothing is imported twice.
 Each carries the user attrs ``imported_from`` (the run) and ``imported_trial_id`` (its trial id on that run's
@@ -28,9 +28,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab import UserError, study
+from tunelab.rules import best_epoch_of
 from tunelab.runs import Run, open_run
 from tunelab.spaces import Spec, allowed, contains
-from tunelab.trial import best_epoch_of
 
 LEARNS = ("bayes",)  # the methods whose sampler learns from earlier trials (TPE); random and grid do not
 
