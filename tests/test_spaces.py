@@ -82,6 +82,25 @@ def test_hyperband_maps_to_asha_rungs():
     assert spec.hyperband == {"min_iter": 3, "eta": 3}  # W&B's brackets 27/3 and 27/9: ASHA's rungs 3 and 9
 
 
+def test_hyperband_refuses_unknown_keys_and_accepts_w_and_b_strict():
+    with pytest.raises(UserError) as e:
+        parse(SEARCHED, early_terminate={"type": "hyperband", "min_iter": 1, "etaa": 2})
+    assert str(e.value) == (
+        "exp.yaml: early_terminate: unknown key(s) etaa; allowed: eta, max_iter, min_iter, s, strict, type "
+        "(W&B's strict is accepted and ignored: ASHA has no stricter rule)"
+    )
+    spec = parse(SEARCHED, early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2, "strict": True})
+    assert spec.hyperband == {"min_iter": 1, "eta": 2}
+
+
+def test_resources_name_an_unknown_key():
+    with pytest.raises(UserError) as e:
+        parse(SEARCHED, resources={"cpu": 1, "gpus": 1})
+    assert str(e.value) == "exp.yaml: resources: unknown key(s) gpus; allowed: cpu, gpu"
+    with pytest.raises(UserError, match="resources: must be a mapping with the keys cpu and gpu"):
+        parse(SEARCHED, resources=[1])
+
+
 def test_a_file_that_searches_nothing_is_refused():
     with pytest.raises(UserError, match="parameters: nothing is searched"):
         parse({"lr": {"value": 0.01}})

@@ -58,7 +58,7 @@ def _cmd_data_path(args) -> None:
 def _cmd_plan(args) -> None:
     plan = api.plan(args.experiment, time_budget=args.time_budget, retrain_budget=args.retrain_budget,
                     trials=args.trials, max_epochs=args.max_epochs, subset=args.subset, concurrency=args.concurrency,
-                    cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                    cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, no_priors=args.no_priors,
                     data_dir=args.data_dir)  # fmt: skip
     print(plan)
 
@@ -217,9 +217,28 @@ def _flag(check):
     return parse
 
 
-_integer, _duration, _fraction, _seed, _gpus, _run_name = map(
-    _flag, (api.number, api.duration, api.fraction, api.seed, api.gpus, api.run_name)
+_integer, _duration, _fraction, _positive, _seed, _gpus, _run_name = map(
+    _flag, (api.number, api.duration, api.fraction, api.positive, api.seed, api.gpus, api.run_name)
 )
+
+
+class _Commands:
+    """The commands of a parser (or of a command's actions), each of which also takes --data-dir and --results-dir
+    after its name."""
+
+    def __init__(self, sub, roots: argparse.ArgumentParser) -> None:
+        self.sub = sub
+        self.roots = roots
+
+    def add(self, name: str, func, help: str) -> argparse.ArgumentParser:
+        c = self.sub.add_parser(name, help=help, description=help, parents=[self.roots])
+        c.set_defaults(func=func)
+        return c
+
+
+def _roots(parser_: argparse.ArgumentParser, default) -> None:
+    parser_.add_argument("--data-dir", default=default, help="data root (default: $TUNELAB_DATA or ./datasets)")
+    parser_.add_argument("--results-dir", default=default, help="results root (default: $TUNELAB_RESULTS or ./results)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -228,61 +247,63 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"tunelab {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    roots = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
-    for parser_, default in ((p, None), (roots, argparse.SUPPRESS)):
-        parser_.add_argument("--data-dir", default=default, help="data root (default: $TUNELAB_DATA or ./datasets)")
-        parser_.add_argument(
-            "--results-dir", default=default, help="results root (default: $TUNELAB_RESULTS or ./results)"
-        )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _roots(p, None)
+    roots = argparse.ArgumentParser(add_help=False)  # accepted after the command too
+    _roots(roots, argparse.SUPPRESS)
+    commands = _Commands(p.add_subparsers(dest="command", required=True, metavar="COMMAND"), roots)
+    commands.add("list", _cmd_list, "list experiments, trainables and data sets")
+    commands.add("doctor", _cmd_doctor, "the Python, Ray, Optuna, torch and W&B versions tunelab runs with, each "
+                 "against its tested range (exit 1 outside it), the data root and the W&B mode")  # fmt: skip
+    _plan_command(commands)
+    _search_command(commands)
+    _resume_command(commands)
+    _leaderboard_command(commands)
+    _dashboard_command(commands)
+    _retrain_command(commands)
+    _report_command(commands)
+    _describe_command(commands)
+    _compare_command(commands)
+    _check_command(commands)
+    _new_command(commands)
+    _data_command(commands)
+    return p
 
-    def command(name, func, help):
-        c = sub.add_parser(name, help=help, description=help, parents=[roots])
-        c.set_defaults(func=func)
-        return c
 
-    command("list", _cmd_list, "list experiments, trainables and data sets")
-    command("doctor", _cmd_doctor, "the Python, Ray, Optuna, torch and W&B versions tunelab runs with, each against "
-            "its tested range (exit 1 outside it), the data root and the W&B mode")  # fmt: skip
-    pl = command("plan", _cmd_plan, "print the plan of a search within a time budget (trials, epochs, ASHA's rungs, "
-                 "data fraction, concurrency, retrain) without running it; it times a short calibration")  # fmt: skip
-    s = command("search", _cmd_search, "run a hyperparameter search for an experiment (planned to fit its time "
-                "budget where it has one)")  # fmt: skip
-    positive = _flag(api.positive)
-    for c in (pl, s):
-        c.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
-        c.add_argument(
-            "--time-budget",
-            type=_duration,
-            metavar="T",
-            help="plan the search to end within T (90s, 20m, "
-            "1.5h; plain seconds), calibration included; it stops when T is up, with results so far kept",
-        )
-        c.add_argument("--retrain-budget", type=_duration, metavar="T", help="with --time-budget: try only configs "
-                       "whose retrain (one seed, the planned epochs, all the data) is expected within T (default: "
-                       "the --time-budget)")  # fmt: skip
-        c.add_argument("--trials", type=_integer, help="number of trials (default: planned, else the file's run_cap)")
-        c.add_argument("--max-epochs", type=_integer, help="epochs per trial (default: planned, else the file's)")
-        c.add_argument("--cpus-per-trial", type=positive, metavar="C", help="CPUs per trial (also torch's threads)")
-        c.add_argument(
-            "--gpus-per-trial", type=_gpus, metavar="G", help="GPUs per trial; fractions pack trials on one GPU"
-        )
-        c.add_argument(
-            "--concurrency",
-            type=_integer,
-            metavar="K",
-            help="at most K trials at once (default: planned, else as many as fit)",
-        )
-        c.add_argument(
-            "--subset",
-            type=_fraction,
-            metavar="F",
-            help="train on a fraction F of the data (default: planned, else all of it)",
-        )
+def _plan_command(commands: _Commands) -> None:
+    pl = commands.add("plan", _cmd_plan, "print the plan of a search within a time budget (trials, epochs, ASHA's "
+                      "rungs, data fraction, concurrency, retrain) without running it; it times a short "
+                      "calibration")  # fmt: skip
+    _planned_flags(pl)
+
+
+def _planned_flags(c: argparse.ArgumentParser) -> None:
+    """The experiment and what a search plans (or takes as given), which plan and search share."""
+    c.add_argument("experiment", help="a file name in search_spaces/ (without .yaml) or a path to a YAML file")
+    c.add_argument("--time-budget", type=_duration, metavar="T", help="plan the search to end within T (90s, 20m, "
+                   "1.5h; plain seconds), calibration included; it stops when T is up, with results so far "
+                   "kept")  # fmt: skip
+    c.add_argument("--retrain-budget", type=_duration, metavar="T", help="with --time-budget: try only configs "
+                   "whose retrain (one seed, the planned epochs, all the data) is expected within T (default: "
+                   "the --time-budget)")  # fmt: skip
+    c.add_argument("--trials", type=_integer, help="number of trials (default: planned, else the file's run_cap)")
+    c.add_argument("--max-epochs", type=_integer, help="epochs per trial (default: planned, else the file's)")
+    c.add_argument("--cpus-per-trial", type=_positive, metavar="C", help="CPUs per trial (also torch's threads)")
+    c.add_argument("--gpus-per-trial", type=_gpus, metavar="G", help="GPUs per trial; fractions pack trials on one GPU")
+    c.add_argument("--concurrency", type=_integer, metavar="K",
+                   help="at most K trials at once (default: planned, else as many as fit)")  # fmt: skip
+    c.add_argument("--subset", type=_fraction, metavar="F",
+                   help="train on a fraction F of the data (default: planned, else all of it)")  # fmt: skip
+    c.add_argument("--no-priors", action="store_true", help="do not evaluate the file's priors (configs that "
+                   "did well in earlier searches of the experiment) first, after its baseline")  # fmt: skip
+
+
+def _search_command(commands: _Commands) -> None:
+    s = commands.add("search", _cmd_search, "run a hyperparameter search for an experiment (planned to fit its time "
+                     "budget where it has one)")  # fmt: skip
+    _planned_flags(s)
     s.add_argument("--seed", type=_seed, help="seed of the sampler and the trials")
-    s.add_argument(
-        "--name", type=_run_name, metavar="RUN", help="name of the run's results folder (default: the experiment)"
-    )
+    s.add_argument("--name", type=_run_name, metavar="RUN",
+                   help="name of the run's results folder (default: the experiment)")  # fmt: skip
     s.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     s.add_argument("--storage", metavar="PATH|URI", help="where Ray keeps the trials and checkpoints: a shared file "
                    "system or a bucket (s3://..., gs://...) that every node reaches; needed on a multi-node cluster "
@@ -290,78 +311,109 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--warm-start", type=_run_name, nargs="+", metavar="RUN", help="start the sampler from the "
                    "finished trials of earlier runs of the same trainable and data set (those outside this search's "
                    "space are dropped); they are not this run's trials and do not count in --trials")  # fmt: skip
-    s.add_argument("--no-priors", action="store_true", help="do not evaluate the file's priors (configs that did "
-                   "well in earlier searches of the experiment) first, after its baseline")  # fmt: skip
-    res = command("resume", _cmd_resume, "continue an interrupted search")
+    _search_verbose_flag(s)
+    _wandb_flag(s)
+
+
+def _resume_command(commands: _Commands) -> None:
+    res = commands.add("resume", _cmd_resume, "continue an interrupted search")
     res.add_argument("--address", help="the Ray cluster to continue on (default: $RAY_ADDRESS, else the search's)")
     res.add_argument("--storage", metavar="PATH|URI", help="the search's --storage, if its contents have moved")
-    lb = command(
-        "leaderboard", _cmd_leaderboard, "show a run's leaderboard (from its trials so far: also while it runs)"
-    )
+    _run_argument(res)
+    _search_verbose_flag(res)
+    _wandb_flag(res)
+
+
+def _leaderboard_command(commands: _Commands) -> None:
+    lb = commands.add("leaderboard", _cmd_leaderboard,
+                      "show a run's leaderboard (from its trials so far: also while it runs)")  # fmt: skip
     lb.add_argument("--top", type=_integer, default=10, metavar="K")
-    dash = command("dashboard", _cmd_dashboard, "watch a run's Optuna study (trials, learning curves, importances) "
-                   "in optuna-dashboard on 127.0.0.1, while its search runs and after; Ctrl-C stops it")  # fmt: skip
+    _run_argument(lb)
+
+
+def _dashboard_command(commands: _Commands) -> None:
+    dash = commands.add("dashboard", _cmd_dashboard, "watch a run's Optuna study (trials, learning curves, "
+                        "importances) in optuna-dashboard on 127.0.0.1, while its search runs and after; Ctrl-C stops "
+                        "it")  # fmt: skip
     dash.add_argument("run", metavar="RUN", nargs="?", help="the run (default: every run under the results root)")
     dash.add_argument("--port", type=_integer, help="the port to serve on (default: a free one)")
-    r = command("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
+
+
+def _retrain_command(commands: _Commands) -> None:
+    r = commands.add("retrain", _cmd_retrain, "retrain the best config(s) on train+validation and test them")
     r.add_argument("--top-k", type=_integer, default=1, metavar="K", help="retrain the K best configs")
     r.add_argument("--seeds", type=_integer, default=3, metavar="S", help="seeds per config")
-    r.add_argument(
-        "--epochs",
-        type=_integer,
-        metavar="E",
-        help="epochs (default: the plan's retrain epochs, else the search's max epochs)",
-    )
+    r.add_argument("--epochs", type=_integer, metavar="E",
+                   help="epochs (default: the plan's retrain epochs, else the search's max epochs)")  # fmt: skip
     r.add_argument("--subset", type=_fraction, metavar="F", help="train on a fraction F of train+validation (default: "
                    "all of it after a planned search, else the search's --subset; 1 for all of it)")  # fmt: skip
     r.add_argument("--ensemble", action="store_true", help="also test the mean of all K x S models' predicted "
                    "class probabilities (classifiers)")  # fmt: skip
-    rep = command("report", _cmd_report, "write the run's report: figures, report.md and report.html")
-    for c in (res, lb, r, rep):
-        c.add_argument("run", metavar="RUN", help="the run (the experiment's name unless search had --name)")
-    for c in (s, res):
-        c.add_argument("--verbose", action="store_true", help="also print a line per trial start and per epoch "
-                       "(without it: a progress bar in a terminal, else a line per trial that ends)")  # fmt: skip
+    _run_argument(r)
     r.add_argument("--verbose", action="store_true", help="also print a line per epoch (without it: a progress bar "
                    "in a terminal, else a line per model)")  # fmt: skip
-    for c in (s, res, r, rep):
-        c.add_argument(
-            "--wandb",
-            choices=["online", "offline", "disabled"],
-            help="W&B mode (default: online with an API key, else offline)",
-        )
+    _wandb_flag(r)
 
-    desc = command(
-        "describe", _cmd_describe, "a trainable's layers: every intermediate shape, parameters per layer and in total"
-    )
+
+def _report_command(commands: _Commands) -> None:
+    rep = commands.add("report", _cmd_report, "write the run's report: figures, report.md and report.html")
+    _run_argument(rep)
+    _wandb_flag(rep)
+
+
+def _run_argument(c: argparse.ArgumentParser) -> None:
+    c.add_argument("run", metavar="RUN", help="the run (the experiment's name unless search had --name)")
+
+
+def _search_verbose_flag(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--verbose", action="store_true", help="also print a line per trial start and per epoch "
+                   "(without it: a progress bar in a terminal, else a line per trial that ends)")  # fmt: skip
+
+
+def _wandb_flag(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--wandb", choices=["online", "offline", "disabled"],
+                   help="W&B mode (default: online with an API key, else offline)")  # fmt: skip
+
+
+def _describe_command(commands: _Commands) -> None:
+    desc = commands.add("describe", _cmd_describe, "a trainable's layers: every intermediate shape, parameters per "
+                        "layer and in total")  # fmt: skip
     desc.add_argument("trainable", help="a trainable (see `tunelab list`), a module or a Python file")
     desc.add_argument("--config", metavar="FILE", help="YAML of hyperparameters (or a run's best.yaml)")
     desc.add_argument("--dataset", help="the data set that sizes the model (default: the trainable's)")
-    cmp = command("compare", _cmd_compare, "runs' retrained models side by side: ROC curves and AUCs of classifiers, "
-                                           "reconstructions of the same test images, samples")  # fmt: skip
+
+
+def _compare_command(commands: _Commands) -> None:
+    cmp = commands.add("compare", _cmd_compare, "runs' retrained models side by side: ROC curves and AUCs of "
+                       "classifiers, reconstructions of the same test images, samples")  # fmt: skip
     cmp.add_argument("run_a", metavar="RUN_A")
     cmp.add_argument("run_b", metavar="RUN_B")
     cmp.add_argument("more", metavar="RUN", nargs="*", help="more runs, on the same data set")
 
-    chk = command("check", _cmd_check, "run the registry's tests on a trainable (your own file) on a tiny data set: "
-                  "the protocol, build, train_epoch, evaluate, gradients, save/restore and figures")  # fmt: skip
+
+def _check_command(commands: _Commands) -> None:
+    chk = commands.add("check", _cmd_check, "run the registry's tests on a trainable (your own file) on a tiny data "
+                       "set: the protocol, build, train_epoch, evaluate, gradients, save/restore and "
+                       "figures")  # fmt: skip
     chk.add_argument("trainable", metavar="FILE.py", help="a Python file (or a registered trainable or a module)")
-    new = command("new", _cmd_new, "write NAME.py (a built-in trainable's source) and NAME.yaml (its quickest "
-                                   "experiment's search space, trainable: NAME.py) in the current folder")  # fmt: skip
+
+
+def _new_command(commands: _Commands) -> None:
+    new = commands.add("new", _cmd_new, "write NAME.py (a built-in trainable's source) and NAME.yaml (its quickest "
+                       "experiment's search space, trainable: NAME.py) in the current folder")  # fmt: skip
     new.add_argument("name", metavar="NAME", help="a Python module name (my_cnn)")
     new.add_argument("--like", metavar="TRAINABLE", default="cnn_classifier", help="the built-in trainable to copy "
                      "(default: cnn_classifier; see `tunelab list`)")  # fmt: skip
 
-    d = command("data", None, "list, fetch or locate data sets")
-    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    listing = dsub.add_parser("list", help="data sets and whether each is present", parents=[roots])
+
+def _data_command(commands: _Commands) -> None:
+    d = commands.add("data", None, "list, fetch or locate data sets")
+    actions = _Commands(d.add_subparsers(dest="data_command", required=True, metavar="ACTION"), commands.roots)
+    listing = actions.sub.add_parser("list", help="data sets and whether each is present", parents=[actions.roots])
     listing.set_defaults(func=_cmd_data_list)
     for name, func, help in (("fetch", _cmd_data_fetch, "copy a local copy or download a data set into the data root"),
                              ("path", _cmd_data_path, "print where a data set is read from")):  # fmt: skip
-        c = dsub.add_parser(name, help=help, description=help, parents=[roots])
-        c.add_argument("dataset")
-        c.set_defaults(func=func)
-    return p
+        actions.add(name, func, help).add_argument("dataset")
 
 
 def own_service() -> None:

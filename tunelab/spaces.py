@@ -4,6 +4,7 @@ Every mistake is reported with the file, the key and what is allowed; nothing in
 """
 
 import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ LOG_EXPONENT = 700  # log_uniform's exponents: e^700 and e^-700 are finite float
 HARNESS_METRICS = ("params", "duration_s", "epoch_s")  # tunelab.trial reports them of every trial
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
 PREFER = {"best": "the best trial", "small": "the fewest parameters", "fast": "the least time per epoch"}  # of the tied
+# W&B's hyperband keys: strict (stop more runs, as the original algorithm does) is accepted and ignored
+HYPERBAND_KEYS = ("type", "min_iter", "eta", "max_iter", "s", "strict")
 PARAM_KEYS = {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "a", "b", "probabilities"}
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
                  "log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values")  # fmt: skip
@@ -162,96 +165,51 @@ def read_yaml(path: Path) -> Any:
         raise UserError(f"{where}: YAML syntax error: {' '.join(str(what).split())}") from None
 
 
+class _Errors:
+    """The mistakes found in one file, each reported as "<file>: <key>: <what is wrong>"; ``parse`` raises them all
+    at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[str] = []
+
+    def __call__(self, key: str, msg: str) -> None:
+        self.messages.append(f"{self.path}: {key}: {msg}")
+
+    def at(self, key: str) -> Callable[[str], None]:
+        """A reporter of the mistakes of one key (a hyperparameter's entry), which names only what is wrong."""
+        return lambda msg: self(key, msg)
+
+
+@dataclass
+class _Parameters:
+    """The file's parameters, read: the searched ones, the fixed ones, the wrong ones (reported) and W&B's epochs."""
+
+    params: dict[str, od.BaseDistribution] = field(default_factory=dict)
+    constants: dict[str, Any] = field(default_factory=dict)
+    invalid: set[str] = field(default_factory=set)
+    epochs: int | None = None
+
+
 def parse(raw: Any, path: Path) -> Spec:
-    errors: list[str] = []
-
-    def err(key: str, msg: str) -> None:
-        errors.append(f"{path}: {key}: {msg}")
-
+    """The Spec of a search-space file's contents ``raw``; every mistake in them is reported, all in one UserError."""
     if not isinstance(raw, dict):
         raise UserError(f"{path}: the file must be a mapping of keys (method, metric, parameters, ...)")
+    err = _Errors(path)
     for key in sorted(set(raw) - WANDB_KEYS - TUNELAB_KEYS, key=str):  # YAML keys may be numbers too
         err(key, f"unknown key; allowed: {', '.join(sorted(WANDB_KEYS | TUNELAB_KEYS))}")
-
-    trainable_name: Any = raw.get("trainable")  # the file's values are Any until checked (not Any | None)
-    if isinstance(trainable_name, str) and trainable_name.endswith(".py"):  # a file beside the search-space file
-        trainable_name = str((path.parent / trainable_name).resolve())
-    try:
-        module = protocol.load_trainable(trainable_name) if isinstance(trainable_name, str) else None
-        if module is None:
-            err("trainable", f"required: one of {', '.join(trainables.NAMES)}, a module or a Python file")
-    except protocol.UnknownTrainable as e:
-        module = None
-        err("trainable", str(e))
-    defaults = module.defaults if module else {}
-
-    from tunelab.data import SOURCES, other_kind
-
-    dataset: Any = raw.get("dataset", module.dataset if module else None)
-    if not isinstance(dataset, str) or dataset not in SOURCES:  # a list is no key of SOURCES
-        err("dataset", f"unknown data set {dataset!r}; known: {', '.join(sorted(SOURCES))}")
-    elif module and (mismatch := other_kind(dataset, module.dataset)):
-        err("dataset", mismatch)
-
-    method = raw.get("method", "bayes")
-    if not isinstance(method, str) or method not in METHODS:
-        err("method", f"{method!r} is not allowed; allowed: {', '.join(f'{k} ({v})' for k, v in METHODS.items())}")
-
+    trainable, module = _trainable(raw.get("trainable"), path, err)
+    dataset = _dataset(raw.get("dataset", module.dataset if module else None), module, err)
+    method = _method(raw.get("method", "bayes"), err)
     metrics, modes = _metrics(raw.get("metric"), module, err)
-    params, constants, invalid, epochs = {}, {}, set(), None
-    parameters = raw.get("parameters", {})
-    if not isinstance(parameters, dict):
-        err("parameters", "must be a mapping of hyperparameter names to value/values/distribution")
-        parameters = {}
-    for name, p in parameters.items() if module else ():  # without a trainable there are no defaults to check
-        key = f"parameters.{name}"
-        if name == "epochs":  # a W&B sweep's epochs per run: here, the epochs of every trial (max_epochs)
-            epochs = _epochs(p, method, lambda m, k=key: err(k, m))
-            continue
-        if module and name not in defaults:
-            err(key, f"{module.name} has no hyperparameter {name!r}; it has: {', '.join(defaults)}")
-            continue
-        allowed = module.choices.get(name) if module else None
-        parsed = _parameter(p, defaults.get(name), method, lambda m, k=key: err(k, m), allowed)
-        if parsed is not _INVALID and module and name in module.ranges:
-            parsed = _in_range(parsed, name, module.ranges[name], lambda m, k=key: err(k, m))
-        if isinstance(parsed, od.BaseDistribution):
-            params[name] = parsed
-        elif parsed is not _INVALID:
-            constants[name] = parsed
-        else:
-            invalid.add(name)
-
-    def number(key: str, default, kind=int, low=1, below=math.inf):
-        value = raw.get(key, default)
-        if value is None and default is None:
-            return None
-        if not _finite(value) or not low <= value < below or (kind is int and value != int(value)):
-            upper = f" and < {below}" if below < math.inf else ""
-            err(key, f"must be {'an integer' if kind is int else 'a number'} >= {low}{upper}, not {value!r}")
-            return default
-        return kind(value)
-
-    resources = raw.get("resources", {}) or {}
-    if not isinstance(resources, dict) or set(resources) - {"cpu", "gpu"}:
-        err("resources", "must be a mapping with the keys cpu and gpu (numbers; gpu may be a fraction)")
-        resources = {}
-    cpus, gpus = resources.get("cpu", 1), resources.get("gpu", 0)
-    if not _finite(cpus) or cpus <= 0:
-        err("resources.cpu", f"must be a number > 0, not {cpus!r}")
-    if not gpus_ok(gpus):
-        err("resources.gpu", f"must be {GPUS}, not {gpus!r}")
-
-    if epochs is not None and raw.get("max_epochs", epochs) != epochs:
-        err(
-            "parameters.epochs",
-            f"{epochs} and max_epochs {raw['max_epochs']!r} both set the epochs per trial: keep one",
-        )
-    max_epochs = number("max_epochs", epochs or MAX_EPOCHS)
+    parameters = _parameters(raw.get("parameters", {}), module, method, err)
+    params, constants, invalid = parameters.params, parameters.constants, parameters.invalid
+    defaults = module.defaults if module else {}
+    cpus, gpus = _resources(raw.get("resources", {}) or {}, err)
     spec = Spec(
         name=path.stem,
         path=path,
-        trainable=trainable_name,
+        trainable=trainable,
         dataset=dataset,
         method=method,
         metrics=metrics,
@@ -259,30 +217,134 @@ def parse(raw: Any, path: Path) -> Spec:
         params=params,
         constants=constants,
         defaults=dict(defaults),
-        max_epochs=max_epochs,
-        run_cap=number("run_cap", _grid(params, err) if method == "grid" else RUN_CAP),
-        time_budget_s=number("time_budget_s", None, float),
-        cpus=float(cpus) if isinstance(cpus, (int, float)) else 1.0,
-        gpus=float(gpus) if isinstance(gpus, (int, float)) else 0.0,
-        seed=number("seed", 0, int, 0, SEEDS),
+        max_epochs=_max_epochs(raw, parameters.epochs, err),
+        run_cap=_number(raw, "run_cap", _grid(params, err) if method == "grid" else RUN_CAP, err),
+        time_budget_s=_number(raw, "time_budget_s", None, err, float),
+        cpus=cpus,
+        gpus=gpus,
+        seed=_number(raw, "seed", 0, err, int, 0, SEEDS),
         hyperband=_hyperband(raw.get("early_terminate"), err),
         baseline=_baseline(raw.get("baseline"), params, {**defaults, **constants}, err, invalid) if module else None,
         priors=_priors(raw.get("priors", []), module, err) if module else [],
         ablation=_ablation(raw.get("ablation"), params, err),
         project=str(raw.get("project") or "tunelab"),
-        compare_with=_compare_with(raw.get("compare_with", []), trainable_name, module, err),
+        compare_with=_compare_with(raw.get("compare_with", []), trainable, module, err),
         targets=_targets(raw.get("targets", {}), metrics, err),
         prefer=_prefer(raw.get("prefer", "best"), metrics, err),
     )
     if module and not params and not invalid:  # an invalid one is reported already
-        err(
-            "parameters",
-            "nothing is searched (each hyperparameter has one value): give at least one a list of "
-            "values: [...] or a distribution",
-        )
-    if errors:
-        raise UserError("\n".join(errors))
+        err("parameters", "nothing is searched (each hyperparameter has one value): give at least one a list of "
+            "values: [...] or a distribution")  # fmt: skip
+    if err.messages:
+        raise UserError("\n".join(err.messages))
     return spec
+
+
+def _trainable(name: Any, path: Path, err: _Errors) -> tuple[Any, protocol.Trainable | None]:
+    """The file's trainable (a Python file's name made absolute, beside the file) and, where it loads, its module."""
+    if isinstance(name, str) and name.endswith(".py"):  # a file beside the search-space file
+        name = str((path.parent / name).resolve())
+    if not isinstance(name, str):
+        err("trainable", f"required: one of {', '.join(trainables.NAMES)}, a module or a Python file")
+        return name, None
+    try:
+        return name, protocol.load_trainable(name)
+    except protocol.UnknownTrainable as e:
+        err("trainable", str(e))
+        return name, None
+
+
+def _dataset(dataset: Any, module: protocol.Trainable | None, err: _Errors) -> Any:
+    from tunelab.data import SOURCES, other_kind
+
+    if not isinstance(dataset, str) or dataset not in SOURCES:  # a list is no key of SOURCES
+        err("dataset", f"unknown data set {dataset!r}; known: {', '.join(sorted(SOURCES))}")
+    elif module and (mismatch := other_kind(dataset, module.dataset)):
+        err("dataset", mismatch)
+    return dataset
+
+
+def _method(method: Any, err: _Errors) -> Any:
+    if not isinstance(method, str) or method not in METHODS:
+        err("method", f"{method!r} is not allowed; allowed: {', '.join(f'{k} ({v})' for k, v in METHODS.items())}")
+    return method
+
+
+def _parameters(parameters: Any, module: protocol.Trainable | None, method: str, err: _Errors) -> _Parameters:
+    """Each entry of ``parameters`` checked against the trainable's hyperparameters (without a trainable, none is
+    checked: there are no defaults to check them against)."""
+    read = _Parameters()
+    if not isinstance(parameters, dict):
+        err("parameters", "must be a mapping of hyperparameter names to value/values/distribution")
+        return read
+    if module is None:  # without a trainable there are no defaults to check the parameters against
+        return read
+    for name, p in parameters.items():
+        key = f"parameters.{name}"
+        if name == "epochs":  # a W&B sweep's epochs per run: here, the epochs of every trial (max_epochs)
+            read.epochs = _epochs(p, method, err.at(key))
+            continue
+        if name not in module.defaults:
+            err(key, f"{module.name} has no hyperparameter {name!r}; it has: {', '.join(module.defaults)}")
+            continue
+        parsed = _parameter(p, module.defaults[name], method, err.at(key), module.choices.get(name))
+        if parsed is not _INVALID and name in module.ranges:
+            parsed = _in_range(parsed, name, module.ranges[name], err.at(key))
+        if parsed is _INVALID:
+            read.invalid.add(name)
+        elif isinstance(parsed, od.BaseDistribution):
+            read.params[name] = parsed
+        else:
+            read.constants[name] = parsed
+    return read
+
+
+def _resources(resources: Any, err: _Errors) -> tuple[float, float]:
+    """The CPUs and GPUs of every trial: the file's resources, else 1 CPU and no GPU."""
+    if not isinstance(resources, dict):
+        err("resources", "must be a mapping with the keys cpu and gpu (numbers; gpu may be a fraction)")
+        resources = {}
+    elif unknown := _unknown_keys(resources, ("cpu", "gpu")):
+        err("resources", unknown)
+    cpus, gpus = resources.get("cpu", 1), resources.get("gpu", 0)
+    if not _finite(cpus) or cpus <= 0:
+        err("resources.cpu", f"must be a number > 0, not {cpus!r}")
+    if not gpus_ok(gpus):
+        err("resources.gpu", f"must be {GPUS}, not {gpus!r}")
+    return (float(cpus) if isinstance(cpus, (int, float)) else 1.0,
+            float(gpus) if isinstance(gpus, (int, float)) else 0.0)  # fmt: skip
+
+
+def _max_epochs(raw: dict, epochs: int | None, err: _Errors) -> int:
+    """The epochs of every trial: max_epochs, or W&B's parameters.epochs (``epochs``), not both."""
+    if epochs is not None and raw.get("max_epochs", epochs) != epochs:
+        err(
+            "parameters.epochs",
+            f"{epochs} and max_epochs {raw['max_epochs']!r} both set the epochs per trial: keep one",
+        )
+    return _number(raw, "max_epochs", epochs or MAX_EPOCHS, err)
+
+
+def _number(raw: dict, key: str, default: Any, err: _Errors, kind: type = int, low: float = 1,
+            below: float = math.inf) -> Any:  # fmt: skip
+    """The file's ``key``, a number of ``kind`` within [low, below); ``default`` where the file has none or (after
+    reporting it) a wrong one."""
+    value = raw.get(key, default)
+    if value is None and default is None:
+        return None
+    if not _finite(value) or not low <= value < below or (kind is int and value != int(value)):
+        upper = f" and < {below}" if below < math.inf else ""
+        err(key, f"must be {'an integer' if kind is int else 'a number'} >= {low}{upper}, not {value!r}")
+        return default
+    return kind(value)
+
+
+def _unknown_keys(mapping: dict, allowed: Collection[str]) -> str | None:
+    """What is wrong with the keys of ``mapping`` that are not ``allowed``, or None where it has no other."""
+    unknown = set(mapping) - set(allowed)
+    if not unknown:
+        return None
+    return f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(allowed))}"
 
 
 _INVALID = object()
@@ -338,133 +400,143 @@ def allowed(distribution: od.BaseDistribution) -> str:
     return f"in [{distribution.low:g}, {distribution.high:g}]"
 
 
-def _parameter(p: Any, default: Any, method: str, err, allowed: tuple | None = None) -> Any:
+def _parameter(p: Any, default: Any, method: str, err: Callable[[str], None], allowed: tuple | None = None) -> Any:
     """An Optuna distribution, a constant value, or _INVALID after reporting what is wrong. ``allowed``: the
     values the trainable's CHOICES give this hyperparameter, if any."""
+    if problem := _entry_problem(p) or _distribution_problem(_distribution(p), p, default, method, allowed):
+        err(problem)
+        return _INVALID
+    dist = _distribution(p)
+    if dist == "constant":
+        return p["value"]
+    if dist == "categorical":
+        return od.CategoricalDistribution(p["values"])
+    return _numeric(dist, p["min"], p["max"], p.get("q", 1), default)
 
-    def not_allowed(values: list) -> bool:
-        if allowed is None:
-            return False
-        wrong = [v for v in values if v not in allowed]
-        if wrong:
-            err(f"{', '.join(map(repr, wrong))} not allowed; allowed: {', '.join(map(str, allowed))}")
-        return bool(wrong)
 
-    def not_finite(values: list) -> bool:
-        wrong = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
-        if wrong:
-            err(f"{', '.join(map(repr, wrong))}: YAML's .nan and .inf are no values a trial can take")
-        return bool(wrong)
-
+def _entry_problem(p: Any) -> str | None:
+    """What is wrong with a parameter's entry as a whole (not a mapping, keys that W&B's parameters lack), or None."""
     if not isinstance(p, dict):
-        err(f"must be a mapping with value, values or distribution (e.g. {{values: [1, 2]}}), not {p!r}")
-        return _INVALID
-    unknown = set(p) - PARAM_KEYS
-    if unknown:
-        err(
-            f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(PARAM_KEYS))} "
-            "(nested parameters are not supported)"
-        )
-        return _INVALID
+        return f"must be a mapping with value, values or distribution (e.g. {{values: [1, 2]}}), not {p!r}"
+    unknown = _unknown_keys(p, PARAM_KEYS)
+    return f"{unknown} (nested parameters are not supported)" if unknown else None
+
+
+def _distribution(p: dict) -> Any:
+    """The distribution that a parameter's entry names, else W&B's for its keys: constant for value, categorical for
+    values, int_uniform or uniform for min and max (integers or not); None where it has none of them."""
     dist = p.get("distribution") or ("constant" if "value" in p else "categorical" if "values" in p else None)
     if dist is None and {"min", "max"} <= set(p):
         integers = all(isinstance(p[k], int) and not isinstance(p[k], bool) for k in ("min", "max"))
         dist = "int_uniform" if integers else "uniform"
+    return dist
+
+
+def _distribution_problem(dist: Any, p: dict, default: Any, method: str, allowed: tuple | None) -> str | None:
+    """What keeps the entry ``p`` from giving this hyperparameter the distribution ``dist``, or None."""
     if isinstance(dist, str) and dist in REFUSED:  # a list or mapping is no key of REFUSED
-        err(f"distribution {dist!r} is not supported: {REFUSED[dist]}; use one of {', '.join(DISTRIBUTIONS)}")
-        return _INVALID
+        return f"distribution {dist!r} is not supported: {REFUSED[dist]}; use one of {', '.join(DISTRIBUTIONS)}"
     if dist not in DISTRIBUTIONS:
-        err(f"unknown distribution {dist!r}; allowed: {', '.join(DISTRIBUTIONS)}")
-        return _INVALID
-    expect = f"{_TYPES.get(type(default), type(default).__name__)} (the default is {default!r})"
-
+        return f"unknown distribution {dist!r}; allowed: {', '.join(DISTRIBUTIONS)}"
     if dist == "constant":
-        if "value" not in p:
-            err("distribution constant needs 'value'")
-            return _INVALID
-        if not _type_ok(p["value"], default):
-            err(f"value {p['value']!r} has the wrong type; expected {expect}")
-            return _INVALID
-        return _INVALID if not_finite([p["value"]]) or not_allowed([p["value"]]) else p["value"]
+        return _constant_problem(p, default, allowed)
     if dist == "categorical":
-        values = p.get("values")
-        if not isinstance(values, list) or not values:
-            err("distribution categorical needs a non-empty list 'values'")
-            return _INVALID
-        wrong = [v for v in values if not _type_ok(v, default)]
-        if wrong:
-            err(f"values {wrong!r} have the wrong type; expected {expect}")
-            return _INVALID
-        if not_finite(values) or not_allowed(values):
-            return _INVALID
-        if "probabilities" in p:
-            err("'probabilities' cannot be honoured by Optuna's samplers; remove it")
-            return _INVALID
-        return od.CategoricalDistribution(values)
+        return _categorical_problem(p, default, allowed)
+    return _bounds_problem(dist, p) or _numeric_problem(dist, p["min"], p["max"], p.get("q", 1), default, method)
 
-    bounds: list[Any] = [p.get("min"), p.get("max"), p.get("q", 1)]  # Any until checked, as above
+
+def _constant_problem(p: dict, default: Any, allowed: tuple | None) -> str | None:
+    if "value" not in p:
+        return "distribution constant needs 'value'"
+    if not _type_ok(p["value"], default):
+        return f"value {p['value']!r} has the wrong type; expected {_expected(default)}"
+    return _values_problem([p["value"]], allowed)
+
+
+def _categorical_problem(p: dict, default: Any, allowed: tuple | None) -> str | None:
+    values = p.get("values")
+    if not isinstance(values, list) or not values:
+        return "distribution categorical needs a non-empty list 'values'"
+    wrong = [v for v in values if not _type_ok(v, default)]
+    if wrong:
+        return f"values {wrong!r} have the wrong type; expected {_expected(default)}"
+    if problem := _values_problem(values, allowed):
+        return problem
+    return "'probabilities' cannot be honoured by Optuna's samplers; remove it" if "probabilities" in p else None
+
+
+def _values_problem(values: list, allowed: tuple | None) -> str | None:
+    """What keeps a trial from taking ``values`` (YAML's .nan or .inf, or not among the CHOICES ``allowed``), or
+    None."""
+    infinite = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+    if infinite:
+        return f"{', '.join(map(repr, infinite))}: YAML's .nan and .inf are no values a trial can take"
+    wrong = [v for v in values if v not in allowed] if allowed is not None else []
+    if wrong:
+        return f"{', '.join(map(repr, wrong))} not allowed; allowed: {', '.join(map(str, allowed or ()))}"
+    return None
+
+
+def _bounds_problem(dist: str, p: dict) -> str | None:
+    """What is wrong with a numeric distribution's numbers min, max and q themselves, or None."""
+    bounds: list[Any] = [p.get("min"), p.get("max"), p.get("q", 1)]  # Any until checked, as the file's values are
     lo, hi, q = bounds
     if not all(_finite(v) for v in bounds):
-        err(
-            f"distribution {dist} needs finite numbers min and max (and optionally q); got min={lo!r}, max={hi!r}, "
-            f"q={q!r}"
-        )
-        return _INVALID
+        return (f"distribution {dist} needs finite numbers min and max (and optionally q); got min={lo!r}, "
+                f"max={hi!r}, q={q!r}")  # fmt: skip
     if lo > hi:
-        err(f"min ({lo}) > max ({hi}); min must not exceed max")
-        return _INVALID
+        return f"min ({lo}) > max ({hi}); min must not exceed max"
     if q <= 0:
-        err(f"q must be > 0, not {q}")
-        return _INVALID
-    integer = isinstance(default, int) and not isinstance(default, bool)
-    if not isinstance(default, (int, float)) or isinstance(default, bool):
-        err(f"distribution {dist} gives numbers, but this hyperparameter is {expect}; use values: [...]")
-        return _INVALID
-    if dist in ("log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values") and lo <= 0:
-        err(f"distribution {dist} needs min > 0, not {lo}")
-        return _INVALID
-    if method == "grid" and dist not in ("int_uniform", "q_uniform"):
-        err(
-            f"method grid needs discrete values; distribution {dist} is continuous "
-            "(use values: [...], int_uniform or q_uniform)"
-        )
-        return _INVALID
+        return f"q must be > 0, not {q}"
+    return None
 
+
+def _numeric_problem(dist: str, lo: Any, hi: Any, q: Any, default: Any, method: str) -> str | None:
+    """What keeps the numeric distribution ``dist`` (its numbers checked) from giving this hyperparameter its values
+    in a search by ``method``, or None."""
+    expect = _expected(default)
+    if not isinstance(default, (int, float)) or isinstance(default, bool):
+        return f"distribution {dist} gives numbers, but this hyperparameter is {expect}; use values: [...]"
+    if dist in ("log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values") and lo <= 0:
+        return f"distribution {dist} needs min > 0, not {lo}"
+    if method == "grid" and dist not in ("int_uniform", "q_uniform"):
+        return (f"method grid needs discrete values; distribution {dist} is continuous (use values: [...], "
+                "int_uniform or q_uniform)")  # fmt: skip
+    integers = all(isinstance(v, int) for v in (lo, hi, q))  # bools are refused already (_finite)
     if dist == "int_uniform":
-        if not (isinstance(lo, int) and isinstance(hi, int)):
-            err(f"int_uniform needs integer min and max, not {lo!r} and {hi!r}")
-            return _INVALID
+        return None if isinstance(lo, int) and isinstance(hi, int) else (
+            f"int_uniform needs integer min and max, not {lo!r} and {hi!r}")  # fmt: skip
+    if isinstance(default, int) and (dist not in ("q_uniform", "q_log_uniform_values") or not integers):
+        return (f"this hyperparameter is {expect}; use int_uniform, q_uniform or q_log_uniform_values with integer "
+                "min, max and q")  # fmt: skip
+    if dist == "log_uniform" and max(-lo, hi) > LOG_EXPONENT:  # e^x overflows a float, or is 0 (no log-uniform's low)
+        return (f"log_uniform's min and max are exponents of e, within ±{LOG_EXPONENT}, not {lo} and {hi} "
+                "(log_uniform_values takes the values themselves)")  # fmt: skip
+    if dist == "q_log_uniform_values" and (q != 1 or not (isinstance(lo, int) and isinstance(hi, int))):
+        # Optuna has no stepped log scale except integers with step 1
+        return ("q_log_uniform_values is supported with integer min and max and q: 1 (a log-scale integer); for "
+                "other steps list the values: [...]")  # fmt: skip
+    return None
+
+
+def _numeric(dist: str, lo: Any, hi: Any, q: Any, default: Any) -> od.BaseDistribution:
+    """The Optuna distribution of a numeric W&B distribution that _numeric_problem found nothing wrong with."""
+    if dist == "int_uniform":
         return od.IntDistribution(lo, hi)
-    if integer and (dist not in ("q_uniform", "q_log_uniform_values") or not all(isinstance(v, int) for v in bounds)):
-        err(
-            f"this hyperparameter is {expect}; use int_uniform, q_uniform or q_log_uniform_values "
-            "with integer min, max and q"
-        )
-        return _INVALID
     if dist == "uniform":
         return od.FloatDistribution(lo, hi)
-    if dist == "q_uniform":
-        if integer:
-            return od.IntDistribution(lo, hi, step=q)
-        return od.FloatDistribution(lo, hi, step=q)
+    if dist == "q_uniform":  # an integer hyperparameter's (integer min, max and q) takes integers
+        return od.IntDistribution(lo, hi, step=q) if isinstance(default, int) else od.FloatDistribution(lo, hi, step=q)
     if dist == "log_uniform":  # W&B's min and max are exponents here
-        if max(-lo, hi) > LOG_EXPONENT:  # e^x overflows a float, or is 0 (no log-uniform's low)
-            err(
-                f"log_uniform's min and max are exponents of e, within ±{LOG_EXPONENT}, not {lo} and {hi} "
-                "(log_uniform_values takes the values themselves)"
-            )
-            return _INVALID
         return od.FloatDistribution(math.exp(lo), math.exp(hi), log=True)
     if dist in ("log_uniform_values", "inv_log_uniform_values"):  # 1/X log-uniform <=> X log-uniform
         return od.FloatDistribution(lo, hi, log=True)
-    # q_log_uniform_values: Optuna has no stepped log scale except integers with step 1.
-    if q != 1 or not (isinstance(lo, int) and isinstance(hi, int)):
-        err(
-            "q_log_uniform_values is supported with integer min and max and q: 1 (a log-scale integer); "
-            "for other steps list the values: [...]"
-        )
-        return _INVALID
-    return od.IntDistribution(lo, hi, log=True)
+    return od.IntDistribution(lo, hi, log=True)  # q_log_uniform_values: q is 1 (_numeric_problem)
+
+
+def _expected(default: Any) -> str:
+    """The type of a hyperparameter's values, in words, and its default."""
+    return f"{_TYPES.get(type(default), type(default).__name__)} (the default is {default!r})"
 
 
 def _in_range(parsed: Any, name: str, allowed: protocol.Range, err) -> Any:
@@ -538,6 +610,9 @@ def _hyperband(et: Any, err) -> dict[str, int] | None:
         return None
     if not isinstance(et, dict) or et.get("type") != "hyperband":
         err("early_terminate", "must be {type: hyperband, min_iter: N, eta: N} (or max_iter and s instead of min_iter)")
+        return None
+    if unknown := _unknown_keys(et, HYPERBAND_KEYS):
+        err("early_terminate", f"{unknown} (W&B's strict is accepted and ignored: ASHA has no stricter rule)")
         return None
     eta = et.get("eta", 3)
     if "min_iter" in et:
