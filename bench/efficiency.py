@@ -50,8 +50,10 @@ import numpy as np
 import yaml
 from replay import RESAMPLES, censored  # bench/replay.py, beside this file
 
-from tunelab import data as datasets, leaderboard, runs, spaces
+from tunelab import data as datasets
 from tunelab.cli import _duration
+from tunelab.results import leaderboard, runs
+from tunelab.spec import spaces
 
 EXPERIMENTS = ("fashion_cnn", "weather_cnn")
 METHODS = ("TPE+ASHA", "random", "TPE")  # the default first: the others take its plan

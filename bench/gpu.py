@@ -53,7 +53,8 @@ import ray
 import torch
 from ray import tune
 
-from tunelab import cli, data as datasets, leaderboard, runs
+from tunelab import cli, data as datasets
+from tunelab.results import leaderboard, runs
 
 EXPERIMENT = "fashion_cnn"
 PACK = 4  # trials per GPU in the packed setting (--gpus-per-trial 1/PACK)

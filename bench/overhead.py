@@ -1,10 +1,10 @@
 """tunelab's per-trial overhead: the real `tunelab search` against a plain Optuna loop that trains the same configs.
 
 Both run N short trials of search_spaces/fashion_cnn.yaml (its baseline config first, then its TPE sampler with
-the file's seed) on the same subset of Fashion-MNIST and train each trial with the same tunelab.training.epoch.
-What differs is everything around the training: tunelab starts Ray, runs the trials in Ray worker processes
-(reused from trial to trial, each loading the data once), checkpoints every epoch, logs to W&B from the driver
-and writes the leaderboard; the plain loop loads the data once and calls the objective. Two cases:
+the file's seed) on the same subset of Fashion-MNIST and train each trial with the same
+tunelab.trainable.training.epoch. What differs is everything around the training: tunelab starts Ray, runs the trials in
+Ray worker processes (reused from trial to trial, each loading the data once), checkpoints every epoch, logs to W&B from
+the driver and writes the leaderboard; the plain loop loads the data once and calls the objective. Two cases:
 
 - **One at a time.** ``tunelab search --concurrency 1 --cpus-per-trial 2`` (2 torch threads) against Optuna's
   ``study.optimize`` in this process with 2 torch threads. tunelab runs as a user runs it: W&B in its default
@@ -46,7 +46,11 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray import tune
 
-from tunelab import cli, cluster, data as datasets, engine, leaderboard, protocol, runs, spaces, training
+from tunelab import cli, data as datasets
+from tunelab.engine import cluster, search as engine
+from tunelab.results import leaderboard, runs
+from tunelab.spec import spaces
+from tunelab.trainable import protocol, training
 
 EXPERIMENT = "fashion_cnn"
 GOAL = 1.2  # tunelab wall / plain wall, one at a time (issue 12)

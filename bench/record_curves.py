@@ -7,8 +7,8 @@ config N is the same whatever ``--configs`` is, and a recording grows or resumes
 Each trains ``--epochs`` epochs (its learning-rate schedule spans them, as in a search with that ``max_epochs``)
 with the file's training seed, on the search's data as a trial reads it (``tunelab.data.load_dataset(..., "search",
 --subset)``: the first fraction of train minus the fixed validation slice, and of that slice), through the same
-``tunelab.training.build`` and ``epoch`` as ``tunelab.trial.run_trial``, without Ray. ``--offset F`` takes the
-fraction from F on instead: a recording on data that the default one never sees (where priors come from).
+``tunelab.trainable.training.build`` and ``epoch`` as ``tunelab.engine.trial.run_trial``, without Ray. ``--offset F``
+takes the fraction from F on instead: a recording on data that the default one never sees (where priors come from).
 
 The clock: ``time.process_time()`` (the CPU time of the worker process) and the wall clock around each epoch
 (training and validation), both stored. Workers have one torch thread each, so a quiet machine's CPU seconds are
@@ -46,7 +46,9 @@ from pathlib import Path
 import optuna
 import torch
 
-from tunelab import data as datasets, protocol, spaces, training
+from tunelab import data as datasets
+from tunelab.spec import spaces
+from tunelab.trainable import protocol, training
 
 EXPERIMENT = "fashion_cnn"
 DEFAULT_FILE = Path(__file__).parent / "curves" / f"{EXPERIMENT}.csv"
@@ -115,7 +117,7 @@ def _start(root: str, subset: float, offset: float) -> None:
 
 
 def train(config_id: int, sampled: dict, epochs: int) -> list[dict]:
-    """One config's rows, one per epoch, trained as ``tunelab.trial.run_trial`` trains a trial."""
+    """One config's rows, one per epoch, trained as ``tunelab.engine.trial.run_trial`` trains a trial."""
     assert _data is not None  # the worker's _start loaded it
     spec = spaces.load_spec(EXPERIMENT)
     trainable = protocol.load_trainable(spec.trainable)

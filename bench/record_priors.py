@@ -1,7 +1,7 @@
 """Records the built-in experiments' shipped priors (issue 29) by running real tunelab searches.
 
 For each experiment, a short tunelab search whose best trials are written into search_spaces/<experiment>.yaml as
-its ``priors:`` list (tunelab.priors), each with a ``from:`` note saying where it came from.
+its ``priors:`` list (tunelab.engine.priors), each with a ``from:`` note saying where it came from.
 
 How, per experiment, one at a time:
 
@@ -19,13 +19,13 @@ How, per experiment, one at a time:
   order (best value first; for several objectives its Pareto ranking, front first); the baseline's trial is left
   out (a search evaluates the baseline anyway), as is a config equal to one already taken. Each is the trial's
   sampled values (its ``config/`` columns) with floats rounded to 4 significant digits (more where 4 would leave
-  the distribution: ``tunelab.spaces.contains``), ints as ints, and a ``from:`` note naming the search, the date,
+  the distribution: ``tunelab.spec.spaces.contains``), ints as ints, and a ``from:`` note naming the search, the date,
   the machine, the trial and its metrics.
 - **The file**: the ``priors:`` block (a comment line naming this script's command, then one flow mapping per
   prior) replaces the file's ``priors:`` block where it has one (with this script's comment line above it), else
   goes right after ``baseline:``, else at the end. The rest of the file stays byte for byte (its text is edited,
-  never re-dumped). Before writing, the new text is checked on a copy: ``tunelab.spaces.load_spec`` accepts it and
-  ``tunelab.priors.points`` queues every prior (none outside the space); the file is then written atomically.
+  never re-dumped). Before writing, the new text is checked on a copy: ``tunelab.spec.spaces.load_spec`` accepts it and
+  ``tunelab.engine.priors.points`` queues every prior (none outside the space); the file is then written atomically.
 
 Experiments: those named, else every built-in one except fashion_cnn (its priors come from bench/curves: ``python
 bench/replay.py --show-priors``); a grid search (which evaluates its own points and no priors) and an experiment
@@ -53,9 +53,13 @@ import optuna.distributions as od
 import pandas as pd
 import yaml
 
-from tunelab import UserError, data as datasets, priors, runs, spaces
+from tunelab import data as datasets
 from tunelab.cli import _duration
+from tunelab.engine import priors
+from tunelab.errors import UserError
 from tunelab.files import atomic_write
+from tunelab.results import runs
+from tunelab.spec import spaces
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = REPO / "search_spaces"
@@ -63,7 +67,7 @@ SEED = 1  # not users' default seed 0
 BUDGET, QUICK_BUDGET, QUICK_EXPERIMENT = "90s", "30s", "mnist_mlp_ae"
 TOP = 3
 FROM_CURVES = {"fashion_cnn": "bench/replay.py --show-priors (from bench/curves/fashion_cnn_priors.csv)"}
-FINISHED = ("completed", "stopped early", "cut by the time budget")  # tunelab.engine.FINISHED: trials that ended
+FINISHED = ("completed", "stopped early", "cut by the time budget")  # tunelab.engine.search.FINISHED: trials that ended
 DIGITS = 4  # significant digits of a float prior
 MARK = "# priors: recorded by `python bench/record_priors.py"  # the comment line above a block this script wrote
 TOP_KEY = r"[A-Za-z_][\w-]*"
@@ -195,7 +199,7 @@ def record(experiment: str, budget: str, top: int, results: Path, root: Path, dr
     print(f"\nwritten to search_spaces/{path.name}, {where}\n{block}", end="", flush=True)
 
 
-def search(path: Path, name: str, budget: str, results: Path, root: Path) -> runs.Run:
+def search(path: Path, name: str, budget: str, results: Path, root: Path) -> runs.StoredRun:
     """The run ``name`` in ``results``: a finished one of the same command found there, else a new search in a
     subprocess."""
     folder = results / name
@@ -373,7 +377,7 @@ def check(text: str, name: str, n: int) -> None:
             raise UserError(f"the new {name} holds {len(spec.priors)} priors, not {n}")
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            queued = priors.points(runs.Run(Path(tmp) / "run", spec, runs.Options(), Path(tmp)))
+            queued = priors.points(runs.StoredRun(Path(tmp) / "run", spec, runs.Options(), Path(tmp)))
         room = max(0, spec.run_cap - (1 if spec.baseline else 0))
         if "skipped" in out.getvalue() or len(queued) != min(n, room):
             raise UserError(f"the new {name}: a search would not queue every prior: {out.getvalue().strip()}")

@@ -5,8 +5,8 @@ replayed on a simulated clock, so that many seeds are cheap.
 A replayed trial looks its config's recorded val_acc up epoch by epoch and charges the epoch's recorded CPU seconds
 to the clock; one trial runs at a time. No Ray: the sampler and the ASHA rule are driven in a loop here.
 
-- **Samplers**: tunelab's own (``tunelab.engine.sampler`` on fashion_cnn's spec with ``method`` random or bayes, the
-  seed, and ``run_cap`` = ``--trials``, which sets TPE's startup trials), asking in the space's real distributions.
+- **Samplers**: tunelab's own (``tunelab.engine.search.sampler`` on fashion_cnn's spec with ``method`` random or bayes,
+  the seed, and ``run_cap`` = ``--trials``, which sets TPE's startup trials), asking in the space's real distributions.
 - **Recorded configs**: the recording is a finite set, so each suggestion is replaced by the recorded config nearest
   to it that this search has not tried yet: hyperparameters scaled to [0, 1] on their distribution's scale (log for
   log-uniform), a categorical that differs counts 1 (squared), Euclidean distance. The same rule serves every method,
@@ -14,9 +14,9 @@ to the clock; one trial runs at a time. No Ray: the sampler and the ASHA rule ar
   (its recorded values), not the suggestion: the suggestion is marked FAIL (which Optuna's samplers ignore) and the
   run config added as its own trial, so TPE models what it observed. A search that has tried every recorded config
   ends there (shown in the table; record more configs if it happens).
-- **What the study is told** (as tunelab.study's StudyWriter writes it): every epoch's val_acc as an intermediate
-  value (step = epoch); COMPLETE with its best epoch's value (the leaderboard's rule) after all epochs, PRUNED with
-  its best epoch's value so far when ASHA stops it; a diverged config (empty metric) fails and is not told.
+- **What the study is told** (as tunelab.engine.record writes it): every epoch's val_acc as an
+  intermediate value (step = epoch); COMPLETE with its best epoch's value (the leaderboard's rule) after all epochs,
+  PRUNED with its best epoch's value so far when ASHA stops it; a diverged config (empty metric) fails and is not told.
 - **ASHA** as Ray's ``ASHAScheduler`` (``_Bracket.on_result``, one bracket): at a rung epoch the trial's val_acc of
   that epoch is compared with ``np.nanpercentile`` (1 - 1/eta) of the values recorded at that rung before it (none:
   it continues; one: it must reach that one), it stops if below, and its value is recorded either way. Rungs: the
@@ -25,14 +25,14 @@ to the clock; one trial runs at a time. No Ray: the sampler and the ASHA rule ar
   bench/curves/fashion_cnn_priors.csv, recorded with ``--offset 0.5 --seed 1``), ranked by their best epoch's
   val_acc (the leaderboard's rule) among the configs that trained every epoch without diverging (``top_configs``).
   A recording whose data overlaps the replayed one's (its header's offset and subset) is refused. They are enqueued
-  in the study (``study.enqueue_trial``, as Ray's OptunaSearch queues a search's first points), best first, so the
+  in the study (``study.enqueue_trial``, as a search queues its first points), best first, so the
   first trials ask for them; each then runs as a suggestion does (the nearest untried recorded config). The replay
   has no baseline before them. ``--show-priors`` prints them as a ``priors:`` list for search_spaces/*.yaml.
 - **Warm start**: an earlier tunelab-default search of ``--earlier-trials`` trials (default 12; seed + 1000; no
   time budget) is replayed first, and its trials are imported into the new search's study before it samples, by
-  tunelab.warmstart's own rules (``tunelab.warmstart.rebuild``, with the spec at the recording's epochs standing
-  for both runs): COMPLETE with its value where it trained every epoch, PRUNED with its per-epoch values where ASHA
-  stopped it, failed ones left out. The new
+  tunelab.engine.warmstart's own rules (``tunelab.engine.warmstart.rebuild``, with the spec at the recording's epochs
+  standing for both runs): COMPLETE with its value where it trained every epoch, PRUNED with its per-epoch values where
+  ASHA stopped it, failed ones left out. The new
   search's clock starts at 0 (the earlier run's time is not charged), its ASHA starts empty, and the nearest-untried
   rule counts its own trials only: as in a real warm start, it may run a config that the earlier run tried.
 - **Methods**, each for ``--seeds`` seeds 0..S-1: random search without stopping, TPE without stopping, TPE + ASHA
@@ -72,7 +72,8 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from tunelab import engine, spaces, warmstart
+from tunelab.engine import search as engine, warmstart
+from tunelab.spec import spaces
 
 EXPERIMENT = "fashion_cnn"
 CURVES = Path(__file__).parent / "curves"
@@ -95,7 +96,7 @@ RESAMPLES = 2000
 
 
 def planned(epochs: int) -> tuple[list[int], int]:
-    """PLANNER: tunelab's default ASHA rungs and eta for trials of ``epochs`` epochs. Until tunelab.planner lands:
+    """PLANNER: tunelab's default ASHA rungs and eta for trials of ``epochs`` epochs. Until tunelab.spec.planner lands:
     rungs at 1, 3, 9, ... epochs (eta 3), the spread the issue asks the planner for; then
     ``planner.rungs_of(epochs), planner.ETA`` (which gives the same from 3 epochs on, and no rungs below)."""
     return spaces.asha_rungs(1, 3, epochs), 3
@@ -283,7 +284,7 @@ def replay(method: str, seed: int, curves: dict[int, Curve], points: dict[int, n
                 break
             seen[epoch] = v
             events.append((clock, v))
-            # the queued priors train all their epochs, as tunelab.engine's ASHA lets them; their values count
+            # the queued priors train all their epochs, as tunelab.engine.search's ASHA lets them; their values count
             if epoch in at_rung and not asha_continues(at_rung[epoch], v, eta) and ran >= len(priors):
                 state, stopped = TrialState.PRUNED, stopped + 1
                 break
@@ -295,7 +296,8 @@ def replay(method: str, seed: int, curves: dict[int, Curve], points: dict[int, n
 
 
 def imports(earlier: optuna.Study, spec: spaces.Spec) -> list[FrozenTrial]:
-    """The earlier search's trials as ``tunelab search --warm-start`` imports them (``tunelab.warmstart.rebuild``)."""
+    """The earlier search's trials as ``tunelab search --warm-start`` imports them
+    (``tunelab.engine.warmstart.rebuild``)."""
     kept, dropped = warmstart.rebuild(earlier.trials, spec, spec, "earlier")
     assert not dropped, dropped  # the same space: nothing is outside it
     return kept

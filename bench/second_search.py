@@ -1,5 +1,5 @@
 """A search's fixed cost in a process that has searched before (issue 30): the Python API keeps the local Ray that
-its first search started (tunelab.cluster.keep_local), so that a notebook's later searches skip Ray's start.
+its first search started (tunelab.engine.cluster.keep_local), so that a notebook's later searches skip Ray's start.
 
 Searches of fashion_cnn run one after another in this process through ``tunelab.search``, as in a notebook's kernel:
 each N trials of 1 epoch on a small fraction of the data, one at a time, without a time budget (a planned search
@@ -80,11 +80,11 @@ def main() -> None:
     from ray import tune
 
     import tunelab
-    from tunelab import cluster, engine
+    from tunelab.engine import cluster, search as engine
 
     imports = time.perf_counter() - start
-    print(f"imports (tunelab.engine: torch {torch.__version__}, Ray {ray.__version__}, Optuna): {imports:.1f} s, which "
-          "a fresh kernel's first search pays too\n")  # fmt: skip
+    print(f"imports (tunelab.engine.search: torch {torch.__version__}, Ray {ray.__version__}, Optuna): {imports:.1f} "
+          "s, which a fresh kernel's first search pays too\n")  # fmt: skip
 
     clocks = timer(engine, tune)
     ray_start: list[float] = []

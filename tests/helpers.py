@@ -47,10 +47,13 @@ def retrained_run(results: Path, experiment: str | Path, data_root: Path, **conf
     """A run of ``experiment`` (a name or a file) in ``results``, named as ``tunelab search`` names it, with no
     search, whose best retrained model (rank 1, seed 0) is the untrained model of the experiment's default config
     (``config`` overrides some of it)."""
-    from tunelab import data as datasets, protocol, runs, spaces, training
+    from tunelab import data as datasets
+    from tunelab.results import runs
+    from tunelab.spec import spaces
+    from tunelab.trainable import protocol, training
 
     spec = spaces.load_spec(str(experiment))
-    run = runs.Run(results / spec.name, spec, runs.Options(), data_root)
+    run = runs.StoredRun(results / spec.name, spec, runs.Options(), data_root)
     run.save()
     config = spec.config({}) | config
     data = datasets.load_dataset(spec.dataset, data_root, "retrain", 1.0, training.device())

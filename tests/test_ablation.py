@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 from tests.helpers import REPO, report_figures
-from tunelab import UserError, spaces
 from tunelab.cli import main
+from tunelab.errors import UserError
+from tunelab.spec import spaces
 
 
 def ablation_space(**changes) -> dict:

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from trainables import common, examples_net
-from tunelab import analysis, data as datasets, protocol
+from tunelab import data as datasets
 from tunelab.data import Data
+from tunelab.report import analysis
+from tunelab.trainable import protocol
 
 
 @pytest.fixture(scope="module")

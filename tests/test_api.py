@@ -17,8 +17,12 @@ import pytest
 
 import tunelab
 from tests.helpers import SMALL_CNN, wandb_run
-from tunelab import Failed, UserError, api, calibrate, cluster, leaderboard, runs, spaces, study
+from tunelab import api
 from tunelab.cli import main
+from tunelab.engine import calibrate, cluster
+from tunelab.errors import Failed, UserError
+from tunelab.results import leaderboard, runs, study
+from tunelab.spec import spaces
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")  # fmt: skip
@@ -87,7 +91,9 @@ def test_values_are_checked_alike_as_text_and_as_python_values():
 
 
 def test_the_packages_step_names_are_the_api_and_the_steps_modules_have_names_of_their_own():
-    from tunelab import comparison, description, engine, planner  # the steps' modules (Ray, torch, pandas)
+    from tunelab.engine import search as engine  # the steps' modules (Ray, torch, pandas)
+    from tunelab.report import comparison
+    from tunelab.spec import description, planner
 
     steps = (tunelab.search, tunelab.plan, tunelab.compare, tunelab.describe)
     assert steps == (api.search, api.plan, api.compare, api.describe)  # still, with the modules imported
@@ -125,9 +131,9 @@ def board_of(spec: spaces.Spec, n: int = 7, failed: int = 1) -> pd.DataFrame:
 
 
 @pytest.fixture
-def searched(env, fixture_root, monkeypatch) -> tuple[runs.Run, pd.DataFrame]:
+def searched(env, fixture_root, monkeypatch) -> tuple[runs.StoredRun, pd.DataFrame]:
     """The run small_cnn as its search leaves it: its folder, leaderboard and best.yaml (from a made-up board)."""
-    run = runs.Run(env / "results" / "small_cnn", spaces.load_spec(str(SMALL_CNN)), runs.Options(), fixture_root)
+    run = runs.StoredRun(env / "results" / "small_cnn", spaces.load_spec(str(SMALL_CNN)), runs.Options(), fixture_root)
     run.save()
     board = board_of(run.spec)
     monkeypatch.setattr(leaderboard, "table", lambda _: board)  # the search's results
@@ -165,7 +171,7 @@ def test_a_run_shows_its_top_trials_best_config_and_figures_in_jupyter(searched)
 
 
 def test_a_run_without_a_leaderboard_says_so_when_shown(env, fixture_root):
-    run = runs.Run(env / "results" / "small_cnn", spaces.load_spec(str(SMALL_CNN)), runs.Options(), fixture_root)
+    run = runs.StoredRun(env / "results" / "small_cnn", spaces.load_spec(str(SMALL_CNN)), runs.Options(), fixture_root)
     run.save()
     opened = tunelab.open("small_cnn")
     assert "has no leaderboard yet: `tunelab leaderboard small_cnn` builds it" in opened._repr_html_()
@@ -208,7 +214,7 @@ def test_a_search_whose_trials_all_failed_carries_its_run_and_the_command_line_s
 def test_a_retrain_whose_models_all_failed_carries_its_run_and_the_command_line_shows_its_table_first(
     searched, monkeypatch, capsys
 ):
-    from tunelab import retrain
+    from tunelab.engine import retrain
 
     stored, _ = searched
     monkeypatch.setattr(retrain, "_train", lambda *_: {"status": "failed: the loss is nan", "duration_s": 0.1})

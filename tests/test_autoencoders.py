@@ -6,8 +6,8 @@ from torch import nn
 
 from trainables import conv_autoencoder, mlp_autoencoder, multitask_ae, reconstruction, thought_vector_ae
 from trainables.reconstruction import AutoEncoder
-from tunelab import spaces
 from tunelab.data import Data
+from tunelab.spec import spaces
 
 
 def baseline_model(experiment: str, module) -> nn.Module:

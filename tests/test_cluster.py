@@ -23,9 +23,10 @@ import yaml
 from ray.cluster_utils import Cluster
 
 from tests.helpers import REPO, wandb_run, write_mnist_like, write_student_model
-from tunelab import leaderboard, runs, tracking
-from tunelab.cluster import STATE_PERIOD_S
-from tunelab.engine import MAX_FAILURES
+from tunelab import tracking
+from tunelab.engine.cluster import STATE_PERIOD_S
+from tunelab.engine.search import MAX_FAILURES
+from tunelab.results import leaderboard, runs
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,7 @@ def finish(argv: list[str], timeout: float = 300) -> str:
     return done.stdout
 
 
-def the_run(env) -> runs.Run:
+def the_run(env) -> runs.StoredRun:
     return runs.open_run("run", env / "results")
 
 

@@ -12,7 +12,8 @@ from ray._private.state import state
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from tests.helpers import REPO
-from tunelab import UserError, cluster
+from tunelab.engine import cluster
+from tunelab.errors import UserError
 
 TEXT = (REPO / "cluster.yaml").read_text()
 

@@ -14,7 +14,11 @@ import pytest
 import ray
 
 from tests.helpers import REPO, write_mnist_like
-from tunelab import UserError, cluster, data as datasets, engine, runs, spaces, trial
+from tunelab import data as datasets
+from tunelab.engine import cluster, search as engine, trial
+from tunelab.errors import UserError
+from tunelab.results import runs
+from tunelab.spec import spaces
 
 SECRETS = (".netrc", ".env", ".aws/credentials", ".ssh/id_rsa", ".ray/auth_token")
 
@@ -63,7 +67,7 @@ def test_every_data_set_a_search_reads_is_in_the_shipped_object_refs(fixture_roo
     worker's reads of either use the shipped arrays whatever root they name."""
     spec = spaces.load_spec("fashion_ablation")
     options = runs.Options(address="127.0.0.1:6379")
-    run = runs.Run(tmp_path / "run", spec, options, fixture_root)
+    run = runs.StoredRun(tmp_path / "run", spec, options, fixture_root)
     ray.init(num_cpus=1, include_dashboard=False, address="local")
     try:
         wrapped = engine._trainable(run, engine._check(run))
@@ -87,7 +91,7 @@ def test_a_backbone_pretrained_on_mnist_ships_mnist_too(fixture_root, tmp_path):
     spec = spaces.load_spec("fashion_transfer")
     searched = {"backbone": od.CategoricalDistribution(["mnist_cnn"]),
                 "freeze": od.CategoricalDistribution(["linear_probe", "scratch"])}  # fmt: skip
-    run = runs.Run(tmp_path / "run", dataclasses.replace(spec, params=searched, baseline=None), runs.Options(),
+    run = runs.StoredRun(tmp_path / "run", dataclasses.replace(spec, params=searched, baseline=None), runs.Options(),
                    fixture_root)  # fmt: skip
     assert engine._check(run) == ("fashion_mnist", "mnist")
     scratch = dataclasses.replace(run.spec, params={"freeze": od.CategoricalDistribution(["scratch"])})

@@ -5,12 +5,15 @@ import pandas as pd
 import pytest
 
 from tests.helpers import retrained_run
-from tunelab import UserError, comparison, runs, spaces
 from tunelab.cli import main
+from tunelab.errors import UserError
+from tunelab.report import comparison
+from tunelab.results import runs
+from tunelab.spec import spaces
 
 
-def unsearched(env, experiment: str, data_root) -> runs.Run:
-    run = runs.Run(env / "results" / experiment, spaces.load_spec(experiment), runs.Options(), data_root)
+def unsearched(env, experiment: str, data_root) -> runs.StoredRun:
+    run = runs.StoredRun(env / "results" / experiment, spaces.load_spec(experiment), runs.Options(), data_root)
     run.save()
     return run
 
@@ -23,7 +26,7 @@ def unsearched(env, experiment: str, data_root) -> runs.Run:
     (["fashion_vae", "fashion_cnn"], None),
 ])  # fmt: skip
 def test_the_comparison_is_the_first_hook_all_the_runs_have(tmp_path, experiments, hook):
-    opened = [runs.Run(tmp_path / e, spaces.load_spec(e), runs.Options(), tmp_path) for e in experiments]
+    opened = [runs.StoredRun(tmp_path / e, spaces.load_spec(e), runs.Options(), tmp_path) for e in experiments]
     assert comparison.hook(opened) == hook
 
 

@@ -179,7 +179,7 @@ def test_a_checkpoint_that_is_not_tunelabs(run, capsys):
 def test_damaged_retrain_tables(run, table, file):
     """retrain.csv, ensemble.csv and baseline.csv are read by report and retrain after a search and a retrain; here
     through the one reader they share (no command reaches them without a real search)."""
-    from tunelab import UserError
+    from tunelab.errors import UserError
 
     path = getattr(run, file)
     for content, message in ((b"", "cannot read it as CSV"), (b"x,y\n1,2\n", "it has no column")):

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from tests.helpers import write_mnist_like
-from tunelab import UserError, data
+from tunelab import data
 from tunelab.data.idx import read_idx, write_idx
+from tunelab.errors import UserError
 
 
 def test_idx_roundtrip(tmp_path):

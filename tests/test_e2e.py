@@ -14,8 +14,11 @@ import yaml
 from ray import tune
 
 from tests.helpers import report_figures, subset_for, wandb_run
-from tunelab import data as datasets, engine, protocol, runs, tracking
+from tunelab import data as datasets, tracking
 from tunelab.cli import main
+from tunelab.engine import search as engine
+from tunelab.results import runs
+from tunelab.trainable import protocol
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from tests.helpers import report_figures, subset_for
-from tunelab import leaderboard, runs
 from tunelab.cli import main
+from tunelab.results import leaderboard, runs
 
 pytestmark = pytest.mark.slow
 

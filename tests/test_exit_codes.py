@@ -17,7 +17,9 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.helpers import write_student_model
-from tunelab import Failed, retrain, runs, study
+from tunelab.engine import retrain
+from tunelab.errors import Failed
+from tunelab.results import runs, study
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,9 @@ import torch
 
 from tests.helpers import retrained_run
 from trainables import cgan, common, frechet, gan, vae
-from tunelab import cache, comparison, data as datasets, report, runs
+from tunelab import cache, data as datasets
+from tunelab.report import comparison, report
+from tunelab.results import runs
 
 
 @pytest.fixture(scope="module")

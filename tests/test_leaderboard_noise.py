@@ -13,8 +13,10 @@ import yaml
 
 from tests.helpers import REPO
 from trainables import cnn_classifier
-from tunelab import UserError, leaderboard, runs, spaces
-from tunelab.rules import best_epoch_of
+from tunelab.errors import UserError
+from tunelab.results import leaderboard, runs
+from tunelab.spec import spaces
+from tunelab.spec.rules import best_epoch_of
 
 CURVES = REPO / "bench" / "curves" / "fashion_cnn.csv"
 
@@ -74,7 +76,7 @@ def test_best_yaml_and_retrain_take_the_tied_trial_the_spec_prefers(board, prefe
             "fast": tied["duration_s"] / tied["epochs"]}[prefer]  # fmt: skip
     chosen = board.loc[cost.idxmin(), "trial_id"]  # the better of equal ones
     assert (prefer == "best") == (chosen == board["trial_id"].iloc[0])
-    run = runs.Run(tmp_path, replace(spaces.load_spec("fashion_cnn"), prefer=prefer), runs.Options(), tmp_path)
+    run = runs.StoredRun(tmp_path, replace(spaces.load_spec("fashion_cnn"), prefer=prefer), runs.Options(), tmp_path)
     monkeypatch.setattr(leaderboard, "table", lambda _: board)  # the search's results
     leaderboard.write(run)
 

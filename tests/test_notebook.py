@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import REPO
-from tunelab.engine import FINISHED
+from tunelab.engine.search import FINISHED
 
 NOTEBOOK = REPO / "examples" / "quickstart.ipynb"
 QUICK = "40s"  # each search's budget, calibration included (the notebook's first cell: then a 1-epoch retrain)

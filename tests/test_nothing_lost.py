@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from tests.helpers import write_mnist_like
-from tunelab import files, retrain, runs, spaces, study
+from tunelab import files
 from tunelab.cli import main
+from tunelab.engine import retrain
+from tunelab.results import runs, study
+from tunelab.spec import spaces
 
 IN_USE = r"is in use by PID (\d+) \(tunelab (\w+), since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\); wait for it or stop it$"
 
@@ -42,10 +45,10 @@ def snapshot(folder) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def searched(results, data_root, name: str = "fashion_cnn") -> runs.Run:
+def searched(results, data_root, name: str = "fashion_cnn") -> runs.StoredRun:
     """A run of fashion_cnn as a search leaves it for retrain: its spec, a study with one trial, a leaderboard whose
     best trial is a small CNN."""
-    run = runs.Run(results / name, spaces.load_spec("fashion_cnn"), runs.Options(), data_root)
+    run = runs.StoredRun(results / name, spaces.load_spec("fashion_cnn"), runs.Options(), data_root)
     run.save()
     optuna.create_study(study_name=name, storage=study._storage(run.study_file)).ask()
     run.leaderboard_file.write_text("trial_id,status,val_acc,epochs,best_epoch,config/depth,config/width\n"
@@ -83,10 +86,10 @@ def test_two_searches_of_one_name_started_together_one_runs_and_a_stale_lock_is_
 
 
 def test_a_used_name_is_refused_and_a_folder_no_search_got_going_in_is_reused(env, fixture_root, capsys):
-    from tunelab import engine
+    from tunelab.engine import search as engine
 
-    run = runs.Run(env / "results" / "mine", spaces.load_spec("fashion_cnn"), runs.Options(storage=str(env / "s")),
-                   fixture_root)  # fmt: skip
+    run = runs.StoredRun(env / "results" / "mine", spaces.load_spec("fashion_cnn"),
+                         runs.Options(storage=str(env / "s")), fixture_root)  # fmt: skip
     run.save()
     engine.check_unused(run)  # a search that failed before Ray started
     created = optuna.create_study(study_name="mine", storage=study._storage(run.study_file))

@@ -9,9 +9,12 @@ import yaml
 
 import trainables
 from tests.helpers import REPO
-from tunelab import checks, protocol, scaffold, spaces
+from tunelab import scaffold
 from tunelab.cli import main
 from tunelab.data import SOURCES
+from tunelab.engine import checks
+from tunelab.spec import spaces
+from tunelab.trainable import protocol
 
 # the whole check for two thin copies (cnn_classifier's: test_new_then_check_passes); for the others, loading (time)
 FULL_CHECK = ("thought_vector_ae", "cgan")

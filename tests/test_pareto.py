@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from tunelab import UserError, pareto, protocol, schedulers, spaces
+from tunelab.engine import schedulers
+from tunelab.errors import UserError
+from tunelab.results import pareto
+from tunelab.spec import spaces
+from tunelab.trainable import protocol
 
 # (accuracy: max, parameters: min)
 POINTS = np.array([
@@ -129,9 +133,9 @@ def test_targets_must_name_metrics_of_the_search():
 
 
 def test_leaderboard_keeps_trial_ids_that_look_like_numbers_as_text(tmp_path):
-    from tunelab import runs
+    from tunelab.results import runs
 
-    run = runs.Run(tmp_path, parse(), runs.Options(), tmp_path)
+    run = runs.StoredRun(tmp_path, parse(), runs.Options(), tmp_path)
     csv = "trial_id,status,val_pixel_acc\n18201877,completed,0.9\n0a1b2c3d,completed,0.8\n"
     (tmp_path / "leaderboard.csv").write_text(csv)
     assert run.leaderboard()["trial_id"].tolist() == ["18201877", "0a1b2c3d"]

@@ -16,9 +16,11 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from tunelab import calibrate, engine, planner, record, runs, spaces, study
 from tunelab.cli import main, parser
-from tunelab.planner import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
+from tunelab.engine import calibrate, record, search as engine
+from tunelab.results import runs, study
+from tunelab.spec import planner, spaces
+from tunelab.spec.planner import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
 
 FASHION = {"epoch_s_cheap": 25.0, "epoch_s_costly": 650.0, "overhead_s": 1.5, "slots": 2, "space_max_epochs": 12}
 
@@ -136,13 +138,13 @@ def test_the_plan_says_what_it_queues_first_and_the_trials_count_them():
     assert plan.more_trials(24, left_s=0) and not plan.more_trials(25, left_s=0)  # the queued ones start first
     fixed = make_plan(1200, **FASHION, fixed={"trials": 3}, epoch_s_mean=160, queued_epoch_s=[160.0] * 5,
                       baseline=True)  # fmt: skip
-    assert (fixed.trials, fixed.queued) == (3, 3)  # --trials keeps the first of them (tunelab.priors)
+    assert (fixed.trials, fixed.queued) == (3, 3)  # --trials keeps the first of them (tunelab.engine.priors)
     assert fixed.lines()[0].startswith("Plan: 3 queued (baseline, 2 priors) + 0 trials, rungs")
 
 
 def test_a_plan_applied_is_what_the_search_runs_and_reopens_with_its_run(tmp_path):
     spec = runs.Options(time_budget=1200).apply(spaces.load_spec("fashion_cnn"))
-    run = runs.Run(tmp_path / "fashion_cnn", spec, runs.Options(time_budget=1200), tmp_path / "data")
+    run = runs.StoredRun(tmp_path / "fashion_cnn", spec, runs.Options(time_budget=1200), tmp_path / "data")
     plan = make_plan(1200, **FASHION, calibration_s=30, epoch_s_mean=160)
     planned = calibrate.apply(run, plan)
     assert planned.spec.rungs == plan.rungs == [1, 3, 9] and planned.spec.hyperband == {"min_iter": 1, "eta": 3}
@@ -249,7 +251,7 @@ def test_the_ceiling_measures_a_config_against_the_costliest_that_fits(fixture_r
 
 def test_a_searcher_runs_only_configs_its_ceiling_admits_and_tells_the_study_the_rest(tmp_path):
     spec = spaces.load_spec("fashion_cnn")
-    run = runs.Run(tmp_path / "r", spec, runs.Options(), tmp_path)
+    run = runs.StoredRun(tmp_path / "r", spec, runs.Options(), tmp_path)
     run.save()
     admit = lambda config: 2.5 if config["width"] == 64 else 1.0  # noqa: E731  (FLOPs over the ceiling's)
     study.create(run)

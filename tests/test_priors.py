@@ -1,7 +1,8 @@
-"""A search-space file's `priors:` (tunelab.spaces, tunelab.priors, tunelab.study): configs checked against the
-trainable when the file is read, queued in the study right after the baseline and marked `prior`, skipped with one
-line where they fall outside this search's space, off with --no-priors, not queued again on resume, unused by a grid.
-The study is a real Optuna journal in tmp_path, asked for trials by the searcher as Ray asks it; no search runs."""
+"""A search-space file's `priors:` (tunelab.spec.spaces, tunelab.engine.priors, tunelab.results.study): configs checked
+against the trainable when the file is read, queued in the study right after the baseline and marked `prior`, skipped
+with one line where they fall outside this search's space, off with --no-priors, not queued again on resume, unused by a
+grid. The study is a real Optuna journal in tmp_path, asked for trials by the searcher as Ray asks it; no search
+runs."""
 
 from pathlib import Path
 
@@ -9,8 +10,11 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tunelab import UserError, calibrate, engine, priors, runs, spaces, study
 from tunelab.cli import parser
+from tunelab.engine import calibrate, priors, search as engine
+from tunelab.errors import UserError
+from tunelab.results import runs, study
+from tunelab.spec import spaces
 
 FROM = "fashion_cnn search, seed 1, 3 % subset at offset 0.5: bench/record_curves.py --offset 0.5"
 BASELINE = {"width": 32, "lr": 0.001}
@@ -36,13 +40,13 @@ def _load(tmp_path: Path, **changes) -> spaces.Spec:
     return spaces.load_spec(str(path))
 
 
-def _run(tmp_path: Path, options: runs.Options | None = None, **changes) -> runs.Run:
-    run = runs.Run(tmp_path / "r", _load(tmp_path, **changes), options or runs.Options(), tmp_path)
+def _run(tmp_path: Path, options: runs.Options | None = None, **changes) -> runs.StoredRun:
+    run = runs.StoredRun(tmp_path / "r", _load(tmp_path, **changes), options or runs.Options(), tmp_path)
     run.save()
     return run
 
 
-def _searched(run: runs.Run, asked: int, capsys) -> tuple[list, str]:
+def _searched(run: runs.StoredRun, asked: int, capsys) -> tuple[list, str]:
     """The study's trials after a new searcher (as `tunelab search` makes it) is asked for ``asked`` trials, and what
     it printed."""
     searcher = engine._searcher(run, "disabled")
@@ -57,7 +61,7 @@ def _searched(run: runs.Run, asked: int, capsys) -> tuple[list, str]:
 def test_priors_are_read_with_where_they_came_from_and_kept_with_the_run(tmp_path):
     spec = _load(tmp_path)
     assert spec.priors == PRIORS and spec.priors[0]["from"] == FROM
-    run = runs.Run(tmp_path / "r", spec, runs.Options(), tmp_path)
+    run = runs.StoredRun(tmp_path / "r", spec, runs.Options(), tmp_path)
     run.save()
     assert runs.open_run("r", tmp_path).spec.priors == PRIORS
     assert _load(tmp_path, priors=[]).priors == [] and spaces.parse(
@@ -119,7 +123,7 @@ SPACES = sorted(spaces.SPACES_DIR.glob("*.yaml"))
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_every_built_in_prior_is_inside_its_experiments_space(path, tmp_path, capsys):
     spec = spaces.load_spec(str(path))
-    points = priors.points(runs.Run(tmp_path / "r", spec, runs.Options(), tmp_path))
+    points = priors.points(runs.StoredRun(tmp_path / "r", spec, runs.Options(), tmp_path))
     assert "skipped" not in capsys.readouterr().out
     assert len(points) == (len(spec.priors) if spec.method != "grid" else 0)
 
@@ -199,7 +203,7 @@ def test_a_planned_searchs_ceiling_skips_the_priors_it_would_not_try(tmp_path, c
 
 
 def test_a_plan_counts_the_configs_its_search_queues_first(tmp_path, monkeypatch, capsys):
-    """They train all their epochs (tunelab.planner): the plan counts the baseline and the priors that ``points``
+    """They train all their epochs (tunelab.spec.planner): the plan counts the baseline and the priors that ``points``
     will queue, those inside the space and under the plan's ceiling; no priors with --no-priors, nothing in a grid."""
     told = []  # the configs calibration was given as queued, by their lr
 
@@ -218,7 +222,7 @@ def test_a_plan_counts_the_configs_its_search_queues_first(tmp_path, monkeypatch
     capped = calibrate.plan_for(spec, tmp_path, {}, retrain_budget_s=68)
     assert capped.max_flops == pytest.approx(2.5) and capped.queued == 2
     admit = lambda point: spec.config(point)["lr"] * 1000 / capped.max_flops  # noqa: E731  # as Ceiling counts
-    queued = priors.points(calibrate.apply(runs.Run(tmp_path / "r", spec, options, tmp_path), capped), admit)
+    queued = priors.points(calibrate.apply(runs.StoredRun(tmp_path / "r", spec, options, tmp_path), capped), admit)
     assert [i for i, _ in queued] == [2] and 1 + len(queued) == capped.queued
     assert calibrate.plan_for(spec, tmp_path, {}, no_priors=True).queued == 1 and told[-1] == [0.001]
     grid = _load(tmp_path, method="grid", parameters={"width": {"values": [16, 32, 64]}, "lr": {"values": [0.001]}})

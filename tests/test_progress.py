@@ -14,8 +14,10 @@ import pytest
 
 import tunelab
 from tests.helpers import SMALL_CNN
-from tunelab import cluster, engine, leaderboard, spaces
 from tunelab.cli import main, parser
+from tunelab.engine import cluster, search as engine
+from tunelab.results import leaderboard
+from tunelab.spec import spaces
 
 END = re.compile(r"^\[ *\d+s\] trial (\S+) finished \((completed|stopped early), (\d+) epochs?\): ")
 EPOCH = re.compile(r"^\[ *\d+s\] trial (\S+) epoch (\d+): val_acc=")
@@ -29,7 +31,7 @@ class Terminal(io.StringIO):
 
 
 def trial(trial_id: str, status: str = "RUNNING", analysis: dict | None = None, **last_result) -> SimpleNamespace:
-    """A stand-in for Ray's Trial: what tunelab.engine.Progress reads of one."""
+    """A stand-in for Ray's Trial: what tunelab.engine.search.Progress reads of one."""
     return SimpleNamespace(trial_id=trial_id, status=status, config={"lr": 0.001, "optimizer": "adam"},
                            last_result=last_result, metric_analysis=analysis or {},
                            local_path=f"/results/run/trial_{trial_id}")  # fmt: skip

@@ -8,8 +8,8 @@ import types
 import pytest
 
 import trainables
-from tunelab import protocol
-from tunelab.protocol import ProtocolError
+from tunelab.trainable import protocol
+from tunelab.trainable.protocol import ProtocolError
 
 
 def module(**names) -> types.ModuleType:

@@ -1,6 +1,6 @@
-"""A trainable's RANGES and METRICS (tunelab/protocol.py): every built-in one declares them and its defaults lie inside;
-a search space that reaches outside a range, or names a metric the trainable does not report, is refused when it is
-read (or, for a trainable without METRICS, before Ray starts), with the file, the key and what is allowed."""
+"""A trainable's RANGES and METRICS (tunelab/trainable/protocol.py): every built-in one declares them and its defaults
+lie inside; a search space that reaches outside a range, or names a metric the trainable does not report, is refused
+when it is read (or, for a trainable without METRICS, before Ray starts), with the file, the key and what is allowed."""
 
 import re
 
@@ -10,9 +10,12 @@ import yaml
 import trainables
 from tests.helpers import write_student_model
 from tests.test_protocol import complete
-from tunelab import UserError, checks, protocol, spaces
 from tunelab.cli import main
-from tunelab.protocol import ProtocolError, Range
+from tunelab.engine import checks
+from tunelab.errors import UserError
+from tunelab.spec import spaces
+from tunelab.trainable import protocol
+from tunelab.trainable.protocol import ProtocolError, Range
 
 
 @pytest.mark.parametrize("name", trainables.NAMES)

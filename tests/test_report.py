@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from tests.helpers import SMALL_CNN
-from tunelab import spaces
-from tunelab.report import _importance, importances, layer_table
+from tunelab.report.report import _importance, importances, layer_table
+from tunelab.spec import spaces
 
 
 def test_layer_table_names_nested_layers_as_their_weights_are_named():

@@ -8,11 +8,13 @@ from sklearn.metrics import roc_auc_score
 
 from tests.helpers import write_text_data
 from trainables import common, text
-from tunelab import retrain, runs, spaces, training
 from tunelab.cli import main
+from tunelab.results import retrained, runs
+from tunelab.spec import spaces
+from tunelab.trainable import training
 
 
-def by_hand(run: runs.Run, models: list[str], predict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def by_hand(run: runs.StoredRun, models: list[str], predict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each test split's mean of the saved models' predicted probabilities, and its labels."""
     data = run.retrained_data(training.device())
     members = [training.rebuild(run.retrained(*(int(n) for n in name[4:].split("_seed"))), data) for name in models]
@@ -26,7 +28,9 @@ def nll(p: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_retrain_refuses_an_ensemble_of_a_non_classifier_before_training(env, fixture_root, capsys):
-    run = runs.Run(env / "results" / "mnist_conv_ae", spaces.load_spec("mnist_conv_ae"), runs.Options(), fixture_root)
+    run = runs.StoredRun(
+        env / "results" / "mnist_conv_ae", spaces.load_spec("mnist_conv_ae"), runs.Options(), fixture_root
+    )
     run.save()
     assert main(["retrain", "mnist_conv_ae", "--top-k", "2", "--seeds", "2", "--ensemble"]) == 2
     err = capsys.readouterr().err.strip()
@@ -89,4 +93,4 @@ def test_image_classifier_ensemble_is_the_mean_of_its_models_probabilities(env, 
     ((p, y),) = by_hand(run, ensemble["models"].split(), predict).values()
     assert ensemble["test_acc"] == pytest.approx((p.argmax(1) == y).mean())
     assert ensemble["test_loss"] == pytest.approx(nll(p, y), rel=1e-4)
-    assert retrain.table(run)["rank"].tolist() == [1, "ensemble"]
+    assert retrained.table(run)["rank"].tolist() == [1, "ensemble"]

@@ -6,8 +6,11 @@ import pytest
 import torch
 import yaml
 
-from tunelab import data as datasets, leaderboard, protocol, runs, spaces, training
+from tunelab import data as datasets
 from tunelab.cli import main
+from tunelab.results import leaderboard, runs
+from tunelab.spec import spaces
+from tunelab.trainable import protocol, training
 
 pytestmark = pytest.mark.slow
 

@@ -6,13 +6,15 @@ import pytest
 import torch
 import yaml
 
-from tunelab import UserError, runs, spaces
-from tunelab.rules import end_status
+from tunelab.errors import UserError
+from tunelab.results import runs
+from tunelab.spec import spaces
+from tunelab.spec.rules import end_status
 
 
-def saved_run(tmp_path, monkeypatch) -> runs.Run:
+def saved_run(tmp_path, monkeypatch) -> runs.StoredRun:
     spec = runs.Options(trials=2, max_epochs=3).apply(spaces.load_spec("fashion_cnn"))
-    run = runs.Run(tmp_path / "fashion_cnn", spec, runs.Options(trials=2, max_epochs=3), tmp_path / "data")
+    run = runs.StoredRun(tmp_path / "fashion_cnn", spec, runs.Options(trials=2, max_epochs=3), tmp_path / "data")
     run.save()
     return run
 

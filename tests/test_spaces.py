@@ -5,7 +5,8 @@ import optuna.distributions as od
 import pytest
 import yaml
 
-from tunelab import UserError, spaces
+from tunelab.errors import UserError
+from tunelab.spec import spaces
 
 SPACES = sorted(spaces.SPACES_DIR.glob("*.yaml"))
 

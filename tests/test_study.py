@@ -1,6 +1,6 @@
-"""A run's Optuna study on disk (tunelab.study) and `tunelab dashboard` (tunelab.dashboard): the study follows the
-leaderboard (states, values, learning curves), a resumed search adds to it, the dashboard serves it over its HTTP
-API and in a real browser. The searcher and writer are tested on fake trials; the slow tests run a real search."""
+"""A run's Optuna study on disk (tunelab.results.study) and `tunelab dashboard` (tunelab.report.dashboard): the study
+follows the leaderboard (states, values, learning curves), a resumed search adds to it, the dashboard serves it over its
+HTTP API and in a real browser. The searcher and writer are tested on fake trials; the slow tests run a real search."""
 
 import contextlib
 import dataclasses
@@ -24,23 +24,27 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.helpers import SMALL_CNN
-from tunelab import UserError, dashboard, leaderboard, record, runs, spaces, study
 from tunelab.cli import main
-from tunelab.rules import best_epoch_of
+from tunelab.engine import record
+from tunelab.errors import UserError
+from tunelab.report import dashboard
+from tunelab.results import leaderboard, runs, study
+from tunelab.spec import spaces
+from tunelab.spec.rules import best_epoch_of
 
 
-def _run(folder: Path, experiment: str = str(SMALL_CNN)) -> runs.Run:
-    run = runs.Run(folder, spaces.load_spec(experiment), runs.Options(), folder.parent)
+def _run(folder: Path, experiment: str = str(SMALL_CNN)) -> runs.StoredRun:
+    run = runs.StoredRun(folder, spaces.load_spec(experiment), runs.Options(), folder.parent)
     run.save()
     return run
 
 
-def _search(run: runs.Run, wandb: bool = False) -> record.StudySearch:
+def _search(run: runs.StoredRun, wandb: bool = False) -> record.StudySearch:
     study.create(run)
     return record.StudySearch(run, optuna.samplers.RandomSampler(seed=0), wandb=wandb)
 
 
-def _record(run: runs.Run, pressed: bool = False) -> record.TrialRecord:
+def _record(run: runs.StoredRun, pressed: bool = False) -> record.TrialRecord:
     return record.TrialRecord(run, SimpleNamespace(pressed=pressed))
 
 
@@ -53,7 +57,7 @@ def _epochs(writer: record.TrialRecord, trial, values: list[dict], first: int = 
         writer.on_trial_result(0, [], trial, {"epoch": epoch, "training_iteration": epoch, **metrics})
 
 
-def _by_ray_id(run: runs.Run) -> dict[str, optuna.trial.FrozenTrial]:
+def _by_ray_id(run: runs.StoredRun) -> dict[str, optuna.trial.FrozenTrial]:
     return {t.user_attrs["ray_trial_id"]: t for t in study.open_study(run).trials}
 
 

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 
 from tests.helpers import write_weather
 from trainables import text, text_cnn, text_rnn, tfidf
-from tunelab import UserError, data as datasets, figures
+from tunelab import data as datasets, figures
 from tunelab.data import Data
+from tunelab.errors import UserError
 
 CONFIG = dict(text.DEFAULTS, min_count=1)
 

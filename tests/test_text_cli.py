@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from trainables import text_cnn
-from tunelab import data as datasets, retrain
+from tunelab import data as datasets
 from tunelab.cli import main
+from tunelab.engine import retrain
 
 
 def test_describe_shows_every_shape_and_the_parameters(env, text_root, capsys):

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from tests.helpers import imdb_reviews, write_imdb, write_sentiment140, write_weather
-from tunelab import UserError, data
+from tunelab import data
 from tunelab.data.text import split_60_20_20
+from tunelab.errors import UserError
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 import wandb
 
-from tunelab import UserError, tracking
+from tunelab import tracking
 from tunelab.cli import main
+from tunelab.errors import UserError
 
 KEY = "0123456789abcdef" * 2 + "01234567"  # 40 characters, as W&B's keys; no server knows it
 

@@ -1,7 +1,8 @@
 """Protocol tests for every trainable in the registry, on a tiny in-memory data set.
 
 Like timm's tests over its model registry: a new trainable gets them for free. The checks themselves, and the
-tiny data set, are tunelab's (``tunelab.checks``), which ``tunelab check FILE.py`` runs on a student's own file.
+tiny data set, are tunelab's (``tunelab.engine.checks``), which ``tunelab check FILE.py`` runs on a student's own
+file.
 """
 
 import pytest
@@ -10,9 +11,10 @@ from torch import nn
 
 import trainables
 from trainables import cnn_classifier, common, conv_autoencoder
-from tunelab import checks, protocol, training
-from tunelab.checks import one_batch_config
 from tunelab.data import Data
+from tunelab.engine import checks
+from tunelab.engine.checks import one_batch_config
+from tunelab.trainable import protocol, training
 
 NAMES = trainables.NAMES
 
@@ -34,7 +36,7 @@ def test_declarations(name):
 @pytest.mark.parametrize("check", checks.CHECKS, ids=lambda check: check.name)
 @pytest.mark.parametrize("name", NAMES)
 def test_check(name, check, data):
-    """build, train_epoch, evaluate, gradients, save_restore and figures (``tunelab.checks.CHECKS``)."""
+    """build, train_epoch, evaluate, gradients, save_restore and figures (``tunelab.engine.checks.CHECKS``)."""
     check(protocol.load_trainable(name), data)
 
 

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from trainables import backbones, common, transfer
-from tunelab import UserError
 from tunelab.data import Data
+from tunelab.errors import UserError
 
 SMALL = 32  # px: the backbones run in milliseconds
 

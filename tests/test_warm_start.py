@@ -1,6 +1,6 @@
-"""`tunelab search --warm-start RUN` (tunelab.warmstart): an earlier run's finished trials, rebuilt on the new space,
-are the new study's first trials, marked as imported; trials outside the new space are dropped with a note; a run of
-another trainable, data set or metric is refused. The earlier run's study is a real Optuna journal in the format a
+"""`tunelab search --warm-start RUN` (tunelab.engine.warmstart): an earlier run's finished trials, rebuilt on the new
+space, are the new study's first trials, marked as imported; trials outside the new space are dropped with a note; a run
+of another trainable, data set or metric is refused. The earlier run's study is a real Optuna journal in the format a
 search writes; one short real search shows the imports first, then the search's own trials, none on its leaderboard."""
 
 from pathlib import Path
@@ -14,8 +14,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.helpers import write_student_model
-from tunelab import UserError, engine, record, runs, spaces, study, warmstart
 from tunelab.cli import main
+from tunelab.engine import record, search as engine, warmstart
+from tunelab.errors import UserError
+from tunelab.results import runs, study
+from tunelab.spec import spaces
 
 BASELINE = {"hidden": 32, "lr": 0.01}  # the later run's, which it tries first after the imported trials
 # the earlier run's trials: (hidden, lr, state, per-epoch val_acc); its space is wider than the later run's
@@ -56,11 +59,11 @@ def student(env) -> Path:
 
 
 @pytest.fixture
-def earlier(student, env, fixture_root) -> runs.Run:
+def earlier(student, env, fixture_root) -> runs.StoredRun:
     """The earlier run as a search leaves it: tunelab.yaml, and its study as a journal with the user attrs, states,
-    values and per-epoch values that tunelab.study writes."""
+    values and per-epoch values that tunelab.results.study writes."""
     spec = spaces.load_spec(str(student / "earlier.yaml"))
-    run = runs.Run(env / "results" / "earlier", spec, runs.Options(), fixture_root)
+    run = runs.StoredRun(env / "results" / "earlier", spec, runs.Options(), fixture_root)
     run.save()
     journal = optuna.create_study(study_name="earlier", direction="maximize",
                                   storage=JournalStorage(JournalFileBackend(str(run.study_file))))  # fmt: skip
@@ -82,10 +85,10 @@ def earlier(student, env, fixture_root) -> runs.Run:
     return run
 
 
-def _later(student: Path, earlier: runs.Run, sweep: str = "later", **changes) -> runs.Run:
+def _later(student: Path, earlier: runs.StoredRun, sweep: str = "later", **changes) -> runs.StoredRun:
     path = _sweep(student, sweep, [16, 32], 0.05, **changes) if changes else str(student / f"{sweep}.yaml")
     spec = spaces.load_spec(path)
-    return runs.Run(earlier.dir.parent / sweep, spec, runs.Options(warm_start=["earlier"]), earlier.data_dir)
+    return runs.StoredRun(earlier.dir.parent / sweep, spec, runs.Options(warm_start=["earlier"]), earlier.data_dir)
 
 
 def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier, capsys):
@@ -137,7 +140,7 @@ def test_the_warm_start_is_saved_with_the_run(student, earlier):
 def test_a_run_that_measured_something_else_is_refused(case, student, earlier, env, fixture_root):
     later = _later(student, earlier)
     if case == "trainable":  # the built-in CNN on the same data set
-        other = runs.Run(env / "results" / "cnn", spaces.load_spec("fashion_cnn"), runs.Options(), fixture_root)
+        other = runs.StoredRun(env / "results" / "cnn", spaces.load_spec("fashion_cnn"), runs.Options(), fixture_root)
         other.save()
         later.options.warm_start = ["cnn"]
         expected = ("--warm-start cnn: run cnn searched trainable 'cnn_classifier' on data set 'fashion_mnist', this "

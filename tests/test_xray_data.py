@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from tests.helpers import write_pneumoniamnist
-from tunelab import UserError, data
+from tunelab import data
+from tunelab.errors import UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,10 +1,10 @@
 """The assignment models, one module per model family, and the registry that names them.
 
 Each registered module is a trainable: plain PyTorch (no Ray, no W&B) that follows the protocol in
-``tunelab/protocol.py`` (``DATASET``, ``METRIC``, ``MODE``, ``DEFAULTS``, ``build``, ``train_epoch``, ``evaluate``,
-``figures`` and optional hooks). The harness loads them through ``tunelab.protocol.load_trainable(name)``, which
-checks them; the other modules here hold what several trainables share (``common``, ``text``, ``reconstruction``,
-...).
+``tunelab/trainable/protocol.py`` (``DATASET``, ``METRIC``, ``MODE``, ``DEFAULTS``, ``build``, ``train_epoch``,
+``evaluate``, ``figures`` and optional hooks). The harness loads them through
+``tunelab.trainable.protocol.load_trainable(name)``, which checks them; the other modules here hold what several
+trainables share (``common``, ``text``, ``reconstruction``, ...).
 """
 
 import importlib
@@ -17,5 +17,6 @@ NAMES = ("cgan", "cnn_classifier", "conv_autoencoder", "examples_net", "gan", "m
 
 
 def get(name: str) -> ModuleType:
-    """The module of a registered name (``tunelab.protocol.load_trainable`` checks the name and the module)."""
+    """The module of a registered name (``tunelab.trainable.protocol.load_trainable`` checks the name and the
+    module)."""
     return importlib.import_module(f"trainables.{name}")

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from trainables import common
-from tunelab import UserError, cache
+from tunelab import cache
+from tunelab.errors import UserError
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # mean and std of images in [0, 1]
 OWN = ("efficientnet_lite0", "mnist_cnn")

@@ -155,9 +155,9 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
     "step": lambda t: 0.1 ** ((t >= 0.5) + (t >= 0.75)),  # /10 at half and at three quarters
     "onecycle": one_cycle,
 }
-# the CHOICES (tunelab.protocol) of the keys that make_optimizer and make_scheduler read
+# the CHOICES (tunelab.trainable.protocol) of the keys that make_optimizer and make_scheduler read
 TRAINING_CHOICES = {"optimizer": OPTIMIZERS, "schedule": tuple(SCHEDULES)}
-# the RANGES (tunelab.protocol) of the keys that make_optimizer and the training loops read
+# the RANGES (tunelab.trainable.protocol) of the keys that make_optimizer and the training loops read
 TRAINING_RANGES = {"lr": "> 0", "momentum": "[0, 1)", "weight_decay": ">= 0", "batch_size": ">= 1", "epochs": ">= 1"}
 
 

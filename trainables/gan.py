@@ -240,7 +240,8 @@ def example_input(parts: dict, data: Data) -> tuple:
 
 
 def sample(model: GAN, n: int, seed: int) -> torch.Tensor:
-    """n generated images in [0, 1] from seeded z (``tunelab.comparison`` sets several runs' samples side by side)."""
+    """n generated images in [0, 1] from seeded z (``tunelab.report.comparison`` sets several runs' samples side by
+    side)."""
     return model.sample(n, seed=seed)
 
 

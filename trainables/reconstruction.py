@@ -18,7 +18,7 @@ from tunelab import figures as plots
 from tunelab.data import Data
 
 LOSSES = ("bce", "mse")
-# an autoencoder's METRICS (tunelab.protocol): batch_metrics' of the validation split and of training
+# an autoencoder's METRICS (tunelab.trainable.protocol): batch_metrics' of the validation split and of training
 METRICS = ("val_loss", "val_mse", "val_bce", "val_pixel_acc", "train_loss", "train_mse", "train_bce", "train_pixel_acc")
 
 
@@ -89,8 +89,8 @@ def evaluate(parts: dict, data: Data, split: str) -> dict[str, float]:
 
 
 def reconstruct(model: AutoEncoder, images: torch.Tensor) -> torch.Tensor:
-    """Reconstructions in [0, 1] of uint8 images (the autoencoders' ``reconstruct`` hook: ``tunelab.comparison`` sets
-    several runs' reconstructions of the same test images side by side)."""
+    """Reconstructions in [0, 1] of uint8 images (the autoencoders' ``reconstruct`` hook: ``tunelab.report.comparison``
+    sets several runs' reconstructions of the same test images side by side)."""
     return torch.sigmoid(common.predict(model, images))
 
 

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables import common
-from tunelab import UserError, figures as plots
+from tunelab import figures as plots
 from tunelab.data import Data
+from tunelab.errors import UserError
 
 PAD, UNK = 0, 1
 EVAL_BATCH = 512  # texts per forward pass when predicting without gradients

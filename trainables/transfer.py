@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables import backbones, common
-from tunelab import UserError, cache, figures as plots
+from tunelab import cache, figures as plots
 from tunelab.data import Data
+from tunelab.errors import UserError
 
 DATASET = "fashion_mnist"
 METRIC = "val_acc"

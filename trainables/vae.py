@@ -138,8 +138,8 @@ def reconstruct(model: VAE, images: torch.Tensor) -> torch.Tensor:
 
 
 def sample(model: VAE, n: int, seed: int) -> torch.Tensor:
-    """n images decoded from z ~ N(0, I), seeded (``tunelab.comparison`` uses ``reconstruct`` unless the runs beside
-    it only sample, as a GAN)."""
+    """n images decoded from z ~ N(0, I), seeded (``tunelab.report.comparison`` uses ``reconstruct`` unless the runs
+    beside it only sample, as a GAN)."""
     return model.sample(n, seed)
 
 

@@ -14,7 +14,7 @@ Bad input raises tunelab.UserError with the one line that the command line print
 succeed (every trial or model failed, Ctrl-C) raises tunelab.Failed. Nothing here exits the process.
 
 In one process (a notebook's kernel) the local Ray that the first search starts serves the later ones: Ray's start
-is most of a small search's fixed cost (tunelab.cluster.keep_local). It stops when the process exits.
+is most of a small search's fixed cost (tunelab.engine.cluster.keep_local). It stops when the process exits.
 
 This module imports only the standard library at first: ``import tunelab`` stays light, and each function imports
 the steps it runs.
@@ -38,12 +38,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunelab import Failed, UserError
+from tunelab.errors import Failed, UserError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tunelab import comparison as _comparison, planner as _planner, runs
+    from tunelab.report import comparison as _comparison
+    from tunelab.results import runs
+    from tunelab.spec import planner as _planner
 
 # The values of options, checked alike for the command line's flags (text) and the API's arguments (Python values):
 # each returns the value, or raises a UserError saying what it must be (the command line adds "argument --flag: ",
@@ -104,7 +106,7 @@ def fraction(value) -> float:
 
 def seed(value) -> int:
     """A seed of the sampler and the trials, as a search-space file's seed."""
-    from tunelab import spaces
+    from tunelab.spec import spaces
 
     parsed = number(value, int, 0)
     if parsed >= spaces.SEEDS:
@@ -114,7 +116,7 @@ def seed(value) -> int:
 
 def gpus(value) -> float:
     """GPUs per trial: 0, a fraction of one GPU (trials share it) or a whole number of GPUs."""
-    from tunelab import spaces
+    from tunelab.spec import spaces
 
     parsed = number(value, float, 0)
     if not spaces.gpus_ok(parsed):
@@ -157,8 +159,8 @@ def _checked(**values) -> dict:
 
 
 def _fixed(given: dict) -> dict:
-    """The options a plan keeps (tunelab.planner.FLAGS), as the user gave them."""
-    from tunelab import planner
+    """The options a plan keeps (tunelab.spec.planner.FLAGS), as the user gave them."""
+    from tunelab.spec import planner
 
     return {k: given[k] for k in planner.FLAGS if given.get(k) is not None}
 
@@ -176,7 +178,10 @@ def plan(
 
     The arguments are those of ``search``; ``trials``, ``max_epochs``, ``subset`` and ``concurrency``, where given,
     are kept as they are and the rest is planned around them."""
-    from tunelab import calibrate, data, runs, spaces
+    from tunelab import data
+    from tunelab.engine import calibrate
+    from tunelab.results import runs
+    from tunelab.spec import spaces
 
     given = _checked(time_budget=time_budget, retrain_budget=retrain_budget, trials=trials, max_epochs=max_epochs,
                      subset=subset, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
@@ -224,7 +229,10 @@ def search(
     the returned run's ``warning`` says so. Ctrl-C stops it (tunelab.Failed; ``tunelab.resume(name)`` continues it).
     The local Ray it starts stays up for the next search in this process.
     """
-    from tunelab import calibrate, cluster, data, engine, runs, spaces, tracking, warmstart
+    from tunelab import data, tracking
+    from tunelab.engine import calibrate, cluster, search as engine, warmstart
+    from tunelab.results import runs
+    from tunelab.spec import spaces
 
     warm_start = [warm_start] if isinstance(warm_start, str) else list(warm_start or ())
     given = _checked(time_budget=time_budget, retrain_budget=retrain_budget, trials=trials, max_epochs=max_epochs,
@@ -243,7 +251,7 @@ def search(
     )  # fmt: skip
     spec = options.apply(spaces.load_spec(str(experiment)))
     folder = runs.results_root(results_dir) / (name or spec.name)
-    run = runs.Run(folder, spec, options, data.data_root(data_dir))
+    run = runs.StoredRun(folder, spec, options, data.data_root(data_dir))
     with run.locked("search"):  # checked under the lock: a search that held it may have written the folder
         engine.check_unused(run)
         if engine.started(run):
@@ -267,7 +275,9 @@ def resume(name: str, *, address=None, storage=None, wandb=None, results_dir=Non
     ``Run`` (what ``tunelab resume`` does). ``address``: the Ray cluster to continue on (default: $RAY_ADDRESS, else
     the search's; "local" for a local Ray); ``storage``: the search's storage, if its contents have moved;
     ``wandb``: another W&B mode; ``verbose``: as ``search``'s. Outcomes as ``search``'s."""
-    from tunelab import cluster, engine, runs, study, tracking
+    from tunelab import tracking
+    from tunelab.engine import cluster, search as engine
+    from tunelab.results import runs, study
 
     _checked(wandb=wandb)
     run = runs.open_run(name, runs.results_root(results_dir))
@@ -290,10 +300,10 @@ def resume(name: str, *, address=None, storage=None, wandb=None, results_dir=Non
         return _ended(run, engine.resume(run, verbose=bool(verbose)))
 
 
-def _ended(stored: runs.Run, board: pd.DataFrame) -> Run:
+def _ended(stored: runs.StoredRun, board: pd.DataFrame) -> Run:
     """The run of a search that ended, with its warning (some trials failed); a Failed where none finished, which
     carries the run (its leaderboard is written: the command line shows it before the error)."""
-    from tunelab import engine
+    from tunelab.engine import search as engine
 
     run = Run(stored, board)
     try:
@@ -307,7 +317,7 @@ def _ended(stored: runs.Run, board: pd.DataFrame) -> Run:
 def open(name: str, results_dir=None) -> Run:
     """The run ``name`` (the experiment's name unless its search had ``name=``), from its folder under
     ``results_dir`` (default: $TUNELAB_RESULTS or ./results)."""
-    from tunelab import runs
+    from tunelab.results import runs
 
     return Run(runs.open_run(name, runs.results_root(results_dir)))
 
@@ -317,7 +327,8 @@ def compare(*runs_: Run | str, results_dir=None) -> _comparison.Comparison:
     run's name: ROC curves and AUCs of classifiers, reconstructions of the same test images, or samples. The figures
     and the table are written to ``compare_<A>_vs_<B>/`` in the results root (``results_dir``, else the first run's);
     the result has ``figures`` ({caption: path}), ``table`` (a DataFrame, or None) and ``folder``."""
-    from tunelab import comparison, runs
+    from tunelab.report import comparison
+    from tunelab.results import runs
 
     first = runs_[0] if runs_ else None
     root = first.dir.parent if isinstance(first, Run) and not results_dir else runs.results_root(results_dir)
@@ -332,7 +343,8 @@ def describe(trainable: str | Path, config: dict | str | Path | None = None, dat
     parameters, and the total. ``trainable``: a registered name, a module or a Python file; ``config``:
     hyperparameters over its defaults, a dict (e.g. a run's ``best_config``) or a YAML file; ``dataset``: the data
     set that sizes the model (default: the trainable's)."""
-    from tunelab import data, description
+    from tunelab import data
+    from tunelab.spec import description
 
     return _Text(description.describe(str(trainable), config, dataset, data.data_root(data_dir)))
 
@@ -351,9 +363,10 @@ class Run:
     """A search run: what its folder holds (the leaderboard, the best config, retrained models, the report) and the
     steps after a search (``retrain``, ``report``, ``dashboard``). ``tunelab.search`` and ``tunelab.resume`` return
     one, ``tunelab.open`` reopens one. In Jupyter a run shows its best trials, best config and the report's key
-    figures. ``stored`` is the tunelab.runs.Run underneath: its spec, options, data root, plan and files."""
+    figures. ``stored`` is the tunelab.results.runs.StoredRun underneath: its spec, options, data root, plan and
+    files."""
 
-    def __init__(self, stored: runs.Run, board: pd.DataFrame | None = None):
+    def __init__(self, stored: runs.StoredRun, board: pd.DataFrame | None = None):
         self.stored = stored
         self.warning: str | None = None  # set by a search, resume or retrain in which some trials or models failed
         self._board = board  # the leaderboard that the search which returned this run ended with
@@ -384,7 +397,8 @@ class Run:
     def refresh(self) -> pd.DataFrame:
         """Rebuild the leaderboard (and best.yaml) from the trials finished so far, as ``tunelab leaderboard`` does,
         also while the search runs in another process; return it."""
-        from tunelab import files, leaderboard
+        from tunelab import files
+        from tunelab.results import leaderboard
 
         files.writable(self.dir)
         self._board = leaderboard.write(self.stored)
@@ -397,7 +411,7 @@ class Run:
         return self._best()["config"]
 
     def _best(self) -> dict:
-        from tunelab import spaces
+        from tunelab.spec import spaces
 
         path = self.stored.best_file
         if not path.is_file():
@@ -412,9 +426,9 @@ class Run:
     def retrained(self) -> pd.DataFrame | None:
         """The retrain's test metrics, mean ± std over the seeds of each config (and the ensemble's, if tested);
         None before any retrain. The models' own rows: ``stored.retrain_table()``."""
-        from tunelab import retrain
+        from tunelab.results import retrained
 
-        return retrain.table(self.stored) if self.stored.retrain_table() is not None else None
+        return retrained.table(self.stored) if self.stored.retrain_table() is not None else None
 
     def retrain(self, top_k=1, seeds=1, ensemble=False, epochs=None, subset=None, wandb=None,
                 verbose=False) -> pd.DataFrame:  # fmt: skip
@@ -426,7 +440,7 @@ class Run:
         terminal shows a progress bar over the models' epochs, other output one line per model; ``verbose``: also
         a line per epoch. Where every model failed it raises tunelab.Failed; where some did, ``warning`` says
         so."""
-        from tunelab import retrain
+        from tunelab.engine import retrain
 
         given = _checked(top_k=top_k, seeds=seeds, epochs=epochs, subset=subset, wandb=wandb)
         with self.stored.locked("retrain"):
@@ -443,7 +457,7 @@ class Run:
     def report(self, wandb=None) -> Path:
         """Write the run's report (figures, report.md and report.html in its report/ folder) and return the path of
         report.md; in Jupyter the report is shown below the cell."""
-        from tunelab import report
+        from tunelab.report import report
 
         _checked(wandb=wandb)
         with self.stored.locked("report"):
@@ -456,7 +470,7 @@ class Run:
         """Serve the run's Optuna study in optuna-dashboard (trials, learning curves, importances) on 127.0.0.1 in
         the background, also while its search runs, and return its address; in Jupyter it is shown below the cell.
         One dashboard per run and process: a second call returns the first's address."""
-        from tunelab import dashboard
+        from tunelab.report import dashboard
 
         port = _checked(port=port)["port"]
         key = self.stored.study_file.resolve()
@@ -478,7 +492,7 @@ class Run:
     def _repr_html_(self) -> str:
         """The run in Jupyter: what it searched, its trials' statuses, the best trial and config, the top 5 rows of
         the leaderboard and, once it has a report, its first figures."""
-        from tunelab import leaderboard
+        from tunelab.results import leaderboard
 
         spec, esc = self.stored.spec, html.escape
         parts = [f"<h4>tunelab run {esc(self.name)}</h4>",

@@ -5,11 +5,13 @@ import argparse
 import os
 import sys
 
-from tunelab import Failed, UserError, __version__, api
+from tunelab import __version__, api
+from tunelab.errors import Failed, UserError
 
 
 def _cmd_list(args) -> None:
-    from tunelab import protocol, spaces
+    from tunelab.spec import spaces
+    from tunelab.trainable import protocol
 
     print("Experiments (search_spaces/):")
     for name, path in spaces.experiments().items():
@@ -81,7 +83,7 @@ def _cmd_resume(args) -> None:
 def _searched(start) -> None:
     """A search or resume (``start``), then its leaderboard's top, its files and what is left; where no trial
     finished, the error follows them."""
-    from tunelab import cluster
+    from tunelab.engine import cluster
 
     try:
         run = start()
@@ -95,7 +97,7 @@ def _searched(start) -> None:
 
 
 def _finish(run: api.Run) -> None:
-    from tunelab import leaderboard
+    from tunelab.results import leaderboard
 
     board = run.leaderboard
     print("\n" + leaderboard.render(board, run.stored, top=5))
@@ -110,14 +112,15 @@ def _finish(run: api.Run) -> None:
 
 
 def _cmd_leaderboard(args) -> None:
-    from tunelab import leaderboard
+    from tunelab.results import leaderboard
 
     run = api.open(args.run, args.results_dir)
     print(leaderboard.render(run.refresh(), run.stored, top=args.top))
 
 
 def _cmd_dashboard(args) -> None:
-    from tunelab import dashboard, runs
+    from tunelab.report import dashboard
+    from tunelab.results import runs
 
     storage, shown = dashboard.storage_of(runs.results_root(args.results_dir), args.run)
 
@@ -140,7 +143,7 @@ def _cmd_retrain(args) -> None:
 
 
 def _retrained(run: api.Run, table) -> None:
-    from tunelab import retrain
+    from tunelab.results import retrained
 
     stored = run.stored
     print("\n" + table.to_markdown(index=False, floatfmt=".4f"))
@@ -149,7 +152,7 @@ def _retrained(run: api.Run, table) -> None:
     if ensemble is not None:
         row = ensemble.iloc[0]
         print(f"Ensemble (the mean probabilities of {row['members']} models: {row['models']}): {stored.ensemble_file}")
-    first_try = retrain.first_try(stored, table)
+    first_try = retrained.first_try(stored, table)
     if first_try is not None:
         print("\nWhat a student would try first:\n\n" + first_try.to_markdown(index=False))
         print(f"\nBaseline: {stored.baseline_file}")
@@ -178,7 +181,7 @@ def _cmd_compare(args) -> None:
 
 
 def _cmd_check(args) -> None:
-    from tunelab import checks
+    from tunelab.engine import checks
 
     def report(result) -> None:
         if result.check == "protocol":

@@ -11,7 +11,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from tunelab import UserError
+from tunelab.errors import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tunelab import UserError
+from tunelab.errors import UserError
 
 LOCK_FILE = ".lock"
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import yaml
 
 import trainables
-from tunelab import UserError, spaces
+from tunelab.errors import UserError
+from tunelab.spec import spaces
 
 DEFAULT_LIKE = "cnn_classifier"
 TRAINABLES_DIR = Path(trainables.__file__).resolve().parent
@@ -26,7 +27,7 @@ PY_HEADER = """\
 # made by `tunelab new {name} --like {like}`. Edit it freely: the model, DEFAULTS (the hyperparameters
 # and their defaults), CHOICES (the values a string one may take), RANGES (those a number may take),
 # METRICS (what a search may optimise: keep it in step with evaluate), build, train_epoch, evaluate,
-# figures (the protocol: tunelab/protocol.py).
+# figures (the protocol: tunelab/trainable/protocol.py).
 # It still imports helpers from the installed `trainables` package; copy those in too to change them.
 # `tunelab check {name}.py` tests it on a tiny data set; `tunelab search {name}.yaml --time-budget 10m`
 # tunes it.

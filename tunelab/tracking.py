@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from ray.tune import Callback
 
-from tunelab import UserError
+from tunelab.errors import UserError
 
 MODES = ("online", "offline", "disabled")
 # Besides WANDB_BASE_URL's, the hosts under which `wandb login` keeps a key in ~/.netrc: W&B's API and, since

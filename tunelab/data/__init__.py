@@ -3,6 +3,8 @@
 A data set is looked for, in order, in the data root (``--data-dir``, ``TUNELAB_DATA`` or ``./datasets``),
 in known local copies (system packages, and the folders in ``TUNELAB_LOCAL_COPIES``), and, by
 ``tunelab data fetch`` only, at its official download address.
+
+May import: the errors, files and cache of tunelab (a base piece: every stage may import it).
 """
 
 import os
@@ -13,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab import DamagedFile, UserError
 from tunelab.data.sources import IMAGE_SOURCES, SPLIT_SEED, Source
 from tunelab.data.text import TEXT_SOURCES
+from tunelab.errors import DamagedFile, UserError
 
 SOURCES: dict[str, Source] = IMAGE_SOURCES | TEXT_SOURCES  # every data set tunelab knows, by name
 VAL_FRACTION = 0.1  # share of the training set held out as the fixed validation slice (drawn with SPLIT_SEED)

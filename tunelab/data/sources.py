@@ -45,7 +45,7 @@ class Source:
 
     def read(self, folder: Path) -> dict[str, np.ndarray]:
         """The IDX quartet as arrays: train_x, train_y, test_x, test_y (images N x 1 x 28 x 28, uint8)."""
-        from tunelab import DamagedFile
+        from tunelab.errors import DamagedFile
 
         arrays = {}
         for split, prefix in (("train", "train"), ("test", "t10k")):

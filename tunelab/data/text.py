@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tunelab import DamagedFile
 from tunelab.data.sources import SPLIT_SEED, Source
+from tunelab.errors import DamagedFile
 
 KINDS = [
     "clouds",

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab import DamagedFile, cache
+from tunelab import cache
+from tunelab.errors import DamagedFile
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 

@@ -1,5 +1,5 @@
 """Builds and runs the Ray Tune search of one run: Optuna sampler (on the run's study, the record of its trials: see
-tunelab.record), ASHA, resources, storage, callbacks."""
+tunelab.engine.record), ASHA, resources, storage, callbacks."""
 
 import contextlib
 import math
@@ -20,28 +20,17 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 
-from tunelab import (
-    Failed,
-    UserError,
-    calibrate,
-    cluster,
-    data as datasets,
-    leaderboard,
-    planner,
-    priors,
-    progress,
-    protocol,
-    record,
-    schedulers,
-    study,
-    tracking,
-    warmstart,
-)
-from tunelab.checks import check_search_metrics
-from tunelab.rules import end_status
-from tunelab.runs import INFO_FILE, Run
-from tunelab.spaces import Spec, grid_values, read_yaml
-from tunelab.trial import TrialJob, run_trial
+from tunelab import data as datasets, progress, tracking
+from tunelab.engine import calibrate, cluster, priors, record, schedulers, warmstart
+from tunelab.engine.checks import check_search_metrics
+from tunelab.engine.trial import TrialJob, run_trial
+from tunelab.errors import Failed, UserError
+from tunelab.results import leaderboard, study
+from tunelab.results.runs import INFO_FILE, StoredRun
+from tunelab.spec import planner
+from tunelab.spec.rules import end_status
+from tunelab.spec.spaces import Spec, grid_values, read_yaml
+from tunelab.trainable import protocol
 
 MAX_FAILURES = 2  # a failed trial is restarted from its latest checkpoint this many times before it counts as failed
 FINISHED = ("completed", "stopped early", "cut by the time budget")  # the leaderboard's statuses of trials that ended
@@ -182,9 +171,11 @@ def sampler(spec: Spec) -> optuna.samplers.BaseSampler:
                                       constant_liar=True)  # fmt: skip
 
 
-def _searcher(run: Run, mode: str, resumed: bool = False, imported: Sequence[FrozenTrial] = ()) -> record.StudySearch:
+def _searcher(
+    run: StoredRun, mode: str, resumed: bool = False, imported: Sequence[FrozenTrial] = ()
+) -> record.StudySearch:
     """The searcher on a new study in the run's folder (``imported`` trials of earlier runs first, then the baseline,
-    where the file has one, then its priors: tunelab.priors), or on the study there (``resumed``)."""
+    where the file has one, then its priors: tunelab.engine.priors), or on the study there (``resumed``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # TPE's group and constant_liar
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -199,19 +190,19 @@ def _searcher(run: Run, mode: str, resumed: bool = False, imported: Sequence[Fro
     return record.StudySearch(run, sampler(run.spec), wandb, admit=admit, priors=queued)
 
 
-def _trainable(run: Run, data_sets: tuple[str, ...]):
+def _trainable(run: StoredRun, data_sets: tuple[str, ...]):
     """``data_sets``: the names of those the trials read (``_check``), shipped to a cluster's nodes."""
     spec = run.spec
     job = TrialJob(spec=spec, data_dir=str(run.data_dir.resolve()), subset=run.options.subset,
                    threads=max(1, math.floor(spec.cpus)))  # fmt: skip
-    shipped = None  # on a cluster, every data set the trials read, by name (see tunelab.cluster)
+    shipped = None  # on a cluster, every data set the trials read, by name (see tunelab.engine.cluster)
     if run.options.address:
         shipped = {name: datasets.read(name, run.data_dir) for name in data_sets}
     trial = tune.with_parameters(run_trial, job=job, shipped=shipped)
     return tune.with_resources(trial, {"cpu": spec.cpus, "gpu": spec.gpus})
 
 
-def _callbacks(run: Run, mode: str, verbose: bool) -> list[tune.Callback]:
+def _callbacks(run: StoredRun, mode: str, verbose: bool) -> list[tune.Callback]:
     """The search's callbacks, ``CtrlC`` and ``Progress`` first (``_fit``'s); the record of the trials; each trial's
     results in its folder (result.json, progress.csv) for people to read, no TensorBoard files."""
     spec = run.spec
@@ -220,7 +211,7 @@ def _callbacks(run: Run, mode: str, verbose: bool) -> list[tune.Callback]:
             *tracking.trial_callbacks(mode, spec.project, run.name, spec.config, run.dir)]  # fmt: skip
 
 
-def _run_config(run: Run, callbacks: list[tune.Callback]) -> tune.RunConfig:
+def _run_config(run: StoredRun, callbacks: list[tune.Callback]) -> tune.RunConfig:
     return tune.RunConfig(
         name=run.name,
         storage_path=run.options.storage or str(run.dir.parent.resolve()),
@@ -232,7 +223,7 @@ def _run_config(run: Run, callbacks: list[tune.Callback]) -> tune.RunConfig:
     )
 
 
-def started(run: Run) -> bool:
+def started(run: StoredRun) -> bool:
     """Whether Ray's state of a search is already where this run keeps its trials."""
     try:
         return tune.Tuner.can_restore(run.experiment_path)
@@ -241,7 +232,7 @@ def started(run: Run) -> bool:
         raise UserError(f"cannot use {run.experiment_path!r}{flag} to keep the trials: {e}") from None
 
 
-def check_unused(run: Run) -> None:
+def check_unused(run: StoredRun) -> None:
     """Refuse a new search in a folder that holds a run which got going (trials in its study, a best config, a
     retrain), wherever that run keeps its trials (--storage). A folder left by a search that never got going (no
     trial) is the new search's: its study is replaced (``study.create``)."""
@@ -258,7 +249,7 @@ def check_unused(run: Run) -> None:
                     f"{run.name}`, or choose another --name")  # fmt: skip
 
 
-def _check(run: Run) -> tuple[str, ...]:
+def _check(run: StoredRun) -> tuple[str, ...]:
     """What a search or resume checks before Ray starts: the data sets the trials will read (a missing one is reported
     now), the trainable's own checks over every value the search may try (its ``prepare``), and the metric of one
     that declares no METRICS (spaces checked the others' when it read the file). Returns the names of those data
@@ -281,8 +272,9 @@ def _check(run: Run) -> tuple[str, ...]:
 
 
 def _scheduler(spec: Spec, queued: set[str]):
-    """ASHA over the epochs (for several objectives, over Pareto layers: see tunelab.schedulers), or None. ``queued``:
-    the trial ids of the configs queued first (the searcher's), which train all their epochs (_QueuedFinish)."""
+    """ASHA over the epochs (for several objectives, over Pareto layers: see tunelab.engine.schedulers), or None.
+    ``queued``: the trial ids of the configs queued first (the searcher's), which train all their epochs
+    (_QueuedFinish)."""
     if spec.hyperband is None or not spec.rungs:  # no early_terminate, or its first rung is at max_epochs or beyond
         return None
     grace, eta = spec.hyperband["min_iter"], spec.hyperband["eta"]
@@ -308,7 +300,7 @@ class _QueuedFinish(ASHAScheduler):
         return self.CONTINUE if action == self.STOP and early and trial.trial_id in self.queued else action
 
 
-def search(run: Run, verbose: bool = False) -> pd.DataFrame:
+def search(run: StoredRun, verbose: bool = False) -> pd.DataFrame:
     """Run a new search; write and return its leaderboard. ``verbose``: show each trial's start and epochs
     (``Progress``)."""
     spec = run.spec
@@ -339,13 +331,13 @@ def search(run: Run, verbose: bool = False) -> pd.DataFrame:
         return _fit(run, tuner, mode, callbacks)
 
 
-def _samples(run: Run) -> int:
+def _samples(run: StoredRun) -> int:
     """Ray's cap on the trials: the file's (or --trials), or for a planned search as many as its budget lasts for
     (the searcher ends it: Plan.more_trials)."""
     return planner.MAX_TRIALS if run.plan and "trials" not in run.plan.fixed else run.spec.run_cap
 
 
-def resume(run: Run, verbose: bool = False) -> pd.DataFrame:
+def resume(run: StoredRun, verbose: bool = False) -> pd.DataFrame:
     """Continue an interrupted search (finished trials and the sampler's history, its study, are kept); write and
     return its leaderboard. ``verbose``: as ``search``'s."""
     mode = tracking.mode(run.options.wandb)  # a mode that cannot work is refused before anything else
@@ -395,7 +387,7 @@ class _Resumed(SearchGenerator):
         storage.storage_fs_path, storage.experiment_dir_name = posixpath.split(path)
 
 
-def _fit(run: Run, tuner: tune.Tuner, mode: str, callbacks: list[tune.Callback]) -> pd.DataFrame:
+def _fit(run: StoredRun, tuner: tune.Tuner, mode: str, callbacks: list[tune.Callback]) -> pd.DataFrame:
     """Run the search; write and return its leaderboard. Ctrl-C (Ray's clean stop, or a second press) is a Failed
     with exit status 130, raised once the leaderboard holds what the search did."""
     ctrl_c, shown = callbacks[:2]
@@ -422,11 +414,11 @@ def _fit(run: Run, tuner: tune.Tuner, mode: str, callbacks: list[tune.Callback])
     return board
 
 
-def interrupted(run: Run) -> Failed:
+def interrupted(run: StoredRun) -> Failed:
     return Failed(f"interrupted: `tunelab resume {run.name}` continues the search where it stopped", Failed.INTERRUPTED)
 
 
-def outcome(run: Run, board: pd.DataFrame) -> str | None:
+def outcome(run: StoredRun, board: pd.DataFrame) -> str | None:
     """A search that ended: a Failed unless a trial finished with a value (completed, stopped early, or cut by the
     time budget); a one-line warning where some trials failed; else None."""
     if board.empty:
@@ -441,7 +433,7 @@ def outcome(run: Run, board: pd.DataFrame) -> str | None:
     return f"warning: {len(failed)} of {len(board)} trials failed{first}" if len(failed) else None
 
 
-def _error(run: Run, trial_id: str) -> str:
+def _error(run: StoredRun, trial_id: str) -> str:
     """A failed trial's error (the last line of Ray's error.txt) and where its error.txt is."""
     path = f"{run.experiment_path}/trial_{trial_id}/error.txt"
     try:

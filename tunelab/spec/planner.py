@@ -1,8 +1,8 @@
 """The plan of a search from the user's time budget: how many trials, how many epochs each, ASHA's rungs, the
 fraction of the data, how many trials at once, and how long the retrain of the best config will take.
 
-Pure: no torch, no Ray. ``make_plan`` takes the epoch times that tunelab.calibrate measured (or a replay's
-recorded ones, bench/) and returns a ``Plan``; tunelab.calibrate applies it to a run.
+Pure: no torch, no Ray. ``make_plan`` takes the epoch times that tunelab.engine.calibrate measured (or a replay's
+recorded ones, bench/) and returns a ``Plan``; tunelab.engine.calibrate applies it to a run.
 
 The cost model (``search_s``): every trial trains to the first rung, ASHA lets about 1/eta of them go on to the
 next (``promoted``: Ray's ASHA compares each trial with those that reached the rung before it, so the first few go
@@ -11,9 +11,9 @@ training set (training and validation, both cut to the fraction) plus a fixed co
 each trial also costs a fixed start. ``concurrency`` trials run at once: each stage takes as many waves as it has
 trials over the concurrency, rounded up, each as long as its slowest trial's epochs.
 
-The configs queued first (the spec's baseline, then the file's priors: tunelab.priors) are trials too, but ASHA lets
-them train all max_epochs epochs (tunelab.engine's _QueuedFinish), each at its own epoch (its cost, on the line
-through calibration's corners): they are in every stage, in its first waves, and since they reach each rung first,
+The configs queued first (the spec's baseline, then the file's priors: tunelab.engine.priors) are trials too, but ASHA
+lets them train all max_epochs epochs (tunelab.engine.search's _QueuedFinish), each at its own epoch (its cost, on the
+line through calibration's corners): they are in every stage, in its first waves, and since they reach each rung first,
 the sampled trials' chances there are those of the records after theirs. The plan's trials count them; the sampled
 trials (TARGET_TRIALS, MIN_TRIALS) are planned around them.
 """
@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from tunelab.spaces import asha_rungs
+from tunelab.spec.spaces import asha_rungs
 
 ETA = 3  # ASHA's reduction factor: rungs at 1, 3, 9 ... epochs
 TARGET_TRIALS = 20  # enough trials for TPE to learn from (its first ones sample at random)
@@ -57,8 +57,8 @@ class Plan:
     fixed: dict = field(default_factory=dict)  # what the user's flags set (FLAGS' keys): kept as given
     retrain_budget_s: float | None = None  # the most one seed's retrain may take (None: no limit)
     # The costliest config the search tries, so that its retrain fits retrain_budget_s: an epoch on the whole
-    # training set (max_epoch_s) and, as tunelab.calibrate measures a config, FLOPs per example (max_flops). None:
-    # every config fits.
+    # training set (max_epoch_s) and, as tunelab.engine.calibrate measures a config, FLOPs per example (max_flops).
+    # None: every config fits.
     max_epoch_s: float | None = None
     max_flops: float | None = None
     cost_unit: str = "flops"  # what max_flops counts: "s" where calibration could not count FLOPs (its seconds)
@@ -168,7 +168,7 @@ def make_plan(
     The retrain (``tunelab retrain``'s defaults for a planned run) trains the best config for max_epochs epochs on
     the whole data (train+validation), at a trial's expected epoch on the whole training set: an upper estimate
     where the retrain has more threads than a trial had. ``max_epoch_s``: the costliest config's epoch that the
-    search tries (tunelab.calibrate sets it from ``retrain_budget_s``; ``epoch_s_mean`` is then the mean of the
+    search tries (tunelab.engine.calibrate sets it from ``retrain_budget_s``; ``epoch_s_mean`` is then the mean of the
     configs it tries); the plan records both.
     """
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None}

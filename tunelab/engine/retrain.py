@@ -12,14 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from tunelab import Failed, UserError, data as datasets, progress, protocol, tracking, training
+from tunelab import data as datasets, progress, tracking
+from tunelab.errors import Failed, UserError
 from tunelab.files import atomic_write
-from tunelab.protocol import Trainable
-from tunelab.runs import Run
+from tunelab.results import retrained
+from tunelab.results.runs import StoredRun
+from tunelab.trainable import protocol, training
+from tunelab.trainable.protocol import Trainable
 
 
 def retrain(
-    run: Run,
+    run: StoredRun,
     top_k: int = 1,
     seeds: int = 3,
     epochs: int | None = None,
@@ -75,10 +78,10 @@ def retrain(
         raise
     if earlier:
         _replace(run.retrain_dir, out.retrain_dir)
-    return table(run)
+    return retrained.table(run)
 
 
-class _Staged(Run):
+class _Staged(StoredRun):
     """A run whose retrain is written beside its earlier one, to replace it once it succeeds."""
 
     @property
@@ -95,8 +98,8 @@ def _replace(folder: Path, new: Path) -> None:
     shutil.rmtree(old)
 
 
-def _retrain_all(run: Run, trainable: Trainable, chosen: list[tuple[str, dict]], data: datasets.Data, subset: float,
-                 seeds: int, mode: str, verbose: bool = False) -> dict:  # fmt: skip
+def _retrain_all(run: StoredRun, trainable: Trainable, chosen: list[tuple[str, dict]], data: datasets.Data,
+                 subset: float, seeds: int, mode: str, verbose: bool = False) -> dict:  # fmt: skip
     """Train and test each (trial id, config) with every seed. Return the test outputs of every model that
     completed, by the name of its weights (rank<k>_seed<s>), where the trainable has outputs. Where someone watches
     (tunelab.progress) a bar runs over every model's epochs, named after the model it trains, with its last epoch's
@@ -190,7 +193,7 @@ def _test(trainable: Trainable, parts: dict, config: dict, data: datasets.Data) 
     return metrics, outputs
 
 
-def _test_ensemble(run: Run, trainable: Trainable, combine, outputs: dict[str, dict], config: dict,
+def _test_ensemble(run: StoredRun, trainable: Trainable, combine, outputs: dict[str, dict], config: dict,
                    data: datasets.Data) -> None:  # fmt: skip
     """retrain/ensemble.csv: the test metrics of the mean of the models' probabilities, computed by the
     trainable's own metrics from the logits of that mean (``config``: a member's, for how logits are read)."""
@@ -203,7 +206,7 @@ def _test_ensemble(run: Run, trainable: Trainable, combine, outputs: dict[str, d
     atomic_write(run.ensemble_file, pd.DataFrame([row]).to_csv(index=False))
 
 
-def _test_baseline(run: Run, trainable: Trainable, data: datasets.Data) -> None:
+def _test_baseline(run: StoredRun, trainable: Trainable, data: datasets.Data) -> None:
     """retrain/baseline.csv: the trainable's classical baseline fitted on the retrain's training split."""
     print(f"classical baseline: fitting on {len(data.splits['train'][1]):,} examples", flush=True)
     start = time.perf_counter()
@@ -214,52 +217,7 @@ def _test_baseline(run: Run, trainable: Trainable, data: datasets.Data) -> None:
     atomic_write(run.baseline_file, pd.DataFrame([row]).to_csv(index=False))
 
 
-def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std of each test metric over seeds, per rank (``models``: how many seeds completed)."""
-    done = table[table["status"] == "completed"]
-    tests = [c for c in table if c.startswith("test_")]
-    rows = []
-    for (rank, trial_id), group in done.groupby(["rank", "trial_id"]):
-        row = {"rank": rank, "trial_id": trial_id, "models": len(group)}
-        for c in tests:
-            row[c] = f"{group[c].mean():.4f} ± {group[c].std(ddof=1) if len(group) > 1 else 0:.4f}"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def table(run: Run) -> pd.DataFrame:
-    """``summary`` of the run's retrain, with the ensemble (if tested) as a last row, rank ``ensemble``."""
-    ranks, ensemble = summary(run.retrain_table()), run.ensemble_table()
-    if ensemble is None:
-        return ranks
-    row = ensemble.iloc[0]
-    tests = {c: f"{row[c]:.4f}" for c in ensemble if c.startswith("test_")}
-    below = {"rank": "ensemble", "trial_id": "all", "models": row["members"], **tests}
-    return pd.concat([ranks, pd.DataFrame([below])])
-
-
-def first_try(run: Run, retrained: pd.DataFrame) -> pd.DataFrame | None:
-    """What a student would try first (the classical baseline, if the retrain tested one) beside what the search
-    found (``retrained``: the run's ``table``): the best config's mean ± std over seeds and the ensemble's, in the
-    baseline's test metrics."""
-    baseline = run.baseline_table()
-    if baseline is None:
-        return None
-    metrics = [c for c in baseline if c.startswith("test_")]
-    rows = [{"model": baseline["model"].iloc[0], **{m: f"{baseline[m].iloc[0]:.4f}" for m in metrics}}]
-    for _, row in retrained.iterrows():
-        if row["rank"] == 1:
-            seeds = f"{row['models']} seed{'s' if row['models'] > 1 else ''}"
-            label = f"{run.spec.trainable_name}, best config (trial {row['trial_id']}): mean ± std of {seeds}"
-        elif row["rank"] == "ensemble":
-            label = f"ensemble of all {row['models']} retrained models"
-        else:
-            continue
-        rows.append({"model": label, **{m: row.get(m, "") for m in metrics}})
-    return pd.DataFrame(rows)
-
-
-def outcome(run: Run) -> str | None:
+def outcome(run: StoredRun) -> str | None:
     """A retrain that ended: a Failed where every model failed (diverged); a one-line warning where some did; else
     None."""
     rows = run.retrain_table()

@@ -13,15 +13,15 @@ import optuna.distributions as od
 import optuna.trial
 import yaml
 
-import trainables
-from tunelab import UserError, protocol
+from tunelab.errors import UserError
+from tunelab.trainable import protocol
 
 # The built-in experiments, one YAML file each. The repository keeps them at its top level, search_spaces/, beside
 # tunelab/ (a checkout, an editable install); a wheel (`pip install .` or `git+URL`) installs the same files inside the
 # package as tunelab/search_spaces/ (pyproject's package-dir maps the one onto the other). Where tunelab/ has that
 # folder it is the installed copy, else this is a checkout and the files are in the repository's search_spaces/.
-_INSTALLED = Path(__file__).resolve().parent / "search_spaces"
-SPACES_DIR = _INSTALLED if _INSTALLED.is_dir() else Path(__file__).resolve().parents[1] / "search_spaces"
+_INSTALLED = Path(__file__).resolve().parents[1] / "search_spaces"
+SPACES_DIR = _INSTALLED if _INSTALLED.is_dir() else Path(__file__).resolve().parents[2] / "search_spaces"
 
 WANDB_KEYS = {"program", "command", "entity", "project", "name", "description",
               "method", "metric", "parameters", "early_terminate", "run_cap"}  # fmt: skip
@@ -33,7 +33,7 @@ RUN_CAP = 10  # the trials of a search whose file sets no run_cap (a grid: its s
 MAX_GRID = 10**6  # grid points a search may have: Optuna's GridSampler holds every one in memory
 SEEDS = 2**32  # seeds are below this: numpy's and Optuna's random generators take no larger one
 LOG_EXPONENT = 700  # log_uniform's exponents: e^700 and e^-700 are finite floats, and e^-700 is not 0
-HARNESS_METRICS = ("params", "duration_s", "epoch_s")  # tunelab.trial reports them of every trial
+HARNESS_METRICS = ("params", "duration_s", "epoch_s")  # tunelab.engine.trial reports them of every trial
 METHODS = {"bayes": "Optuna TPE", "random": "Optuna random sampling", "grid": "Optuna grid sampling"}
 PREFER = {"best": "the best trial", "small": "the fewest parameters", "fast": "the least time per epoch"}  # of the tied
 # W&B's hyperband keys: strict (stop more runs, as the original algorithm does) is accepted and ignored
@@ -69,8 +69,8 @@ class Spec:
     seed: int = 0
     hyperband: dict[str, int] | None = None  # {"min_iter", "eta"} -> ASHA
     baseline: dict[str, Any] | None = None  # a config evaluated first
-    # configs evaluated next, after the baseline (tunelab.priors): each a mapping of hyperparameters to values, maybe
-    # with a "from" (where it came from); checked against the trainable here, against the space at search start
+    # configs evaluated next, after the baseline (tunelab.engine.priors): each a mapping of hyperparameters to values,
+    # maybe with a "from" (where it came from); checked against the trainable here, against the space at search start
     priors: list[dict[str, Any]] = field(default_factory=list)
     ablation: str | None = None  # a hyperparameter searched over a list of values: the report compares its values
     project: str = "tunelab"
@@ -245,7 +245,7 @@ def _trainable(name: Any, path: Path, err: _Errors) -> tuple[Any, protocol.Train
     if isinstance(name, str) and name.endswith(".py"):  # a file beside the search-space file
         name = str((path.parent / name).resolve())
     if not isinstance(name, str):
-        err("trainable", f"required: one of {', '.join(trainables.NAMES)}, a module or a Python file")
+        err("trainable", f"required: one of {', '.join(protocol.registered_names())}, a module or a Python file")
         return name, None
     try:
         return name, protocol.load_trainable(name)
@@ -671,7 +671,7 @@ def _baseline(baseline: Any, params: dict[str, od.BaseDistribution], defaults: d
 def _priors(priors: Any, module, err) -> list[dict]:
     """The file's priors, each checked against the trainable whatever the space (a hyperparameter it has, a value of
     the default's type within its RANGES and CHOICES); whether each is inside this search's space is checked when a
-    search starts (tunelab.priors), where one outside it is skipped, not refused."""
+    search starts (tunelab.engine.priors), where one outside it is skipped, not refused."""
     usage = (
         f"a list of configs, each a mapping of hyperparameters to values with an optional {PRIOR_FROM}: "
         f'(where it came from), e.g. [{{lr: 0.003, width: 64, {PRIOR_FROM}: "fashion_cnn search, seed 1"}}]'

@@ -6,7 +6,10 @@ from pathlib import Path
 import torch
 import torchinfo
 
-from tunelab import UserError, data as datasets, protocol, spaces
+from tunelab import data as datasets
+from tunelab.errors import UserError
+from tunelab.spec import spaces
+from tunelab.trainable import protocol
 
 
 def read_config(path: Path, defaults: dict) -> dict:

@@ -1,5 +1,5 @@
-"""Several objectives: Pareto layers and the trial to hand in (pure numpy; ``tunelab.schedulers`` stops trials by
-Pareto layer, ``tunelab.report`` plots the front).
+"""Several objectives: Pareto layers and the trial to hand in (pure numpy; ``tunelab.engine.schedulers`` stops trials by
+Pareto layer, ``tunelab.report.report`` plots the front).
 
 A trial is one point in objective space, e.g. (validation pixel accuracy, parameter count, training
 seconds). It is Pareto-optimal when no other trial is at least as good in every objective and better in
@@ -16,7 +16,7 @@ import numpy as np
 
 RULE = ("The trial to hand in is the Pareto-optimal one nearest the ideal point, each objective scaled to [0, 1] "
         "over the front (over the trials that reach the targets, if any do); early stopping keeps the trials in "
-        "the top 1/eta Pareto layers at each rung (tunelab.pareto, tunelab.schedulers).")  # fmt: skip
+        "the top 1/eta Pareto layers at each rung (tunelab.results.pareto, tunelab.engine.schedulers).")  # fmt: skip
 
 
 def _oriented(values: np.ndarray, modes: list[str]) -> np.ndarray:

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunelab import UserError, protocol
 from tunelab.data import SOURCES, Data
 from tunelab.data.sources import ImageFolders
 from tunelab.data.text import TextSource
-from tunelab.protocol import Trainable
+from tunelab.errors import UserError
+from tunelab.trainable import protocol
+from tunelab.trainable.protocol import Trainable
 
 SIZES = {"train": 64, "val": 32, "test": 32}  # examples per split of the tiny data set
 WORDS = ("good", "bad", "film", "plot", "great", "awful", "the", "a", "!", "rain", "sun", "hot")
@@ -134,10 +135,10 @@ def evaluate_split(t: Trainable, parts: dict, data: Data, split: str) -> dict:
 
 
 def check_search_metrics(spec, t: Trainable) -> None:
-    """Refuse a search (a ``tunelab.spaces.Spec`` of ``t``) whose metric ``t`` does not report, found by one epoch of
-    the search's config on the tiny data set shaped like its data set: for a trainable that declares no METRICS."""
-    from tunelab import training
-    from tunelab.spaces import HARNESS_METRICS
+    """Refuse a search (a ``tunelab.spec.spaces.Spec`` of ``t``) whose metric ``t`` does not report, found by one epoch
+    of the search's config on the tiny data set shaped like its data set: for a trainable that declares no METRICS."""
+    from tunelab.spec.spaces import HARNESS_METRICS
+    from tunelab.trainable import training
 
     data = tiny_data(spec.dataset)
     config = spec.config({}) | {"batch_size": len(data.splits["train"][1]), "epochs": 1}

@@ -1,5 +1,5 @@
-"""A run's Optuna study on disk (``results/<run>/study.log``): the record of its trials, written by tunelab.record
-(the one writer) and read by the leaderboard, the report, the dashboard and a warm start.
+"""A run's Optuna study on disk (``results/<run>/study.log``): the record of its trials, written by
+tunelab.engine.record (the one writer) and read by the leaderboard, the report, the dashboard and a warm start.
 
 The file is an Optuna journal (``JournalStorage`` on a ``JournalFileBackend``), not SQLite: it is a log of
 operations, one JSON line each, appended as the search goes, so optuna-dashboard (``tunelab dashboard``) can read
@@ -8,13 +8,13 @@ systems where SQLite's locks do not (NFS), it needs no database schema, and a co
 rsync-down``) is readable up to its last whole line.
 
 It holds one study, named after the run that started it (a renamed or copied run's keeps that name). The search's
-sampler draws from it (tunelab.record.StudySearch), so what the sampler learned from is what the dashboard shows, and
-``tunelab resume`` continues the same study. Each trial has its sampled values (params, the trial's config); its
+sampler draws from it (tunelab.engine.record.StudySearch), so what the sampler learned from is what the dashboard shows,
+and ``tunelab resume`` continues the same study. Each trial has its sampled values (params, the trial's config); its
 metric per epoch as intermediate values, step = epoch (the learning curve; with several objectives none, Optuna's
 intermediate values and its TPE's use of them are for one objective); user attrs ``ray_trial_id``, ``wandb_run_id``
-(where W&B is on), ``prior`` (a prior's, its index in the file's ``priors:``, tunelab.priors), ``epoch N`` (every
+(where W&B is on), ``prior`` (a prior's, its index in the file's ``priors:``, tunelab.engine.priors), ``epoch N`` (every
 metric the trial reported for epoch N), ``epochs`` and ``best_epoch`` (so far), and once it ends ``status`` (the
-leaderboard's word); and a state with the value(s) of its best epoch (tunelab.rules):
+leaderboard's word); and a state with the value(s) of its best epoch (tunelab.spec.rules):
 
 - COMPLETE: it trained all ``max_epochs`` epochs;
 - PRUNED: ASHA (or Pareto-layer ASHA) stopped it earlier, or the search's time budget did; its value(s) are those
@@ -29,7 +29,7 @@ leaderboard's word); and a state with the value(s) of its best epoch (tunelab.ru
 - RUNNING: it is running, or the search was interrupted (Ctrl-C) and ``tunelab resume`` continues it;
 - WAITING: a queued config (the baseline, a prior) that the searcher has not asked for yet.
 
-Trials a warm start imported (tunelab.warmstart) carry ``imported_from``; they never ran in this run.
+Trials a warm start imported (tunelab.engine.warmstart) carry ``imported_from``; they never ran in this run.
 """
 
 import datetime
@@ -45,8 +45,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from tunelab import UserError
-from tunelab.runs import Run
+from tunelab.errors import UserError
+from tunelab.results.runs import StoredRun
 
 # a trial's status -> its state; "interrupted" and "pending" stay RUNNING (resume continues them)
 STATES = {"completed": TrialState.COMPLETE, "stopped early": TrialState.PRUNED,
@@ -60,10 +60,10 @@ def _storage(path: Path) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(path.resolve())))
 
 
-def create(run: Run, imported: Sequence[FrozenTrial] = ()) -> None:
+def create(run: StoredRun, imported: Sequence[FrozenTrial] = ()) -> None:
     """A new search's study in the run's folder (a study left there by a search that never got going is replaced, as
     the search replaces the rest of the folder), with the ``imported`` trials of earlier runs first
-    (tunelab.warmstart), the names of its objectives (the dashboard's) and what it searched."""
+    (tunelab.engine.warmstart), the names of its objectives (the dashboard's) and what it searched."""
     run.study_file.unlink(missing_ok=True)
     spec = run.spec
     directions: list[Literal["minimize", "maximize"]] = ["minimize" if m == "min" else "maximize" for m in spec.modes]
@@ -79,8 +79,8 @@ def create(run: Run, imported: Sequence[FrozenTrial] = ()) -> None:
 
 
 class Study:
-    """The one study of a file, through the storage's public API, as tunelab.record writes it (trials by Ray trial
-    id)."""
+    """The one study of a file, through the storage's public API, as tunelab.engine.record writes it (trials by Ray
+    trial id)."""
 
     def __init__(self, path: Path, metrics: Sequence[str]):
         self.storage, self.metrics = _storage(path), list(metrics)
@@ -150,7 +150,7 @@ def ran(trial: FrozenTrial) -> bool:
             and trial.user_attrs.get("status") not in NOT_RUN)  # fmt: skip
 
 
-def open_study(run: Run, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+def open_study(run: StoredRun, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     """The run's study, to read, or with a ``sampler`` to search (a missing or unreadable file is a UserError that
     says so)."""
     storage = check(run.study_file, run.spec.argument)

@@ -1,9 +1,9 @@
-"""The one writer of each trial's record: the run's Optuna study (tunelab.study says what it holds).
+"""The one writer of each trial's record: the run's Optuna study (tunelab.results.study says what it holds).
 
 ``StudySearch`` is the search's Ray searcher: it asks the study for each new trial (Optuna's ``ask``, so the sampler
 draws it from what the study holds) and tags it with its Ray trial id. ``TrialRecord``, a Tune callback in the driver,
 writes everything that happens to a trial after that, as it happens: each epoch's metrics, its best epoch (the
-trial's, tunelab.rules), its end and its value(s). The callback sees every trial, where a searcher would not (Ray's
+trial's, tunelab.spec.rules), its end and its value(s). The callback sees every trial, where a searcher would not (Ray's
 ``ConcurrencyLimiter`` stops passing the end of a trial to the searcher once a resumed search continues it), and
 trials that Ray ends without telling anyone (a time budget's end) it ends at the step Ray ends them. The leaderboard,
 the report, the dashboard and a warm start read the study; nothing reconciles it with Ray's files afterwards.
@@ -27,9 +27,10 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 from ray.tune.search import Searcher
 
-from tunelab import study, tracking
-from tunelab.rules import end_status
-from tunelab.runs import Run
+from tunelab import tracking
+from tunelab.results import study
+from tunelab.results.runs import StoredRun
+from tunelab.spec.rules import end_status
 
 ADMIT_TRIES = 200  # configs a searcher draws for one trial before it runs the last (see StudySearch.suggest)
 NOT_RECORDED = {"done", "trial_id", "experiment_tag", "should_checkpoint"}  # Ray's, besides AUTO_RESULT_KEYS
@@ -39,9 +40,9 @@ class StudySearch(Searcher):
     """Ray's searcher on the run's study: a new search's (``resumed=False``: the study that ``study.create`` made, the
     baseline and the ``priors`` (index in the file's priors, point) queued first) or a resumed one's (the study as it
     is: its queued configs not yet asked for stay queued). ``admit``: a planned search's check of a config's cost
-    (tunelab.calibrate.Ceiling)."""
+    (tunelab.engine.calibrate.Ceiling)."""
 
-    def __init__(self, run: Run, sampler: optuna.samplers.BaseSampler, wandb: bool, resumed: bool = False,
+    def __init__(self, run: StoredRun, sampler: optuna.samplers.BaseSampler, wandb: bool, resumed: bool = False,
                  admit: Callable[[dict], float] | None = None,
                  priors: Sequence[tuple[int, dict]] = ()):  # fmt: skip
         super().__init__()  # no metric or mode: the searcher reads no result (TrialRecord writes them)
@@ -73,8 +74,8 @@ class StudySearch(Searcher):
         status ``not tried`` and a note, and the sampler draws again; the last of ADMIT_TRIES draws runs whatever it
         costs. TPE leaves failed trials out of its model: the refused would otherwise be all it knows before the first
         trial ends, and it would sample beside them. A queued config (the baseline, a prior) is always tried (a prior
-        that ``admit`` refuses is not queued: tunelab.priors), and its trial id goes into ``queued``. A planned search
-        ends (FINISHED) once its plan starts no more trials."""
+        that ``admit`` refuses is not queued: tunelab.engine.priors), and its trial id goes into ``queued``. A planned
+        search ends (FINISHED) once its plan starts no more trials."""
         if self._plan:
             self._clock = self._clock or time.monotonic()
             if not self._plan.more_trials(self._asked, self._stop_s - (time.monotonic() - self._clock)):
@@ -109,13 +110,13 @@ class StudySearch(Searcher):
 
 
 class Pressed(Protocol):
-    pressed: bool  # whether Ctrl-C stopped the search (tunelab.engine.CtrlC)
+    pressed: bool  # whether Ctrl-C stopped the search (tunelab.engine.search.CtrlC)
 
 
 class TrialRecord(Callback):
     """Writes what happens to each trial into the run's study, as it happens (see the module's docstring)."""
 
-    def __init__(self, run: Run, ctrl_c: Pressed):
+    def __init__(self, run: StoredRun, ctrl_c: Pressed):
         self.path, self.spec, self.ctrl_c = run.study_file.resolve(), run.spec, ctrl_c
         self._study: study.Study | None = None
         self._ended: set[str] = set()  # Ray trial ids whose end is written

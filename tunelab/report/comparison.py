@@ -13,7 +13,7 @@ has (the order is the rule):
 A VAE has both ``reconstruct`` and ``sample``: beside autoencoders and other VAEs its reconstructions are compared,
 beside a GAN its samples. Each run's best retrained model (rank 1, seed 0) is built on the data set as it was
 retrained on (a text model's vocabulary is its own). The runs must be on one data set, and those compared on test
-images or test labels must have been tested on the same test split. Only ``tunelab.runs`` reads the results
+images or test labels must have been tested on the same test split. Only ``tunelab.results.runs`` reads the results
 folder; the models are handed what they draw.
 """
 
@@ -23,8 +23,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tunelab import UserError, data as datasets, figures, files, protocol, training
-from tunelab.runs import Run
+from tunelab import data as datasets, figures, files
+from tunelab.errors import UserError
+from tunelab.results.runs import StoredRun
+from tunelab.trainable import protocol, training
 
 HOOKS = {"predict_proba": "ROC curves", "reconstruct": "reconstructions", "sample": "samples"}  # in the rule's order
 SAMPLE_ROWS = 4  # rows of samples per run, each a column per class
@@ -35,7 +37,7 @@ SAMPLE_SEED = 1  # the seed of every run's samples (the models' own figures use 
 class Model:
     """A run's best retrained model: its parts (in eval mode) and the data set it was built on."""
 
-    run: Run
+    run: StoredRun
     data: datasets.Data
     parts: dict
 
@@ -64,19 +66,19 @@ class Comparison:
         return images + ([("table", self.table)] if self.table is not None else [])
 
 
-def retrained(run: Run) -> Model:
+def retrained(run: StoredRun) -> Model:
     """The run's best retrained model (rank 1, seed 0) on the data set as it was retrained on."""
     data = run.retrained_data(training.device())
     return Model(run, data, training.rebuild(run.retrained(), data))
 
 
-def hook(runs: list[Run]) -> str | None:
+def hook(runs: list[StoredRun]) -> str | None:
     """The hook that the comparison of ``runs`` uses: the first of ``HOOKS`` that every run's trainable has."""
     loaded = [protocol.load_trainable(run.spec.trainable) for run in runs]
     return next((h for h in HOOKS if all(getattr(t, h) is not None for t in loaded)), None)
 
 
-def check(runs: list[Run]) -> str:
+def check(runs: list[StoredRun]) -> str:
     """The hook of ``runs``, or a UserError naming them: fewer than two runs, a run twice, several data sets, or
     trainables that share no hook."""
     names = [run.name for run in runs]
@@ -93,7 +95,7 @@ def check(runs: list[Run]) -> str:
     return found
 
 
-def _kinds(run: Run) -> str:
+def _kinds(run: StoredRun) -> str:
     t = protocol.load_trainable(run.spec.trainable)
     return ", ".join(what for h, what in HOOKS.items() if getattr(t, h) is not None) or "no comparison"
 
@@ -106,7 +108,7 @@ def side_by_side(models: list[Model], outdir: Path) -> Comparison:
     return draw(models, Path(outdir))
 
 
-def compare(runs: list[Run], root: Path) -> tuple[Path, Comparison]:
+def compare(runs: list[StoredRun], root: Path) -> tuple[Path, Comparison]:
     """`tunelab compare`: the comparison of ``runs`` in ``<root>/compare_<A>_vs_<B>[_vs_<C>...]/``, its table (if
     any) also as auc.csv and auc.md there; checked before any model is loaded."""
     check(runs)

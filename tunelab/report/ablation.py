@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 from optuna.distributions import CategoricalDistribution
 
-from tunelab.spaces import Spec
+from tunelab.spec.spaces import Spec
 
 SPLITS = {"train": "training set", "val": "held-out (validation) set"}
 
 
 def section(spec: Spec, board: pd.DataFrame, histories: dict[str, pd.DataFrame], out: Path) -> list[tuple]:
-    """Report blocks (see tunelab.report); none when no trial has a result."""
+    """Report blocks (see tunelab.report.report); none when no trial has a result."""
     assert spec.ablation is not None, "the report makes this section only for a spec with an ablation"
     key = f"config/{spec.ablation}"
     ok = board[board[spec.metric].notna()]

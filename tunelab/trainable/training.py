@@ -7,7 +7,7 @@ import time
 import torch
 
 from tunelab.data import Data
-from tunelab.protocol import Trainable, load_trainable
+from tunelab.trainable.protocol import Trainable, load_trainable
 
 
 class Diverged(FloatingPointError):
@@ -25,8 +25,8 @@ def build(trainable: Trainable, config: dict, data: Data, seed: int) -> dict:
 
 
 def rebuild(saved: dict, data: Data) -> dict:
-    """The parts of a saved model (a retrained checkpoint, ``tunelab.runs.Run.retrained``: its trainable, config and
-    ``model`` weights), built on ``data`` with those weights, in eval mode."""
+    """The parts of a saved model (a retrained checkpoint, ``tunelab.results.runs.StoredRun.retrained``: its trainable,
+    config and ``model`` weights), built on ``data`` with those weights, in eval mode."""
     parts = build(load_trainable(saved["trainable"]), saved["config"], data, 0)
     parts["model"].load_state_dict(saved["model"])
     parts["model"].eval()

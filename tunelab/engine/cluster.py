@@ -33,7 +33,7 @@ from ray._raylet import GcsClient  # type: ignore[attr-defined]  # what `ray sta
 from ray.exceptions import AuthenticationError, RayError
 
 import trainables
-from tunelab import UserError
+from tunelab.errors import UserError
 
 PACKAGES = ("tunelab", "trainables")  # what the nodes import from the driver's copy
 STATE_PERIOD_S = 1  # how often Ray saves the search's state to the storage (its default: every 10 s or more)
@@ -78,8 +78,8 @@ def storage(cli_value: str | None) -> str | None:
 
 def runtime_env(trainable: str) -> dict:
     """Ray's runtime environment for a search of ``trainable`` on a cluster: the driver's tunelab and trainables,
-    and a user's trainable: a file's folder as the nodes' working directory (tunelab.protocol imports the file from
-    there), or an importable module's top-level package where it is not an installed one."""
+    and a user's trainable: a file's folder as the nodes' working directory (tunelab.trainable.protocol imports the file
+    from there), or an importable module's top-level package where it is not an installed one."""
     # each package's own folder: the checkout's (editable) or site-packages' (a wheel, with tunelab/search_spaces/)
     folders = [Path(importlib.import_module(p).__path__[0]) for p in PACKAGES]
     env: dict[str, Any] = {"py_modules": [str(f) for f in folders]}
@@ -146,7 +146,8 @@ def init(address: str | None, trainable: str) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "10")  # W&B's per-result logging takes ~1 s on a busy 2-core CPU
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
-    # Tune's automatic TensorBoard logger costs 3 s of import per search: tunelab.engine adds the JSON and CSV ones
+    # Tune's automatic TensorBoard logger costs 3 s of import per search: tunelab.engine.search adds the JSON and CSV
+    # ones
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger(ray_auth.__name__).setLevel(logging.ERROR)  # its notice at every start that tokens are on
     # "local": a Ray of the search's own, never another Ray instance that happens to run on this machine

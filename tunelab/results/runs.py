@@ -1,10 +1,11 @@
 """The results layout, and the one API to what a run holds: its spec, leaderboard, best config, retrained models.
 
 results/<run>/tunelab.yaml      the resolved spec (trainable, defaults, searched space), options and data root,
-                                and the plan of a budgeted search (tunelab.planner), written when the search starts:
-                                a run reopens from it alone
+                                and the plan of a budgeted search (tunelab.spec.planner), written when the search
+                                starts: a run reopens from it alone
 results/<run>/trial_*/          Ray's trials, checkpoints and state (unless --storage puts them elsewhere)
-results/<run>/study.log         the run's Optuna study, an Optuna journal written as the search runs (tunelab.study):
+results/<run>/study.log         the run's Optuna study, an Optuna journal written as the search runs
+(tunelab.results.study):
                                 every trial's sampled values, per-epoch metric, state and value(s); always here, on
                                 the driver's machine, also with --storage; `tunelab dashboard` serves it
 results/<run>/leaderboard.csv   one row per trial, best first (and leaderboard.md); best.yaml: the best config, or the
@@ -26,8 +27,10 @@ import pandas as pd
 import torch
 import yaml
 
-from tunelab import UserError, data as datasets, files, spaces
-from tunelab.planner import Plan
+from tunelab import data as datasets, files
+from tunelab.errors import UserError
+from tunelab.spec import spaces
+from tunelab.spec.planner import Plan
 
 INFO_FILE = "tunelab.yaml"
 STUDY_FILE = "study.log"
@@ -50,11 +53,11 @@ class Options:
     seed: int | None = None
     concurrency: int | None = None
     subset: float = 1.0
-    address: str | None = None  # a Ray cluster (tunelab.cluster)
-    storage: str | None = None  # where Ray keeps the trials: a shared file system or a bucket (tunelab.cluster)
+    address: str | None = None  # a Ray cluster (tunelab.engine.cluster)
+    storage: str | None = None  # where Ray keeps the trials: a shared file system or a bucket (tunelab.engine.cluster)
     wandb: str | None = None
     warm_start: list[str] = dataclasses.field(default_factory=list)  # earlier runs whose trials the study starts from
-    no_priors: bool = False  # --no-priors: the file's priors are not evaluated first (tunelab.priors)
+    no_priors: bool = False  # --no-priors: the file's priors are not evaluated first (tunelab.engine.priors)
 
     def apply(self, spec: spaces.Spec) -> spaces.Spec:
         changes: dict[str, Any] = {"run_cap": self.trials, "max_epochs": self.max_epochs,
@@ -64,14 +67,14 @@ class Options:
 
 
 @dataclass
-class Run:
+class StoredRun:
     """A search run as stored in its folder (``spec``: with the command line's options applied)."""
 
     dir: Path
     spec: spaces.Spec
     options: Options
     data_dir: Path
-    plan: Plan | None = None  # a budgeted search's (tunelab.calibrate applied it to spec and options)
+    plan: Plan | None = None  # a budgeted search's (tunelab.engine.calibrate applied it to spec and options)
 
     @property
     def name(self) -> str:
@@ -84,7 +87,7 @@ class Run:
 
     @property
     def study_file(self) -> Path:
-        """The run's Optuna study (an Optuna journal file, see tunelab.study)."""
+        """The run's Optuna study (an Optuna journal file, see tunelab.results.study)."""
         return self.dir / STUDY_FILE
 
     @property
@@ -187,8 +190,8 @@ class Run:
 
     def retrained_data(self, device: torch.device) -> datasets.Data:
         """The data set on ``device`` as the best retrained model saw it (its fraction of train+validation, so that a
-        text model's vocabulary is rebuilt the same), with the whole test set; ``tunelab.training.rebuild`` builds
-        a retrained model on it."""
+        text model's vocabulary is rebuilt the same), with the whole test set; ``tunelab.trainable.training.rebuild``
+        builds a retrained model on it."""
         subset = self.retrained()["subset"]
         return datasets.load_dataset(self.spec.dataset, self.data_dir, "retrain", subset, device)
 
@@ -240,8 +243,8 @@ def _first_line(error: Exception) -> str:
 
 
 def preferred_first(board: pd.DataFrame, prefer: str) -> pd.DataFrame:
-    """``board`` (best first) with the trial that ``prefer`` (tunelab.spaces.PREFER) takes among those tied with the
-    best moved first: the fewest parameters (small) or the least time per epoch (fast), the better of equal ones. A
+    """``board`` (best first) with the trial that ``prefer`` (tunelab.spec.spaces.PREFER) takes among those tied with
+    the best moved first: the fewest parameters (small) or the least time per epoch (fast), the better of equal ones. A
     board without ``tied`` (several objectives, a leaderboard of an older tunelab) stays as it is."""
     if prefer == "best" or "tied" not in board:
         return board
@@ -263,7 +266,7 @@ def plain(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def open_run(name: str, root: Path) -> Run:
+def open_run(name: str, root: Path) -> StoredRun:
     """A run by name (the experiment's name unless the search was given --name)."""
     folder = root / name
     info_file = folder / INFO_FILE
@@ -289,6 +292,6 @@ def open_run(name: str, root: Path) -> Run:
                         f"again (`tunelab search {info.get('experiment', name)} --name {name}-new`)")  # fmt: skip
     try:
         plan = Plan.restore(info["plan"]) if info.get("plan") is not None else None
-        return Run(folder, spaces.restore(info["spec"]), Options(**info["options"]), Path(info["data_dir"]), plan)
+        return StoredRun(folder, spaces.restore(info["spec"]), Options(**info["options"]), Path(info["data_dir"]), plan)
     except (KeyError, TypeError, ValueError, AttributeError) as e:  # truncated or edited: a key missing, a wrong type
         raise UserError(f"{info_file}: damaged ({type(e).__name__}: {_first_line(e)}); {again}") from None

@@ -1,8 +1,8 @@
 """One Ray Tune trial: the only place that calls Ray's report and checkpoint API.
 
 It completes the sampled values into the trial's config (``Spec.config``), runs the epochs, and reports metrics
-and a checkpoint after each, with the trial's best epoch so far (tunelab.rules); a restarted trial continues from its
-latest checkpoint. Trials reuse their worker process (Ray's
+and a checkpoint after each, with the trial's best epoch so far (tunelab.spec.rules); a restarted trial continues from
+its latest checkpoint. Trials reuse their worker process (Ray's
 ``reuse_actors``): the data set stays loaded on the trial's device for the next trial that reads it, and
 nothing else carries over: each trial seeds the random streams and sets torch's threads anew.
 """
@@ -18,9 +18,10 @@ import ray
 import torch
 from ray import tune
 
-from tunelab import data as datasets, protocol, training
-from tunelab.rules import is_new_best
-from tunelab.spaces import Spec
+from tunelab import data as datasets
+from tunelab.spec.rules import is_new_best
+from tunelab.spec.spaces import Spec
+from tunelab.trainable import protocol, training
 
 STATE_FILE = "state.pt"
 
@@ -73,7 +74,7 @@ def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None
     params = training.param_count(parts)
     node = ray.get_runtime_context().get_node_id()  # where each epoch ran: a trial moves when its node fails
     worker = os.getpid()  # and in which worker process (reused by later trials)
-    examples = len(data.splits["val"][1])  # what each val_ metric is over (tunelab.leaderboard's intervals)
+    examples = len(data.splits["val"][1])  # what each val_ metric is over (tunelab.results.leaderboard's intervals)
     start, best, best_epoch, duration = 0, None, 0, 0.0
 
     checkpoint = tune.get_checkpoint()

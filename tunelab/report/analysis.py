@@ -7,7 +7,7 @@
   set's confusion matrix, with each class's test accuracy.
 
 A model counts as an image classifier when it maps the test images to one output per class. It runs as its
-trainable runs it: through the trainable's ``predict`` (the protocol's hook, ``tunelab.protocol``).
+trainable runs it: through the trainable's ``predict`` (the protocol's hook, ``tunelab.trainable.protocol``).
 """
 
 from collections.abc import Callable
@@ -65,7 +65,7 @@ def activation_maximisation(model: nn.Module, shape: tuple, n_classes: int, devi
 
 
 def section(model: nn.Module, data: Data, out: Path, predict: Predict) -> list[tuple]:
-    """The report's blocks (see tunelab.report) for a classifier of uint8 images that ends in a linear layer.
+    """The report's blocks (see tunelab.report.report) for a classifier of uint8 images that ends in a linear layer.
     ``predict``: the trainable's (transfer's reuses the frozen backbone's cached outputs)."""
     from sklearn.metrics import confusion_matrix
 

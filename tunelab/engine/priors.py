@@ -2,14 +2,14 @@
 built-in ones, tunelab's own recorded searches on another seed or data subset), evaluated first, right after the
 baseline, so that a short search starts from what is known instead of from random samples.
 
-tunelab.spaces checks each prior against the trainable when it reads the file (its hyperparameters, their types,
+tunelab.spec.spaces checks each prior against the trainable when it reads the file (its hyperparameters, their types,
 RANGES and CHOICES). This module decides, when a search starts, which are queued: a prior is a partial config, made
 complete as the baseline is (the space's defaults for the searched hyperparameters it leaves out), and it is skipped
 where it falls outside this search's space (a value outside a distribution's range or choices, a fixed value it
-differs from: a narrowed or edited file) or where a planned search's ceiling (tunelab.calibrate.Ceiling) would not
-try it; one line says which were skipped and why, one how many are evaluated. ``tunelab.study.StudySearch`` queues
-them in the study after the baseline, each marked with the user attr ``prior`` (its index in the file's list), which
-the dashboard shows as a column. A grid search evaluates its own points and no priors; ``--no-priors``
+differs from: a narrowed or edited file) or where a planned search's ceiling (tunelab.engine.calibrate.Ceiling) would
+not try it; one line says which were skipped and why, one how many are evaluated. ``tunelab.results.study.StudySearch``
+queues them in the study after the baseline, each marked with the user attr ``prior`` (its index in the file's list),
+which the dashboard shows as a column. A grid search evaluates its own points and no priors; ``--no-priors``
 (``Options.no_priors``, saved with the run) turns them off; ``tunelab resume`` never queues them again (the study
 has them queued or tried), as it does not the baseline. They are the search's own trials: they count in ``--trials``
 (those beyond it are left out) and are on the leaderboard like any other."""
@@ -18,15 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tunelab.runs import Run
-from tunelab.spaces import PRIOR_FROM, SPACES_DIR, Spec, allowed, contains
+from tunelab.results.runs import StoredRun
+from tunelab.spec.spaces import PRIOR_FROM, SPACES_DIR, Spec, allowed, contains
 
 
-def points(run: Run, admit: Callable[[dict], float] | None = None) -> list[tuple[int, dict]]:
+def points(run: StoredRun, admit: Callable[[dict], float] | None = None) -> list[tuple[int, dict]]:
     """The priors a new search evaluates after its baseline, in the file's order: (index in the file's ``priors``,
-    complete point of the space). ``admit``: a planned search's ceiling (tunelab.calibrate.Ceiling: a config's FLOPs
-    over the most its retrain budget allows; above 1 it is not tried). Prints one line on those skipped (outside the
-    space, or over the ceiling) and one on those evaluated; nothing without priors or with --no-priors."""
+    complete point of the space). ``admit``: a planned search's ceiling (tunelab.engine.calibrate.Ceiling: a config's
+    FLOPs over the most its retrain budget allows; above 1 it is not tried). Prints one line on those skipped (outside
+    the space, or over the ceiling) and one on those evaluated; nothing without priors or with --no-priors."""
     spec = run.spec
     if not spec.priors or run.options.no_priors:
         return []
@@ -61,7 +61,7 @@ def points(run: Run, admit: Callable[[dict], float] | None = None) -> list[tuple
 def inside(spec: Spec) -> list[dict]:
     """The points of the file's priors that fall inside ``spec``'s space, in the file's order, without a word: those
     that ``points`` queues before a ceiling and the trial cap have their say (none for a grid). A planned search
-    counts them in its cost (tunelab.calibrate.plan_for)."""
+    counts them in its cost (tunelab.engine.calibrate.plan_for)."""
     if spec.method == "grid":
         return []
     return [point for point, why in (_point(spec, prior) for prior in spec.priors) if why is None]

@@ -12,15 +12,19 @@ import torch
 import torchinfo
 from matplotlib.ticker import MaxNLocator
 
-from tunelab import UserError, ablation, analysis, comparison, leaderboard, pareto, retrain, runs, spaces, tracking
+from tunelab import tracking
+from tunelab.errors import UserError
 from tunelab.files import atomic_write
-from tunelab.runs import Run
+from tunelab.report import ablation, analysis, comparison
+from tunelab.results import leaderboard, pareto, runs
+from tunelab.results.runs import StoredRun
+from tunelab.spec import spaces
 
 # pyplot picks its backend at the first figure, not at import, so this may follow the import
 matplotlib.use("Agg")
 
 
-def write(run: Run, wandb: str | None = None) -> Path:
+def write(run: StoredRun, wandb: str | None = None) -> Path:
     mode = tracking.mode(wandb or run.options.wandb)  # a mode that cannot work is refused before anything is written
     out = run.report_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -50,7 +54,7 @@ def write(run: Run, wandb: str | None = None) -> Path:
     return out / "report.md"
 
 
-def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -> list[tuple]:
+def _search_section(run: StoredRun, board: pd.DataFrame, histories: dict, out: Path) -> list[tuple]:
     spec = run.spec
     blocks: list[tuple] = [("h2", "Search")]
     ok = board[board[spec.metric].notna()]
@@ -101,9 +105,9 @@ def _search_section(run: Run, board: pd.DataFrame, histories: dict, out: Path) -
     return blocks
 
 
-def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple]:
+def _retrain_section(run: StoredRun, retrained: pd.DataFrame, out: Path) -> list[tuple]:
     spec = run.spec
-    ranks = retrain.table(run)
+    ranks = retrained.table(run)
     blocks: list[tuple] = [("h2", "Retrained on train+validation, tested on the test set"), ("table", ranks)]
     ensemble = run.ensemble_table()
     if ensemble is not None:
@@ -111,7 +115,7 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
                             f"class probabilities of all {ensemble['members'].iloc[0]} retrained models "
                             f"({ensemble['models'].iloc[0]}), with equal weights."))  # fmt: skip
     blocks.append(("table", retrained))
-    first_try = retrain.first_try(run, ranks)
+    first_try = retrained.first_try(run, ranks)
     if first_try is not None:
         missing = [c for c in retrained if c.startswith("test_") and c not in first_try]
         left_out = f" The baseline has no {', '.join(missing)}: left out." if missing else ""
@@ -135,7 +139,8 @@ def _retrain_section(run: Run, retrained: pd.DataFrame, out: Path) -> list[tuple
 
 
 def _comparison(best: comparison.Model, out: Path) -> list[tuple]:
-    """The run's retrained model ``best`` beside those of the runs in its compare_with (``tunelab.comparison``)."""
+    """The run's retrained model ``best`` beside those of the runs in its compare_with
+    (``tunelab.report.comparison``)."""
     run = best.run
     models, missing = [best], []
     for name in run.spec.compare_with:

@@ -1,6 +1,6 @@
 """Calibration of a planned search, and the plan applied to a run: how long an epoch of the space's cheapest and
-costliest configs takes on the search's data on this machine (tunelab.planner turns that into a plan). Imports torch
-and the trainable, never Ray.
+costliest configs takes on the search's data on this machine (tunelab.spec.planner turns that into a plan). Imports
+torch and the trainable, never Ray.
 
 The corners are found among a handful of configs drawn at random from the space (and its baseline): each is built
 on a slice of the data and one training step of a few examples is counted in FLOPs (torch's FlopCounterMode);
@@ -29,10 +29,12 @@ import optuna
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tunelab import data as datasets, priors, protocol, training
-from tunelab.planner import TRIAL_START_S, Plan, make_plan
-from tunelab.runs import Run
-from tunelab.spaces import Spec
+from tunelab import data as datasets
+from tunelab.engine import priors
+from tunelab.results.runs import StoredRun
+from tunelab.spec.planner import TRIAL_START_S, Plan, make_plan
+from tunelab.spec.spaces import Spec
+from tunelab.trainable import protocol, training
 
 CANDIDATES = 12  # configs drawn from the space to find its corners (fewer for a budget under 10 minutes)
 COUNTED = 8  # examples of the training step whose FLOPs are counted
@@ -188,12 +190,12 @@ def _timed(run, data: datasets.Data) -> float:
 def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | None = None,
              no_priors: bool = False) -> Plan:  # fmt: skip
     """The plan of a search of ``spec`` (with the command line's options applied) within its time budget;
-    ``fixed``: the user's flags that the plan keeps (tunelab.planner.FLAGS' keys). A grid keeps its size.
+    ``fixed``: the user's flags that the plan keeps (tunelab.spec.planner.FLAGS' keys). A grid keeps its size.
     ``retrain_budget_s``: the most one seed's retrain of the best config may take (the search's budget where
     None); the search then tries only configs whose retrain fits it (a grid tries all of its own).
 
     The plan counts the configs that the search queues first, which train all their epochs, each at its epoch on
-    the line through the corners: the baseline (not in a grid), then the file's priors as tunelab.priors.points
+    the line through the corners: the baseline (not in a grid), then the file's priors as tunelab.engine.priors.points
     queues them (none with ``no_priors``, the run's --no-priors): those inside the space and under the plan's
     ceiling, by calibration's count of their cost (the FLOPs that Ceiling counts; where calibration times steps
     instead, a prior near the ceiling may fall on the other side of it in the search)."""
@@ -219,9 +221,9 @@ def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | 
 
 
 class Ceiling:
-    """A planned search's check of a config before it runs (``tunelab.study.StudySearch``): its FLOPs per example
-    against the plan's ``max_flops``. It loads the trainable and a slice of the data when first asked, and leaves
-    them behind when Ray saves the searcher."""
+    """A planned search's check of a config before it runs (``tunelab.results.study.StudySearch``): its FLOPs per
+    example against the plan's ``max_flops``. It loads the trainable and a slice of the data when first asked, and
+    leaves them behind when Ray saves the searcher."""
 
     def __init__(self, spec: Spec, data_dir: Path, max_flops: float, unit: str = "flops"):
         self.spec, self.data_dir, self.max_flops, self.unit = spec, data_dir, max_flops, unit
@@ -243,7 +245,7 @@ class Ceiling:
         return self._loaded
 
 
-def apply(run: Run, plan: Plan) -> Run:
+def apply(run: StoredRun, plan: Plan) -> StoredRun:
     """``run`` searching as planned: its trials, epochs, rungs, data fraction and concurrency, and Ray's budget the
     user's less what calibration took."""
     hyperband = {"min_iter": plan.rungs[0], "eta": plan.eta} if plan.rungs else None

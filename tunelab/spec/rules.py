@@ -1,10 +1,10 @@
 """The rules of a trial's record, each written once: which epoch is a trial's best (``is_new_best``), and what the
-end of a trial that Ray ended is called (``end_status``). Pure: the trial (on its worker), the record (tunelab.record),
-the leaderboard and warm start apply them."""
+end of a trial that Ray ended is called (``end_status``). Pure: the trial (on its worker), the record
+(tunelab.engine.record), the leaderboard and warm start apply them."""
 
 from collections.abc import Mapping
 
-from tunelab.spaces import Spec
+from tunelab.spec.spaces import Spec
 
 
 def is_new_best(spec: Spec, value: float | None, best: float | None) -> bool:

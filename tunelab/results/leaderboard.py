@@ -1,5 +1,5 @@
-"""The run's study (tunelab.study, the record of its trials) -> one row per trial, best first -> leaderboard.csv /
-leaderboard.md / best.yaml.
+"""The run's study (tunelab.results.study, the record of its trials) -> one row per trial, best first -> leaderboard.csv
+/ leaderboard.md / best.yaml.
 
 The noise of a validation metric: a trial's accuracy (ACCURACIES: the share of the validation examples it classified
 right) comes with its 95 % Wilson interval over the ``val_examples`` examples it was scored on (columns
@@ -8,7 +8,7 @@ whose pixels are no independent trials) have no per-example values here to resam
 "—" in leaderboard.md and the report), not invented. With one objective, ``tied`` says which trials are statistically
 tied with the best (``tied_with_best``; empty where there is no interval to tell), and best.yaml and ``tunelab
 retrain`` take the one the spec ``prefer``s among them (``runs.preferred_first``). Several objectives keep their
-Pareto ranking (tunelab.pareto), with the intervals and without ``tied``.
+Pareto ranking (tunelab.results.pareto), with the intervals and without ``tied``.
 """
 
 import math
@@ -17,20 +17,21 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from tunelab import pareto, study
 from tunelab.files import atomic_write
-from tunelab.runs import Run, plain, preferred_first
-from tunelab.spaces import HARNESS_METRICS, PREFER, Spec
+from tunelab.results import pareto, study
+from tunelab.results.runs import StoredRun, plain, preferred_first
+from tunelab.spec.spaces import HARNESS_METRICS, PREFER, Spec
 
 ACCURACIES = ("val_acc",)  # metrics that are a share of the validation examples: a binomial interval holds
 LEVEL = 0.95  # of the intervals; the tie test's level is 1 - LEVEL
 
-def histories(run: Run) -> dict[str, pd.DataFrame]:
+
+def histories(run: StoredRun) -> dict[str, pd.DataFrame]:
     """Each trial's per-epoch metrics (one row per epoch), by trial id, from the run's study."""
     return {t.user_attrs["ray_trial_id"]: pd.DataFrame(study.epochs(t).values()) for t in _trials(run)}
 
 
-def _trials(run: Run) -> list[FrozenTrial]:
+def _trials(run: StoredRun) -> list[FrozenTrial]:
     """The trials this run's search ran or will run, in the order the sampler drew them."""
     return [t for t in study.open_study(run).get_trials(deepcopy=False) if study.ran(t)]
 
@@ -41,10 +42,11 @@ def _status(trial: FrozenTrial) -> str:
     return trial.user_attrs.get("status", "failed")
 
 
-def table(run: Run) -> pd.DataFrame:
-    """One row per trial: its status, its metrics at the best epoch it reported (tunelab.rules.is_new_best; for several
-    objectives, its last) with their intervals, whether it is tied with the best (one objective), its epochs, size,
-    time, validation examples and sampled config; best first (for several objectives, see tunelab.pareto)."""
+def table(run: StoredRun) -> pd.DataFrame:
+    """One row per trial: its status, its metrics at the best epoch it reported (tunelab.spec.rules.is_new_best; for
+    several objectives, its last) with their intervals, whether it is tied with the best (one objective), its epochs,
+    size, time, validation examples and sampled config; best first (for several objectives, see
+    tunelab.results.pareto)."""
     spec = run.spec
     rows = []
     for trial in _trials(run):
@@ -119,7 +121,7 @@ def tied_with_best(frame: pd.DataFrame, metric: str) -> list[bool | None]:
     return [None if c is None else tied(*c) for c in counts]
 
 
-def write(run: Run) -> pd.DataFrame:
+def write(run: StoredRun) -> pd.DataFrame:
     """Write leaderboard.csv, leaderboard.md and best.yaml from the search's results; return the table."""
     frame = table(run)
     atomic_write(run.leaderboard_file, frame.to_csv(index=False))
@@ -145,7 +147,7 @@ def write(run: Run) -> pd.DataFrame:
     return frame
 
 
-def _markdown(frame: pd.DataFrame, run: Run, top: int | None = None) -> str:
+def _markdown(frame: pd.DataFrame, run: StoredRun, top: int | None = None) -> str:
     if frame.empty:
         return f"# {run.name}\n\nNo trials yet."
     notes = f"{order_note(run.spec)} {noise_note(run.spec)}"
@@ -195,5 +197,5 @@ def order_note(spec) -> str:
     )
 
 
-def render(frame: pd.DataFrame, run: Run, top: int) -> str:
+def render(frame: pd.DataFrame, run: StoredRun, top: int) -> str:
     return _markdown(frame, run, top)

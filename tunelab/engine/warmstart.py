@@ -1,16 +1,16 @@
 """Warm start (``tunelab search --warm-start RUN ...``): earlier runs' trials become the first trials of a new run's
 Optuna study, so that its TPE sampler starts from what they found instead of sampling its first trials at random.
 
-This module owns which trials are imported and as what: it reads the earlier runs' studies (tunelab.study), refuses a
-run of another trainable, data set or metric, drops trials outside the new space (one line says how many and why) and
-rebuilds the rest on the new space's distributions (TPE models only trials whose distributions are the space's).
-``study.create`` puts them into the new study before the baseline is queued. Nothing else sees them: the
+This module owns which trials are imported and as what: it reads the earlier runs' studies (tunelab.results.study),
+refuses a run of another trainable, data set or metric, drops trials outside the new space (one line says how many and
+why) and rebuilds the rest on the new space's distributions (TPE models only trials whose distributions are the
+space's). ``study.create`` puts them into the new study before the baseline is queued. Nothing else sees them: the
 leaderboard lists the trials Ray ran (imported ones never ran in this run), Ray counts only its own trials against
 ``run_cap``, and ``tunelab resume`` reopens the study as it is, imports included, so nothing is imported twice.
 Each carries the user attrs ``imported_from`` (the run) and ``imported_trial_id`` (its trial id on that run's
 leaderboard), which the dashboard shows as columns of its trial table.
 
-What TPE learns from them is what it learns from the new run's own trials (see tunelab.study):
+What TPE learns from them is what it learns from the new run's own trials (see tunelab.results.study):
 - a trial that trained the new run's ``max_epochs`` (completed, or stopped no earlier) is COMPLETE with its value;
   past ``max_epochs`` its epochs are cut there and its value is the best epoch's up to there, as the new run's are;
 - one that stopped earlier (ASHA, a time budget, a shorter run) is PRUNED with its per-epoch values. TPE ranks pruned
@@ -27,15 +27,16 @@ from collections import Counter
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tunelab import UserError, study
-from tunelab.rules import best_epoch_of
-from tunelab.runs import Run, open_run
-from tunelab.spaces import Spec, allowed, contains
+from tunelab.errors import UserError
+from tunelab.results import study
+from tunelab.results.runs import StoredRun, open_run
+from tunelab.spec.rules import best_epoch_of
+from tunelab.spec.spaces import Spec, allowed, contains
 
 LEARNS = ("bayes",)  # the methods whose sampler learns from earlier trials (TPE); random and grid do not
 
 
-def check(run: Run) -> list[Run]:
+def check(run: StoredRun) -> list[StoredRun]:
     """The runs in ``run.options.warm_start`` (in the new run's results root), checked before anything runs: a run of
     another trainable, data set or metric, one without a readable study, or a search whose sampler does not learn
     is a UserError naming it."""
@@ -46,7 +47,7 @@ def check(run: Run) -> list[Run]:
     return [_source(run, name) for name in names]
 
 
-def trials(run: Run) -> list[FrozenTrial]:
+def trials(run: StoredRun) -> list[FrozenTrial]:
     """The trials of the runs in ``run.options.warm_start`` to add to its new study, in order (``check``'s errors
     first); prints what it imports and a note on those dropped."""
     sources = check(run)
@@ -86,7 +87,7 @@ def _learned(trial: FrozenTrial) -> bool:
     return ended and (trial.values is not None or bool(trial.intermediate_values))
 
 
-def _source(run: Run, name: str) -> Run:
+def _source(run: StoredRun, name: str) -> StoredRun:
     """The earlier run ``name``, refused (a UserError naming it) unless its trials measure what this search does."""
     try:
         if name == run.name:

@@ -55,7 +55,7 @@ Optional (see ``OPTIONAL`` for each one's signature):
   curves), ``reconstruct(model, images) -> images in [0, 1]`` (autoencoders, of uint8 test images: their
   reconstructions), ``sample(model, n, seed) -> images in [0, 1]`` (generative models: n samples, seeded; a
   conditional model's labels cycle through the classes, image i of class i modulo their number). Runs are
-  compared by the first of these that all their trainables have (``tunelab.comparison``).
+  compared by the first of these that all their trainables have (``tunelab.report.comparison``).
 """
 
 import difflib
@@ -71,7 +71,7 @@ from pathlib import Path
 from types import ModuleType
 
 import trainables
-from tunelab import UserError
+from tunelab.errors import UserError
 
 HYPERPARAMETER_TYPES = (bool, int, float, str)
 REQUIRED_FUNCTIONS = {
@@ -225,7 +225,7 @@ def _load(ref: str, edited: int | None) -> Trainable:
 def _import_file(path: Path) -> ModuleType:
     """The module of a Python file, imported by its name with its folder on the path (so that it imports what lies
     beside it). On a cluster's nodes the file is not at its path: its folder is the working directory that Ray
-    ships there (tunelab.cluster), which is on the path."""
+    ships there (tunelab.engine.cluster), which is on the path."""
     if path.is_file():
         folder = str(path.parent)
         if folder in sys.path:
@@ -248,6 +248,11 @@ def _import_file(path: Path) -> ModuleType:
     if path.is_file() and found != path.resolve():
         raise UserError(f"{path}: its name {path.stem!r} is taken by another module ({found}): rename the file")
     return module
+
+
+def registered_names() -> tuple[str, ...]:
+    """The names of the built-in trainables (``trainables.NAMES``)."""
+    return tuple(trainables.NAMES)
 
 
 def registered() -> list[Trainable]:
@@ -304,8 +309,9 @@ def check(name: str, module: ModuleType) -> Trainable:
     problems += _misspelled(module)
     if problems:
         where = getattr(module, "__file__", None) or module.__name__
-        raise ProtocolError(f"trainable {name!r} ({where}) does not follow the protocol (tunelab/protocol.py):\n"
-                            + "\n".join(f"  - {p}" for p in problems))  # fmt: skip
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise ProtocolError(f"trainable {name!r} ({where}) does not follow the protocol "
+                            f"(tunelab/trainable/protocol.py):\n{listed}")  # fmt: skip
 
     from trainables import common
 
