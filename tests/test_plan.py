@@ -18,9 +18,9 @@ from optuna.trial import TrialState
 
 from tunelab.cli import main, parser
 from tunelab.engine import calibrate, record, search as engine
-from tunelab.results import runs, study
 from tunelab.spec import planner, spaces
 from tunelab.spec.planner import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
+from tunelab.store import runs, study
 
 FASHION = {"epoch_s_cheap": 25.0, "epoch_s_costly": 650.0, "overhead_s": 1.5, "slots": 2, "space_max_epochs": 12}
 
@@ -237,6 +237,15 @@ def test_the_plan_says_how_long_the_retrain_may_take_at_most():
         "over the retrain budget of 5 min, and this space's configs do not cost "
         "in proportion to their FLOPs, so the search cannot skip the costly ones."
     )
+
+
+def test_a_retrain_with_more_threads_than_a_trial_is_planned_faster():
+    one = make_plan(300, **FASHION, epoch_s_mean=24.0, retrain_budget_s=300, max_epoch_s=25.0)
+    two = make_plan(300, **FASHION, epoch_s_mean=24.0, retrain_budget_s=300, max_epoch_s=50.0, retrain_speedup=2.0)
+    assert two.retrain_expected_s == pytest.approx(one.retrain_expected_s / 2)
+    # a trial's epoch of 50 s is the retrain's 25 s: its 12 epochs fit the 5 minutes
+    assert Plan.restore(two.saved() | {"max_flops": 3e7}).lines()[1].endswith(
+        "at most 5 min: the search skips configs that would take longer.")  # fmt: skip
 
 
 def test_the_ceiling_measures_a_config_against_the_costliest_that_fits(fixture_root):

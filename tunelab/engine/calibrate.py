@@ -6,7 +6,8 @@ The corners are found among a handful of configs drawn at random from the space 
 on a slice of the data and one training step of a few examples is counted in FLOPs (torch's FlopCounterMode);
 the fewest and the most FLOPs per example are the cheap and the costly corner. Each corner then trains on a slice
 of the training set and evaluates a slice of the validation set, timed and scaled per example to the whole sets,
-with torch's threads as a trial has them. A trial's expected epoch is the drawn configs' mean, each interpolated
+with torch's threads as a trial has them (the costly corner also with all of them, as the retrain has them, for
+the retrain's estimate). A trial's expected epoch is the drawn configs' mean, each interpolated
 between the two corners' times by its FLOPs; each config the search queues first (the baseline, the priors), which
 trains all its epochs, is costed at its own epoch on the same line. Where FlopCounterMode cannot follow a
 trainable's step (a GAN's gradient penalty calls autograd.grad), a step's seconds per example stand in for its FLOPs,
@@ -31,9 +32,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tunelab import data as datasets
 from tunelab.engine import priors
-from tunelab.results.runs import StoredRun
 from tunelab.spec.planner import TRIAL_START_S, Plan, make_plan
 from tunelab.spec.spaces import Spec
+from tunelab.store.runs import StoredRun
 from tunelab.trainable import protocol, training
 
 CANDIDATES = 12  # configs drawn from the space to find its corners (fewer for a budget under 10 minutes)
@@ -54,6 +55,7 @@ class Calibration:
     flops: tuple[float, ...] = ()  # per example, of each drawn config, fewest first: the corners are the ends
     unit: str = "flops"  # what ``flops`` counts: FLOPs, or "s" where they cannot be counted (see ``_cost``)
     queued: tuple[float, ...] = ()  # per example, as ``flops``, of each config ``calibrate`` was given as queued
+    retrain_speedup: float = 1.0  # the costly corner's epoch at a trial's threads over its epoch at all of them
 
     def epoch_s_at(self, flops: float) -> float:
         """The epoch of a config of ``flops``, on the line through the corners."""
@@ -110,11 +112,15 @@ def calibrate(spec: Spec, data_dir: Path, budget_s: float, queued: Sequence[dict
         queued_costs = tuple(_cost(trainable, spec, c, data, unit) for c in queued)
         (_, _, cheap), (_, _, costly) = counted[0], counted[-1]
         (cheap_s, build_s), (costly_s, costly_build_s) = (_epoch_s(trainable, c, data, aim) for c in (cheap, costly))
+        speedup = 1.0
+        if threads > torch.get_num_threads() and data.device.type == "cpu":  # the retrain runs with all of them
+            torch.set_num_threads(threads)
+            speedup = min(max(costly_s / _epoch_s(trainable, costly, data, aim)[0], 1.0), threads)
     finally:
         torch.set_num_threads(threads)
     flops = tuple(c[0] for c in counted)
     found = Calibration(cheap_s, costly_s, 0.0, TRIAL_START_S + max(build_s, costly_build_s), 0.0, flops, unit,
-                        queued_costs)  # fmt: skip
+                        queued_costs, speedup)  # fmt: skip
     return dataclasses.replace(found, epoch_s_mean=found.epoch_s_at(sum(flops) / len(flops)),
                                seconds=time.perf_counter() - started)  # fmt: skip
 
@@ -206,7 +212,8 @@ def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | 
     inside = [] if no_priors else [spec.config(point) for point in priors.inside(spec)]
     found = calibrate(spec, data_dir, spec.time_budget_s, baseline + inside)
     retrain_budget_s = retrain_budget_s or spec.time_budget_s
-    max_epoch_s = retrain_budget_s / fixed.get("max_epochs", spec.max_epochs)
+    # the budget over the retrain's epochs, as an epoch at a trial's threads
+    max_epoch_s = retrain_budget_s / fixed.get("max_epochs", spec.max_epochs) * found.retrain_speedup
     capped = found.capped(max_epoch_s) if spec.method != "grid" else None
     costs = found.queued[: len(baseline)] + tuple(
         cost for cost in found.queued[len(baseline) :] if capped is None or cost <= capped[0])  # fmt: skip
@@ -216,12 +223,12 @@ def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | 
                      epoch_s_mean=capped[1] if capped else found.epoch_s_mean, retrain_budget_s=retrain_budget_s,
                      max_epoch_s=found.epoch_s_at(capped[0]) if capped else None,
                      queued_epoch_s=[max(found.epoch_s_at(cost), floor) for cost in costs],
-                     baseline=bool(baseline))  # fmt: skip
+                     baseline=bool(baseline), retrain_speedup=found.retrain_speedup)  # fmt: skip
     return dataclasses.replace(plan, max_flops=capped[0], cost_unit=found.unit) if capped else plan
 
 
 class Ceiling:
-    """A planned search's check of a config before it runs (``tunelab.results.study.StudySearch``): its FLOPs per
+    """A planned search's check of a config before it runs (``tunelab.store.study.StudySearch``): its FLOPs per
     example against the plan's ``max_flops``. It loads the trainable and a slice of the data when first asked, and
     leaves them behind when Ray saves the searcher."""
 

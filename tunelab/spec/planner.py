@@ -62,6 +62,7 @@ class Plan:
     max_epoch_s: float | None = None
     max_flops: float | None = None
     cost_unit: str = "flops"  # what max_flops counts: "s" where calibration could not count FLOPs (its seconds)
+    retrain_speedup: float = 1.0  # a trial's epoch over the retrain's (the retrain has all the CPU threads)
     queued: int = 0  # of the trials, the configs queued first, which train all max_epochs epochs
     baseline: bool = False  # whether the first of them is the baseline (the others are priors)
 
@@ -105,7 +106,7 @@ class Plan:
                 return (f"; over the retrain budget of {_in(budget, _unit(budget))}, and this space's configs do not "
                         "cost in proportion to their FLOPs, so the search cannot skip the costly ones")  # fmt: skip
             return ""
-        most = self.retrain_epochs * self.max_epoch_s
+        most = self.retrain_epochs * self.max_epoch_s / self.retrain_speedup
         if self.retrain_budget_s and most > self.retrain_budget_s * 1.01:
             return (f"; even the space's cheapest config takes about {_in(most, _unit(most))}, over the retrain "
                     f"budget of {_in(self.retrain_budget_s, _unit(self.retrain_budget_s))}: the search tries only "
@@ -145,7 +146,7 @@ def make_plan(
     fixed: dict | None = None, space_max_epochs: int = 10, *, calibration_s: float = 0.0,
     epoch_s_mean: float | None = None, eta: int = ETA, start_s: float = START_S, margin: float = MARGIN,
     epoch_report_s: float = EPOCH_REPORT_S, retrain_budget_s: float | None = None, max_epoch_s: float | None = None,
-    queued_epoch_s: Sequence[float] = (), baseline: bool = False,
+    queued_epoch_s: Sequence[float] = (), baseline: bool = False, retrain_speedup: float = 1.0,
 ) -> Plan:  # fmt: skip
     """The plan that fits ``budget_s``.
 
@@ -166,8 +167,9 @@ def make_plan(
     trials of one epoch do not fit, that smallest plan is returned, expected over the budget.
 
     The retrain (``tunelab retrain``'s defaults for a planned run) trains the best config for max_epochs epochs on
-    the whole data (train+validation), at a trial's expected epoch on the whole training set: an upper estimate
-    where the retrain has more threads than a trial had. ``max_epoch_s``: the costliest config's epoch that the
+    the whole data (train+validation), at a trial's expected epoch on the whole training set over
+    ``retrain_speedup`` (the retrain has every CPU thread, a trial its own). ``max_epoch_s``: the costliest config's
+    epoch (at a trial's threads) that the
     search tries (tunelab.engine.calibrate sets it from ``retrain_budget_s``; ``epoch_s_mean`` is then the mean of the
     configs it tries); the plan records both.
     """
@@ -208,10 +210,11 @@ def make_plan(
     return Plan(
         trials=trials, max_epochs=max_epochs, rungs=rungs_of(max_epochs, eta), eta=eta, subset=subset,
         concurrency=concurrency, expected_s=calibration_s + start_s + cost(trials, max_epochs, subset),
-        calibration_s=calibration_s, retrain_epochs=max_epochs, retrain_expected_s=max_epochs * epoch_full,
+        calibration_s=calibration_s, retrain_epochs=max_epochs,
+        retrain_expected_s=max_epochs * epoch_full / retrain_speedup,
         budget_s=budget_s, epoch_s=subset * epoch_full + epoch_report_s, trial_start_s=overhead_s, fixed=fixed,
         retrain_budget_s=retrain_budget_s, max_epoch_s=max_epoch_s, queued=min(len(queued_epoch_s), trials),
-        baseline=baseline,
+        baseline=baseline, retrain_speedup=retrain_speedup,
     )  # fmt: skip
 
 
