@@ -52,8 +52,8 @@ from replay import RESAMPLES, censored  # bench/replay.py, beside this file
 
 from tunelab import data as datasets
 from tunelab.cli import _duration
-from tunelab.results import leaderboard, runs
 from tunelab.spec import spaces
+from tunelab.store import leaderboard, runs
 
 EXPERIMENTS = ("fashion_cnn", "weather_cnn")
 METHODS = ("TPE+ASHA", "random", "TPE")  # the default first: the others take its plan

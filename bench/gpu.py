@@ -54,7 +54,7 @@ import torch
 from ray import tune
 
 from tunelab import cli, data as datasets
-from tunelab.results import leaderboard, runs
+from tunelab.store import leaderboard, runs
 
 EXPERIMENT = "fashion_cnn"
 PACK = 4  # trials per GPU in the packed setting (--gpus-per-trial 1/PACK)

@@ -48,8 +48,8 @@ from ray import tune
 
 from tunelab import cli, data as datasets
 from tunelab.engine import cluster, search as engine
-from tunelab.results import leaderboard, runs
 from tunelab.spec import spaces
+from tunelab.store import leaderboard, runs
 from tunelab.trainable import protocol, training
 
 EXPERIMENT = "fashion_cnn"

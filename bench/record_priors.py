@@ -58,8 +58,8 @@ from tunelab.cli import _duration
 from tunelab.engine import priors
 from tunelab.errors import UserError
 from tunelab.files import atomic_write
-from tunelab.results import runs
 from tunelab.spec import spaces
+from tunelab.store import runs
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = REPO / "search_spaces"

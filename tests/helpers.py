@@ -48,8 +48,8 @@ def retrained_run(results: Path, experiment: str | Path, data_root: Path, **conf
     search, whose best retrained model (rank 1, seed 0) is the untrained model of the experiment's default config
     (``config`` overrides some of it)."""
     from tunelab import data as datasets
-    from tunelab.results import runs
     from tunelab.spec import spaces
+    from tunelab.store import runs
     from tunelab.trainable import protocol, training
 
     spec = spaces.load_spec(str(experiment))

@@ -21,8 +21,8 @@ from tunelab import api
 from tunelab.cli import main
 from tunelab.engine import calibrate, cluster
 from tunelab.errors import Failed, UserError
-from tunelab.results import leaderboard, runs, study
 from tunelab.spec import spaces
+from tunelab.store import leaderboard, runs, study
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")  # fmt: skip

@@ -155,8 +155,8 @@ def test_a_storage_that_cannot_keep_the_trials_is_named(env, capsys, fixture_roo
 
 
 def test_resume_from_a_storage_without_the_search_keeps_the_run_as_it_was(env, capsys, fixture_root):
-    from tunelab.results import runs
     from tunelab.spec import spaces
+    from tunelab.store import runs
 
     run = runs.StoredRun(env / "results" / "mine", spaces.load_spec("fashion_cnn"), runs.Options(), fixture_root)
     run.save()

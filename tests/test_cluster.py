@@ -26,7 +26,7 @@ from tests.helpers import REPO, wandb_run, write_mnist_like, write_student_model
 from tunelab import tracking
 from tunelab.engine.cluster import STATE_PERIOD_S
 from tunelab.engine.search import MAX_FAILURES
-from tunelab.results import leaderboard, runs
+from tunelab.store import leaderboard, runs
 
 pytestmark = pytest.mark.slow
 

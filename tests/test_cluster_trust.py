@@ -17,8 +17,8 @@ from tests.helpers import REPO, write_mnist_like
 from tunelab import data as datasets
 from tunelab.engine import cluster, search as engine, trial
 from tunelab.errors import UserError
-from tunelab.results import runs
 from tunelab.spec import spaces
+from tunelab.store import runs
 
 SECRETS = (".netrc", ".env", ".aws/credentials", ".ssh/id_rsa", ".ray/auth_token")
 

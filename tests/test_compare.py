@@ -8,8 +8,8 @@ from tests.helpers import retrained_run
 from tunelab.cli import main
 from tunelab.errors import UserError
 from tunelab.report import comparison
-from tunelab.results import runs
 from tunelab.spec import spaces
+from tunelab.store import runs
 
 
 def unsearched(env, experiment: str, data_root) -> runs.StoredRun:

@@ -17,7 +17,7 @@ from tests.helpers import report_figures, subset_for, wandb_run
 from tunelab import data as datasets, tracking
 from tunelab.cli import main
 from tunelab.engine import search as engine
-from tunelab.results import runs
+from tunelab.store import runs
 from tunelab.trainable import protocol
 
 pytestmark = pytest.mark.slow

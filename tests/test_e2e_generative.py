@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import report_figures, subset_for
 from tunelab.cli import main
-from tunelab.results import leaderboard, runs
+from tunelab.store import leaderboard, runs
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from tests.helpers import write_student_model
 from tunelab.engine import retrain
 from tunelab.errors import Failed
-from tunelab.results import runs, study
+from tunelab.store import runs, study
 
 pytestmark = pytest.mark.slow
 

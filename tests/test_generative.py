@@ -10,7 +10,7 @@ from tests.helpers import retrained_run
 from trainables import cgan, common, frechet, gan, vae
 from tunelab import cache, data as datasets
 from tunelab.report import comparison, report
-from tunelab.results import runs
+from tunelab.store import runs
 
 
 @pytest.fixture(scope="module")

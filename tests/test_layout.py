@@ -15,9 +15,9 @@ BASE = ("tunelab.errors", "tunelab.files", "tunelab.cache", "tunelab.progress", 
 MAY_IMPORT = {
     "tunelab.trainable": BASE,
     "tunelab.spec": (*BASE, "tunelab.trainable"),
-    "tunelab.results": (*BASE, "tunelab.spec"),
-    "tunelab.engine": (*BASE, "tunelab.trainable", "tunelab.spec", "tunelab.results"),
-    "tunelab.report": (*BASE, "tunelab.trainable", "tunelab.spec", "tunelab.results"),
+    "tunelab.store": (*BASE, "tunelab.spec"),
+    "tunelab.engine": (*BASE, "tunelab.trainable", "tunelab.spec", "tunelab.store"),
+    "tunelab.report": (*BASE, "tunelab.trainable", "tunelab.spec", "tunelab.store"),
     **{base: BASE for base in BASE},
 }
 TRAINABLES_MAY_IMPORT = ("tunelab.errors", "tunelab.data", "tunelab.cache", "tunelab.figures")
@@ -78,7 +78,7 @@ def test_the_models_import_only_the_data_cache_figures_and_errors_of_tunelab(pat
     assert not outside, f"trainables may import {', '.join(TRAINABLES_MAY_IMPORT)}, not {', '.join(outside)}"
 
 
-@pytest.mark.parametrize("stage", ["tunelab.report", "tunelab.results", "tunelab.spec"])
+@pytest.mark.parametrize("stage", ["tunelab.report", "tunelab.store", "tunelab.spec"])
 def test_the_report_results_and_spec_reach_models_only_through_the_protocol(stage):
     for path in ROOT.joinpath(*stage.split(".")).glob("*.py"):
         assert not {m for m in imports(path) if m.split(".")[0] == "trainables"}, path

@@ -14,9 +14,9 @@ import yaml
 from tests.helpers import REPO
 from trainables import cnn_classifier
 from tunelab.errors import UserError
-from tunelab.results import leaderboard, runs
 from tunelab.spec import spaces
 from tunelab.spec.rules import best_epoch_of
+from tunelab.store import leaderboard, runs
 
 CURVES = REPO / "bench" / "curves" / "fashion_cnn.csv"
 

@@ -15,8 +15,8 @@ from tests.helpers import write_mnist_like
 from tunelab import files
 from tunelab.cli import main
 from tunelab.engine import retrain
-from tunelab.results import runs, study
 from tunelab.spec import spaces
+from tunelab.store import runs, study
 
 IN_USE = r"is in use by PID (\d+) \(tunelab (\w+), since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\); wait for it or stop it$"
 

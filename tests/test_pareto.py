@@ -10,8 +10,8 @@ from ray.tune.schedulers import TrialScheduler
 
 from tunelab.engine import schedulers
 from tunelab.errors import UserError
-from tunelab.results import pareto
 from tunelab.spec import spaces
+from tunelab.store import pareto
 from tunelab.trainable import protocol
 
 # (accuracy: max, parameters: min)
@@ -133,7 +133,7 @@ def test_targets_must_name_metrics_of_the_search():
 
 
 def test_leaderboard_keeps_trial_ids_that_look_like_numbers_as_text(tmp_path):
-    from tunelab.results import runs
+    from tunelab.store import runs
 
     run = runs.StoredRun(tmp_path, parse(), runs.Options(), tmp_path)
     csv = "trial_id,status,val_pixel_acc\n18201877,completed,0.9\n0a1b2c3d,completed,0.8\n"

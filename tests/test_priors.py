@@ -1,4 +1,4 @@
-"""A search-space file's `priors:` (tunelab.spec.spaces, tunelab.engine.priors, tunelab.results.study): configs checked
+"""A search-space file's `priors:` (tunelab.spec.spaces, tunelab.engine.priors, tunelab.store.study): configs checked
 against the trainable when the file is read, queued in the study right after the baseline and marked `prior`, skipped
 with one line where they fall outside this search's space, off with --no-priors, not queued again on resume, unused by a
 grid. The study is a real Optuna journal in tmp_path, asked for trials by the searcher as Ray asks it; no search
@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 from tunelab.cli import parser
 from tunelab.engine import calibrate, priors, search as engine
 from tunelab.errors import UserError
-from tunelab.results import runs, study
 from tunelab.spec import spaces
+from tunelab.store import runs, study
 
 FROM = "fashion_cnn search, seed 1, 3 % subset at offset 0.5: bench/record_curves.py --offset 0.5"
 BASELINE = {"width": 32, "lr": 0.001}

@@ -16,8 +16,8 @@ import tunelab
 from tests.helpers import SMALL_CNN
 from tunelab.cli import main, parser
 from tunelab.engine import cluster, search as engine
-from tunelab.results import leaderboard
 from tunelab.spec import spaces
+from tunelab.store import leaderboard
 
 END = re.compile(r"^\[ *\d+s\] trial (\S+) finished \((completed|stopped early), (\d+) epochs?\): ")
 EPOCH = re.compile(r"^\[ *\d+s\] trial (\S+) epoch (\d+): val_acc=")

@@ -9,8 +9,8 @@ from sklearn.metrics import roc_auc_score
 from tests.helpers import write_text_data
 from trainables import common, text
 from tunelab.cli import main
-from tunelab.results import retrained, runs
 from tunelab.spec import spaces
+from tunelab.store import retrained, runs
 from tunelab.trainable import training
 
 

@@ -8,8 +8,8 @@ import yaml
 
 from tunelab import data as datasets
 from tunelab.cli import main
-from tunelab.results import leaderboard, runs
 from tunelab.spec import spaces
+from tunelab.store import leaderboard, runs
 from tunelab.trainable import protocol, training
 
 pytestmark = pytest.mark.slow

@@ -7,9 +7,9 @@ import torch
 import yaml
 
 from tunelab.errors import UserError
-from tunelab.results import runs
 from tunelab.spec import spaces
 from tunelab.spec.rules import end_status
+from tunelab.store import runs
 
 
 def saved_run(tmp_path, monkeypatch) -> runs.StoredRun:

@@ -1,4 +1,4 @@
-"""A run's Optuna study on disk (tunelab.results.study) and `tunelab dashboard` (tunelab.report.dashboard): the study
+"""A run's Optuna study on disk (tunelab.store.study) and `tunelab dashboard` (tunelab.report.dashboard): the study
 follows the leaderboard (states, values, learning curves), a resumed search adds to it, the dashboard serves it over its
 HTTP API and in a real browser. The searcher and writer are tested on fake trials; the slow tests run a real search."""
 
@@ -28,9 +28,9 @@ from tunelab.cli import main
 from tunelab.engine import record
 from tunelab.errors import UserError
 from tunelab.report import dashboard
-from tunelab.results import leaderboard, runs, study
 from tunelab.spec import spaces
 from tunelab.spec.rules import best_epoch_of
+from tunelab.store import leaderboard, runs, study
 
 
 def _run(folder: Path, experiment: str = str(SMALL_CNN)) -> runs.StoredRun:
@@ -84,8 +84,8 @@ def test_a_trials_state_and_value_are_written_as_they_happen(tmp_path):
     assert {k: trials["full"].params[k] for k in baseline} == pytest.approx(baseline)
     assert trials["full"].state == TrialState.COMPLETE and trials["full"].value == pytest.approx(0.71)
     assert trials["full"].intermediate_values == pytest.approx({1: 0.5, 2: 0.71, 3: 0.6, 4: 0.65})
-    # every metric of every epoch, without Ray's own keys
-    assert study.epochs(trials["full"])[2] == {"val_acc": 0.71, "best_epoch": 2, "epoch": 2}
+    # every metric of every epoch, with Ray's clock and without its bookkeeping
+    assert study.epochs(trials["full"])[2] == {"val_acc": 0.71, "best_epoch": 2, "epoch": 2, "training_iteration": 2}
     # a stopped trial keeps the value it reached, as on the leaderboard (not Optuna's last intermediate value)
     assert trials["stopped"].state == TrialState.PRUNED and trials["stopped"].value == pytest.approx(0.8)
     assert trials["broken"].state == TrialState.FAIL and trials["broken"].value is None

@@ -17,8 +17,8 @@ from tests.helpers import write_student_model
 from tunelab.cli import main
 from tunelab.engine import record, search as engine, warmstart
 from tunelab.errors import UserError
-from tunelab.results import runs, study
 from tunelab.spec import spaces
+from tunelab.store import runs, study
 
 BASELINE = {"hidden": 32, "lr": 0.01}  # the later run's, which it tries first after the imported trials
 # the earlier run's trials: (hidden, lr, state, per-epoch val_acc); its space is wider than the later run's
@@ -61,7 +61,7 @@ def student(env) -> Path:
 @pytest.fixture
 def earlier(student, env, fixture_root) -> runs.StoredRun:
     """The earlier run as a search leaves it: tunelab.yaml, and its study as a journal with the user attrs, states,
-    values and per-epoch values that tunelab.results.study writes."""
+    values and per-epoch values that tunelab.store.study writes."""
     spec = spaces.load_spec(str(student / "earlier.yaml"))
     run = runs.StoredRun(env / "results" / "earlier", spec, runs.Options(), fixture_root)
     run.save()

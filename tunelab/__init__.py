@@ -2,7 +2,7 @@
 
 The Python API (tunelab.api): ``tunelab.search``, ``plan``, ``resume``, ``open``, ``compare``, ``describe`` and the
 ``Run`` they return. The steps live in subpackages by stage, each importing only those before it: tunelab.trainable
-(the protocol of a model), tunelab.spec (an experiment's file, its plan), tunelab.results (a run's files: its study,
+(the protocol of a model), tunelab.spec (an experiment's file, its plan), tunelab.store (a run's files: its study,
 the leaderboard), tunelab.engine (the search, its trials, the retrain) and tunelab.report; beside them tunelab.data,
 and the pieces every stage uses (errors, files, cache, progress, figures, tracking)."""
 

@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tunelab.report import comparison as _comparison
-    from tunelab.results import runs
     from tunelab.spec import planner as _planner
+    from tunelab.store import runs
 
 # The values of options, checked alike for the command line's flags (text) and the API's arguments (Python values):
 # each returns the value, or raises a UserError saying what it must be (the command line adds "argument --flag: ",
@@ -180,8 +180,8 @@ def plan(
     are kept as they are and the rest is planned around them."""
     from tunelab import data
     from tunelab.engine import calibrate
-    from tunelab.results import runs
     from tunelab.spec import spaces
+    from tunelab.store import runs
 
     given = _checked(time_budget=time_budget, retrain_budget=retrain_budget, trials=trials, max_epochs=max_epochs,
                      subset=subset, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
@@ -231,8 +231,8 @@ def search(
     """
     from tunelab import data, tracking
     from tunelab.engine import calibrate, cluster, search as engine, warmstart
-    from tunelab.results import runs
     from tunelab.spec import spaces
+    from tunelab.store import runs
 
     warm_start = [warm_start] if isinstance(warm_start, str) else list(warm_start or ())
     given = _checked(time_budget=time_budget, retrain_budget=retrain_budget, trials=trials, max_epochs=max_epochs,
@@ -277,7 +277,7 @@ def resume(name: str, *, address=None, storage=None, wandb=None, results_dir=Non
     ``wandb``: another W&B mode; ``verbose``: as ``search``'s. Outcomes as ``search``'s."""
     from tunelab import tracking
     from tunelab.engine import cluster, search as engine
-    from tunelab.results import runs, study
+    from tunelab.store import runs, study
 
     _checked(wandb=wandb)
     run = runs.open_run(name, runs.results_root(results_dir))
@@ -317,7 +317,7 @@ def _ended(stored: runs.StoredRun, board: pd.DataFrame) -> Run:
 def open(name: str, results_dir=None) -> Run:
     """The run ``name`` (the experiment's name unless its search had ``name=``), from its folder under
     ``results_dir`` (default: $TUNELAB_RESULTS or ./results)."""
-    from tunelab.results import runs
+    from tunelab.store import runs
 
     return Run(runs.open_run(name, runs.results_root(results_dir)))
 
@@ -328,7 +328,7 @@ def compare(*runs_: Run | str, results_dir=None) -> _comparison.Comparison:
     and the table are written to ``compare_<A>_vs_<B>/`` in the results root (``results_dir``, else the first run's);
     the result has ``figures`` ({caption: path}), ``table`` (a DataFrame, or None) and ``folder``."""
     from tunelab.report import comparison
-    from tunelab.results import runs
+    from tunelab.store import runs
 
     first = runs_[0] if runs_ else None
     root = first.dir.parent if isinstance(first, Run) and not results_dir else runs.results_root(results_dir)
@@ -363,7 +363,7 @@ class Run:
     """A search run: what its folder holds (the leaderboard, the best config, retrained models, the report) and the
     steps after a search (``retrain``, ``report``, ``dashboard``). ``tunelab.search`` and ``tunelab.resume`` return
     one, ``tunelab.open`` reopens one. In Jupyter a run shows its best trials, best config and the report's key
-    figures. ``stored`` is the tunelab.results.runs.StoredRun underneath: its spec, options, data root, plan and
+    figures. ``stored`` is the tunelab.store.runs.StoredRun underneath: its spec, options, data root, plan and
     files."""
 
     def __init__(self, stored: runs.StoredRun, board: pd.DataFrame | None = None):
@@ -398,7 +398,7 @@ class Run:
         """Rebuild the leaderboard (and best.yaml) from the trials finished so far, as ``tunelab leaderboard`` does,
         also while the search runs in another process; return it."""
         from tunelab import files
-        from tunelab.results import leaderboard
+        from tunelab.store import leaderboard
 
         files.writable(self.dir)
         self._board = leaderboard.write(self.stored)
@@ -426,7 +426,7 @@ class Run:
     def retrained(self) -> pd.DataFrame | None:
         """The retrain's test metrics, mean ± std over the seeds of each config (and the ensemble's, if tested);
         None before any retrain. The models' own rows: ``stored.retrain_table()``."""
-        from tunelab.results import retrained
+        from tunelab.store import retrained
 
         return retrained.table(self.stored) if self.stored.retrain_table() is not None else None
 
@@ -492,7 +492,7 @@ class Run:
     def _repr_html_(self) -> str:
         """The run in Jupyter: what it searched, its trials' statuses, the best trial and config, the top 5 rows of
         the leaderboard and, once it has a report, its first figures."""
-        from tunelab.results import leaderboard
+        from tunelab.store import leaderboard
 
         spec, esc = self.stored.spec, html.escape
         parts = [f"<h4>tunelab run {esc(self.name)}</h4>",

@@ -97,7 +97,7 @@ def _searched(start) -> None:
 
 
 def _finish(run: api.Run) -> None:
-    from tunelab.results import leaderboard
+    from tunelab.store import leaderboard
 
     board = run.leaderboard
     print("\n" + leaderboard.render(board, run.stored, top=5))
@@ -112,7 +112,7 @@ def _finish(run: api.Run) -> None:
 
 
 def _cmd_leaderboard(args) -> None:
-    from tunelab.results import leaderboard
+    from tunelab.store import leaderboard
 
     run = api.open(args.run, args.results_dir)
     print(leaderboard.render(run.refresh(), run.stored, top=args.top))
@@ -120,7 +120,7 @@ def _cmd_leaderboard(args) -> None:
 
 def _cmd_dashboard(args) -> None:
     from tunelab.report import dashboard
-    from tunelab.results import runs
+    from tunelab.store import runs
 
     storage, shown = dashboard.storage_of(runs.results_root(args.results_dir), args.run)
 
@@ -143,7 +143,7 @@ def _cmd_retrain(args) -> None:
 
 
 def _retrained(run: api.Run, table) -> None:
-    from tunelab.results import retrained
+    from tunelab.store import retrained
 
     stored = run.stored
     print("\n" + table.to_markdown(index=False, floatfmt=".4f"))

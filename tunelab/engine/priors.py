@@ -7,7 +7,7 @@ RANGES and CHOICES). This module decides, when a search starts, which are queued
 complete as the baseline is (the space's defaults for the searched hyperparameters it leaves out), and it is skipped
 where it falls outside this search's space (a value outside a distribution's range or choices, a fixed value it
 differs from: a narrowed or edited file) or where a planned search's ceiling (tunelab.engine.calibrate.Ceiling) would
-not try it; one line says which were skipped and why, one how many are evaluated. ``tunelab.results.study.StudySearch``
+not try it; one line says which were skipped and why, one how many are evaluated. ``tunelab.store.study.StudySearch``
 queues them in the study after the baseline, each marked with the user attr ``prior`` (its index in the file's list),
 which the dashboard shows as a column. A grid search evaluates its own points and no priors; ``--no-priors``
 (``Options.no_priors``, saved with the run) turns them off; ``tunelab resume`` never queues them again (the study
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tunelab.results.runs import StoredRun
 from tunelab.spec.spaces import PRIOR_FROM, SPACES_DIR, Spec, allowed, contains
+from tunelab.store.runs import StoredRun
 
 
 def points(run: StoredRun, admit: Callable[[dict], float] | None = None) -> list[tuple[int, dict]]:

@@ -1,4 +1,4 @@
-"""The one writer of each trial's record: the run's Optuna study (tunelab.results.study says what it holds).
+"""The one writer of each trial's record: the run's Optuna study (tunelab.store.study says what it holds).
 
 ``StudySearch`` is the search's Ray searcher: it asks the study for each new trial (Optuna's ``ask``, so the sampler
 draws it from what the study holds) and tags it with its Ray trial id. ``TrialRecord``, a Tune callback in the driver,
@@ -24,16 +24,18 @@ from typing import Protocol
 import optuna
 from optuna.trial import TrialState
 from ray.tune import Callback
-from ray.tune.result import AUTO_RESULT_KEYS
 from ray.tune.search import Searcher
 
 from tunelab import tracking
-from tunelab.results import study
-from tunelab.results.runs import StoredRun
 from tunelab.spec.rules import end_status
+from tunelab.store import study
+from tunelab.store.runs import StoredRun
 
 ADMIT_TRIES = 200  # configs a searcher draws for one trial before it runs the last (see StudySearch.suggest)
-NOT_RECORDED = {"done", "trial_id", "experiment_tag", "should_checkpoint"}  # Ray's, besides AUTO_RESULT_KEYS
+# Ray's bookkeeping in a result; its clock (timestamp, time_total_s, time_this_iter_s) is recorded with the metrics
+NOT_RECORDED = {"config", "done", "trial_id", "experiment_tag", "should_checkpoint", "checkpoint_dir_name", "date",
+                "hostname", "node_ip", "pid", "time_since_restore", "iterations_since_restore", "timesteps_total",
+                "timesteps_since_restore", "episodes_total"}  # fmt: skip
 
 
 class StudySearch(Searcher):
@@ -134,7 +136,7 @@ class TrialRecord(Callback):
         found = self.study.running(trial.trial_id)
         if found is None or "epoch" not in result:
             return
-        metrics = {k: _plain(v) for k, v in result.items() if k not in AUTO_RESULT_KEYS and k not in NOT_RECORDED}
+        metrics = {k: _plain(v) for k, v in result.items() if k not in NOT_RECORDED}
         self.study.record_epoch(found, {k: v for k, v in metrics.items() if v is not None})
 
     def on_trial_complete(self, iteration, trials, trial, **info):

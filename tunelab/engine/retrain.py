@@ -15,8 +15,8 @@ import pandas as pd
 from tunelab import data as datasets, progress, tracking
 from tunelab.errors import Failed, UserError
 from tunelab.files import atomic_write
-from tunelab.results import retrained
-from tunelab.results.runs import StoredRun
+from tunelab.store import retrained
+from tunelab.store.runs import StoredRun
 from tunelab.trainable import protocol, training
 from tunelab.trainable.protocol import Trainable
 

@@ -2,7 +2,7 @@
 
 It follows MO-ASHA (Schmucker et al. 2021, "Multi-objective Asynchronous Successive Halving"): the rungs are
 ASHA's (after min_iter, min_iter * eta, ... epochs), but at a rung the trials that reached it are ranked by Pareto
-layer (``tunelab.results.pareto.layers``: layer 0 is the front, layer 1 the front of the rest, ...) instead of by one
+layer (``tunelab.store.pareto.layers``: layer 0 is the front, layer 1 the front of the rest, ...) instead of by one
 metric. A trial goes on if its layer is no worse than that of the ceil(n / eta)-th best of the n trials recorded
 at the rung (ties go on). So every trial on the rung's front goes on, whichever objective it is good at: a small,
 fast model is not stopped for being less accurate than a large one, as ranking by the first metric alone would
@@ -14,8 +14,8 @@ import math
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from tunelab.results import pareto
 from tunelab.spec import spaces
+from tunelab.store import pareto
 
 
 class ParetoASHA(FIFOScheduler):

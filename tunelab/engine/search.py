@@ -25,11 +25,11 @@ from tunelab.engine import calibrate, cluster, priors, record, schedulers, warms
 from tunelab.engine.checks import check_search_metrics
 from tunelab.engine.trial import TrialJob, run_trial
 from tunelab.errors import Failed, UserError
-from tunelab.results import leaderboard, study
-from tunelab.results.runs import INFO_FILE, StoredRun
 from tunelab.spec import planner
 from tunelab.spec.rules import end_status
 from tunelab.spec.spaces import Spec, grid_values, read_yaml
+from tunelab.store import leaderboard, study
+from tunelab.store.runs import INFO_FILE, StoredRun
 from tunelab.trainable import protocol
 
 MAX_FAILURES = 2  # a failed trial is restarted from its latest checkpoint this many times before it counts as failed

@@ -74,7 +74,7 @@ def run_trial(sampled: dict, job: TrialJob, shipped: dict | None = None) -> None
     params = training.param_count(parts)
     node = ray.get_runtime_context().get_node_id()  # where each epoch ran: a trial moves when its node fails
     worker = os.getpid()  # and in which worker process (reused by later trials)
-    examples = len(data.splits["val"][1])  # what each val_ metric is over (tunelab.results.leaderboard's intervals)
+    examples = len(data.splits["val"][1])  # what each val_ metric is over (tunelab.store.leaderboard's intervals)
     start, best, best_epoch, duration = 0, None, 0, 0.0
 
     checkpoint = tune.get_checkpoint()

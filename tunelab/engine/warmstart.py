@@ -1,7 +1,7 @@
 """Warm start (``tunelab search --warm-start RUN ...``): earlier runs' trials become the first trials of a new run's
 Optuna study, so that its TPE sampler starts from what they found instead of sampling its first trials at random.
 
-This module owns which trials are imported and as what: it reads the earlier runs' studies (tunelab.results.study),
+This module owns which trials are imported and as what: it reads the earlier runs' studies (tunelab.store.study),
 refuses a run of another trainable, data set or metric, drops trials outside the new space (one line says how many and
 why) and rebuilds the rest on the new space's distributions (TPE models only trials whose distributions are the
 space's). ``study.create`` puts them into the new study before the baseline is queued. Nothing else sees them: the
@@ -10,7 +10,7 @@ leaderboard lists the trials Ray ran (imported ones never ran in this run), Ray 
 Each carries the user attrs ``imported_from`` (the run) and ``imported_trial_id`` (its trial id on that run's
 leaderboard), which the dashboard shows as columns of its trial table.
 
-What TPE learns from them is what it learns from the new run's own trials (see tunelab.results.study):
+What TPE learns from them is what it learns from the new run's own trials (see tunelab.store.study):
 - a trial that trained the new run's ``max_epochs`` (completed, or stopped no earlier) is COMPLETE with its value;
   past ``max_epochs`` its epochs are cut there and its value is the best epoch's up to there, as the new run's are;
 - one that stopped earlier (ASHA, a time budget, a shorter run) is PRUNED with its per-epoch values. TPE ranks pruned
@@ -28,10 +28,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.errors import UserError
-from tunelab.results import study
-from tunelab.results.runs import StoredRun, open_run
 from tunelab.spec.rules import best_epoch_of
 from tunelab.spec.spaces import Spec, allowed, contains
+from tunelab.store import study
+from tunelab.store.runs import StoredRun, open_run
 
 LEARNS = ("bayes",)  # the methods whose sampler learns from earlier trials (TPE); random and grid do not
 

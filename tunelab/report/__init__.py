@@ -2,5 +2,5 @@
 (comparison, ``tunelab compare``) and ``tunelab dashboard`` (dashboard, optuna-dashboard over the runs' studies).
 Models are reached through tunelab.trainable's protocol, never by importing trainables.
 
-May import: the base pieces of tunelab, tunelab.data, tunelab.trainable, tunelab.spec and tunelab.results.
+May import: the base pieces of tunelab, tunelab.data, tunelab.trainable, tunelab.spec and tunelab.store.
 """

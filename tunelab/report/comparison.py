@@ -13,7 +13,7 @@ has (the order is the rule):
 A VAE has both ``reconstruct`` and ``sample``: beside autoencoders and other VAEs its reconstructions are compared,
 beside a GAN its samples. Each run's best retrained model (rank 1, seed 0) is built on the data set as it was
 retrained on (a text model's vocabulary is its own). The runs must be on one data set, and those compared on test
-images or test labels must have been tested on the same test split. Only ``tunelab.results.runs`` reads the results
+images or test labels must have been tested on the same test split. Only ``tunelab.store.runs`` reads the results
 folder; the models are handed what they draw.
 """
 
@@ -25,7 +25,7 @@ import torch
 
 from tunelab import data as datasets, figures, files
 from tunelab.errors import UserError
-from tunelab.results.runs import StoredRun
+from tunelab.store.runs import StoredRun
 from tunelab.trainable import protocol, training
 
 HOOKS = {"predict_proba": "ROC curves", "reconstruct": "reconstructions", "sample": "samples"}  # in the rule's order

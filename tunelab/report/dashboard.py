@@ -1,6 +1,6 @@
 """``tunelab dashboard [RUN]``: optuna-dashboard on 127.0.0.1 over one run's study file, or every run's.
 
-optuna-dashboard serves one Optuna storage; a run's study is a journal file of its own (tunelab.results.study), so the
+optuna-dashboard serves one Optuna storage; a run's study is a journal file of its own (tunelab.store.study), so the
 dashboard is given ``RunStudies``, which shows the studies of several files as one storage: run i's study is
 study i, and its trials' ids are ``i * 2**32`` + their ids in the file. It reads the files as they are written
 (each read catches up with the lines appended since), so a search's new trials and epochs appear while it runs;
@@ -22,7 +22,7 @@ from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.errors import UserError
-from tunelab.results import runs, study
+from tunelab.store import runs, study
 
 HOST = "127.0.0.1"  # only this machine; on a cluster's head node, forward the port (docs/clusters.md)
 _STRIDE = 2**32  # a study's trial ids in the file, offset by its run's index (JavaScript reads ids up to 2**53)
@@ -33,7 +33,7 @@ class RunStudies(BaseStorage):
     the runs under it whose study files appear later."""
 
     def __init__(self, files: dict[Path, JournalStorage], root: Path | None = None):
-        """``files``: study files and their storages (``tunelab.results.study.check``)."""
+        """``files``: study files and their storages (``tunelab.store.study.check``)."""
         self._root = root
         self._files: list[Path] = []
         self._parts: list[tuple[JournalStorage, int]] = []  # each study's storage and its id there

@@ -16,9 +16,9 @@ from tunelab import tracking
 from tunelab.errors import UserError
 from tunelab.files import atomic_write
 from tunelab.report import ablation, analysis, comparison
-from tunelab.results import leaderboard, pareto, runs
-from tunelab.results.runs import StoredRun
 from tunelab.spec import spaces
+from tunelab.store import leaderboard, pareto, retrained, runs
+from tunelab.store.runs import StoredRun
 
 # pyplot picks its backend at the first figure, not at import, so this may follow the import
 matplotlib.use("Agg")
@@ -39,11 +39,11 @@ def write(run: StoredRun, wandb: str | None = None) -> Path:
     blocks += _search_section(run, board, histories, out)
     if spec.ablation:
         blocks += ablation.section(spec, board, histories, out)
-    retrained = run.retrain_table()
-    if retrained is None:
+    models = run.retrain_table()
+    if models is None:
         blocks.append(("p", f"No retrained model yet: run `tunelab retrain {run.name}` for test metrics and figures."))
     else:
-        blocks += _retrain_section(run, retrained, out)
+        blocks += _retrain_section(run, models, out)
     images = {rest[0]: rest[1] for kind, *rest in blocks if kind == "img"}
 
     atomic_write(out / "report.md", _markdown(blocks, out))
@@ -105,7 +105,7 @@ def _search_section(run: StoredRun, board: pd.DataFrame, histories: dict, out: P
     return blocks
 
 
-def _retrain_section(run: StoredRun, retrained: pd.DataFrame, out: Path) -> list[tuple]:
+def _retrain_section(run: StoredRun, models: pd.DataFrame, out: Path) -> list[tuple]:
     spec = run.spec
     ranks = retrained.table(run)
     blocks: list[tuple] = [("h2", "Retrained on train+validation, tested on the test set"), ("table", ranks)]
@@ -114,10 +114,10 @@ def _retrain_section(run: StoredRun, retrained: pd.DataFrame, out: Path) -> list
         blocks.append(("p", f"Mean ± std over the seeds of each rank; the row `ensemble`: the mean of the predicted "
                             f"class probabilities of all {ensemble['members'].iloc[0]} retrained models "
                             f"({ensemble['models'].iloc[0]}), with equal weights."))  # fmt: skip
-    blocks.append(("table", retrained))
+    blocks.append(("table", models))
     first_try = retrained.first_try(run, ranks)
     if first_try is not None:
-        missing = [c for c in retrained if c.startswith("test_") and c not in first_try]
+        missing = [c for c in models if c.startswith("test_") and c not in first_try]
         left_out = f" The baseline has no {', '.join(missing)}: left out." if missing else ""
         blocks += [("h3", "What a student would try first"),
                    ("p", "A classical baseline fitted on the same training data and tested on the same test split(s), "

@@ -1,4 +1,4 @@
-"""The run's study (tunelab.results.study, the record of its trials) -> one row per trial, best first -> leaderboard.csv
+"""The run's study (tunelab.store.study, the record of its trials) -> one row per trial, best first -> leaderboard.csv
 / leaderboard.md / best.yaml.
 
 The noise of a validation metric: a trial's accuracy (ACCURACIES: the share of the validation examples it classified
@@ -8,7 +8,7 @@ whose pixels are no independent trials) have no per-example values here to resam
 "—" in leaderboard.md and the report), not invented. With one objective, ``tied`` says which trials are statistically
 tied with the best (``tied_with_best``; empty where there is no interval to tell), and best.yaml and ``tunelab
 retrain`` take the one the spec ``prefer``s among them (``runs.preferred_first``). Several objectives keep their
-Pareto ranking (tunelab.results.pareto), with the intervals and without ``tied``.
+Pareto ranking (tunelab.store.pareto), with the intervals and without ``tied``.
 """
 
 import math
@@ -18,9 +18,9 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.files import atomic_write
-from tunelab.results import pareto, study
-from tunelab.results.runs import StoredRun, plain, preferred_first
 from tunelab.spec.spaces import HARNESS_METRICS, PREFER, Spec
+from tunelab.store import pareto, study
+from tunelab.store.runs import StoredRun, plain, preferred_first
 
 ACCURACIES = ("val_acc",)  # metrics that are a share of the validation examples: a binomial interval holds
 LEVEL = 0.95  # of the intervals; the tie test's level is 1 - LEVEL
@@ -46,7 +46,7 @@ def table(run: StoredRun) -> pd.DataFrame:
     """One row per trial: its status, its metrics at the best epoch it reported (tunelab.spec.rules.is_new_best; for
     several objectives, its last) with their intervals, whether it is tied with the best (one objective), its epochs,
     size, time, validation examples and sampled config; best first (for several objectives, see
-    tunelab.results.pareto)."""
+    tunelab.store.pareto)."""
     spec = run.spec
     rows = []
     for trial in _trials(run):

@@ -16,7 +16,7 @@ import numpy as np
 
 RULE = ("The trial to hand in is the Pareto-optimal one nearest the ideal point, each objective scaled to [0, 1] "
         "over the front (over the trials that reach the targets, if any do); early stopping keeps the trials in "
-        "the top 1/eta Pareto layers at each rung (tunelab.results.pareto, tunelab.engine.schedulers).")  # fmt: skip
+        "the top 1/eta Pareto layers at each rung (tunelab.store.pareto, tunelab.engine.schedulers).")  # fmt: skip
 
 
 def _oriented(values: np.ndarray, modes: list[str]) -> np.ndarray:

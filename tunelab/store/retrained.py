@@ -3,7 +3,7 @@ what a student would try first beside them."""
 
 import pandas as pd
 
-from tunelab.results.runs import StoredRun
+from tunelab.store.runs import StoredRun
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,7 @@ results/<run>/tunelab.yaml      the resolved spec (trainable, defaults, searched
                                 starts: a run reopens from it alone
 results/<run>/trial_*/          Ray's trials, checkpoints and state (unless --storage puts them elsewhere)
 results/<run>/study.log         the run's Optuna study, an Optuna journal written as the search runs
-(tunelab.results.study):
+(tunelab.store.study):
                                 every trial's sampled values, per-epoch metric, state and value(s); always here, on
                                 the driver's machine, also with --storage; `tunelab dashboard` serves it
 results/<run>/leaderboard.csv   one row per trial, best first (and leaderboard.md); best.yaml: the best config, or the
@@ -87,7 +87,7 @@ class StoredRun:
 
     @property
     def study_file(self) -> Path:
-        """The run's Optuna study (an Optuna journal file, see tunelab.results.study)."""
+        """The run's Optuna study (an Optuna journal file, see tunelab.store.study)."""
         return self.dir / STUDY_FILE
 
     @property

@@ -46,7 +46,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from tunelab.errors import UserError
-from tunelab.results.runs import StoredRun
+from tunelab.store.runs import StoredRun
 
 # a trial's status -> its state; "interrupted" and "pending" stay RUNNING (resume continues them)
 STATES = {"completed": TrialState.COMPLETE, "stopped early": TrialState.PRUNED,

@@ -25,7 +25,7 @@ def build(trainable: Trainable, config: dict, data: Data, seed: int) -> dict:
 
 
 def rebuild(saved: dict, data: Data) -> dict:
-    """The parts of a saved model (a retrained checkpoint, ``tunelab.results.runs.StoredRun.retrained``: its trainable,
+    """The parts of a saved model (a retrained checkpoint, ``tunelab.store.runs.StoredRun.retrained``: its trainable,
     config and ``model`` weights), built on ``data`` with those weights, in eval mode."""
     parts = build(load_trainable(saved["trainable"]), saved["config"], data, 0)
     parts["model"].load_state_dict(saved["model"])
