@@ -29,6 +29,7 @@ from tunelab.engine import record
 from tunelab.errors import UserError
 from tunelab.report import dashboard
 from tunelab.spec import spaces
+from tunelab.spec.planner import make_plan
 from tunelab.spec.rules import best_epoch_of
 from tunelab.store import leaderboard, runs, study
 
@@ -150,6 +151,14 @@ def test_trials_ray_ends_silently_end_when_it_ends_them(tmp_path):
     lost = _by_ray_id(run)["lost"]
     assert lost.state == TrialState.FAIL and lost.user_attrs["note"] == study.NEVER_RUN
     assert "lost" not in set(leaderboard.table(run)["trial_id"])
+
+
+def test_a_resumed_planned_search_starts_only_the_trials_left_of_its_plan(tmp_path):
+    run = dataclasses.replace(_run(tmp_path / "r"), plan=make_plan(300, 10.0, 20.0, 1.0, 2, {"trials": 3}, 4))
+    searcher = _search(run)
+    assert all(searcher.suggest(f"t{i}") != searcher.FINISHED for i in range(2))
+    resumed = record.StudySearch(run, optuna.samplers.RandomSampler(seed=0), wandb=False, resumed=True)
+    assert resumed.suggest("t2") != resumed.FINISHED and resumed.suggest("t3") == resumed.FINISHED
 
 
 def test_ctrl_c_leaves_running_trials_running(tmp_path):

@@ -55,7 +55,7 @@ class StudySearch(Searcher):
         # budget counts from about the first suggestion. A resumed search runs only the trials planned.
         self._plan, self._stop_s = run.plan, 0.0 if resumed else spec.time_budget_s or 0.0
         self._clock: float | None = None
-        self._asked = 0
+        self._asked = sum(map(study.ran, self._study.get_trials(deepcopy=False)))  # a resumed search's so far
         if not resumed:
             if spec.baseline and spec.method != "grid":
                 self._study.enqueue_trial(spec.baseline)
