@@ -55,7 +55,9 @@ class Calibration:
     flops: tuple[float, ...] = ()  # per example, of each drawn config, fewest first: the corners are the ends
     unit: str = "flops"  # what ``flops`` counts: FLOPs, or "s" where they cannot be counted (see ``_cost``)
     queued: tuple[float, ...] = ()  # per example, as ``flops``, of each config ``calibrate`` was given as queued
-    retrain_speedup: float = 1.0  # the costly corner's epoch at a trial's threads over its epoch at all of them
+    # a trial's epoch (the training set, a trial's threads) over the retrain's (train+validation, every thread): the
+    # costly corner's speedup at every thread, over the share of the retrain's data that the training set is
+    retrain_speedup: float = 1.0
 
     def epoch_s_at(self, flops: float) -> float:
         """The epoch of a config of ``flops``, on the line through the corners."""
@@ -116,6 +118,8 @@ def calibrate(spec: Spec, data_dir: Path, budget_s: float, queued: Sequence[dict
         if threads > torch.get_num_threads() and data.device.type == "cpu":  # the retrain runs with all of them
             torch.set_num_threads(threads)
             speedup = min(max(costly_s / _epoch_s(trainable, costly, data, aim)[0], 1.0), threads)
+        train, val = (len(data.splits[split][1]) for split in ("train", "val"))
+        speedup *= train / (train + val)
     finally:
         torch.set_num_threads(threads)
     flops = tuple(c[0] for c in counted)

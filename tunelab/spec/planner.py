@@ -62,7 +62,7 @@ class Plan:
     max_epoch_s: float | None = None
     max_flops: float | None = None
     cost_unit: str = "flops"  # what max_flops counts: "s" where calibration could not count FLOPs (its seconds)
-    retrain_speedup: float = 1.0  # a trial's epoch over the retrain's (the retrain has all the CPU threads)
+    retrain_speedup: float = 1.0  # a trial's epoch over the retrain's (train+validation, with every CPU thread)
     queued: int = 0  # of the trials, the configs queued first, which train all max_epochs epochs
     baseline: bool = False  # whether the first of them is the baseline (the others are priors)
 
@@ -168,10 +168,9 @@ def make_plan(
 
     The retrain (``tunelab retrain``'s defaults for a planned run) trains the best config for max_epochs epochs on
     the whole data (train+validation), at a trial's expected epoch on the whole training set over
-    ``retrain_speedup`` (the retrain has every CPU thread, a trial its own). ``max_epoch_s``: the costliest config's
-    epoch (at a trial's threads) that the
-    search tries (tunelab.engine.calibrate sets it from ``retrain_budget_s``; ``epoch_s_mean`` is then the mean of the
-    configs it tries); the plan records both.
+    ``retrain_speedup`` (the retrain has every CPU thread, a trial its own, and more data). ``max_epoch_s``: the
+    costliest config's epoch (at a trial's threads) that the search tries (tunelab.engine.calibrate sets it from
+    ``retrain_budget_s``; ``epoch_s_mean`` is then the mean of the configs it tries); the plan records both.
     """
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
     unknown = set(fixed) - set(FLAGS)
