@@ -125,6 +125,13 @@ def main() -> None:
         help=f"every method's data fraction (default: the plan's; --quick {QUICK_SUBSET})",
     )
     p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        metavar="M",
+        help=f"of {', '.join(METHODS)} (default all; tunelab's default always runs: the others take its plan)",
+    )
+    p.add_argument(
         "--retrain-budget",
         type=_duration,
         metavar="T",
@@ -135,6 +142,9 @@ def main() -> None:
     budget = args.budget or (QUICK_BUDGET_S if quick else BUDGET_S)
     seeds = range(args.seeds or (1 if quick else 3))
     experiments = args.experiments or (EXPERIMENTS[:1] if quick else EXPERIMENTS)
+    methods = [m for m in METHODS if m == METHODS[0] or not args.methods or m in args.methods]
+    if "random" not in methods:
+        p.error("--methods: random search is the baseline of every ratio")
     subset = args.subset or (QUICK_SUBSET if quick else None)
     root = datasets.data_root()
     smoke = " (--quick: a smoke run, its ratios mean nothing)" if quick else ""
@@ -159,9 +169,9 @@ def main() -> None:
             print(f"\n## {experiment}\n", flush=True)
             files = {"random": variant(folder, experiment, "random", budget),
                      "TPE": variant(folder, experiment, "bayes", budget)}  # fmt: skip
-            results[experiment] = {m: [] for m in METHODS}
+            results[experiment] = {m: [] for m in methods}
             for seed in seeds:
-                for method in METHODS:
+                for method in methods:
                     if method == "TPE+ASHA":
                         r = search(experiment, f"{experiment}-default-{seed}", seed, default, root, folder)
                         plan = r["plan"]
@@ -200,7 +210,7 @@ def report(experiment: str, results: dict[str, list[dict]], seeds: range, quick:
         missed[m] = np.array([t is None for t in found])
     n = len(seeds)
     picks = np.random.default_rng(0).integers(0, n, (RESAMPLES, n))  # the same resampled seeds for every method
-    boot = {m: np.median(times[m][picks], axis=1) for m in METHODS}
+    boot = {m: np.median(times[m][picks], axis=1) for m in results}
     base = np.median(times["random"])
 
     print(f"\ntarget: {metric} {'>=' if sign > 0 else '<='} {target:.4f}, random search's median final best\n")
@@ -214,7 +224,7 @@ def report(experiment: str, results: dict[str, list[dict]], seeds: range, quick:
                 f"| {'never' if miss else f'{t:.0f}'} |"
             )
     print(f"\nrandom: median time to target {base:.0f} s")
-    for m in ("TPE+ASHA", "TPE"):
+    for m in [m for m in ("TPE+ASHA", "TPE") if m in results]:
         lower = ">= " if censored(times[m], missed[m]) else ""
         ratio, (lo, hi) = np.median(times[m]) / base, np.percentile(boot[m] / boot["random"], [5, 95])
         print(

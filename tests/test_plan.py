@@ -121,6 +121,24 @@ def test_the_configs_queued_first_train_all_their_epochs_inside_the_budget():
     assert small.trials - small.queued >= MIN_TRIALS and least_s(small) <= small.expected_s <= 300
 
 
+def test_a_budget_too_small_for_every_prior_runs_fewer_at_full_length_before_it_shortens_the_trials():
+    """Measured: a 100-s fashion_cnn plan that kept the baseline and 4 priors cut every trial to 3 epochs."""
+    queued = [20.0, 30.0, 28.0, 35.0, 25.0]  # the baseline and 4 priors, in the file's order
+    fashion = FASHION | {"epoch_s_cheap": 8.0, "epoch_s_costly": 60.0}
+    every = make_plan(300, **fashion, calibration_s=10, epoch_s_mean=26.0, queued_epoch_s=queued, baseline=True)
+    fewer = make_plan(150, **fashion, calibration_s=8, epoch_s_mean=26.0, queued_epoch_s=queued, baseline=True)
+    least = make_plan(100, **fashion, calibration_s=5, epoch_s_mean=26.0, queued_epoch_s=queued, baseline=True)
+    # the last priors go first; the baseline stays
+    assert every.queued == 5 and 1 < fewer.queued < 5 and least.queued == 1
+    assert every.max_epochs == fewer.max_epochs == least.max_epochs == 12 and least.trials - least.queued >= MIN_TRIALS
+    assert fewer.lines()[0].startswith(f"Plan: {fewer.queued} queued (baseline, {fewer.queued - 1} prior")
+    # epochs go only once the baseline and MIN_TRIALS trials do not fit at full length
+    tiny = make_plan(60, **fashion, calibration_s=3, epoch_s_mean=26.0, queued_epoch_s=queued, baseline=True)
+    assert tiny.queued == 1 and tiny.max_epochs < 12 and tiny.expected_s <= 60
+    no_baseline = make_plan(100, **fashion, calibration_s=5, epoch_s_mean=26.0, queued_epoch_s=queued[1:])
+    assert no_baseline.queued <= 1 and no_baseline.max_epochs == 12
+
+
 def test_asha_stops_no_queued_config_and_judges_the_trials_after_them():
     assert search_s(0, 12, [1, 3, 9], 3, 10.0, 0.0, 1, [5.0, 7.0]) == 12 * (5.0 + 7.0)  # all 12 epochs each
     assert search_s(0, 12, [1, 3, 9], 3, 10.0, 0.0, 2, [5.0, 7.0]) == 12 * 7.0  # side by side: the slower one's

@@ -14,6 +14,7 @@ from tunelab.cli import parser
 from tunelab.engine import calibrate, priors, search as engine
 from tunelab.errors import UserError
 from tunelab.spec import spaces
+from tunelab.spec.planner import make_plan
 from tunelab.store import runs, study
 
 FROM = "fashion_cnn search, seed 1, 3 % subset at offset 0.5: bench/record_curves.py --offset 0.5"
@@ -235,6 +236,21 @@ def test_priors_beyond_the_searchs_trials_are_left_out(tmp_path, capsys):
     assert "Priors: evaluating 1 config listed in the file first (" in out
     assert ", 2 more beyond its 2 trials are left out); --no-priors turns them off" in out
     assert [t.user_attrs.get("prior") for t in trials] == [None, 0]  # nothing else queued
+
+
+def test_priors_that_the_plans_budget_cannot_train_at_full_length_are_left_out(tmp_path, capsys):
+    run = _run(tmp_path)  # the baseline and 3 priors
+
+    def planned(budget_s: float) -> runs.StoredRun:
+        plan = make_plan(budget_s, 8.0, 60.0, 1.5, 2, {}, 12, calibration_s=5, epoch_s_mean=26.0,
+                         queued_epoch_s=[20.0, 30.0, 28.0, 35.0], baseline=True)  # fmt: skip
+        return calibrate.apply(run, plan)
+
+    assert [i for i, _ in priors.points(planned(150))] == [0, 1]  # the file's first ones
+    assert ", 1 more that its time budget cannot train at full length are left out)" in capsys.readouterr().out
+    assert priors.points(planned(100)) == []
+    assert capsys.readouterr().out == "Priors: left out all 3, that its time budget cannot train at full length\n"
+    assert len(priors.points(planned(200))) == 3 and "left out" not in capsys.readouterr().out
 
 
 def test_no_priors_turns_them_off_and_is_kept_with_the_run(tmp_path, capsys):

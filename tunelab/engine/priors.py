@@ -26,7 +26,9 @@ def points(run: StoredRun, admit: Callable[[dict], float] | None = None) -> list
     """The priors a new search evaluates after its baseline, in the file's order: (index in the file's ``priors``,
     complete point of the space). ``admit``: a planned search's ceiling (tunelab.engine.calibrate.Ceiling: a config's
     FLOPs over the most its retrain budget allows; above 1 it is not tried). Prints one line on those skipped (outside
-    the space, or over the ceiling) and one on those evaluated; nothing without priors or with --no-priors."""
+    the space, or over the ceiling), one on those evaluated, and one on those left out because the trial cap or the
+    plan (a time budget that cannot train them all at full length) holds fewer; nothing without priors or with
+    --no-priors."""
     spec = run.spec
     if not spec.priors or run.options.no_priors:
         return []
@@ -48,11 +50,16 @@ def points(run: StoredRun, admit: Callable[[dict], float] | None = None) -> list
         which = "that this search does not try" if costly else "outside this search's space"
         print(f"Priors: skipped {len(skipped)} of {len(spec.priors)} {which}: {'; '.join(skipped)}", flush=True)
     room = max(0, spec.run_cap - (1 if spec.baseline else 0))
+    why_not = f"beyond its {spec.run_cap} trials"
+    if run.plan and run.plan.queued - run.plan.baseline < room:  # the plan's budget fits fewer at full length
+        room, why_not = run.plan.queued - run.plan.baseline, "that its time budget cannot train at full length"
     left_out = len(queued) - room
     queued = queued[:room]
+    if left_out > 0 and not queued:
+        print(f"Priors: left out all {left_out}, {why_not}", flush=True)
     if queued:
         origin = "that did well in tunelab's own searches" if _built_in(spec) else "listed in the file"
-        more = f", {left_out} more beyond its {spec.run_cap} trials are left out" if left_out > 0 else ""
+        more = f", {left_out} more {why_not} are left out" if left_out > 0 else ""
         print(f"Priors: evaluating {len(queued)} config{'s' if len(queued) != 1 else ''} {origin} first "
               f"({where}{more}); --no-priors turns them off", flush=True)  # fmt: skip
     return queued

@@ -163,8 +163,10 @@ def make_plan(
     eta, eta^2 ... epochs (none below 3 epochs: one epoch's value tells too little); take the largest data fraction
     (SUBSETS) at which the queued configs and TARGET_TRIALS sampled trials fit, with as many trials as fit there (up
     to MAX_TRIALS in all); below that, fewer sampled trials down to MIN_TRIALS, at the largest fraction that affords
-    as many as the floor fraction does; below that, fewer epochs. Where even the queued configs and MIN_TRIALS
-    trials of one epoch do not fit, that smallest plan is returned, expected over the budget.
+    as many as the floor fraction does; below that, fewer queued priors (the last first; the baseline stays), so that
+    a small budget runs its best-known configs at full length rather than every trial shorter; below that, fewer
+    epochs. Where even the baseline and MIN_TRIALS trials of one epoch do not fit, that smallest plan is returned,
+    expected over the budget.
 
     The retrain (``tunelab retrain``'s defaults for a planned run) trains the best config for max_epochs epochs on
     the whole data (train+validation), at a trial's expected epoch on the whole training set over
@@ -181,38 +183,40 @@ def make_plan(
     subsets = [fixed["subset"]] if "subset" in fixed else list(SUBSETS)
     epochs = [fixed["max_epochs"]] if "max_epochs" in fixed else list(range(space_max_epochs, 0, -1))
 
-    def cost(trials: int, max_epochs: int, subset: float) -> float:
+    def cost(trials: int, max_epochs: int, subset: float, kept: int) -> float:
         concurrency = fixed.get("concurrency") or max(1, min(slots, trials))
-        queued = [subset * e + epoch_report_s for e in queued_epoch_s[:trials]]
+        queued = [subset * e + epoch_report_s for e in queued_epoch_s[: min(kept, trials)]]
         return search_s(trials - len(queued), max_epochs, rungs_of(max_epochs, eta), eta,
                         subset * epoch_full + epoch_report_s, overhead_s, concurrency, queued)  # fmt: skip
 
-    def trials_at(max_epochs: int, subset: float) -> int:
+    def trials_at(max_epochs: int, subset: float, kept: int) -> int:
         if "trials" in fixed:
             return fixed["trials"]
         # the cost grows with the trials: the last that fits, by bisection
-        return bisect.bisect_right(range(1, MAX_TRIALS + 1), available, key=lambda n: cost(n, max_epochs, subset))
+        return bisect.bisect_right(range(1, MAX_TRIALS + 1), available,
+                                   key=lambda n: cost(n, max_epochs, subset, kept))  # fmt: skip
 
-    attempts = [(epochs[0], s, TARGET_TRIALS) for s in subsets] + [(e, subsets[-1], MIN_TRIALS) for e in epochs]
-    for max_epochs, subset, wanted in attempts:
-        trials = trials_at(max_epochs, subset)
-        sampled = trials - len(queued_epoch_s)
-        if ("trials" in fixed or sampled >= wanted) and cost(trials, max_epochs, subset) <= available:
+    every, least = len(queued_epoch_s), min(len(queued_epoch_s), int(baseline))  # the baseline stays
+    attempts = [(epochs[0], s, TARGET_TRIALS, every) for s in subsets] + [
+        (e, subsets[-1], MIN_TRIALS, kept) for e in epochs for kept in range(every, least - 1, -1)]  # fmt: skip
+    for max_epochs, subset, wanted, kept in attempts:
+        trials = trials_at(max_epochs, subset, kept)
+        if ("trials" in fixed or trials - kept >= wanted) and cost(trials, max_epochs, subset, kept) <= available:
             # less data only where it buys trials (it does not where a trial's start outweighs its epochs)
-            subset = next(s for s in subsets if trials_at(max_epochs, s) >= trials and cost(trials, max_epochs, s)
-                          <= available)  # fmt: skip
+            subset = next(s for s in subsets if trials_at(max_epochs, s, kept) >= trials
+                          and cost(trials, max_epochs, s, kept) <= available)  # fmt: skip
             break
     else:  # not even the smallest plan fits
-        max_epochs, subset = epochs[-1], subsets[-1]
-        trials = fixed.get("trials", min(len(queued_epoch_s) + MIN_TRIALS, MAX_TRIALS))
+        max_epochs, subset, kept = epochs[-1], subsets[-1], least
+        trials = fixed.get("trials", min(least + MIN_TRIALS, MAX_TRIALS))
     concurrency = fixed.get("concurrency") or max(1, min(slots, trials))
     return Plan(
         trials=trials, max_epochs=max_epochs, rungs=rungs_of(max_epochs, eta), eta=eta, subset=subset,
-        concurrency=concurrency, expected_s=calibration_s + start_s + cost(trials, max_epochs, subset),
+        concurrency=concurrency, expected_s=calibration_s + start_s + cost(trials, max_epochs, subset, kept),
         calibration_s=calibration_s, retrain_epochs=max_epochs,
         retrain_expected_s=max_epochs * epoch_full / retrain_speedup,
         budget_s=budget_s, epoch_s=subset * epoch_full + epoch_report_s, trial_start_s=overhead_s, fixed=fixed,
-        retrain_budget_s=retrain_budget_s, max_epoch_s=max_epoch_s, queued=min(len(queued_epoch_s), trials),
+        retrain_budget_s=retrain_budget_s, max_epoch_s=max_epoch_s, queued=min(kept, trials),
         baseline=baseline, retrain_speedup=retrain_speedup,
     )  # fmt: skip
 
