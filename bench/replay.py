@@ -32,7 +32,7 @@ to the clock; one trial runs at a time. No Ray: the sampler and the ASHA rule ar
   time budget) is replayed first, and its trials are imported into the new search's study before it samples, by
   tunelab.engine.warmstart's own rules (``tunelab.engine.warmstart.rebuild``, with the spec at the recording's epochs
   standing for both runs): COMPLETE with its value where it trained every epoch, PRUNED with its per-epoch values where
-  ASHA stopped it, failed ones left out. The new
+  ASHA stopped it after more than one epoch; those it stopped after their first and failed ones left out. The new
   search's clock starts at 0 (the earlier run's time is not charged), its ASHA starts empty, and the nearest-untried
   rule counts its own trials only: as in a real warm start, it may run a config that the earlier run tried.
 - **Methods**, each for ``--seeds`` seeds 0..S-1: random search without stopping, TPE without stopping, TPE + ASHA
@@ -299,6 +299,7 @@ def imports(earlier: optuna.Study, spec: spaces.Spec) -> list[FrozenTrial]:
     """The earlier search's trials as ``tunelab search --warm-start`` imports them
     (``tunelab.engine.warmstart.rebuild``)."""
     kept, dropped = warmstart.rebuild(earlier.trials, spec, spec, "earlier")
+    dropped.pop(warmstart.SHORT, None)
     assert not dropped, dropped  # the same space: nothing is outside it
     return kept
 

@@ -24,10 +24,11 @@ BASELINE = {"hidden": 32, "lr": 0.01}  # the later run's, which it tries first a
 # the earlier run's trials: (hidden, lr, state, per-epoch val_acc); its space is wider than the later run's
 EARLIER = [
     (16, 0.01, TrialState.COMPLETE, [0.7, 0.8]),
-    (32, 0.02, TrialState.PRUNED, [0.6]),  # ASHA stopped it after its first epoch
+    (32, 0.02, TrialState.PRUNED, [0.6]),  # ASHA stopped it after its first epoch: one epoch tells too little
     (64, 0.01, TrialState.COMPLETE, [0.7, 0.75]),  # hidden 64: not among the later run's choices
     (16, 0.08, TrialState.COMPLETE, [0.5, 0.55]),  # lr 0.08: outside the later run's range
     (32, 0.005, TrialState.FAIL, [0.3]),  # failed: nothing to import
+    (32, 0.03, TrialState.COMPLETE, [0.6, 0.72]),
 ]
 
 
@@ -97,20 +98,19 @@ def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier
     study.create(later, warmstart.trials(later))
     searcher = record.StudySearch(later, engine.sampler(later.spec), wandb=False)
     out = capsys.readouterr().out
-    assert "Warm start: the sampler starts from 2 finished trials of run earlier" in out
+    assert ("Warm start: the sampler starts from 2 finished trials of run earlier (1 stopped after their first epoch, "
+            "left out: one epoch's value tells too little)") in out  # fmt: skip
     assert ("Warm start: dropped 2 trials outside this search's space: hidden not among [16, 32] (1); "
             "lr not in [0.001, 0.05] (1)") in out  # fmt: skip
     assert searcher.suggest("own_0") == BASELINE  # the search's first own trial, its baseline, comes after them
-    first, stopped, own = study.open_study(later).trials
-    assert [first.user_attrs, stopped.user_attrs] == [
+    first, second, own = study.open_study(later).trials
+    assert [first.user_attrs, second.user_attrs] == [
         {"imported_from": "earlier", "imported_trial_id": "old_0"},
-        {"imported_from": "earlier", "imported_trial_id": "old_1"},
+        {"imported_from": "earlier", "imported_trial_id": "old_5"},
     ]
     assert first.state == TrialState.COMPLETE and first.value == pytest.approx(0.8)
     assert first.intermediate_values == pytest.approx({1: 0.7, 2: 0.8}) and first.params == {"hidden": 16, "lr": 0.01}
-    # stopped early: PRUNED with its curve, as the new run's own stopped trials are, which TPE ranks after full ones
-    assert stopped.state == TrialState.PRUNED and stopped.intermediate_values == pytest.approx({1: 0.6})
-    assert first.distributions == stopped.distributions == later.spec.params  # the new space's, which TPE models
+    assert first.distributions == second.distributions == later.spec.params  # the new space's, which TPE models
     assert own.number == 2 and own.user_attrs["ray_trial_id"] == "own_0" and "imported_from" not in own.user_attrs
     # TPE (which samples at random until n_startup_trials have finished) models its first sampled trial on them
     tpe = engine.sampler(later.spec)
@@ -124,10 +124,13 @@ def test_imported_trials_come_first_marked_and_on_the_new_space(student, earlier
 
 def test_a_longer_or_shorter_run_is_cut_to_the_new_max_epochs(student, earlier, capsys):
     shorter = warmstart.trials(_later(student, earlier, "short", max_epochs=1))
-    assert [t.state for t in shorter] == [TrialState.COMPLETE, TrialState.COMPLETE]  # each trained 1 epoch
-    assert [t.value for t in shorter] == pytest.approx([0.7, 0.6]) and shorter[0].intermediate_values == {1: 0.7}
+    assert [t.state for t in shorter] == [TrialState.COMPLETE] * 3  # each trained 1 epoch, the new max_epochs
+    assert [t.value for t in shorter] == pytest.approx([0.7, 0.6, 0.6]) and shorter[0].intermediate_values == {1: 0.7}
     longer = warmstart.trials(_later(student, earlier, "long", max_epochs=3))
-    assert [t.state for t in longer] == [TrialState.PRUNED, TrialState.PRUNED]  # neither trained 3 epochs
+    # stopped early, as the new run's own stopped trials are: PRUNED with its curve, which TPE ranks after full ones
+    assert [t.state for t in longer] == [TrialState.PRUNED] * 2  # 2 of 3 epochs each; the 1-epoch one is left out
+    assert longer[0].intermediate_values == pytest.approx({1: 0.7, 2: 0.8})
+    assert "1 stopped after their first epoch, left out" in capsys.readouterr().out
 
 
 def test_the_warm_start_is_saved_with_the_run(student, earlier):
