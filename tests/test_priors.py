@@ -14,7 +14,7 @@ from tunelab.cli import parser
 from tunelab.engine import calibrate, priors, search as engine
 from tunelab.errors import UserError
 from tunelab.spec import spaces
-from tunelab.spec.planner import make_plan
+from tunelab.spec.planner import MARGIN, make_plan
 from tunelab.store import runs, study
 
 FROM = "fashion_cnn search, seed 1, 3 % subset at offset 0.5: bench/record_curves.py --offset 0.5"
@@ -219,8 +219,9 @@ def test_a_plan_counts_the_configs_its_search_queues_first(tmp_path, monkeypatch
     spec = options.apply(_load(tmp_path, parameters=narrowed))
     plan = calibrate.plan_for(spec, tmp_path, {})
     assert told[-1] == [0.001, 0.003, 0.002] and (plan.queued, plan.baseline) == (3, True)
-    # a retrain budget of 2 epochs at 34 s: a ceiling at 2.5 FLOPs, over which priors[1] (3.0) is not queued
-    capped = calibrate.plan_for(spec, tmp_path, {}, retrain_budget_s=68)
+    # a retrain budget of 2 epochs at 34 s after the planner's margin: a ceiling at 2.5 FLOPs, over which priors[1]
+    # (3.0) is not queued
+    capped = calibrate.plan_for(spec, tmp_path, {}, retrain_budget_s=68 / (1 - MARGIN))
     assert capped.max_flops == pytest.approx(2.5) and capped.queued == 2
     admit = lambda point: spec.config(point)["lr"] * 1000 / capped.max_flops  # noqa: E731  # as Ceiling counts
     queued = priors.points(calibrate.apply(runs.StoredRun(tmp_path / "r", spec, options, tmp_path), capped), admit)

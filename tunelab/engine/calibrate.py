@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tunelab import data as datasets
 from tunelab.engine import priors
-from tunelab.spec.planner import TRIAL_START_S, Plan, make_plan
+from tunelab.spec.planner import MARGIN, TRIAL_START_S, Plan, make_plan
 from tunelab.spec.spaces import Spec
 from tunelab.store.runs import StoredRun
 from tunelab.trainable import protocol, training
@@ -40,6 +40,9 @@ from tunelab.trainable import protocol, training
 CANDIDATES = 12  # configs drawn from the space to find its corners (fewer for a budget under 10 minutes)
 COUNTED = 8  # examples of the training step whose FLOPs are counted
 SLICE = 256  # training examples a config is built on to count its FLOPs (an image model's statistics, a vocabulary)
+# the most a retrain's threads are taken to speed an epoch up, per thread: a short timing can show perfect scaling
+# (2.0x on 2 cores) where the retrain ran 1.8x, and overran its budget by that much
+PARALLEL_EFFICIENCY = 0.9
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def calibrate(spec: Spec, data_dir: Path, budget_s: float, queued: Sequence[dict
         speedup = 1.0
         if threads > torch.get_num_threads() and data.device.type == "cpu":  # the retrain runs with all of them
             torch.set_num_threads(threads)
-            speedup = min(max(costly_s / _epoch_s(trainable, costly, data, aim)[0], 1.0), threads)
+            speedup = min(max(costly_s / _epoch_s(trainable, costly, data, aim)[0], 1.0), threads * PARALLEL_EFFICIENCY)
         train, val = (len(data.splits[split][1]) for split in ("train", "val"))
         speedup *= train / (train + val)
     finally:
@@ -216,8 +219,9 @@ def plan_for(spec: Spec, data_dir: Path, fixed: dict, retrain_budget_s: float | 
     inside = [] if no_priors else [spec.config(point) for point in priors.inside(spec)]
     found = calibrate(spec, data_dir, spec.time_budget_s, baseline + inside)
     retrain_budget_s = retrain_budget_s or spec.time_budget_s
-    # the budget over the retrain's epochs, as an epoch at a trial's threads
-    max_epoch_s = retrain_budget_s / fixed.get("max_epochs", spec.max_epochs) * found.retrain_speedup
+    # the budget over the retrain's epochs, as an epoch at a trial's threads; less the planner's margin, as the
+    # search's own budget: the cost line errs between the corners it was measured at
+    max_epoch_s = retrain_budget_s * (1 - MARGIN) / fixed.get("max_epochs", spec.max_epochs) * found.retrain_speedup
     capped = found.capped(max_epoch_s) if spec.method != "grid" else None
     costs = found.queued[: len(baseline)] + tuple(
         cost for cost in found.queued[len(baseline) :] if capped is None or cost <= capped[0])  # fmt: skip
