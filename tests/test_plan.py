@@ -287,7 +287,7 @@ def test_a_searcher_runs_only_configs_its_ceiling_admits_and_tells_the_study_the
     assert configs[0]["width"] == spec.baseline["width"] and all(c["width"] != 64 for c in configs)
     trials = study.open_study(run).trials
     refused = [t for t in trials if "ray_trial_id" not in t.user_attrs]
-    note = "not tried: about 2.5x the cost of the costliest config whose retrain fits its budget"
+    note = "not tried: about 2.50x the cost of the costliest config whose retrain fits its budget"
     assert refused and all(t.params["width"] == 64 and t.state == TrialState.FAIL and t.value is None
                            and t.user_attrs == {"status": "not tried", "note": note} for t in refused)  # fmt: skip
     assert len(trials) - len(refused) == 8

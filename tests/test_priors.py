@@ -199,7 +199,7 @@ def test_a_planned_searchs_ceiling_skips_the_priors_it_would_not_try(tmp_path, c
     points = priors.points(run, admit)
     assert [i for i, _ in points] == [1, 2]
     assert capsys.readouterr().out.splitlines()[0] == ("Priors: skipped 1 of 3 that this search does not try: "
-                                                       "priors[0] (about 2.0x the cost of the "
+                                                       "priors[0] (about 2.00x the cost of the "
                                                        "costliest config whose retrain fits its budget)")  # fmt: skip
 
 

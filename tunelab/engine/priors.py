@@ -41,7 +41,7 @@ def points(run: StoredRun, admit: Callable[[dict], float] | None = None) -> list
     for index, prior in enumerate(spec.priors):
         point, why = _point(spec, prior)
         if why is None and admit is not None and (over := admit(point)) > 1:
-            why, costly = f"about {over:.1f}x the cost of the costliest config whose retrain fits its budget", True
+            why, costly = f"about {over:.2f}x the cost of the costliest config whose retrain fits its budget", True
         if why:
             skipped.append(f"priors[{index}] ({why})")
         else:

@@ -88,7 +88,7 @@ class StudySearch(Searcher):
             over = 0.0 if queued or self._admit is None else self._admit(trial.params) - 1
             if over <= 0 or attempt == ADMIT_TRIES - 1:
                 break
-            note = f"not tried: about {1 + over:.1f}x the cost of the costliest config whose retrain fits its budget"
+            note = f"not tried: about {1 + over:.2f}x the cost of the costliest config whose retrain fits its budget"
             for key, value in {"status": "not tried", "note": note}.items():
                 trial.set_user_attr(key, value)
             self._study.tell(trial, state=TrialState.FAIL)
