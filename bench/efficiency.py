@@ -30,7 +30,12 @@ calibration, thus the plan, varies with the load); the default runs first in eac
 plan; with a small T the retrain ceiling may confine the default to the space's cheapest configs (its plan's second
 line says so) while the others sample the whole space.
 
+The budget decides what this can show: at T = 100 s on 2 cores random search reaches its median final best in its
+first trials, before the default's calibration and queued configs are done, so the ratio measures fixed costs;
+bench/replay.py puts TPE + ASHA's gain at budgets of 10 or more random trials (T = 300 s or more here).
+
 Defaults: T = 100 s, 3 seeds, two experiments: 18 searches of about 2 minutes, ~35 minutes on 2 cores.
+``--methods random`` leaves TPE out (a third less time).
 ``--quick`` (1 seed, T = 30 s, fashion_cnn only, ``--subset 0.02`` for every method, ``--retrain-budget 1h`` for
 the default, whose ceiling at T = 30 s would admit only the cheapest configs) is a smoke run whose ratios mean
 nothing.
