@@ -73,7 +73,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from tunelab.engine import search as engine, warmstart
-from tunelab.spec import spaces
+from tunelab.spec import planner, spaces
 
 EXPERIMENT = "fashion_cnn"
 CURVES = Path(__file__).parent / "curves"
@@ -96,10 +96,8 @@ RESAMPLES = 2000
 
 
 def planned(epochs: int) -> tuple[list[int], int]:
-    """PLANNER: tunelab's default ASHA rungs and eta for trials of ``epochs`` epochs. Until tunelab.spec.planner lands:
-    rungs at 1, 3, 9, ... epochs (eta 3), the spread the issue asks the planner for; then
-    ``planner.rungs_of(epochs), planner.ETA`` (which gives the same from 3 epochs on, and no rungs below)."""
-    return spaces.asha_rungs(1, 3, epochs), 3
+    """tunelab's default ASHA rungs and eta for trials of ``epochs`` epochs: the planner's."""
+    return planner.rungs_of(epochs), planner.ETA
 
 
 @dataclasses.dataclass
@@ -336,7 +334,7 @@ def hyperband(text: str) -> tuple[int, int]:
     try:
         min_iter, eta = (int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not MIN_ITER,ETA (two whole numbers, e.g. 1,3)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN_ITER,ETA (two whole numbers, e.g. 1,2)") from None
     return min_iter, eta
 
 

@@ -26,9 +26,9 @@ FASHION = {"epoch_s_cheap": 25.0, "epoch_s_costly": 650.0, "overhead_s": 1.5, "s
 
 
 def test_rungs_spread_over_the_epochs_from_the_first():
-    assert rungs_of(12) == [1, 3, 9] and rungs_of(27) == [1, 3, 9] and rungs_of(28) == [1, 3, 9, 27]
-    assert rungs_of(3) == [1] and rungs_of(2) == rungs_of(1) == []  # one epoch's value tells too little
-    assert rungs_of(12, eta=2) == [1, 2, 4, 8]
+    assert rungs_of(12) == [1, 2, 4, 8] and rungs_of(16) == [1, 2, 4, 8] and rungs_of(17) == [1, 2, 4, 8, 16]
+    assert rungs_of(3) == [1, 2] and rungs_of(2) == rungs_of(1) == []  # one epoch's value tells too little
+    assert rungs_of(12, eta=3) == [1, 3, 9] and rungs_of(28, eta=3) == [1, 3, 9, 27]
 
 
 def test_asha_lets_about_one_in_eta_go_on_and_the_first_few_more():
@@ -38,7 +38,7 @@ def test_asha_lets_about_one_in_eta_go_on_and_the_first_few_more():
 
 def test_a_budget_that_affords_the_whole_data_gets_it_and_many_trials():
     plan = make_plan(3600, 5.0, 15.0, 1.0, 2, {}, 12, calibration_s=20)
-    assert (plan.subset, plan.max_epochs, plan.rungs, plan.eta, plan.concurrency) == (1.0, 12, [1, 3, 9], 3, 2)
+    assert (plan.subset, plan.max_epochs, plan.rungs, plan.eta, plan.concurrency) == (1.0, 12, [1, 2, 4, 8], 2, 2)
     assert TARGET_TRIALS <= plan.trials <= MAX_TRIALS and plan.expected_s <= plan.budget_s
     assert plan.retrain_epochs == 12 and plan.retrain_expected_s == 12 * 10.0  # the mean of the corners
 
@@ -64,7 +64,7 @@ def test_the_expected_time_fits_the_budget(budget):
 def test_the_users_flags_are_kept_and_the_rest_planned_around_them():
     fixed = {"trials": 8, "max_epochs": 6, "concurrency": 1}
     plan = make_plan(1200, **FASHION | {"space_max_epochs": 6}, fixed=fixed, epoch_s_mean=160)
-    assert (plan.trials, plan.max_epochs, plan.rungs, plan.concurrency) == (8, 6, [1, 3], 1)
+    assert (plan.trials, plan.max_epochs, plan.rungs, plan.concurrency) == (8, 6, [1, 2, 4], 1)
     assert 0.1 <= plan.subset < 1 and plan.fixed == fixed
     assert "Kept from the command line: --trials 8, --max-epochs 6, --concurrency 1." in plan.lines()[0]
     subset = make_plan(1200, **FASHION, fixed={"subset": 0.5}, epoch_s_mean=160)
@@ -165,7 +165,7 @@ def test_a_plan_applied_is_what_the_search_runs_and_reopens_with_its_run(tmp_pat
     run = runs.StoredRun(tmp_path / "fashion_cnn", spec, runs.Options(time_budget=1200), tmp_path / "data")
     plan = make_plan(1200, **FASHION, calibration_s=30, epoch_s_mean=160)
     planned = calibrate.apply(run, plan)
-    assert planned.spec.rungs == plan.rungs == [1, 3, 9] and planned.spec.hyperband == {"min_iter": 1, "eta": 3}
+    assert planned.spec.rungs == plan.rungs == [1, 2, 4, 8] and planned.spec.hyperband == {"min_iter": 1, "eta": 2}
     assert (planned.spec.run_cap, planned.spec.max_epochs, planned.spec.time_budget_s) == (plan.trials, 12, 1170)
     assert (planned.options.subset, planned.options.concurrency) == (plan.subset, 2)
     planned.save()
@@ -219,9 +219,9 @@ def test_a_budgeted_search_saves_its_plan_keeps_to_it_and_its_retrain_follows_it
     saved = yaml.safe_load((env / "results" / "fashion_cnn" / runs.INFO_FILE).read_text())
     plan = Plan.restore(saved["plan"])
     assert done.stdout.splitlines()[:2] == plan.lines()  # printed before the first trial
-    assert (plan.trials, plan.max_epochs, plan.rungs, plan.budget_s) == (4, 3, [1], 40)
+    assert (plan.trials, plan.max_epochs, plan.rungs, plan.budget_s) == (4, 3, [1, 2], 40)
     spec = saved["spec"]
-    assert (spec["run_cap"], spec["max_epochs"], spec["hyperband"]) == (4, 3, {"min_iter": 1, "eta": 3})
+    assert (spec["run_cap"], spec["max_epochs"], spec["hyperband"]) == (4, 3, {"min_iter": 1, "eta": 2})
     assert 0 < spec["time_budget_s"] <= 40 and saved["options"]["subset"] == plan.subset
     board = pd.read_csv(env / "results" / "fashion_cnn" / "leaderboard.csv")
     assert len(board) <= 4 and set(board["epochs"]) <= {1, 3}  # stopped at the rung, or trained all 3 epochs
