@@ -19,9 +19,9 @@ What TPE learns from them is what it learns from the new run's own trials (see t
   among full trials' as if it were final.
 - one stopped after its first epoch (ASHA's first rung) is left out, and the line on what is imported counts it:
   the first rung stops slow starters, the best configs among them, and one epoch's value tells too little to rank
-  them (the planner puts no rung below 3 epochs for that reason). On bench/replay.py's recording (60 seeds, the new
-  search's budget 20 trials), importing them made a warm start slower than a cold one (1.42x its time to target);
-  left out, 0.65x.
+  them (for that reason the planner gives trials of under 3 epochs no rungs). On bench/replay.py's recording (60
+  seeds, the new search's budget 20 trials, ASHA's eta 3 then), importing them made a warm start slower than a cold
+  one (1.42x its time to target); left out, 0.65x.
 - failed, interrupted and queued trials are left out (TPE does not learn from failed trials, the others have no
   result), and so are ended ones without a value or an epoch (never run). With several objectives there are no
   per-epoch values: the recorded values are kept.
