@@ -52,7 +52,7 @@ def points(run: StoredRun, admit: Callable[[dict], float] | None = None) -> list
     room = max(0, spec.run_cap - (1 if spec.baseline else 0))
     why_not = f"beyond its {spec.run_cap} trials"
     if run.plan and run.plan.queued - run.plan.baseline < room:  # the plan's budget fits fewer at full length
-        room, why_not = run.plan.queued - run.plan.baseline, "that its time budget cannot train at full length"
+        room, why_not = max(0, run.plan.queued - run.plan.baseline), "that its time budget cannot train at full length"
     left_out = len(queued) - room
     queued = queued[:room]
     if left_out > 0 and not queued:
