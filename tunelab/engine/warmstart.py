@@ -83,11 +83,12 @@ def rebuild(trials: list[FrozenTrial], source: Spec, spec: Spec, name: str) -> t
     kept, dropped = [], Counter[str]()
     for trial in filter(_learned, trials):
         params, why = _params(source, spec, trial)
-        rebuilt = None if why else _rebuilt(spec, trial, params, name)
-        if rebuilt is not None and rebuilt.state == TrialState.PRUNED and len(rebuilt.intermediate_values) == 1:
-            why = SHORT
         if why:
             dropped[why] += 1
+            continue
+        rebuilt = _rebuilt(spec, trial, params, name)
+        if rebuilt.state == TrialState.PRUNED and len(rebuilt.intermediate_values) == 1:
+            dropped[SHORT] += 1
         else:
             kept.append(rebuilt)
     return kept, dropped
