@@ -16,6 +16,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
+from tests.helpers import write_mnist_like
 from tunelab.cli import main, parser
 from tunelab.engine import calibrate, record, search as engine
 from tunelab.spec import planner, spaces
@@ -227,8 +228,37 @@ def test_a_budgeted_search_saves_its_plan_keeps_to_it_and_its_retrain_follows_it
     assert len(board) <= 4 and set(board["epochs"]) <= {*plan.rungs, 3}  # stopped at a rung, or trained all 3 epochs
     # the retrain inside the plan: its epochs, on all of train+validation
     assert main(["--data-dir", str(fixture_root), "retrain", "fashion_cnn", "--seeds", "1", "--wandb", "disabled"]) == 0
-    retrained = runs.open_run("fashion_cnn", env / "results").retrained()
-    assert retrained["subset"] == 1.0 and retrained["config"]["epochs"] == plan.retrain_epochs == 3
+    run = runs.open_run("fashion_cnn", env / "results")
+    best = run.ranked(1).iloc[0]
+    peaked = best["status"] == "completed" and best["best_epoch"] < 3  # then it retrains to its best epoch
+    retrained = run.retrained()
+    assert retrained["subset"] == 1.0 and plan.retrain_epochs == 3
+    assert retrained["config"]["epochs"] == (best["best_epoch"] if peaked else 3)
+
+
+@pytest.mark.parametrize("status, best_epoch, retrained_epochs", [
+    ("completed", 2, 2),  # it peaked before its last epoch: later ones overfit it
+    ("completed", 4, 4),  # still improving: the plan's epochs
+    ("stopped early", 1, 4),  # stopped at a rung, not by overfitting
+])  # fmt: skip
+def test_retrain_takes_a_completed_trials_best_epoch_where_it_peaked_before_its_last(env, capsys, status, best_epoch,
+                                                                                   retrained_epochs):  # fmt: skip
+    data = write_mnist_like(env / "data" / "fashion-mnist", n_train=200, n_test=50)
+    plan = Plan(trials=4, max_epochs=4, rungs=[1, 2], eta=2, subset=0.5, concurrency=1, expected_s=60,
+                calibration_s=5, retrain_epochs=4, retrain_expected_s=20, budget_s=60)  # fmt: skip
+    run = runs.StoredRun(env / "results" / "fashion_cnn", spaces.load_spec("fashion_cnn"), runs.Options(),
+                         data.parent, plan)  # fmt: skip
+    run.save()
+    optuna.create_study(study_name=run.name, storage=study._storage(run.study_file)).ask()
+    epochs = 4 if status == "completed" else 2
+    run.leaderboard_file.write_text("trial_id,status,val_acc,epochs,best_epoch,config/depth,config/width\n"
+                                    f"t1,{status},0.5,{epochs},{best_epoch},1,8\n")  # fmt: skip
+    assert main(["retrain", "fashion_cnn", "--seeds", "1", "--wandb", "disabled"]) == 0
+    assert run.retrained()["config"]["epochs"] == retrained_epochs
+    said = "trial t1 retrains for 2 epochs, its best on validation of the 4 it trained (--epochs sets them)"
+    assert (said in capsys.readouterr().out) == (retrained_epochs == 2)
+    assert main(["retrain", "fashion_cnn", "--seeds", "1", "--epochs", "3", "--wandb", "disabled"]) == 0
+    assert run.retrained()["config"]["epochs"] == 3
 
 
 def test_a_retrain_budget_caps_the_configs_on_the_line_through_the_corners():

@@ -435,11 +435,11 @@ class Run:
         """Retrain the ``top_k`` best configs with ``seeds`` seeds each on train+validation, test them once on the
         test set and save the models (what ``tunelab retrain`` does); return the test metrics, mean ± std over the
         seeds of each config. ``ensemble``: also test the mean of all the models' predicted class probabilities
-        (classifiers). ``epochs``: default the plan's retrain epochs, else the search's; ``subset``: the fraction
-        of train+validation (default: all of it after a planned search, else the search's). A notebook or a
-        terminal shows a progress bar over the models' epochs, other output one line per model; ``verbose``: also
-        a line per epoch. Where every model failed it raises tunelab.Failed; where some did, ``warning`` says
-        so."""
+        (classifiers). ``epochs``: default a completed trial's best epoch where it peaked before its last, else
+        the plan's retrain epochs, else the search's; ``subset``: the fraction of train+validation (default: all of
+        it after a planned search, else the search's). A notebook or a terminal shows a progress bar over the
+        models' epochs, other output one line per model; ``verbose``: also a line per epoch. Where every model
+        failed it raises tunelab.Failed; where some did, ``warning`` says so."""
         from tunelab.engine import retrain
 
         given = _checked(top_k=top_k, seeds=seeds, epochs=epochs, subset=subset, wandb=wandb)

@@ -347,7 +347,8 @@ def _retrain_command(commands: _Commands) -> None:
     r.add_argument("--top-k", type=_integer, default=1, metavar="K", help="retrain the K best configs")
     r.add_argument("--seeds", type=_integer, default=3, metavar="S", help="seeds per config")
     r.add_argument("--epochs", type=_integer, metavar="E",
-                   help="epochs (default: the plan's retrain epochs, else the search's max epochs)")  # fmt: skip
+                   help="epochs (default: a completed trial's best epoch where it peaked before its last, else "
+                        "the plan's retrain epochs, else the search's max epochs)")  # fmt: skip
     r.add_argument("--subset", type=_fraction, metavar="F", help="train on a fraction F of train+validation (default: "
                    "all of it after a planned search, else the search's --subset; 1 for all of it)")  # fmt: skip
     r.add_argument("--ensemble", action="store_true", help="also test the mean of all K x S models' predicted "

@@ -35,7 +35,7 @@ def retrain(
     (the test metrics of the mean of all the models' predicted probabilities); for a trainable with a
     ``classical_baseline``, retrain/baseline.csv. Return ``table``. ``subset``: the fraction of train+validation to
     train on (default: all of it after a planned search, else the search's); the test set is whole. ``epochs``:
-    default the plan's retrain epochs, else the search's max epochs. Everything is checked before anything is
+    default as ``_config`` says (a trial's best epoch where it peaked). Everything is checked before anything is
     written, and an earlier retrain's files are kept until this one has trained and tested every model.
     ``verbose``: a line per model start and per epoch (``_retrain_all``)."""
     spec = run.spec
@@ -51,9 +51,8 @@ def retrain(
                         f"give --seeds 2 or more")  # fmt: skip
     if subset is None:
         subset = 1.0 if run.plan else run.options.subset
-    epochs = epochs or (run.plan.retrain_epochs if run.plan else None)
     data = datasets.load_dataset(spec.dataset, run.data_dir, "retrain", subset, training.device())
-    configs = [run.config_of(row) | ({"epochs": epochs} if epochs else {}) for _, row in ranked.iterrows()]
+    configs = [_config(run, row, epochs) for _, row in ranked.iterrows()]
     # refuses members that cannot average, up front (`and trainable.ensemble`: true, as checked above)
     combine = trainable.ensemble(configs, data) if ensemble and trainable.ensemble else None
     earlier = run.retrain_dir.is_dir() and any(run.retrain_dir.iterdir())
@@ -79,6 +78,22 @@ def retrain(
     if earlier:
         _replace(run.retrain_dir, out.retrain_dir)
     return retrained.table(run)
+
+
+def _config(run: StoredRun, row: pd.Series, epochs: int | None) -> dict:
+    """A ranked trial's config at its retrain epochs: ``epochs`` where given; else its best epoch where it trained
+    all its epochs and peaked before the last (said in a line: the retrain has no validation set to stop on, and
+    later epochs overfit); else the plan's retrain epochs, else the search's. The best epoch counts as it is on all
+    the data, where an epoch has more steps: a model that peaked on less data peaks no sooner on more."""
+    config = run.config_of(row)
+    best, trained = int(row.get("best_epoch", 0) or 0), int(row.get("epochs", 0) or 0)
+    if epochs:
+        return config | {"epochs": epochs}
+    if row.get("status") == "completed" and 0 < best < trained:
+        print(f"trial {row['trial_id']} retrains for {best} epochs, its best on validation of the {trained} it "
+              f"trained (--epochs sets them)", flush=True)  # fmt: skip
+        return config | {"epochs": best}
+    return config | ({"epochs": run.plan.retrain_epochs} if run.plan else {})
 
 
 class _Staged(StoredRun):
