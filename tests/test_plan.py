@@ -4,6 +4,7 @@ the user gave kept; `tunelab plan` prints it, and a budgeted `tunelab search` sa
 import dataclasses
 import math
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from optuna.trial import TrialState
 
 from tests.helpers import write_mnist_like
 from tunelab.cli import main, parser
-from tunelab.engine import calibrate, record, search as engine
+from tunelab.engine import calibrate, record, retrain, search as engine
 from tunelab.spec import planner, spaces
 from tunelab.spec.planner import MAX_TRIALS, MIN_TRIALS, TARGET_TRIALS, Plan, make_plan, promoted, rungs_of, search_s
 from tunelab.store import runs, study
@@ -234,6 +235,11 @@ def test_a_budgeted_search_saves_its_plan_keeps_to_it_and_its_retrain_follows_it
     retrained = run.retrained()
     assert retrained["subset"] == 1.0 and plan.retrain_epochs == 3
     assert retrained["config"]["epochs"] == (best["best_epoch"] if peaked else 3)
+    said = (
+        rf"Retrain of the best config: {retrained['config']['epochs']} epochs on the whole training set, about "
+        r"[\d.]+ (s|min) per seed at its trial's pace \(`tunelab retrain fashion_cnn`\)"
+    )
+    assert re.search(said, done.stdout)  # the search's last lines: the chosen config's retrain
 
 
 @pytest.mark.parametrize("status, best_epoch, retrained_epochs", [
@@ -251,8 +257,10 @@ def test_retrain_takes_a_completed_trials_best_epoch_where_it_peaked_before_its_
     run.save()
     optuna.create_study(study_name=run.name, storage=study._storage(run.study_file)).ask()
     epochs = 4 if status == "completed" else 2
-    run.leaderboard_file.write_text("trial_id,status,val_acc,epochs,best_epoch,config/depth,config/width\n"
-                                    f"t1,{status},0.5,{epochs},{best_epoch},1,8\n")  # fmt: skip
+    run.leaderboard_file.write_text("trial_id,status,val_acc,epochs,best_epoch,duration_s,config/depth,config/width\n"
+                                    f"t1,{status},0.5,{epochs},{best_epoch},8.0,1,8\n")  # fmt: skip
+    # what the search's end says of it: its trial's seconds per epoch, on twice the data (the plan's subset 0.5)
+    assert retrain.expected(run) == (retrained_epochs, retrained_epochs * 8.0 / epochs * 2)
     assert main(["retrain", "fashion_cnn", "--seeds", "1", "--wandb", "disabled"]) == 0
     assert run.retrained()["config"]["epochs"] == retrained_epochs
     said = "trial t1 retrains for 2 epochs, its best on validation of the 4 it trained (--epochs sets them)"

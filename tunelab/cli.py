@@ -97,6 +97,8 @@ def _searched(start) -> None:
 
 
 def _finish(run: api.Run) -> None:
+    from tunelab.engine import retrain
+    from tunelab.spec import planner
     from tunelab.store import leaderboard
 
     board = run.leaderboard
@@ -104,6 +106,10 @@ def _finish(run: api.Run) -> None:
     print(f"\nLeaderboard: {run.stored.leaderboard_file}")
     if run.stored.best_file.is_file():
         print(f"Best config: {run.stored.best_file}")
+    if expected := retrain.expected(run.stored):
+        epochs, seconds = expected
+        print(f"Retrain of the best config: {epochs} epochs on the whole training set, about "
+              f"{planner.readable(seconds)} per seed at its trial's pace (`tunelab retrain {run.name}`)")  # fmt: skip
     unfinished = board["status"].isin(["pending", "interrupted"]).sum() if len(board) else 0
     if unfinished:
         print(f"\n{unfinished} trial(s) did not finish: `tunelab resume {run.name}` continues the search")

@@ -80,18 +80,41 @@ def retrain(
     return retrained.table(run)
 
 
-def _config(run: StoredRun, row: pd.Series, epochs: int | None) -> dict:
-    """A ranked trial's config at its retrain epochs: ``epochs`` where given; else its best epoch where it trained
-    all its epochs and peaked before the last (said in a line: the retrain has no validation set to stop on, and
-    later epochs overfit); else the plan's retrain epochs, else the search's. The best epoch counts as it is on all
-    the data, where an epoch has more steps: a model that peaked on less data peaks no sooner on more."""
-    config = run.config_of(row)
+def expected(run: StoredRun) -> tuple[int, float] | None:
+    """After a planned search, the retrain of the config ``retrain`` takes first, one seed: its epochs and seconds,
+    from its trial's seconds per epoch scaled to the whole data and the retrain's threads (the plan's
+    ``retrain_speedup``); None without a plan or a finished trial. Where the plan's own estimate is the space's
+    average config, this is the chosen one's."""
+    if run.plan is None or not run.leaderboard_file.is_file():
+        return None
+    try:
+        row = run.ranked(1).iloc[0]
+    except UserError:
+        return None
+    trained, seconds = int(row.get("epochs", 0) or 0), float(row.get("duration_s", 0) or 0)
+    if not trained or not seconds:
+        return None
+    epochs = _peak(row) or run.plan.retrain_epochs
+    return epochs, epochs * seconds / trained / run.plan.subset / run.plan.retrain_speedup
+
+
+def _peak(row: pd.Series) -> int | None:
+    """A ranked trial's best epoch where it trained all its epochs and peaked before the last, else None."""
     best, trained = int(row.get("best_epoch", 0) or 0), int(row.get("epochs", 0) or 0)
+    return best if row.get("status") == "completed" and 0 < best < trained else None
+
+
+def _config(run: StoredRun, row: pd.Series, epochs: int | None) -> dict:
+    """A ranked trial's config at its retrain epochs: ``epochs`` where given; else its best epoch where it peaked
+    (``_peak``; said in a line: the retrain has no validation set to stop on, and later epochs overfit); else the
+    plan's retrain epochs, else the search's. The best epoch counts as it is on all the data, where an epoch has
+    more steps: a model that peaked on less data peaks no sooner on more."""
+    config = run.config_of(row)
     if epochs:
         return config | {"epochs": epochs}
-    if row.get("status") == "completed" and 0 < best < trained:
-        print(f"trial {row['trial_id']} retrains for {best} epochs, its best on validation of the {trained} it "
-              f"trained (--epochs sets them)", flush=True)  # fmt: skip
+    if best := _peak(row):
+        print(f"trial {row['trial_id']} retrains for {best} epochs, its best on validation of the "
+              f"{int(row['epochs'])} it trained (--epochs sets them)", flush=True)  # fmt: skip
         return config | {"epochs": best}
     return config | ({"epochs": run.plan.retrain_epochs} if run.plan else {})
 

@@ -259,6 +259,11 @@ def search_s(trials: int, max_epochs: int, rungs: list[int], eta: int, epoch_s: 
     return total
 
 
+def readable(seconds: float) -> str:
+    """A duration as the plan's lines write it: "45 s", "4.8 min", "1.5 h"."""
+    return _in(seconds, _unit(seconds))
+
+
 def _unit(seconds: float) -> str:
     return "s" if seconds < 120 else "min" if seconds < 2 * 3600 else "h"
 
