@@ -86,7 +86,7 @@ class Plan:
             f"expected {_in(self.expected_s, expected)} of {_in(self.budget_s, unit, expected != unit)}{over} "
             f"(calibration {self.calibration_s:.0f} s)." + (f" Kept from the command line: {kept}." if kept else ""),
             f"Retrain of the best config: {_epochs(self.retrain_epochs)} on the whole training set, about "
-            f"{_in(self.retrain_expected_s, _unit(self.retrain_expected_s))} per seed{self._ceiling()}.",
+            f"{readable(self.retrain_expected_s)} per seed{self._ceiling()}.",
         ]
 
     def __str__(self) -> str:
@@ -107,15 +107,15 @@ class Plan:
         budget = self.retrain_budget_s
         if self.max_flops is None or self.max_epoch_s is None:  # calibrate sets both or neither
             if budget and self.retrain_expected_s > budget * 1.01:  # calibration found no line to cap configs on
-                return (f"; over the retrain budget of {_in(budget, _unit(budget))}, and this space's configs do not "
+                return (f"; over the retrain budget of {readable(budget)}, and this space's configs do not "
                         "cost in proportion to their FLOPs, so the search cannot skip the costly ones")  # fmt: skip
             return ""
         most = self.retrain_epochs * self.max_epoch_s / self.retrain_speedup
         if self.retrain_budget_s and most > self.retrain_budget_s * 1.01:
-            return (f"; even the space's cheapest config takes about {_in(most, _unit(most))}, over the retrain "
-                    f"budget of {_in(self.retrain_budget_s, _unit(self.retrain_budget_s))}: the search tries only "
+            return (f"; even the space's cheapest config takes about {readable(most)}, over the retrain "
+                    f"budget of {readable(self.retrain_budget_s)}: the search tries only "
                     "configs as cheap as it")  # fmt: skip
-        return f", at most {_in(most, _unit(most))}: the search skips configs that would take longer"
+        return f", at most {readable(most)}: the search skips configs that would take longer"
 
     def first_rung_s(self) -> float:
         """A sampled trial's expected seconds until ASHA first judges it (until it ends, without rungs)."""
