@@ -94,7 +94,7 @@ def expected(run: StoredRun) -> tuple[int, float] | None:
     trained, seconds = int(row.get("epochs", 0) or 0), float(row.get("duration_s", 0) or 0)
     if not trained or not seconds:
         return None
-    epochs = _peak(row) or run.plan.retrain_epochs
+    epochs = _epochs(run, row) or run.plan.retrain_epochs
     return epochs, epochs * seconds / trained / run.plan.subset / run.plan.retrain_speedup
 
 
@@ -104,19 +104,22 @@ def _peak(row: pd.Series) -> int | None:
     return best if row.get("status") == "completed" and 0 < best < trained else None
 
 
+def _epochs(run: StoredRun, row: pd.Series) -> int | None:
+    """A ranked trial's retrain epochs where ``--epochs`` gives none: its best epoch where it peaked (``_peak``: the
+    retrain has no validation set to stop on, and later epochs overfit), else the plan's retrain epochs; None: the
+    search's. The best epoch counts as it is on all the data, where an epoch has more steps: a model that peaked on
+    less data peaks no sooner on more."""
+    return _peak(row) or (run.plan.retrain_epochs if run.plan else None)
+
+
 def _config(run: StoredRun, row: pd.Series, epochs: int | None) -> dict:
-    """A ranked trial's config at its retrain epochs: ``epochs`` where given; else its best epoch where it peaked
-    (``_peak``; said in a line: the retrain has no validation set to stop on, and later epochs overfit); else the
-    plan's retrain epochs, else the search's. The best epoch counts as it is on all the data, where an epoch has
-    more steps: a model that peaked on less data peaks no sooner on more."""
-    config = run.config_of(row)
-    if epochs:
-        return config | {"epochs": epochs}
-    if best := _peak(row):
+    """A ranked trial's config at its retrain epochs: ``epochs`` where given, else ``_epochs``'s (a line says so
+    where it is the trial's best)."""
+    if not epochs and (best := _peak(row)):
         print(f"trial {row['trial_id']} retrains for {best} epochs, its best on validation of the "
               f"{int(row['epochs'])} it trained (--epochs sets them)", flush=True)  # fmt: skip
-        return config | {"epochs": best}
-    return config | ({"epochs": run.plan.retrain_epochs} if run.plan else {})
+    epochs = epochs or _epochs(run, row)
+    return run.config_of(row) | ({"epochs": epochs} if epochs else {})
 
 
 class _Staged(StoredRun):
